@@ -1,0 +1,27 @@
+"""The shared attention core: one interface, one mask convention (True = may attend), a registry.
+
+>>> attn = build_attention("additive", query_size=8, key_size=6)
+>>> context, weights = attn(query, keys, mask=lengths_to_mask(lengths), need_weights=True)
+
+Variants: ``additive`` (Bahdanau), ``dot`` and ``general`` (Luong), ``scaled_dot`` and
+``multihead`` (Vaswani). See :mod:`attnapps.attention.base` for the contract.
+"""
+
+from attnapps.attention.base import Attention, masked_softmax
+from attnapps.attention.masks import causal_mask, combine, expand_mask, invert, lengths_to_mask
+from attnapps.attention.registry import build_attention, get_attention_class, list_attention, register_attention
+from attnapps.attention.functional import dot_product_attention
+
+# Importing the variant modules registers them.
+from attnapps.attention.additive import AdditiveAttention
+from attnapps.attention.dot import DotAttention
+from attnapps.attention.general import GeneralAttention
+from attnapps.attention.scaled_dot import ScaledDotAttention
+from attnapps.attention.multihead import KVCache, MultiheadAttention
+
+__all__ = [
+    "Attention", "AdditiveAttention", "DotAttention", "GeneralAttention", "ScaledDotAttention",
+    "MultiheadAttention", "KVCache", "build_attention", "get_attention_class", "list_attention",
+    "register_attention", "masked_softmax", "dot_product_attention", "lengths_to_mask", "causal_mask",
+    "combine", "expand_mask", "invert",
+]
