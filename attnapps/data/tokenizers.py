@@ -1,0 +1,173 @@
+"""Tokenizers with one interface: character, word (regex, needs no nltk data) and sentencepiece.
+
+Every tokenizer maps text <-> ids with ``<pad>`` = 0, ``<unk>`` = 1, ``<bos>`` = 2, ``<eos>`` = 3, is
+fitted on training text only, and round-trips through ``state_dict()`` / :func:`tokenizer_from_state`
+(plain tensors and lists, so it can live inside a ``weights_only`` checkpoint).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Iterable
+
+import torch
+
+from attnapps.data.vocab import BOS, EOS, PAD, UNK, Vocab
+
+
+class Tokenizer:
+    kind: str = ""
+    pad_id, unk_id, bos_id, eos_id = PAD, UNK, BOS, EOS
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+    def tokens(self, text: str) -> list[str]:
+        """Surface pieces of ``text`` (for labelling attention plots)."""
+        return [self.id_to_piece(i) for i in self.encode(text)]
+
+    def id_to_piece(self, i: int) -> str:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+
+class _VocabTokenizer(Tokenizer):
+    def __init__(self, vocab: Vocab | None = None):
+        self.vocab = vocab
+
+    def split(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def join(self, tokens: list[str]) -> str:
+        raise NotImplementedError
+
+    def fit(self, texts: Iterable[str], min_freq: int = 1, max_size: int = 0) -> "_VocabTokenizer":
+        self.vocab = Vocab.build((self.split(t) for t in texts), min_freq=min_freq, max_size=max_size)
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.encode(self.split(text))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.join(self.vocab.decode([int(i) for i in ids]))
+
+    def id_to_piece(self, i: int) -> str:
+        return self.vocab.itos[i]
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, **self.vocab.state_dict(), **self.extra_state()}
+
+    def extra_state(self) -> dict:
+        return {}
+
+
+class CharTokenizer(_VocabTokenizer):
+    """One id per Unicode character."""
+
+    kind = "char"
+
+    def split(self, text: str) -> list[str]:
+        return list(text)
+
+    def join(self, tokens: list[str]) -> str:
+        return "".join(tokens)
+
+
+class WordTokenizer(_VocabTokenizer):
+    """Words and punctuation by a Unicode regex (``\\w+(?:'\\w+)?|[^\\w\\s]``); optional lowercasing."""
+
+    kind = "word"
+    pattern = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+    def __init__(self, vocab: Vocab | None = None, lowercase: bool = True):
+        super().__init__(vocab)
+        self.lowercase = lowercase
+
+    def split(self, text: str) -> list[str]:
+        return self.pattern.findall(text.lower() if self.lowercase else text)
+
+    def join(self, tokens: list[str]) -> str:
+        return re.sub(r" ([.,!?;:)\]}'])", r"\1", " ".join(tokens))
+
+    def extra_state(self) -> dict:
+        return {"lowercase": self.lowercase}
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A sentencepiece model (unigram or BPE) trained in memory; its bytes are its state."""
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_bytes: bytes | None = None):
+        self.sp = None
+        if model_bytes is not None:
+            self._load(model_bytes)
+
+    def _load(self, model_bytes: bytes) -> None:
+        import sentencepiece as spm
+
+        self.model_bytes = bytes(model_bytes)
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
+
+    def fit(self, texts: Iterable[str], vocab_size: int = 4000, model_type: str = "unigram",
+            character_coverage: float = 1.0) -> "SentencePieceTokenizer":
+        import sentencepiece as spm
+
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter([t for t in texts if t.strip()]), model_writer=buf,
+            vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
+            num_threads=1, minloglevel=2, train_extremely_large_corpus=False,
+        )
+        self._load(buf.getvalue())
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == EOS:
+                break
+            if i not in (PAD, BOS):
+                out.append(i)
+        return self.sp.decode(out)
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(int(i))
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "model": torch.frombuffer(bytearray(self.model_bytes), dtype=torch.uint8)}
+
+
+def tokenizer_from_state(state: dict) -> Tokenizer:
+    """Rebuild any tokenizer from its ``state_dict()``."""
+    kind = state["kind"]
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer(state["model"].numpy().tobytes())
+    if kind == "char":
+        return CharTokenizer(Vocab(state["itos"]))
+    if kind == "word":
+        return WordTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", True))
+    raise ValueError(f"unknown tokenizer kind {kind!r}")

@@ -1,0 +1,88 @@
+"""Figures shared by the tasks: learning curves, attention heatmaps, token shading, image overlays.
+
+matplotlib runs on the non-interactive Agg backend; every function writes a PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """``log.csv`` -> ``{key: [(step, value), ...]}``."""
+    series = defaultdict(list)
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            series[row["key"]].append((int(row["step"]), float(row["value"])))
+    return dict(series)
+
+
+def learning_curves(log_path: str | Path, out: str | Path, primary: str | None = None) -> Path | None:
+    """Train/valid loss against updates, and the primary validation metric if it is not the loss."""
+    series = read_log(log_path)
+    if not series:
+        return None
+    keys = [k for k in ("train.loss", "valid.loss") if k in series]
+    extra = f"valid.{primary}" if primary and primary != "loss" and f"valid.{primary}" in series else None
+    fig, axes = plt.subplots(1, 2 if extra else 1, figsize=(10 if extra else 5.5, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    for k in keys:
+        steps, values = zip(*series[k])
+        ax.plot(steps, values, marker="o" if k.startswith("valid") else None, ms=3, label=k)
+    ax.set_xlabel("update")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if extra:
+        steps, values = zip(*series[extra])
+        axes[0, 1].plot(steps, values, marker="o", ms=3, color="tab:green")
+        axes[0, 1].set_xlabel("update")
+        axes[0, 1].set_ylabel(extra)
+        axes[0, 1].grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def attention_heatmap(weights, x_labels: Sequence[str], y_labels: Sequence[str], out: str | Path,
+                      title: str = "", x_name: str = "source", y_name: str = "target") -> Path:
+    """``weights (len(y_labels), len(x_labels))``: one row per query (e.g. target token)."""
+    w = np.asarray(weights, dtype=np.float32)[: len(y_labels), : len(x_labels)]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.38 * max(len(x_labels), 4), 1.0 + 0.34 * max(len(y_labels), 4)))
+    im = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0.0, vmax=max(float(w.max()), 1e-6))
+    ax.set_xticks(range(len(x_labels)), labels=list(x_labels), rotation=90, fontsize=8)
+    ax.set_yticks(range(len(y_labels)), labels=list(y_labels), fontsize=8)
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def shade_tokens_html(tokens: Sequence[str], weights: Sequence[float], caption: str = "") -> str:
+    """One HTML paragraph with each token's background shaded by its (max-normalised) weight."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.max() if w.size and w.max() > 0 else w
+    spans = [f'<span style="background: rgba(255,80,0,{a:.3f})" title="{a:.3f}">{html.escape(t)}</span>'
+             for t, a in zip(tokens, w)]
+    head = f"<b>{html.escape(caption)}</b><br>" if caption else ""
+    return f"<p>{head}{' '.join(spans)}</p>"

@@ -1,0 +1,174 @@
+"""``python -m attnapps.run task=NAME [key=value ...]``: train, evaluate and report one task.
+
+Hydra composes the config (``task=`` picks the task's structured config); ``-m`` runs a sweep;
+``hydra.run.dir=PATH`` chooses the run directory. Before Hydra starts, the overrides are checked
+here so that a wrong key or type is reported as one line naming the key. Under ``torchrun`` every
+process runs this; rank 0 picks the run directory and is the only one to write files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from attnapps.config import DEFAULT_TASK, describe, hydra_defaults
+from attnapps.errors import AttnappsError, ConfigError
+
+log = logging.getLogger("attnapps")
+CONFIG_NAME = "attnapps"
+
+
+def _register_primary() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from attnapps.task import load_plugins
+
+    load_plugins()
+    ConfigStore.instance().store(name=CONFIG_NAME, node=hydra_defaults())
+
+
+def _user_overrides(argv: list[str]) -> list[str]:
+    return [a for a in argv if not a.startswith("-") and "=" in a
+            and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
+def _task_of(overrides: list[str]) -> str:
+    for o in overrides:
+        if o.startswith("task="):
+            return o.split("=", 1)[1]
+    return DEFAULT_TASK
+
+
+def _explain(exc: BaseException, task: str) -> str:
+    """One line from a Hydra/OmegaConf composition error, naming the key."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
+            if isinstance(e, (ConfigKeyError, ConfigAttributeError)):
+                return (f"unknown config key '{e.full_key}' for task={task} "
+                        f"(see: python -m attnapps.run task={task} --help)")
+            msg = str(getattr(e, "msg", e)).splitlines()[0]
+            return f"bad value for config key '{e.full_key}': {msg}"
+        e = e.__cause__ or e.__context__
+    return str(exc).splitlines()[0]
+
+
+def validate(argv: list[str]) -> None:
+    """Compose the config once per sweep value to reject bad keys/values before any run starts."""
+    from hydra import compose, initialize
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from attnapps.task import list_tasks
+
+    overrides = _user_overrides(argv)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as e:
+        raise ConfigError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+    choices = []  # per override: (key, [values]); sweeps have several
+    for o in parsed:
+        key = o.get_key_element()
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        if key.lstrip("+~") == "task":
+            for v in values:
+                if v not in list_tasks():
+                    raise ConfigError(f"unknown task {v!r}; choose one of: {', '.join(list_tasks())}")
+        choices.append((key, values))
+    base = [f"{k}={vs[0]}" for k, vs in choices]
+    variants = [base] + [base[:i] + [f"{k}={v}"] + base[i + 1:]  # each sweep value checked once
+                         for i, (k, vs) in enumerate(choices) for v in vs[1:]]
+    with initialize(version_base=None, config_path=None):
+        for ov in variants:
+            try:
+                cfg = compose(config_name=CONFIG_NAME, overrides=ov)
+                from omegaconf import OmegaConf
+
+                OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            except Exception as e:
+                raise ConfigError(_explain(e, _task_of(ov))) from None
+
+
+def print_help(argv: list[str]) -> None:
+    from attnapps.task import get_task, list_tasks
+
+    task = _task_of(_user_overrides(argv))
+    print(__doc__.strip().splitlines()[0])
+    print("\nTasks: " + ", ".join(list_tasks()) + f"   (default: {DEFAULT_TASK})")
+    print(f"\nOptions of task={task} (key=value; defaults shown):")
+    for key, typ, default in describe(get_task(task).config_class):
+        if key != "task_name":
+            print(f"  {key:<32} {typ:<10} {default}")
+    print("\nHydra: -m (sweep over a,b,c values), hydra.run.dir=PATH, hydra.sweep.dir=PATH; "
+          "--hydra-help for Hydra's own help.")
+
+
+def _hydra_main():
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
+    def main(cfg) -> float | None:
+        from attnapps.task import get_task
+        from attnapps.training import Trainer
+        from attnapps.training import distributed as dist
+
+        run_dir = HydraConfig.get().runtime.output_dir
+        if dist.launched_by_torchrun():
+            import torch
+            import torch.distributed as tdist
+
+            if not tdist.is_initialized():
+                tdist.init_process_group("nccl" if torch.cuda.is_available() and cfg.trainer.device != "cpu"
+                                         else "gloo")
+            run_dir = dist.broadcast_object(run_dir)
+        try:
+            task = get_task(cfg.task_name)(cfg)
+            if dist.DistInfo(int(os.environ.get("RANK", 0))).is_main:
+                os.makedirs(run_dir, exist_ok=True)
+                OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
+            metrics = Trainer(task, cfg, run_dir).run()
+        except AttnappsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if metrics is not None:
+            shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test.")}
+            print(f"test metrics: {shown}")
+            print(f"report: {os.path.join(run_dir, 'report.md')}")
+            primary = f"valid.{task.primary_metric}"
+            return metrics.get(primary)
+        return None
+
+    return main
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        _register_primary()
+        if "--help" in argv or "-h" in argv:
+            print_help(argv)
+            return
+        if "--hydra-help" not in argv and "--info" not in argv and "-i" not in argv:
+            validate(argv)
+    except AttnappsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0 and not any(a.startswith("hydra.run.dir=") for a in argv):
+        # Other ranks get rank 0's run directory by broadcast; keep Hydra from creating its own.
+        argv = argv + ["hydra.run.dir=.", "hydra.output_subdir=null",
+                       "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    elif rank != 0:
+        argv = argv + ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    flags = [a for a in argv if a in ("-m", "--multirun")]  # argparse wants flags before overrides
+    sys.argv = [sys.argv[0]] + flags + [a for a in argv if a not in flags]
+    _hydra_main()()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The Task plugin interface and its registry.
+
+A task turns the shared machinery (attention core, trainer, decoding, metrics, report) into one
+application. Subclass :class:`Task`, decorate it with :func:`register_task`, and expose the module
+through the ``attnapps.tasks`` entry-point group (our four tasks do this in ``pyproject.toml``) or
+the ``ATTNAPPS_TASKS=module[,module]`` environment variable. The core never imports a task by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from attnapps.errors import ConfigError
+
+_TASKS: dict[str, type["Task"]] = {}
+
+
+class Task:
+    """One application of attention. The trainer calls, in order:
+
+    ``build_data()`` -> ``build_model()`` -> per batch ``loss(model, batch)`` -> ``evaluate(model, split)``
+    -> ``report(model, run_dir)``. ``predict(model, options)`` serves ``attnapps.predict``.
+    ``state_dict``/``load_state_dict`` carry what besides the weights a saved model needs (tokenizer,
+    label names); it is stored in every checkpoint.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]  # a dataclass subclassing attnapps.config.RunConfig
+    predict_config_class: ClassVar[type | None] = None  # dataclass of predict's key=value options
+    primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result used for early stopping
+    higher_is_better: ClassVar[bool] = False
+    count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.datasets: dict[str, Sequence] = {}
+
+    # -- data -----------------------------------------------------------------------------------
+    def build_data(self) -> dict[str, Sequence]:
+        """Read the data, fit the tokenizer on train; return ``{"train", "valid", "test"}`` datasets."""
+        raise NotImplementedError
+
+    def lengths(self, split: str) -> list[int] | None:
+        """Per-example lengths (tokens) for length-bucketed batching; None = no bucketing."""
+        return None
+
+    def collate(self, examples: list) -> dict[str, Tensor]:
+        """Stack examples into a batch: a dict of tensors (the trainer moves them to the device)."""
+        raise NotImplementedError
+
+    # -- model ----------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Return ``(sum of per-item losses, number of items)`` for the batch.
+
+        Returning the sum (not the mean) lets the trainer normalise by the count over all
+        accumulation steps and all processes, so accumulation and DDP give the same update as one
+        big batch.
+        """
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, split: str, final: bool = False) -> dict[str, float]:
+        """Task metrics on a split (``valid`` during training, ``valid``/``test`` at the end).
+        ``final=False`` may use a cheaper subset. The trainer adds ``loss`` itself."""
+        return {}
+
+    # -- after training -------------------------------------------------------------------------
+    def report(self, model: nn.Module, run_dir: Path) -> list[str]:
+        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``."""
+        return []
+
+    def predict(self, model: nn.Module, options) -> None:
+        raise NotImplementedError(f"task {self.name} has no predict")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- helpers --------------------------------------------------------------------------------
+    def batches(self, split: str, batch_size: int = 0, indices: Sequence[int] | None = None):
+        """Batches of a split in dataset order (or of ``indices``), collated and on the device."""
+        from attnapps.data.batching import to_device
+
+        ds = self.datasets[split]
+        order = list(range(len(ds))) if indices is None else list(indices)
+        size = batch_size or self.cfg.trainer.batch_size
+        for start in range(0, len(order), size):
+            yield to_device(self.collate([ds[i] for i in order[start:start + size]]), self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, "_device", torch.device("cpu"))
+
+
+def register_task(name: str):
+    """Class decorator: register a :class:`Task` under ``name`` and its config as ``task=<name>``."""
+
+    def wrap(cls):
+        if name in _TASKS and _TASKS[name] is not cls:
+            raise ValueError(f"task {name!r} is already registered")
+        cls.name = name
+        _TASKS[name] = cls
+        from hydra.core.config_store import ConfigStore
+
+        ConfigStore.instance().store(group="task", name=name, node=cls.config_class, package="_global_")
+        return cls
+
+    return wrap
+
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the task modules: entry points of group ``attnapps.tasks`` + ``$ATTNAPPS_TASKS``."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for ep in entry_points(group="attnapps.tasks"):
+        ep.load()
+    for module in filter(None, os.environ.get("ATTNAPPS_TASKS", "").split(",")):
+        importlib.import_module(module.strip())
+
+
+def list_tasks() -> list[str]:
+    load_plugins()
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> type[Task]:
+    load_plugins()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        known = ", ".join(sorted(_TASKS)) or "none registered"
+        raise ConfigError(f"unknown task {name!r}; choose one of: {known}") from None

@@ -1,0 +1,420 @@
+"""The one training loop every task uses.
+
+AdamW with warmup + decay, gradient clipping and accumulation, optional bf16 autocast, evaluation
+and early stopping on the task's primary metric, atomic checkpoints that resume to the same result,
+a NaN guard, and DistributedDataParallel when launched by torchrun. Only rank 0 writes files.
+
+Per update: the task returns ``(loss_sum, count)`` per batch; gradients are summed over the
+accumulated batches and all processes and divided by the global count, so one update equals the
+update of a single big batch whatever ``accumulate`` and the number of processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+
+from attnapps.data.batching import BucketBatchSampler, to_device
+from attnapps.errors import AttnappsError, ConfigError
+from attnapps.training import distributed as dist
+from attnapps.training.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from attnapps.training.schedules import SCHEDULES, lr_factor
+
+LOG_FIELDS = ["step", "epoch", "elapsed_s", "key", "value"]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # global batches of the current epoch already consumed
+    best: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0
+    elapsed: float = 0.0  # training wall seconds, all segments of a resumed run together
+    train_seconds: float = 0.0  # time in training steps only (for throughput)
+    items: float = 0.0  # loss items (tokens/examples) trained on
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    """``Trainer(task, cfg, run_dir).run()`` -> final metrics (also written to ``metrics.json``)."""
+
+    def __init__(self, task, cfg, run_dir: str | Path):
+        self.task, self.cfg, self.tc = task, cfg, cfg.trainer
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if self.tc.schedule not in SCHEDULES:
+            raise ConfigError(f"trainer.schedule={self.tc.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.tc.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"trainer.precision={self.tc.precision!r}: choose fp32 or bf16")
+        self.device = pick_device(self.tc.device)
+        self.dist = dist.setup(self.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        task._device = self.device
+        self.progress = Progress()
+        self.writer = None
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def autocast(self):
+        if self.tc.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _build(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        import random
+
+        import numpy as np
+
+        random.seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed % 2**32)
+        if self.tc.threads > 0:
+            torch.set_num_threads(self.tc.threads)
+        self.task.datasets = self.task.build_data()
+        train = self.task.datasets["train"]
+        if len(train) == 0:
+            raise AttnappsError("the training set is empty")
+        self.sampler = BucketBatchSampler(
+            len(train), self.tc.batch_size, self.task.lengths("train"), self.tc.max_tokens, shuffle=True,
+            seed=self.cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.model = self.task.build_model().to(self.device)
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.tc.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        kwargs = dict(lr=self.tc.lr, betas=tuple(self.tc.betas))
+        try:
+            self.optimizer = torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            self.optimizer = torch.optim.AdamW(groups, **kwargs)
+        self.batches_per_epoch = len(self.sampler)
+        self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / self.tc.accumulate))
+        total = self.tc.max_steps or (self.tc.max_epochs * self.steps_per_epoch) or 10**9
+        self.total_steps = total
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.tc.schedule, self.tc.warmup_steps, total,
+                                                self.tc.min_lr_ratio))
+        self.ddp_model = self.model
+        if self.dist.enabled:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume_path(self) -> Path | None:
+        r = str(self.tc.resume).strip()
+        if r.lower() in ("", "false", "no", "0", "none"):
+            return None
+        if r.lower() in ("true", "yes", "1"):
+            path = self.ckpt_dir / "last.pt"
+            if not path.is_file():
+                raise AttnappsError(f"trainer.resume=true: {path} does not exist "
+                                    "(point hydra.run.dir= at the run to resume, or trainer.resume= at it)")
+            return path
+        path = Path(r)
+        if path.is_dir():
+            path = path / "checkpoints" / "last.pt"
+        if not path.is_file():
+            raise AttnappsError(f"trainer.resume={r}: no checkpoint at {path}")
+        return path
+
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
+            "progress": vars(self.progress).copy(), "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "task_state": self.task.state_dict(), "task": self.task.name,
+        }
+
+    def save_last(self) -> None:
+        if self.is_main:
+            atomic_save(self._state(), self.ckpt_dir / "last.pt")
+
+    def save_best(self, metrics: dict) -> None:
+        if self.is_main:
+            atomic_save({"model": self.model.state_dict(), "config": OmegaConf.to_container(self.cfg, resolve=True),
+                         "task_state": self.task.state_dict(), "task": self.task.name,
+                         "step": self.progress.step, "metrics": metrics}, self.ckpt_dir / "best.pt")
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("task") != self.task.name:
+            raise AttnappsError(f"{path}: checkpoint is for task {state.get('task')!r}, not {self.task.name!r}")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise AttnappsError(f"{path}: checkpoint does not fit this model config "
+                                f"({str(e).splitlines()[0]})") from e
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state["rng"].items()})
+        self.progress = Progress(**state["progress"])
+        self.sampler.set_epoch(self.progress.epoch, self.progress.batch_in_epoch)
+        if self.is_main:  # drop log rows written after the checkpoint by the killed run
+            self._truncate_log(path)
+
+    def _truncate_log(self, ckpt_path: Path) -> None:
+        src = ckpt_path.parent.parent / "log.csv"
+        dst = self.run_dir / "log.csv"
+        if not src.is_file():
+            return
+        with open(src, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.progress.step]
+        with open(dst, "w", newline="") as f:
+            w = csv.DictWriter(f, LOG_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+    # ------------------------------------------------------------------ logging
+    def log(self, values: dict) -> None:
+        if not self.is_main:
+            return
+        p = self.progress
+        path = self.run_dir / "log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(LOG_FIELDS)
+            for k, v in values.items():
+                w.writerow([p.step, p.epoch, f"{p.elapsed:.3f}", k, repr(float(v))])
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(k, float(v), p.step)
+
+    def _open_tensorboard(self) -> None:
+        if not self.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: optional
+            return
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def eval_loss(self, split: str, max_batches: int = 0) -> float:
+        self.model.eval()
+        total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+        for i, batch in enumerate(self.task.batches(split)):
+            if max_batches and i >= max_batches:
+                break
+            with self.autocast():
+                loss_sum, n = self.task.loss(self.model, batch)
+            total += float(loss_sum)
+            count += float(n)
+        return float(total / count.clamp(min=1))
+
+    def evaluate(self, split: str, final: bool) -> dict:
+        metrics = {"loss": self.eval_loss(split, 0 if final else self.tc.eval_max_batches)}
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            metrics.update(self.task.evaluate(self.model, split, final=final))
+        self.model.train()
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _improved(self, value: float) -> bool:
+        best = self.progress.best
+        if best is None or not math.isfinite(best):
+            return math.isfinite(value)
+        return value > best if self.task.higher_is_better else value < best
+
+    def _eval_and_checkpoint(self) -> bool:
+        """Validate, keep the best model, write last.pt; return True to stop early."""
+        metrics = self.evaluate("valid", final=False)
+        key = self.task.primary_metric
+        if key not in metrics:
+            raise RuntimeError(f"task {self.task.name}: evaluate() returned no primary metric {key!r}")
+        p = self.progress
+        self.log({f"valid.{k}": v for k, v in metrics.items()})
+        p.history.append({"step": p.step, **{f"valid.{k}": v for k, v in metrics.items()}})
+        if self._improved(metrics[key]):
+            p.best, p.best_step, p.bad_evals = metrics[key], p.step, 0
+            self.save_best(metrics)
+        else:
+            p.bad_evals += 1
+        self.save_last()
+        return self.tc.patience > 0 and p.bad_evals >= self.tc.patience
+
+    # ------------------------------------------------------------------ training
+    def _time_up(self) -> bool:
+        if self.tc.max_minutes <= 0:
+            return False
+        up = torch.tensor(float(self.progress.elapsed >= 60 * self.tc.max_minutes))
+        return bool(dist.all_reduce_sum(up) > 0)
+
+    def _done(self) -> bool:
+        p, tc = self.progress, self.tc
+        return ((tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
+                or self._time_up())
+
+    def train_step(self, batches: list) -> dict:
+        """One optimizer update over ``batches`` (the accumulation group)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        loss_total = torch.zeros((), dtype=torch.float64)
+        count_total = torch.zeros((), dtype=torch.float64)
+        for i, batch in enumerate(batches):
+            sync = i == len(batches) - 1
+            ctx = self.ddp_model.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
+            with ctx:
+                with self.autocast():
+                    loss_sum, n = self.task.loss(self.ddp_model, batch)
+                loss_sum.float().backward()
+            loss_total += loss_sum.detach().double().cpu()
+            count_total += float(n)
+        stats = dist.all_reduce_sum(torch.stack([loss_total, count_total]))
+        loss_total, count_total = stats[0], stats[1]
+        if not torch.isfinite(loss_total):
+            last = self.ckpt_dir / "last.pt"
+            hint = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+            raise AttnappsError(f"non-finite training loss at step {self.progress.step + 1}; stopping "
+                                f"({hint}; try a lower trainer.lr or trainer.clip_grad_norm)")
+        # DDP averaged the gradient sums over processes; rescale to the global mean per item.
+        scale = self.dist.world_size / float(count_total.clamp(min=1))
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(scale)
+        grad_norm = (torch.nn.utils.clip_grad_norm_(params, self.tc.clip_grad_norm)
+                     if self.tc.clip_grad_norm > 0 else torch.zeros(()))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(loss_total / count_total.clamp(min=1)), "count": float(count_total),
+                "grad_norm": float(grad_norm)}
+
+    def fit(self) -> None:
+        tc, p = self.tc, self.progress
+        self._open_tensorboard()
+        bar = None
+        if tc.progress and self.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=tc.max_steps or self.tc.max_epochs * self.steps_per_epoch or None,
+                       initial=p.step, desc=f"train {self.task.name}", dynamic_ncols=True, mininterval=1.0)
+        self.model.train()
+        loader = DataLoader(self.task.datasets["train"], batch_sampler=self.sampler, collate_fn=self.task.collate,
+                            num_workers=tc.num_workers)
+        stop = False
+        evaluated_at = -1
+        while not stop and not self._done():
+            self.sampler.set_epoch(p.epoch, p.batch_in_epoch)
+            it = iter(loader)
+            exhausted = False
+            while not exhausted:
+                group = []
+                for _ in range(tc.accumulate):
+                    try:
+                        group.append(to_device(next(it), self.device))
+                    except StopIteration:
+                        exhausted = True
+                        break
+                if not group:
+                    break
+                t0 = time.perf_counter()
+                out = self.train_step(group)
+                dt = time.perf_counter() - t0
+                p.step += 1
+                p.batch_in_epoch += len(group)
+                p.elapsed += dt
+                p.train_seconds += dt
+                p.items += out["count"]
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{out['loss']:.3f}", epoch=p.epoch,
+                                    **{f"{self.task.count_unit}/s": f"{out['count'] / max(dt, 1e-9):.0f}"})
+                if p.step % tc.log_every == 0 or p.step == 1:
+                    self.log({"train.loss": out["loss"], "train.lr": self.scheduler.get_last_lr()[0],
+                              "train.grad_norm": out["grad_norm"],
+                              f"train.{self.task.count_unit}_per_sec": out["count"] / max(dt, 1e-9)})
+                t1 = time.perf_counter()
+                if tc.eval_every and p.step % tc.eval_every == 0:
+                    stop = self._eval_and_checkpoint()
+                    evaluated_at = p.step
+                elif tc.checkpoint_every and p.step % tc.checkpoint_every == 0:
+                    self.save_last()
+                p.elapsed += time.perf_counter() - t1
+                if stop or self._done():
+                    stop = True
+                    break
+            if exhausted or not group:
+                p.epoch += 1
+                p.batch_in_epoch = 0
+                if not tc.eval_every and not stop:
+                    t1 = time.perf_counter()
+                    stop = self._eval_and_checkpoint()
+                    evaluated_at = p.step
+                    p.elapsed += time.perf_counter() - t1
+        if evaluated_at != p.step:
+            self._eval_and_checkpoint()
+        if bar is not None:
+            bar.close()
+
+    # ------------------------------------------------------------------ the whole run
+    def run(self) -> dict:
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._build()
+        resume = self._resume_path()
+        if resume is not None:
+            self._restore(resume)
+        elif self.is_main and (self.run_dir / "log.csv").exists():
+            (self.run_dir / "log.csv").unlink()
+        self.fit()
+        dist.barrier()
+        metrics = None
+        if self.is_main:
+            metrics = self.finish()
+        if self.writer is not None:
+            self.writer.close()
+        dist.barrier()
+        dist.teardown()
+        return metrics
+
+    def finish(self) -> dict:
+        """Reload the best weights, evaluate valid and test in full, write metrics.json and the report."""
+        best = self.ckpt_dir / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best, map_location=self.device)["model"])
+        p = self.progress
+        metrics = {}
+        for split in ("valid", "test"):
+            if len(self.task.datasets.get(split, ())) > 0:
+                metrics.update({f"{split}.{k}": v for k, v in self.evaluate(split, final=True).items()})
+        metrics.update({
+            "train.steps": p.step, "train.epochs": round(p.epoch + p.batch_in_epoch / max(1, self.batches_per_epoch), 4),
+            "train.wall_seconds": round(p.elapsed, 3), "train.best_step": p.best_step,
+            f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
+            "train.parameters": sum(q.numel() for q in self.model.parameters()),
+        })
+        with open(self.run_dir / "metrics.json", "w") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+        from attnapps.report import write_report
+
+        write_report(self.run_dir, self.cfg, metrics, self.task, self.model)
+        return metrics

@@ -1,0 +1,111 @@
+"""A tiny task for testing the framework itself (not one of the four).
+
+Linearly separable points -> 2 classes, an MLP with dropout. Hooks for failure tests:
+``data.nan_at_call`` makes the N-th training loss NaN, ``data.crash_at_call`` kills the process
+(``os._exit``) in the middle of the N-th training step.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnapps.config import RunConfig, TrainerConfig
+from attnapps.task import Task, register_task
+
+
+@dataclass
+class DummyData:
+    n: int = 320
+    dim: int = 8
+    nan_at_call: int = 0
+    crash_at_call: int = 0
+
+
+@dataclass
+class DummyModel:
+    hidden: int = 16
+    dropout: float = 0.1
+
+
+@dataclass
+class DummyPredict:
+    input: str = "-"
+    scale: float = 1.0
+
+
+@dataclass
+class DummyConfig(RunConfig):
+    task_name: str = "dummy"
+    data: DummyData = field(default_factory=DummyData)
+    model: DummyModel = field(default_factory=DummyModel)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        max_epochs=2, batch_size=16, warmup_steps=5, lr=1e-2, progress=False, log_every=1))
+
+
+@register_task("dummy")
+class DummyTask(Task):
+    config_class = DummyConfig
+    predict_config_class = DummyPredict
+    primary_metric = "accuracy"
+    higher_is_better = True
+    count_unit = "examples"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.calls = 0
+        self.classes = ["neg", "pos"]
+
+    def build_data(self):
+        d = self.cfg.data
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(d.n, d.dim, generator=g)
+        y = (x @ torch.linspace(-1, 1, d.dim) > 0).long()
+        items = list(zip(x, y))
+        a, b = int(0.7 * d.n), int(0.85 * d.n)
+        return {"train": items[:a], "valid": items[a:b], "test": items[b:]}
+
+    def collate(self, examples):
+        xs, ys = zip(*examples)
+        return {"x": torch.stack(xs), "y": torch.stack(ys)}
+
+    def build_model(self):
+        m = self.cfg.model
+        return nn.Sequential(nn.Linear(self.cfg.data.dim, m.hidden), nn.ReLU(), nn.Dropout(m.dropout),
+                             nn.Linear(m.hidden, 2))
+
+    def loss(self, model, batch):
+        loss = F.cross_entropy(model(batch["x"]), batch["y"], reduction="sum")
+        if model.training:
+            self.calls += 1
+            if self.calls == self.cfg.data.crash_at_call:
+                os._exit(3)  # as abrupt as a kill: no cleanup, no finally blocks
+            if self.calls == self.cfg.data.nan_at_call:
+                loss = loss * float("nan")
+        return loss, torch.tensor(len(batch["y"]))
+
+    def evaluate(self, model, split, final=False):
+        correct = total = 0
+        for batch in self.batches(split):
+            correct += int((model(batch["x"]).argmax(-1) == batch["y"]).sum())
+            total += len(batch["y"])
+        return {"accuracy": correct / max(total, 1)}
+
+    def report(self, model, run_dir):
+        return ["## Dummy section", "", f"classes: {', '.join(self.classes)}"]
+
+    def predict(self, model, options):
+        import sys
+
+        text = sys.stdin.read() if options.input == "-" else open(options.input).read()
+        for line in text.splitlines():
+            x = torch.tensor([float(v) * options.scale for v in line.split()])
+            print(self.classes[int(model(x[None]).argmax(-1))])
+
+    def state_dict(self):
+        return {"classes": list(self.classes)}
+
+    def load_state_dict(self, state):
+        self.classes = list(state["classes"])
