@@ -318,8 +318,10 @@ class Trainer:
             bar = tqdm(total=tc.max_steps or self.tc.max_epochs * self.steps_per_epoch or None,
                        initial=p.step, desc=f"train {self.task.name}", dynamic_ncols=True, mininterval=1.0)
         self.model.train()
+        # Its own generator: creating a DataLoader iterator draws a worker seed, which must not
+        # consume the global RNG (dropout) or a resumed run would diverge from an uninterrupted one.
         loader = DataLoader(self.task.datasets["train"], batch_sampler=self.sampler, collate_fn=self.task.collate,
-                            num_workers=tc.num_workers)
+                            num_workers=tc.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed))
         stop = False
         evaluated_at = -1
         while not stop and not self._done():

@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, timeout=300):
+    """Run ``python -m module args`` as a user would, with the test-only dummy task registered."""
+    env = dict(os.environ, ATTNAPPS_TASKS="tests.dummy_task", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0",
+               **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env, input=input,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def dummy_cfg():
+    import tests.dummy_task as dummy
+
+    def make(*dotlist):
+        return OmegaConf.merge(OmegaConf.structured(dummy.DummyConfig), OmegaConf.from_dotlist(list(dotlist)))
+
+    return make

@@ -1,0 +1,82 @@
+"""The command line as users drive it: config errors, help, run directory contents, sweeps, predict."""
+
+import json
+
+import pytest
+
+from attnapps.errors import ConfigError
+from attnapps.task import get_task, list_tasks
+from tests.conftest import run_cli
+
+
+def one_line_error(proc):
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_registry():
+    import tests.dummy_task  # noqa: F401  (registers "dummy")
+
+    assert "dummy" in list_tasks() and get_task("dummy").primary_metric == "accuracy"
+    with pytest.raises(ConfigError, match="unknown task 'nope'"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model.hiden=3", "unknown config key 'model.hiden'"),
+    ("trainer.max_step=3", "unknown config key 'trainer.max_step'"),
+    ("trainer.max_steps=abc", "bad value for config key 'trainer.max_steps'"),
+    ("bogus=1", "unknown config key 'bogus'"),
+])
+def test_bad_config_is_one_line_naming_the_key(override, expected):
+    assert expected in one_line_error(run_cli("task=dummy", override))
+
+
+def test_bad_sweep_value_and_unknown_task():
+    assert "model.hidden" in one_line_error(run_cli("-m", "task=dummy", "model.hidden=4,x"))
+    assert "unknown task 'dumy'" in one_line_error(run_cli("task=dumy"))
+
+
+def test_help_lists_tasks_and_options():
+    out = run_cli("task=dummy", "--help")
+    assert out.returncode == 0
+    assert "dummy" in out.stdout and "model.hidden" in out.stdout and "trainer.max_minutes" in out.stdout
+
+
+def test_run_directory_contents_and_predict(tmp_path):
+    run = tmp_path / "run"
+    out = run_cli("task=dummy", f"hydra.run.dir={run}")
+    assert out.returncode == 0, out.stderr
+    assert f"report: {run}/report.md" in out.stdout
+    for f in ("config.yaml", "metrics.json", "report.md", "log.csv", "plots/learning_curves.png",
+              "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (run / f).is_file(), f
+    metrics = json.loads((run / "metrics.json").read_text())
+    for k in ("test.accuracy", "valid.loss", "train.wall_seconds", "train.examples_per_sec"):
+        assert isinstance(metrics[k], float)
+    report = (run / "report.md").read_text()
+    assert "## Final metrics" in report and "plots/learning_curves.png" in report and "## Dummy section" in report
+    assert "task_name: dummy" in (run / "config.yaml").read_text()
+
+    pred = run_cli("task=dummy", f"run={run}", module="attnapps.predict", input="1 1 1 1 -1 -1 -1 -1\n-1 -1 -1 -1 1 1 1 1\n")
+    assert pred.returncode == 0, pred.stderr
+    assert pred.stdout.split() == ["neg", "pos"]
+    pred = run_cli("task=dummy", f"run={run}", "scale=-1", module="attnapps.predict", input="-1 -1 -1 -1 1 1 1 1\n")
+    assert pred.stdout.split() == ["neg"]
+    assert "unknown predict option 'beem'" in one_line_error(
+        run_cli("task=dummy", f"run={run}", "beem=3", module="attnapps.predict"))
+    assert "no such run directory" in one_line_error(
+        run_cli("task=dummy", f"run={tmp_path / 'nope'}", module="attnapps.predict"))
+    assert "no checkpoints/best.pt" in one_line_error(run_cli("task=dummy", f"run={tmp_path}", module="attnapps.predict"))
+
+
+def test_multirun_sweep_and_comparison_table(tmp_path):
+    out = run_cli("-m", "task=dummy", "model.hidden=4,8", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    table = run_cli(str(tmp_path), "--out", str(tmp_path / "cmp"), module="attnapps.report")
+    assert table.returncode == 0, table.stderr
+    md = (tmp_path / "cmp.md").read_text().splitlines()
+    assert md[0].startswith("| run | model.hidden |") and "test.accuracy" in md[0]
+    assert len(md) == 4 and "| 4 |" in md[2] and "| 8 |" in md[3]
+    assert (tmp_path / "cmp.csv").read_text().count("\n") == 3

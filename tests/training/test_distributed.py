@@ -1,0 +1,29 @@
+"""torchrun with 2 CPU processes (gloo) gives the same training as one process with the same global batch."""
+
+import csv
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def train_losses(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return [float(r["value"]) for r in csv.DictReader(f) if r["key"] == "train.loss"]
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    args = ["task=dummy", "model.dropout=0", "trainer.batch_size=16", "trainer.max_epochs=2"]
+    ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", *args,
+                  f"hydra.run.dir={tmp_path / 'ddp'}", module="torch.distributed.run")
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = run_cli(*args, f"hydra.run.dir={tmp_path / 'single'}")
+    assert single.returncode == 0, single.stderr
+    a, b = train_losses(tmp_path / "ddp"), train_losses(tmp_path / "single")
+    assert len(a) == len(b) == 28
+    assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    ma = json.loads((tmp_path / "ddp/metrics.json").read_text())
+    mb = json.loads((tmp_path / "single/metrics.json").read_text())
+    assert ma["test.accuracy"] == mb["test.accuracy"]
+    assert ma["valid.loss"] == pytest.approx(mb["valid.loss"], rel=1e-5)

@@ -1,0 +1,82 @@
+"""The shared trainer on the test-only dummy task: reproducibility, accumulation, resume, NaN guard."""
+
+import csv
+
+import pytest
+import torch
+
+import tests.dummy_task as dummy
+from attnapps.errors import AttnappsError
+from attnapps.training import Trainer, load_checkpoint
+from attnapps.training.schedules import lr_factor
+
+
+def losses(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return [(int(r["step"]), float(r["value"])) for r in csv.DictReader(f) if r["key"] == "train.loss"]
+
+
+def train(cfg, run_dir):
+    return Trainer(dummy.DummyTask(cfg), cfg, run_dir).run()
+
+
+def test_same_seed_same_loss_curve(dummy_cfg, tmp_path):
+    a = train(dummy_cfg(), tmp_path / "a")
+    b = train(dummy_cfg(), tmp_path / "b")
+    assert losses(tmp_path / "a") == losses(tmp_path / "b") and len(losses(tmp_path / "a")) == 28
+    assert a == {**b, "train.wall_seconds": a["train.wall_seconds"],
+                 "train.examples_per_sec": a["train.examples_per_sec"]}
+    c = train(dummy_cfg("seed=7"), tmp_path / "c")
+    assert losses(tmp_path / "c") != losses(tmp_path / "a") and c
+
+
+def test_accumulation_equals_big_batch(dummy_cfg, tmp_path):
+    big = dummy_cfg("model.dropout=0", "trainer.batch_size=32", "trainer.max_steps=6")
+    acc = dummy_cfg("model.dropout=0", "trainer.batch_size=16", "trainer.accumulate=2", "trainer.max_steps=6")
+    train(big, tmp_path / "big")
+    train(acc, tmp_path / "acc")
+    for (s1, l1), (s2, l2) in zip(losses(tmp_path / "big"), losses(tmp_path / "acc")):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-5)
+
+
+def test_learns_and_keeps_best_checkpoint(dummy_cfg, tmp_path):
+    metrics = train(dummy_cfg("trainer.max_epochs=6"), tmp_path)
+    assert metrics["test.accuracy"] > 0.85
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["step"] == metrics["train.best_step"] and best["task_state"] == {"classes": ["neg", "pos"]}
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["progress"]["step"] == metrics["train.steps"] == 6 * 14
+
+
+def test_max_steps_and_early_stopping(dummy_cfg, tmp_path):
+    m = train(dummy_cfg("trainer.max_steps=5", "trainer.max_epochs=0"), tmp_path / "s")
+    assert m["train.steps"] == 5
+    # lr=0: the metric never improves, so patience=2 stops after 3 evaluations (1 best + 2 bad)
+    m = train(dummy_cfg("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50"),
+              tmp_path / "p")
+    assert m["train.steps"] == 6
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(dummy_cfg, tmp_path):
+    cfg = dummy_cfg("data.nan_at_call=13", "trainer.checkpoint_every=5")
+    with pytest.raises(AttnappsError, match="non-finite training loss at step 13.*last good checkpoint"):
+        train(cfg, tmp_path)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["progress"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_schedules_known_values():
+    assert lr_factor(0, "cosine", 10, 110) == pytest.approx(0.1)
+    assert lr_factor(9, "linear", 10, 110) == pytest.approx(1.0)
+    assert lr_factor(60, "cosine", 10, 110, 0.0) == pytest.approx(0.5)
+    assert lr_factor(110, "linear", 10, 110, 0.1) == pytest.approx(0.1)
+    assert lr_factor(39, "inverse_sqrt", 10, 0) == pytest.approx(0.5)
+    assert lr_factor(500, "constant", 10, 100) == 1.0
+    with pytest.raises(ValueError):
+        lr_factor(0, "cosin", 1, 1)
+
+
+def test_bf16_autocast_runs_and_learns(dummy_cfg, tmp_path):
+    m = train(dummy_cfg("trainer.precision=bf16", "trainer.max_epochs=4"), tmp_path)
+    assert m["test.accuracy"] > 0.7
