@@ -1,0 +1,181 @@
+"""Decoding shared by translation, captioning and generation: greedy, batched beam search, sampling.
+
+A model exposes one decoder step as ``step(tokens, state) -> (log_probs, state, attn)``:
+
+* ``tokens`` ``(batch,)`` the previous token of each hypothesis
+* ``state`` any nest of tensors (dict/list/tuple, or objects with ``reorder(index)`` such as
+  :class:`attnapps.attention.KVCache`) whose dim 0 is the batch; beam search reorders it with
+  :func:`reorder_state`
+* ``log_probs`` ``(batch, vocab)``; ``attn`` ``(batch, src_len)`` attention weights or None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+StepFn = Callable[[Tensor, object], tuple[Tensor, object, Tensor | None]]
+
+
+def reorder_state(state, index: Tensor):
+    """Select rows ``index`` along dim 0 of every tensor in ``state``."""
+    if state is None:
+        return None
+    if torch.is_tensor(state):
+        return state.index_select(0, index)
+    if hasattr(state, "reorder"):
+        return state.reorder(index)
+    if isinstance(state, dict):
+        return {k: reorder_state(v, index) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(reorder_state(v, index) for v in state)
+    return state
+
+
+@dataclass
+class Hypotheses:
+    """Decoding result for a batch: ``tokens[i]`` ids without BOS/EOS; ``attention[i]`` ``(len, src_len)``
+    (or None); ``scores[i]`` total log-probability."""
+
+    tokens: list[list[int]]
+    scores: list[float]
+    attention: list[Tensor | None]
+
+
+def length_penalty(length: Tensor, alpha: float) -> Tensor:
+    """GNMT length penalty (Wu et al. 2016): ``((5 + length) / 6) ** alpha``; alpha = 0 gives 1."""
+    return ((5.0 + length.float()) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def greedy(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor,
+           device=None) -> Hypotheses:
+    """Pick the most likely token at each step until EOS or ``max_len`` (int or ``(batch,)``)."""
+    max_lens = torch.as_tensor(max_len, device=device).expand(batch_size) if not torch.is_tensor(max_len) \
+        else max_len.to(device)
+    tokens = torch.full((batch_size,), bos, dtype=torch.long, device=device)  # (batch,)
+    out, attn, scores = [], [], torch.zeros(batch_size, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    for t in range(int(max_lens.max())):
+        log_probs, state, a = step(tokens, state)  # (batch, vocab)
+        best_lp, tokens = log_probs.max(-1)  # (batch,)
+        scores += best_lp.masked_fill(finished, 0.0)
+        out.append(tokens)
+        attn.append(a)
+        finished |= (tokens == eos) | (t + 1 >= max_lens)
+        if finished.all():
+            break
+    ids = torch.stack(out, 1).tolist()  # (batch, steps)
+    result, att = [], []
+    for i, row in enumerate(ids):
+        n = min(row.index(eos) if eos in row else len(row), int(max_lens[i]))
+        result.append(row[:n])
+        att.append(torch.stack([a[i] for a in attn[:n]]) if attn[0] is not None and n > 0 else None)
+    return Hypotheses(result, scores.tolist(), att)
+
+
+@torch.no_grad()
+def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor,
+                beam: int = 5, alpha: float = 0.6, device=None) -> Hypotheses:
+    """Batched beam search over ``batch_size`` inputs (``state`` has ``batch_size`` rows).
+
+    Each step keeps the ``beam`` best live continuations per input; a candidate ending in EOS that
+    ranks among the ``beam`` best moves to the finished list (as in fairseq). An input stops once ``beam`` hypotheses finished, or at ``max_len`` (int or
+    ``(batch,)``), where live beams count as finished, so every input gets a hypothesis. The answer is
+    the finished hypothesis with the best ``log P / length_penalty(len + 1, alpha)`` (GNMT; the +1
+    counts EOS). ``beam=1`` is exactly greedy.
+    """
+    max_lens = (max_len.to(device) if torch.is_tensor(max_len)
+                else torch.full((batch_size,), int(max_len), device=device))
+    b, k = batch_size, beam
+    index = torch.arange(b, device=device).repeat_interleave(k)  # (b*k,)
+    state = reorder_state(state, index)
+    tokens = torch.full((b * k,), bos, dtype=torch.long, device=device)  # (b*k,)
+    beam_scores = torch.zeros(b, k, device=device)  # (b, k)
+    beam_scores[:, 1:] = float("-inf")  # only one live copy at t = 0
+    history = torch.empty(b * k, 0, dtype=torch.long, device=device)  # (b*k, t)
+    attn_hist: list[Tensor] | None = []
+    finished: list[list[tuple[float, float, list[int], Tensor | None]]] = [[] for _ in range(b)]
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    for t in range(int(max_lens.max())):
+        log_probs, state, a = step(tokens, state)  # (b*k, V)
+        vocab = log_probs.size(-1)
+        if a is None:
+            attn_hist = None
+        cand = (beam_scores.view(-1, 1) + log_probs.float()).view(b, k * vocab)  # (b, k*V)
+        top_scores, top_ids = cand.topk(2 * k, dim=-1)  # (b, 2k): enough to refill k live beams
+        src_beam, tok = top_ids // vocab, top_ids % vocab  # (b, 2k)
+        new_scores = torch.full((b, k), float("-inf"), device=device)
+        new_origin = torch.zeros(b, k, dtype=torch.long, device=device)
+        new_tok = torch.full((b, k), eos, dtype=torch.long, device=device)
+        ts, ti, tt = top_scores.tolist(), src_beam.tolist(), tok.tolist()
+        for i in range(b):
+            if done[i]:
+                continue
+            last = t + 1 >= int(max_lens[i])
+            filled = 0
+            for rank, (score, origin, token) in enumerate(zip(ts[i], ti[i], tt[i])):
+                if score == float("-inf"):
+                    break
+                row = i * k + origin
+                if token == eos and rank >= k:
+                    continue  # as fairseq: only an EOS among the k best candidates finishes a hypothesis
+                if token == eos or last:
+                    seq = history[row].tolist() + ([] if token == eos else [token])
+                    att = None
+                    if attn_hist is not None:  # one row per token of seq (EOS has none)
+                        rows_att = [h[row] for h in attn_hist] + ([] if token == eos else [a[row]])
+                        att = torch.stack(rows_att) if rows_att else None  # (len(seq), src_len)
+                    n = len(seq)
+                    finished[i].append((score / float(length_penalty(torch.tensor(n + 1), alpha)), score, seq, att))
+                else:
+                    new_scores[i, filled], new_origin[i, filled], new_tok[i, filled] = score, origin, token
+                    filled += 1
+                if filled == k:
+                    break
+            if last or filled == 0 or len(finished[i]) >= k:
+                done[i] = True  # k finished hypotheses: stop this input (beam=1 is then exactly greedy)
+        if done.all():
+            break
+        rows = (torch.arange(b, device=device).unsqueeze(1) * k + new_origin).view(-1)  # (b*k,)
+        history = torch.cat([history.index_select(0, rows), new_tok.view(-1, 1)], 1)  # (b*k, t+1)
+        if attn_hist is not None:
+            attn_hist = [h.index_select(0, rows) for h in attn_hist] + [a.index_select(0, rows)]
+        state = reorder_state(state, rows)
+        tokens = new_tok.view(-1)
+        beam_scores = new_scores.masked_fill(done.unsqueeze(1), float("-inf"))
+    out_tokens, out_scores, out_attn = [], [], []
+    for i in range(b):
+        norm, score, seq, att = max(finished[i], key=lambda f: f[0])
+        out_tokens.append(seq)
+        out_scores.append(score)
+        out_attn.append(att)
+    return Hypotheses(out_tokens, out_scores, out_attn)
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Set to ``-inf`` every logit outside the top-k and outside the nucleus of mass ``top_p``
+    (Holtzman et al. 2020); the most likely token always stays. ``logits (batch, vocab)``."""
+    if top_k > 0 and top_k < logits.size(-1):
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (batch, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (batch, vocab)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # mass of strictly more likely tokens
+        drop_sorted = before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                generator: torch.Generator | None = None) -> Tensor:
+    """Draw one token per row from ``logits (batch, vocab)``; temperature 0 = argmax."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (batch,)
