@@ -47,8 +47,10 @@ def dot_product_attention(
         mask = combine(mask, causal_mask(q_len, k_len, device=q.device))
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p), None
-    # Rows with no allowed key: let them attend everywhere (finite, no NaN in backward), then zero them.
     row_ok = mask.any(-1, keepdim=True)  # (..., q_len|1, 1)
+    if bool(row_ok.all()):  # the usual case: plain SDPA, no extra work in forward or backward
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
+    # Rows with no allowed key: let them attend everywhere (finite, no NaN in backward), then zero them.
     safe = mask | ~row_ok
     context = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=dropout_p)
     return context.masked_fill(~row_ok, 0.0), None
