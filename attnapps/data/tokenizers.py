@@ -132,7 +132,7 @@ class SentencePieceTokenizer(Tokenizer):
             sentence_iterator=iter([t for t in texts if t.strip()]), model_writer=buf,
             vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage,
             pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
-            num_threads=1, minloglevel=2, train_extremely_large_corpus=False,
+            num_threads=1, minloglevel=2,
         )
         self._load(buf.getvalue())
         return self

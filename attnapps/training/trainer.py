@@ -118,13 +118,21 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / self.tc.accumulate))
         total = self.tc.max_steps or (self.tc.max_epochs * self.steps_per_epoch) or 10**9
         self.total_steps = total
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.tc.schedule, self.tc.warmup_steps, total,
-                                                self.tc.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ddp_model = self.model
         if self.dist.enabled:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _lr_factor(self, step: int) -> float:
+        """LR multiplier. Under a time budget the decay follows whichever of time and steps (epochs)
+        is further along, so a budgeted run anneals by the time it stops."""
+        tc, fraction = self.tc, None
+        if tc.max_minutes > 0:
+            fraction = self.progress.elapsed / (60 * tc.max_minutes)
+            if tc.max_steps or tc.max_epochs:
+                fraction = max(fraction, step / max(1, self.total_steps))
+        return lr_factor(step, tc.schedule, tc.warmup_steps, self.total_steps, tc.min_lr_ratio, fraction)
 
     # ------------------------------------------------------------------ checkpoints
     def _resume_path(self) -> Path | None:

@@ -1,0 +1,71 @@
+"""Reading user data files line by line, with errors that name the file and line.
+
+``on_error=raise`` (default) stops at the first bad line with one clear message; ``on_error=skip``
+skips bad lines and counts them (the report shows the count and the first few reasons).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Iterator
+
+from attnapps.errors import ConfigError, DataError
+
+
+class ErrorPolicy:
+    """Raise on the first bad input line, or skip and count (``mode="skip"``)."""
+
+    def __init__(self, mode: str = "raise"):
+        if mode not in ("raise", "skip"):
+            raise ConfigError(f"data.on_error={mode!r}: choose raise or skip")
+        self.mode, self.skipped, self.examples = mode, 0, []
+
+    def bad(self, path, line: int | None, msg: str) -> None:
+        err = DataError(path, line, msg)
+        if self.mode == "raise":
+            raise err
+        self.skipped += 1
+        if len(self.examples) < 5:
+            self.examples.append(str(err))
+
+
+def read_lines(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of a UTF-8 file without line endings (BOM dropped); a line that
+    is not UTF-8 raises (or is skipped by ``policy``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "no such file")
+    policy = policy or ErrorPolicy()
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                policy.bad(path, number, f"not valid UTF-8 (byte {e.start})")
+                continue
+            if number == 1:
+                text = text.lstrip("\ufeff")
+            yield number, text.rstrip("\r\n")
+
+
+def find_split(directory: Path, names: list[str], suffix: str) -> Path | None:
+    """The first ``directory/<name><suffix>`` that exists (e.g. valid.tsv, val.tsv, dev.tsv)."""
+    for name in names:
+        p = directory / f"{name}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+SPLIT_NAMES = {"train": ["train"], "valid": ["valid", "val", "dev"],
+               "test": ["test", "test_2016_flickr", "test2016", "tst"]}
+
+
+def carve(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Split off a random ``fraction`` (at least one item) with a fixed seed: ``(rest, carved)``."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n = max(1, int(round(fraction * len(items)))) if len(items) > 1 else 0
+    carved = set(order[:n])
+    return [x for i, x in enumerate(items) if i not in carved], [items[i] for i in sorted(carved)]

@@ -1,0 +1,90 @@
+"""Translation data: sentence pairs from TSV files or line-aligned parallel files.
+
+Layouts under ``data.path=DIR`` (the embedded default is ``data/translation/``):
+
+* ``DIR/{train,valid,test}.tsv`` -- one ``source<TAB>target`` pair per line, UTF-8
+* ``DIR/train.<src_lang>`` + ``DIR/train.<tgt_lang>`` (and ``valid``/``val``/``dev``,
+  ``test``/``test2016``/``test_2016_flickr``) -- line-aligned files as Multi30k and IWSLT ship them
+
+A missing valid split is carved from train (5%, with the seed); a missing test split is an error.
+Bad lines (no tab, empty side, bad UTF-8, unequal line counts) raise a :class:`DataError` naming file
+and line, or are skipped and counted with ``data.on_error=skip``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attnapps.data.files import SPLIT_NAMES, ErrorPolicy, carve, find_split, read_lines
+from attnapps.errors import DataError
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "translation"
+Pair = tuple[str, str]
+
+
+def read_tsv(path: Path, policy: ErrorPolicy) -> list[Pair]:
+    pairs = []
+    for number, line in read_lines(path, policy):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            policy.bad(path, number, f"expected 'source<TAB>target', found {len(parts) - 1} tabs")
+            continue
+        src, tgt = parts[0].strip(), parts[1].strip()
+        if not src or not tgt:
+            policy.bad(path, number, f"empty {'source' if not src else 'target'} side")
+            continue
+        pairs.append((src, tgt))
+    return pairs
+
+
+def read_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> list[Pair]:
+    src = list(read_lines(src_path, policy))
+    tgt = list(read_lines(tgt_path, policy))
+    if len(src) != len(tgt) and policy.mode == "raise":
+        raise DataError(tgt_path, None, f"{len(tgt)} lines, but {src_path.name} has {len(src)}: files must be line-aligned")
+    tgt_by_line = dict(tgt)
+    pairs = []
+    for number, s in src:
+        t = tgt_by_line.get(number)
+        if t is None:
+            policy.bad(tgt_path, number, f"no line aligned with {src_path.name}:{number}")
+            continue
+        if not s.strip() or not t.strip():
+            policy.bad(src_path if not s.strip() else tgt_path, number, "empty line in a parallel file")
+            continue
+        pairs.append((s.strip(), t.strip()))
+    return pairs
+
+
+def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,
+               reverse: bool = False) -> tuple[dict[str, list[Pair]], ErrorPolicy]:
+    """``({"train", "valid", "test"}: [(source, target)]), policy`` with the skip counts."""
+    directory = Path(path) if path else DEFAULT_DIR
+    if not directory.is_dir():
+        raise DataError(directory, None, "data.path is not a directory")
+    policy = ErrorPolicy(on_error)
+    splits: dict[str, list[Pair]] = {}
+    for split, names in SPLIT_NAMES.items():
+        tsv = find_split(directory, names, ".tsv")
+        src = find_split(directory, names, f".{src_lang}")
+        if tsv is not None:
+            splits[split] = read_tsv(tsv, policy)
+        elif src is not None:
+            tgt = src.with_suffix(f".{tgt_lang}")
+            if not tgt.is_file():
+                raise DataError(tgt, None, f"missing: {src.name} has no aligned .{tgt_lang} file")
+            splits[split] = read_parallel(src, tgt, policy)
+    if "train" not in splits:
+        raise DataError(directory, None, f"no train.tsv or train.{src_lang}/train.{tgt_lang} found")
+    if "test" not in splits:
+        raise DataError(directory, None, f"no test split (test.tsv or test.{src_lang}/test.{tgt_lang})")
+    if "valid" not in splits:
+        splits["train"], splits["valid"] = carve(splits["train"], 0.05, seed)
+    for split, pairs in splits.items():
+        if not pairs:
+            raise DataError(directory, None, f"the {split} split has no usable pairs")
+    if reverse:
+        splits = {k: [(t, s) for s, t in v] for k, v in splits.items()}
+    return splits, policy

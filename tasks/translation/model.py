@@ -1,0 +1,131 @@
+"""Translation models: an attentional RNN encoder-decoder and a Transformer, one interface.
+
+* ``forward(src, src_len, tgt_in) -> logits (batch, tgt_len, vocab)`` (teacher forcing)
+* ``encode(src, src_len) -> state`` and ``step(tokens, state) -> (log_probs, state, attn)`` for the
+  core's greedy/beam search (:mod:`attnapps.decoding`); every tensor in ``state`` is batch-first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnapps.attention import build_attention, lengths_to_mask
+from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
+
+
+class RNNSeq2Seq(nn.Module):
+    """Bidirectional GRU/LSTM encoder + attentional decoder with input feeding (Luong et al. 2015),
+    any core attention variant (``additive`` = Bahdanau et al. 2015 scores; ``dot``/``general`` = Luong).
+
+    Decoder step t: ``h_t = RNN([emb(y_{t-1}); a_{t-1}], h_{t-1})``; ``c_t, w_t = attn(h_t, enc)``;
+    ``a_t = tanh(W_c [c_t; h_t])``; ``P(y_t) = softmax(W_o a_t)``. The key projection of additive and
+    general attention is computed once per batch (``project_keys``), not once per step.
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int = 256, hidden_size: int = 256,
+                 layers: int = 1, cell: str = "gru", attention: str = "additive", dropout: float = 0.2,
+                 heads: int = 4, pad_id: int = 0, share_embeddings: bool = False):
+        super().__init__()
+        self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
+        self.encoder = RNNEncoder(src_vocab, embed_size, hidden_size, layers, cell, True, dropout, pad_id)
+        self.tgt_embedding = (self.encoder.embedding if share_embeddings
+                              else nn.Embedding(tgt_vocab, embed_size, padding_idx=pad_id))
+        self.bridge = nn.Linear(hidden_size, hidden_size * layers)
+        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn_cls(embed_size + hidden_size, hidden_size, num_layers=layers, batch_first=True,
+                           dropout=dropout if layers > 1 else 0.0)
+        self.attention = build_attention(attention, hidden_size, hidden_size, heads=heads)
+        self.combine = nn.Linear(self.attention.output_size + hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, tgt_vocab)
+
+    def encode(self, src: Tensor, src_len: Tensor) -> dict:
+        enc, final = self.encoder(src, src_len)  # (batch, src_len, hidden), (batch, hidden)
+        b = src.size(0)
+        h0 = torch.tanh(self.bridge(final)).view(b, self.layers, self.hidden_size)  # (batch, layers, hidden)
+        state = {"enc": enc, "mask": lengths_to_mask(src_len, src.size(1)),
+                 "keys": self.attention.project_keys(enc),  # once per batch
+                 "h": h0, "feed": enc.new_zeros(b, self.hidden_size)}
+        if self.cell == "lstm":
+            state["c"] = torch.zeros_like(h0)
+        return state
+
+    def _decode(self, emb: Tensor, state: dict, need_weights: bool):
+        """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state, weights)``."""
+        x = torch.cat([emb, state["feed"]], -1).unsqueeze(1)  # (batch, 1, embed + hidden)
+        h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
+        if self.cell == "lstm":
+            out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
+        else:
+            out, h = self.rnn(x, h)  # out: (batch, 1, hidden)
+        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=need_weights,
+                                    projected_keys=state["keys"])  # (batch, 1, d_v), (batch, 1, src_len)
+        a = torch.tanh(self.combine(torch.cat([context, out], -1))).squeeze(1)  # (batch, hidden)
+        new = dict(state, h=h.transpose(0, 1), feed=a)
+        if self.cell == "lstm":
+            new["c"] = c.transpose(0, 1)
+        if w is not None and w.dim() == 4:  # multihead: average the heads
+            w = w.mean(1)
+        return a, new, (w.squeeze(1) if w is not None else None)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        state = self.encode(src, src_len)
+        emb = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, embed)
+        outs = []
+        for t in range(tgt_in.size(1)):
+            a, state, _ = self._decode(emb[:, t], state, need_weights=False)
+            outs.append(a)
+        return self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)
+
+    def step(self, tokens: Tensor, state: dict):
+        a, state, w = self._decode(self.tgt_embedding(tokens), state, need_weights=True)
+        return torch.log_softmax(self.out(a).float(), -1), state, w  # (batch, vocab)
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Pre-LN Transformer encoder-decoder on the core's ``multihead`` attention (Vaswani et al. 2017).
+
+    Sinusoidal positions, embeddings scaled by sqrt(d_model); ``share_embeddings`` ties the source and
+    target embeddings (joint vocabulary) and, always, the target embedding with the output layer.
+    Decoding is incremental with key/value caches (``step``).
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 256, heads: int = 4, layers: int = 3,
+                 ff_size: int = 1024, dropout: float = 0.1, pad_id: int = 0, share_embeddings: bool = True):
+        super().__init__()
+        self.d_model = d_model
+        self.tgt_embedding = nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
+        self.src_embedding = self.tgt_embedding if share_embeddings else nn.Embedding(src_vocab, d_model, padding_idx=pad_id)
+        for emb in {id(self.src_embedding): self.src_embedding, id(self.tgt_embedding): self.tgt_embedding}.values():
+            nn.init.normal_(emb.weight, std=d_model ** -0.5)
+        self.positions = SinusoidalPositions(d_model)
+        self.encoder = TransformerEncoder(layers, d_model, heads, ff_size, dropout)
+        self.decoder = TransformerDecoder(layers, d_model, heads, ff_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def _embed(self, emb: nn.Embedding, ids: Tensor, offset: int = 0) -> Tensor:
+        x = emb(ids) * math.sqrt(self.d_model) + self.positions(ids.size(1), offset)  # (batch, len, d_model)
+        return self.dropout(x)
+
+    def _logits(self, x: Tensor) -> Tensor:
+        return x @ self.tgt_embedding.weight.t()  # (batch, len, vocab), tied output layer
+
+    def encode(self, src: Tensor, src_len: Tensor) -> dict:
+        mask = lengths_to_mask(src_len, src.size(1))  # (batch, src_len)
+        memory = self.encoder(self._embed(self.src_embedding, src), mask=mask)  # (batch, src_len, d_model)
+        return {"memory": memory, "mask": mask, "caches": self.decoder.new_caches()}
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        state = self.encode(src, src_len)
+        x, _ = self.decoder(self._embed(self.tgt_embedding, tgt_in), state["memory"], state["mask"])
+        return self._logits(x)
+
+    def step(self, tokens: Tensor, state: dict):
+        offset = len(state["caches"][0][0])
+        x = self._embed(self.tgt_embedding, tokens.unsqueeze(1), offset)  # (batch, 1, d_model)
+        x, w = self.decoder(x, state["memory"], state["mask"], caches=state["caches"], need_weights=True)
+        log_probs = torch.log_softmax(self._logits(x).squeeze(1).float(), -1)  # (batch, vocab)
+        return log_probs, state, w.squeeze(1)  # w: (batch, src_len)

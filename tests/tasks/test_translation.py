@@ -1,0 +1,180 @@
+"""task=translation: adapter formats and errors, decoding equivalences, learning, sacreBLEU, predict."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from attnapps.data import pad_batch
+from attnapps.decoding import beam_search, greedy
+from attnapps.errors import DataError
+from attnapps.training import Trainer
+from tasks.translation.data import load_pairs
+from tasks.translation.model import RNNSeq2Seq, TransformerSeq2Seq
+from tasks.translation.task import TranslationConfig, TranslationTask
+from tests.conftest import run_cli
+
+
+def write(path, text, mode="w"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------- adapter
+def test_tsv_layout_and_reverse(tmp_path):
+    for split in ("train", "valid", "test"):
+        write(tmp_path / f"{split}.tsv", "Hello .\tHallo .\n\nA cat .\tEine Katze .\n")
+    splits, policy = load_pairs(str(tmp_path), "en", "de")
+    assert splits["train"] == [("Hello .", "Hallo ."), ("A cat .", "Eine Katze .")] and policy.skipped == 0
+    rev, _ = load_pairs(str(tmp_path), "en", "de", reverse=True)
+    assert rev["test"][0] == ("Hallo .", "Hello .")
+
+
+def test_parallel_layout_multi30k_names_and_carved_valid(tmp_path):
+    src = [f"sentence {i} ." for i in range(40)]
+    write(tmp_path / "train.en", "\n".join(src) + "\n")
+    write(tmp_path / "train.de", "\n".join(f"satz {i} ." for i in range(40)) + "\n")
+    write(tmp_path / "test_2016_flickr.en", "a b\n")
+    write(tmp_path / "test_2016_flickr.de", "x y\n")
+    splits, _ = load_pairs(str(tmp_path), "en", "de", seed=3)
+    assert len(splits["valid"]) == 2 and len(splits["train"]) == 38 and splits["test"] == [("a b", "x y")]
+    assert not set(splits["valid"]) & set(splits["train"])
+    assert splits["train"][0] == ("sentence 0 .", "satz 0 .") or splits["valid"][0] == ("sentence 0 .", "satz 0 .")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("good\tgut\nno tab here\n", "train.tsv:2: expected 'source<TAB>target'"),
+    ("good\tgut\n\tleer\n", "train.tsv:2: empty source side"),
+    ("good\tgut\na\tb\tc\n", "train.tsv:2: expected 'source<TAB>target', found 2 tabs"),
+    (b"good\tgut\nbad \xff\xfe bytes\tx\n", "train.tsv:2: not valid UTF-8"),
+])
+def test_malformed_lines_name_file_and_line_or_are_skipped(tmp_path, content, message):
+    write(tmp_path / "train.tsv", content)
+    write(tmp_path / "valid.tsv", "v\tw\n")
+    write(tmp_path / "test.tsv", "a\tb\nc\td\n")
+    with pytest.raises(DataError, match=message):
+        load_pairs(str(tmp_path), "en", "de")
+    splits, policy = load_pairs(str(tmp_path), "en", "de", on_error="skip")
+    assert policy.skipped == 1 and message in policy.examples[0]
+    assert splits["train"][0] == ("good", "gut")
+
+
+def test_unequal_parallel_files_are_rejected(tmp_path):
+    write(tmp_path / "train.en", "a\nb\nc\n")
+    write(tmp_path / "train.de", "x\ny\n")
+    write(tmp_path / "test.en", "a\n")
+    write(tmp_path / "test.de", "x\n")
+    with pytest.raises(DataError, match="train.de: 2 lines, but train.en has 3"):
+        load_pairs(str(tmp_path), "en", "de")
+    splits, policy = load_pairs(str(tmp_path), "en", "de", on_error="skip")
+    assert policy.skipped == 1
+
+
+def test_missing_data_errors_via_cli(tmp_path):
+    r = run_cli("task=translation", f"data.path={tmp_path}/nope")
+    assert r.returncode == 2 and "data.path is not a directory" in r.stderr and "Traceback" not in r.stderr
+    write(tmp_path / "train.tsv", "a\tb\n")
+    r = run_cli("task=translation", f"data.path={tmp_path}")
+    assert r.returncode == 2 and "no test split" in r.stderr
+
+
+# ---------------------------------------------------------------------------------- decoding
+def tiny_models():
+    torch.manual_seed(0)
+    rnn = RNNSeq2Seq(30, 30, 16, 32, attention="additive", dropout=0.0)
+    rnn_mh = RNNSeq2Seq(30, 30, 16, 32, cell="lstm", attention="multihead", heads=2, dropout=0.0)
+    tr = TransformerSeq2Seq(30, 30, d_model=32, heads=4, layers=2, ff_size=64, dropout=0.0)
+    return [m.eval() for m in (rnn, rnn_mh, tr)]
+
+
+@pytest.mark.parametrize("model", tiny_models(), ids=["rnn-additive", "lstm-multihead", "transformer"])
+def test_beam_one_equals_greedy_on_real_models(model):
+    src, src_len = pad_batch([[5, 6, 7, 8], [9, 10], [11, 12, 13]])
+    g = greedy(model.step, model.encode(src, src_len), 3, 2, 3, 12)
+    b = beam_search(model.step, model.encode(src, src_len), 3, 2, 3, 12, beam=1)
+    assert g.tokens == b.tokens and g.scores == pytest.approx(b.scores, abs=1e-4)
+    b5 = beam_search(model.step, model.encode(src, src_len), 3, 2, 3, 12, beam=5, alpha=0.0)
+    assert all(s5 >= s1 - 1e-4 for s5, s1, t in zip(b5.scores, g.scores, g.tokens) if len(t) < 12)
+
+
+@pytest.mark.parametrize("model", tiny_models(), ids=["rnn-additive", "lstm-multihead", "transformer"])
+def test_incremental_decoding_equals_full_forward(model):
+    src, src_len = pad_batch([[5, 6, 7, 8], [9, 10]])
+    tgt = torch.tensor([[2, 14, 15, 16, 17], [2, 18, 19, 20, 0]])
+    full = torch.log_softmax(model(src, src_len, tgt), -1)  # (batch, 5, vocab)
+    state = model.encode(src, src_len)
+    for t in range(tgt.size(1)):
+        lp, state, attn = model.step(tgt[:, t], state)
+        assert torch.allclose(lp, full[:, t], atol=1e-5)
+        assert attn.shape == (2, 4) and torch.allclose(attn.sum(-1), torch.ones(2), atol=1e-5)
+        assert (attn[1, 2:] == 0).all()  # padding of the second source gets no attention
+
+
+# ---------------------------------------------------------------------------------- learning end to end
+def reverse_data(directory, n_train=2000, seed=0):
+    rng = random.Random(seed)
+    letters = "abcdefghij"
+
+    def lines(n):
+        out = []
+        for _ in range(n):
+            words = [rng.choice(letters) for _ in range(rng.randint(3, 7))]
+            out.append(f"{' '.join(words)}\t{' '.join(reversed(words))}\n")
+        return "".join(out)
+    write(directory / "train.tsv", lines(n_train))
+    write(directory / "valid.tsv", lines(60))
+    write(directory / "test.tsv", lines(60))
+
+
+@pytest.fixture(scope="module")
+def reverse_run(tmp_path_factory):
+    """A tiny RNN with additive attention trained to reverse letter sequences (about 20 s)."""
+    root = tmp_path_factory.mktemp("reverse")
+    reverse_data(root / "data")
+    overrides = [f"data.path={root / 'data'}", "tokenizer.vocab_size=24", "model.embed_size=32",
+                 "model.hidden_size=64", "model.dropout=0", "model.label_smoothing=0", "trainer.max_minutes=0",
+                 "trainer.max_epochs=0", "trainer.max_steps=500", "trainer.eval_every=250", "trainer.batch_size=32",
+                 "trainer.lr=5e-3", "trainer.warmup_steps=30", "trainer.progress=false", "decode.beam=3"]
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist(overrides))
+    metrics = Trainer(TranslationTask(cfg), cfg, root / "run").run()
+    return root, metrics
+
+
+def test_tiny_model_learns_to_reverse(reverse_run):
+    root, metrics = reverse_run
+    assert metrics["test.bleu"] > 90, metrics
+    report = (root / "run" / "report.md").read_text()
+    assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "plots/alignment_0.png" in report
+    assert (root / "run" / "plots" / "alignment_0.png").is_file()
+
+
+def test_bleu_equals_sacrebleu_cli(reverse_run):
+    root, metrics = reverse_run
+    refs = root / "refs.txt"
+    refs.write_text("".join(line.split("\t")[1] for line in open(root / "data" / "test.tsv")))
+    out = subprocess.run([sys.executable, "-m", "sacrebleu", str(refs), "-i", str(root / "run" / "test_hypotheses.txt"),
+                          "-m", "bleu", "-b", "-w", "6"], capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip()) == pytest.approx(metrics["test.bleu"], abs=1e-4)
+    assert json.loads((root / "run" / "metrics.json").read_text())["test.bleu"] == pytest.approx(metrics["test.bleu"])
+
+
+def test_predict_cli_round_trip(reverse_run, tmp_path):
+    root, _ = reverse_run
+    r = run_cli("task=translation", f"run={root / 'run'}", "beam=3", f"plot_dir={tmp_path}", module="attnapps.predict",
+                input="a b c d\nj i h\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["d c b a", "h i j"]
+    assert (tmp_path / "align_0.png").is_file() and (tmp_path / "align_1.png").is_file()
+    (tmp_path / "in.txt").write_text("e f g\n")
+    r = run_cli("task=translation", f"run={root / 'run'}", f"input={tmp_path / 'in.txt'}",
+                f"output={tmp_path / 'out.txt'}", module="attnapps.predict")
+    assert r.returncode == 0 and (tmp_path / "out.txt").read_text() == "g f e\n"
+    r = run_cli("task=classification", f"run={root / 'run'}", module="attnapps.predict")
+    assert r.returncode == 2
