@@ -18,6 +18,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save(fig, out: str | Path) -> Path:
+    """Lay out, write ``out`` (creating its folder) and close the figure."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def read_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     """``log.csv`` -> ``{key: [(step, value), ...]}``."""
     series = defaultdict(list)
@@ -49,12 +59,7 @@ def learning_curves(log_path: str | Path, out: str | Path, primary: str | None =
         axes[0, 1].set_xlabel("update")
         axes[0, 1].set_ylabel(extra)
         axes[0, 1].grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def attention_heatmap(weights, x_labels: Sequence[str], y_labels: Sequence[str], out: str | Path,
@@ -70,12 +75,7 @@ def attention_heatmap(weights, x_labels: Sequence[str], y_labels: Sequence[str],
     if title:
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def shade_tokens_html(tokens: Sequence[str], weights: Sequence[float], caption: str = "") -> str:
