@@ -274,8 +274,9 @@ class Trainer:
     def _time_up(self) -> bool:
         if self.tc.max_minutes <= 0:
             return False
-        up = torch.tensor(float(self.progress.elapsed >= 60 * self.tc.max_minutes))
-        return bool(dist.all_reduce_sum(up) > 0)
+        if self.dist.enabled:  # one clock for all ranks: the same stop and the same time-based LR
+            self.progress.elapsed = float(dist.all_reduce_max(torch.tensor(self.progress.elapsed)))
+        return self.progress.elapsed >= 60 * self.tc.max_minutes
 
     def _done(self) -> bool:
         p, tc = self.progress, self.tc

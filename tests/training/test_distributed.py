@@ -27,3 +27,13 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     mb = json.loads((tmp_path / "single/metrics.json").read_text())
     assert ma["test.accuracy"] == mb["test.accuracy"]
     assert ma["valid.loss"] == pytest.approx(mb["valid.loss"], rel=1e-5)
+
+
+def test_two_process_time_budget_stops_together(tmp_path):
+    """Under a wall-clock budget the ranks share one clock (no deadlock, same number of updates)."""
+    ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", "task=dummy", "trainer.max_epochs=0",
+                  "trainer.max_minutes=0.02", "trainer.eval_every=50", f"hydra.run.dir={tmp_path}",
+                  module="torch.distributed.run", timeout=120)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train.wall_seconds"] >= 1.2 and metrics["train.steps"] > 10
