@@ -86,3 +86,60 @@ def shade_tokens_html(tokens: Sequence[str], weights: Sequence[float], caption: 
              for t, a in zip(tokens, w)]
     head = f"<b>{html.escape(caption)}</b><br>" if caption else ""
     return f"<p>{head}{' '.join(spans)}</p>"
+
+
+def shade_tokens_png(rows: Sequence[tuple[Sequence[str], Sequence[float], str]], out: str | Path,
+                     width_chars: int = 90) -> Path:
+    """Several texts, each token on a background shaded by its (max-normalised) attention weight.
+
+    ``rows``: ``(tokens, weights, caption)`` per text; long texts wrap at ``width_chars``.
+    """
+    lines = []  # (caption or None, [(token, alpha)])
+    for tokens, weights, caption in rows:
+        w = np.asarray(weights, dtype=np.float64)
+        w = w / w.max() if w.size and w.max() > 0 else w
+        lines.append((caption, []))
+        current, used = [], 0
+        for t, a in zip(tokens, w):
+            if used + len(t) + 1 > width_chars and current:
+                lines.append((None, current))
+                current, used = [], 0
+            current.append((t, float(a)))
+            used += len(t) + 1
+        lines.append((None, current))
+    fig = plt.figure(figsize=(width_chars * 0.085, 0.32 * len(lines) + 0.3))
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.axis("off")
+    renderer = fig.canvas.get_renderer()
+    for row, (caption, tokens) in enumerate(lines):
+        y = 1 - (row + 0.8) / (len(lines) + 0.3)
+        if caption is not None:
+            ax.text(0.005, y, caption, fontsize=8, fontweight="bold", transform=ax.transAxes, va="center")
+            continue
+        x = 0.005
+        for t, a in tokens:
+            txt = ax.text(x, y, t, fontsize=8, transform=ax.transAxes, va="center", family="monospace",
+                          bbox=dict(boxstyle="square,pad=0.15", fc=(1.0, 0.31, 0.0, a), ec="none"))
+            box = txt.get_window_extent(renderer=renderer).transformed(ax.transAxes.inverted())
+            x = box.x1 + 0.006
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def confusion_matrix_plot(matrix, labels: Sequence[str], out: str | Path) -> Path:
+    """``matrix[gold][predicted]`` counts as an annotated heatmap."""
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(labels), 1.2 + 0.6 * len(labels)))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels=list(labels), rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black", fontsize=9)
+    return save(fig, out)

@@ -357,7 +357,7 @@ class Trainer:
                 p.items += out["count"]
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{out['loss']:.3f}", epoch=p.epoch,
+                    bar.set_postfix(loss=f"{out['loss']:.3f}", epoch=p.epoch, refresh=False,  # redraw at mininterval
                                     **{f"{self.task.count_unit}/s": f"{out['count'] / max(dt, 1e-9):.0f}"})
                 if p.step % tc.log_every == 0 or p.step == 1:
                     self.log({"train.loss": out["loss"], "train.lr": self.scheduler.get_last_lr()[0],

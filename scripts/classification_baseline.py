@@ -1,0 +1,33 @@
+"""TF-IDF (word 1-2-grams) + logistic regression on a classification dataset, for comparison.
+
+    python scripts/classification_baseline.py [--path DIR] [--format tsv|csv|imdb]
+
+Reads data exactly as ``task=classification`` does (same splits, same errors); needs scikit-learn
+(``pip install -e ".[dev]"``). Every classification run's report.md shows the same baseline beside
+the model.
+"""
+
+import argparse
+import json
+
+from tasks.classification.baseline import tfidf_logreg
+from tasks.classification.data import load_examples
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--path", default="", help="data directory (default: the embedded data)")
+    p.add_argument("--format", default="tsv")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--seed", type=int, default=1234)
+    args = p.parse_args()
+    splits, _, _ = load_examples(args.path, args.format, args.text_column, args.label_column, seed=args.seed)
+    result = tfidf_logreg(splits["train"], splits["test"], args.seed)
+    if result is None:
+        raise SystemExit("scikit-learn is not installed: pip install -e \".[dev]\"")
+    print(json.dumps({f"test.{k}": round(v, 4) for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""``task=classification``: train an attention text classifier, score it (accuracy, macro-F1), and show
+which tokens it attended to.
+
+    python -m attnapps.run task=classification [model.arch=transformer] [model.attention=dot] [data.path=DIR]
+    python -m attnapps.predict task=classification run=RUN_DIR [input=FILE] [top=5]
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from attnapps.config import RunConfig, TrainerConfig
+from attnapps.data import SentencePieceTokenizer, WordTokenizer, pad_batch, tokenizer_from_state
+from attnapps.errors import ConfigError
+from attnapps.metrics import classification_report
+from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
+from attnapps.task import Task, register_task
+from tasks.classification.baseline import tfidf_logreg
+from tasks.classification.data import load_examples
+from tasks.classification.model import BiLSTMAttention, TransformerClassifier
+
+
+@dataclass
+class ClassificationData:
+    path: str = ""  # DIR in data.format's layout; "" = embedded Rotten Tomatoes snippets
+    format: str = "tsv"  # tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)
+    text_column: str = "text"  # csv
+    label_column: str = "label"  # csv
+    max_len: int = 200  # tokens kept per text (and the flatten width)
+    on_error: str = "raise"  # raise | skip
+
+
+@dataclass
+class ClassificationTokenizer:
+    kind: str = "word"  # word (regex, lowercased) | sentencepiece
+    min_freq: int = 2  # word: rarer words -> <unk>
+    max_size: int = 30000  # word: vocabulary cap
+    vocab_size: int = 8000  # sentencepiece
+
+
+@dataclass
+class ClassificationModel:
+    arch: str = "bilstm_attention"  # bilstm_attention | transformer
+    attention: str = "additive"  # core variant used by bilstm_attention (dot + pooling=flatten = Keras example)
+    pooling: str = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
+    embed_size: int = 128
+    hidden_size: int = 64  # bilstm: per direction; transformer: d_model
+    heads: int = 4
+    layers: int = 2  # transformer
+    ff_size: int = 256  # transformer
+    dropout: float = 0.4
+
+
+@dataclass
+class ClassificationReportConfig:
+    examples: int = 8  # shaded test examples in the report (half correct, half wrong)
+    baseline: bool = True  # TF-IDF + logistic regression on the same split (needs scikit-learn)
+
+
+@dataclass
+class ClassificationConfig(RunConfig):
+    task_name: str = "classification"
+    data: ClassificationData = field(default_factory=ClassificationData)
+    tokenizer: ClassificationTokenizer = field(default_factory=ClassificationTokenizer)
+    model: ClassificationModel = field(default_factory=ClassificationModel)
+    report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        max_epochs=8, max_minutes=6.0, batch_size=32, lr=2e-3, warmup_steps=100, schedule="linear",
+        weight_decay=0.01, eval_every=0, patience=3))
+
+
+@dataclass
+class ClassificationPredict:
+    input: str = "-"  # file with one text per line, or - for stdin
+    top: int = 5  # most-attended tokens to print
+
+
+@register_task("classification")
+class ClassificationTask(Task):
+    config_class = ClassificationConfig
+    predict_config_class = ClassificationPredict
+    primary_metric = "macro_f1"
+    higher_is_better = True
+    count_unit = "examples"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.tok, self.labels, self.policy = None, [], None
+
+    # ------------------------------------------------------------------ data
+    def build_data(self):
+        d, t = self.cfg.data, self.cfg.tokenizer
+        splits, self.labels, self.policy = load_examples(d.path, d.format, d.text_column, d.label_column,
+                                                         d.on_error, self.cfg.seed)
+        self.raw = splits
+        train_texts = [text for text, _ in splits["train"]]
+        if t.kind == "word":
+            self.tok = WordTokenizer().fit(train_texts, min_freq=t.min_freq, max_size=t.max_size)
+        elif t.kind == "sentencepiece":
+            self.tok = SentencePieceTokenizer().fit(train_texts, t.vocab_size)
+        else:
+            raise ConfigError(f"tokenizer.kind={t.kind!r}: choose word or sentencepiece")
+        index = {label: i for i, label in enumerate(self.labels)}
+        return {split: [(self.encode(text), index[label]) for text, label in examples]
+                for split, examples in splits.items()}
+
+    def encode(self, text: str) -> list[int]:
+        return (self.tok.encode(text) or [self.tok.unk_id])[: self.cfg.data.max_len]
+
+    def lengths(self, split):
+        return [len(ids) for ids, _ in self.datasets[split]]
+
+    def collate(self, examples):
+        ids, lengths = pad_batch([x for x, _ in examples], self.tok.pad_id)  # (batch, len), (batch,)
+        return {"ids": ids, "lengths": lengths, "label": torch.tensor([y for _, y in examples])}
+
+    # ------------------------------------------------------------------ model
+    @property
+    def outputs(self) -> int:
+        return 1 if len(self.labels) == 2 else len(self.labels)
+
+    def build_model(self):
+        m, v = self.cfg.model, self.tok.vocab_size
+        if m.arch == "bilstm_attention":
+            return BiLSTMAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.pooling,
+                                   self.cfg.data.max_len, m.dropout, m.heads, self.tok.pad_id)
+        if m.arch == "transformer":
+            pooling = "mean" if m.pooling == "attention" else m.pooling
+            return TransformerClassifier(v, self.outputs, m.hidden_size, m.heads, m.layers, m.ff_size,
+                                         m.dropout, pooling, self.tok.pad_id)
+        raise ConfigError(f"model.arch={m.arch!r}: choose bilstm_attention or transformer")
+
+    def probabilities(self, logits):
+        """``(batch, classes)`` probabilities from one logit (2 classes, sigmoid) or one per class."""
+        if logits.size(-1) == 1:
+            p = torch.sigmoid(logits.float())
+            return torch.cat([1 - p, p], -1)
+        return torch.softmax(logits.float(), -1)
+
+    def loss(self, model, batch):
+        logits, _ = model(batch["ids"], batch["lengths"])
+        y = batch["label"]
+        if logits.size(-1) == 1:
+            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), y.float(), reduction="sum")
+        else:
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        return loss, torch.tensor(len(y))
+
+    # ------------------------------------------------------------------ evaluation
+    def run_split(self, model, split):
+        """(gold, predicted, probabilities, token weights) over a split, in order."""
+        gold, pred, probs, weights = [], [], [], []
+        for batch in self.batches(split, batch_size=128):
+            logits, w = model(batch["ids"], batch["lengths"])
+            p = self.probabilities(logits)
+            gold += batch["label"].tolist()
+            pred += p.argmax(-1).tolist()
+            probs += p.tolist()
+            weights += [row[:n].tolist() for row, n in zip(w, batch["lengths"].tolist())]
+        return gold, pred, probs, weights
+
+    def evaluate(self, model, split, final=False):
+        gold, pred, _, _ = self.run_split(model, split)
+        r = classification_report(gold, pred, len(self.labels))
+        out = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+        if final:
+            for label, c in zip(self.labels, r["per_class"]):
+                for k in ("precision", "recall", "f1"):
+                    out[f"{label}.{k}"] = c[k]
+            self.last_report = getattr(self, "last_report", {})
+            self.last_report[split] = r
+        return out
+
+    # ------------------------------------------------------------------ report and predict
+    def report(self, model, run_dir):
+        run_dir = Path(run_dir)
+        gold, pred, probs, weights = self.run_split(model, "test")
+        r = classification_report(gold, pred, len(self.labels))
+        lines = ["## Classification", "",
+                 f"- data: {self.cfg.data.path or 'embedded Rotten Tomatoes snippets'} ({self.cfg.data.format}); "
+                 f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
+                 f"labels: {', '.join(self.labels)}",
+                 f"- malformed lines skipped: {self.policy.skipped if self.policy else 0}",
+                 f"- model: {self.cfg.model.arch}, attention {self.cfg.model.attention}, pooling {self.cfg.model.pooling}; "
+                 f"tokenizer {self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}", "",
+                 "### Test set: this model against TF-IDF + logistic regression", "",
+                 "| model | accuracy | macro-F1 |", "|---|---|---|",
+                 f"| {self.cfg.model.arch} ({self.cfg.model.attention}) | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |"]
+        base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed) if self.cfg.report.baseline else None
+        if base is not None:
+            lines.append(f"| TF-IDF (1-2-grams) + logistic regression | {base['accuracy']:.4f} | {base['macro_f1']:.4f} |")
+            (run_dir / "baseline.json").write_text(json.dumps({f"test.{k}": v for k, v in base.items()}, indent=2))
+        else:
+            lines.append("| TF-IDF + logistic regression | (install scikit-learn: `pip install -e \".[dev]\"`) | |")
+        lines += ["", "### Per class (test)", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for label, c in zip(self.labels, r["per_class"]):
+            lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+        lines += ["", "### Confusion matrix (rows: gold, columns: predicted)", "",
+                  "| | " + " | ".join(self.labels) + " |", "|---|" + "---|" * len(self.labels)]
+        for label, row in zip(self.labels, r["confusion"]):
+            lines.append(f"| **{label}** | " + " | ".join(map(str, row)) + " |")
+        cm = confusion_matrix_plot(r["confusion"], self.labels, run_dir / "plots" / "confusion_matrix.png")
+        lines += ["", f"![confusion matrix](plots/{cm.name})", "", "### What the model attended to", ""]
+        n = self.cfg.report.examples
+        right = [i for i in range(len(gold)) if gold[i] == pred[i]][: (n + 1) // 2]
+        wrong = [i for i in range(len(gold)) if gold[i] != pred[i]][: n // 2]
+        rows, parts = [], []
+        for i in right + wrong:
+            tokens = [self.tok.id_to_piece(t) for t in self.datasets["test"][i][0]]
+            caption = (f"{'correct' if gold[i] == pred[i] else 'WRONG'}: gold {self.labels[gold[i]]}, predicted "
+                       f"{self.labels[pred[i]]} (p={max(probs[i]):.2f})")
+            rows.append((tokens, weights[i], caption))
+            parts.append(shade_tokens_html(tokens, weights[i], caption))
+        if rows:
+            png = shade_tokens_png(rows, run_dir / "plots" / "attention_tokens.png")
+            (run_dir / "attention_tokens.html").write_text(
+                "<html><meta charset='utf-8'><body style='font-family: sans-serif'>"
+                f"<h3>{html.escape(self.cfg.model.arch)}: tokens shaded by attention</h3>" + "".join(parts)
+                + "</body></html>", encoding="utf-8")
+            lines += [f"![attention over tokens](plots/{png.name})", "",
+                      "The same as HTML: `attention_tokens.html`."]
+        return ["\n".join(lines)]
+
+    def predict(self, model, options):
+        text = sys.stdin.read() if options.input == "-" else Path(options.input).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if not line.strip():
+                print()
+                continue
+            ids = self.encode(line)
+            logits, w = model(torch.tensor([ids], device=self.device), torch.tensor([len(ids)], device=self.device))
+            p = self.probabilities(logits)[0]
+            k = int(p.argmax())
+            top = w[0].topk(min(options.top, len(ids))).indices.tolist()
+            words = ", ".join(self.tok.id_to_piece(ids[i]) for i in top)
+            print(f"{self.labels[k]}\t{float(p[k]):.4f}\t{words}")
+
+    def state_dict(self):
+        return {"tokenizer": self.tok.state_dict(), "labels": list(self.labels)}
+
+    def load_state_dict(self, state):
+        self.tok = tokenizer_from_state(state["tokenizer"])
+        self.labels = list(state["labels"])

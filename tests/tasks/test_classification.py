@@ -1,0 +1,137 @@
+"""task=classification: adapter formats and errors, the Keras-layout model, masking, overfitting, predict."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from attnapps.errors import DataError
+from attnapps.training import Trainer
+from tasks.classification.data import load_examples
+from tasks.classification.model import BiLSTMAttention, TransformerClassifier
+from tasks.classification.task import ClassificationConfig, ClassificationTask
+from tests.conftest import run_cli
+
+
+def write(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(content, bytes) else lambda c: path.write_text(c, encoding="utf-8"))(content)
+
+
+def test_tsv_three_classes_and_carved_valid(tmp_path):
+    write(tmp_path / "train.tsv", "".join(f"text {i}\t{'abc'[i % 3]}\n" for i in range(30)))
+    write(tmp_path / "test.tsv", "x\ta\ny\tc\n")
+    splits, labels, policy = load_examples(str(tmp_path), seed=1)
+    assert labels == ["a", "b", "c"] and len(splits["valid"]) == 3 and len(splits["train"]) == 27
+    assert splits["test"] == [("x", "a"), ("y", "c")] and policy.skipped == 0
+
+
+def test_csv_with_named_columns(tmp_path):
+    for split in ("train", "valid", "test"):
+        write(tmp_path / f"{split}.csv", 'review,sentiment,id\n"good, really",pos,1\nbad,neg,2\n')
+    splits, labels, _ = load_examples(str(tmp_path), "csv", text_column="review", label_column="sentiment")
+    assert splits["train"] == [("good, really", "pos"), ("bad", "neg")] and labels == ["neg", "pos"]
+    with pytest.raises(DataError, match="train.csv:1: no column 'text'"):
+        load_examples(str(tmp_path), "csv")
+
+
+def test_imdb_folder_layout(tmp_path):
+    for split in ("train", "test"):
+        for label, text in (("pos", "A great film.<br />Loved it."), ("neg", "Dull and long.")):
+            for i in range(5):
+                write(tmp_path / split / label / f"{i}_7.txt", text)
+        write(tmp_path / split / "unsup" / "0_0.txt", "ignored")
+    splits, labels, _ = load_examples(str(tmp_path), "imdb")
+    assert labels == ["neg", "pos"] and len(splits["test"]) == 10
+    assert ("A great film. Loved it.", "pos") in splits["train"] + splits["valid"]
+
+
+@pytest.mark.parametrize("bad_train, bad_test, message", [
+    ("no tab\n", "", "train.tsv:3: expected 'text<TAB>label'"),
+    ("\tneg\n", "", "train.tsv:3: empty text"),
+    (b"bad \xff\tneg\n", "", "train.tsv:3: not valid UTF-8"),
+    ("", "b\tmaybe\n", "test.tsv:2: label 'maybe' does not occur in the training data"),
+])
+def test_malformed_input_names_file_and_line_or_is_skipped(tmp_path, bad_train, bad_test, message):
+    good = b"good\tpos\nbad\tneg\n"
+    write(tmp_path / "train.tsv", good + (bad_train if isinstance(bad_train, bytes) else bad_train.encode()))
+    write(tmp_path / "valid.tsv", "v\tpos\nw\tneg\n")
+    write(tmp_path / "test.tsv", "a\tpos\n" + bad_test)
+    with pytest.raises(DataError, match=message):
+        load_examples(str(tmp_path))
+    splits, _, policy = load_examples(str(tmp_path), on_error="skip")
+    assert policy.skipped == 1 and message in policy.examples[0]
+    assert splits["train"] == [("good", "pos"), ("bad", "neg")] and splits["test"] == [("a", "pos")]
+
+
+def test_keras_imdb_layout_shapes_and_parameter_count():
+    """Embedding(V, 128) -> BiLSTM(64, return_sequences) -> Attention()([h, h]) -> Flatten -> Dense(1, sigmoid)."""
+    vocab, maxlen = 20000, 200
+    model = BiLSTMAttention(vocab, 1, embed_size=128, hidden_size=64, attention="dot", pooling="flatten",
+                            max_len=maxlen, dropout=0.0)
+    keras = {"embedding": vocab * 128,
+             "bilstm": 2 * 4 * (64 * (128 + 64) + 64),  # Keras: one bias per gate
+             "dense": maxlen * 128 + 1}
+    torch_lstm_extra_bias = 2 * 4 * 64  # PyTorch's LSTM has two bias vectors (b_ih, b_hh) per gate
+    n = sum(p.numel() for p in model.parameters())
+    assert n == sum(keras.values()) + torch_lstm_extra_bias
+    assert model.embedding.weight.shape == (vocab, 128) and model.head.weight.shape == (1, maxlen * 128)
+    ids = torch.randint(1, vocab, (3, 50))
+    logits, w = model(ids, torch.tensor([50, 20, 7]))
+    assert logits.shape == (3, 1) and w.shape == (3, 50)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: BiLSTMAttention(50, 3, 16, 8, "additive", "attention", dropout=0.0),
+    lambda: BiLSTMAttention(50, 1, 16, 8, "dot", "flatten", max_len=12, dropout=0.0),
+    lambda: BiLSTMAttention(50, 1, 16, 8, "multihead", "attention", heads=2, dropout=0.0),
+    lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "mean"),
+    lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "cls"),
+])
+def test_padding_gets_zero_attention_and_does_not_change_the_prediction(make):
+    torch.manual_seed(0)
+    model = make().eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    logits, w = model(ids, torch.tensor([5]))
+    padded = torch.cat([ids, torch.full((1, 4), 0), ], 1)
+    logits_p, w_p = model(padded, torch.tensor([5]))
+    assert torch.allclose(logits, logits_p, atol=1e-5)
+    assert (w_p[0, 5:] == 0).all() and torch.allclose(w_p[0, :5], w[0], atol=1e-5)
+
+
+def small_cfg(path, *extra):
+    overrides = [f"data.path={path}", "tokenizer.min_freq=1", "model.dropout=0", "model.embed_size=32",
+                 "model.hidden_size=32", "trainer.max_minutes=0", "trainer.max_epochs=40", "trainer.batch_size=5",
+                 "trainer.lr=1e-2", "trainer.warmup_steps=5", "trainer.patience=0", "trainer.progress=false",
+                 "report.baseline=false", *extra]
+    return OmegaConf.merge(OmegaConf.structured(ClassificationConfig), OmegaConf.from_dotlist(overrides))
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls")
+    words = {"pos": ["great", "lovely", "superb", "moving"], "neg": ["awful", "boring", "dull", "weak"]}
+    lines = [f"the film was {words[lab][i % 4]} and {words[lab][(i + 1) % 4]} overall\t{lab}\n"
+             for i in range(10) for lab in ("pos", "neg")]
+    for split in ("train", "valid", "test"):
+        write(root / "data" / f"{split}.tsv", "".join(lines))
+    cfg = small_cfg(root / "data")
+    metrics = Trainer(ClassificationTask(cfg), cfg, root / "run").run()
+    return root, metrics
+
+
+def test_tiny_model_overfits_twenty_examples(overfit_run):
+    root, metrics = overfit_run
+    assert metrics["test.accuracy"] == 1.0 and metrics["test.macro_f1"] == 1.0
+    report = (root / "run" / "report.md").read_text()
+    assert "plots/confusion_matrix.png" in report and "plots/attention_tokens.png" in report
+    assert "<span" in (root / "run" / "attention_tokens.html").read_text()
+
+
+def test_predict_cli_round_trip(overfit_run):
+    root, _ = overfit_run
+    r = run_cli("task=classification", f"run={root / 'run'}", "top=2", module="attnapps.predict",
+                input="the film was superb and moving overall\nthe film was dull and boring overall\n")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [row[0] for row in rows] == ["pos", "neg"]
+    assert all(0.5 < float(row[1]) <= 1.0 and len(row[2].split(", ")) == 2 for row in rows)
