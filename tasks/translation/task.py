@@ -11,7 +11,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 
 from attnapps.config import RunConfig, TrainerConfig
@@ -145,7 +144,7 @@ class TranslationTask(Task):
         share = m.share_embeddings and self.src_tok is self.tgt_tok
         if m.arch == "rnn":
             return RNNSeq2Seq(sv, tv, m.embed_size, m.hidden_size, m.layers, m.cell, m.attention, m.dropout,
-                              m.heads, share_embeddings=share and m.embed_size == m.embed_size)
+                              m.heads, share_embeddings=share)
         if m.arch == "transformer":
             return TransformerSeq2Seq(sv, tv, m.hidden_size, m.heads, m.layers, m.ff_size, m.dropout,
                                       share_embeddings=share)
