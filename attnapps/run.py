@@ -146,8 +146,19 @@ def _hydra_main():
     return main
 
 
+ALIASES = {"tokenizer": "tokenizer.kind"}  # `tokenizer=sentencepiece` is short for `tokenizer.kind=sentencepiece`
+
+
+def expand_aliases(argv: list[str]) -> list[str]:
+    out = []
+    for a in argv:
+        key, eq, value = a.partition("=")
+        out.append(f"{ALIASES[key]}={value}" if eq and key in ALIASES else a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = expand_aliases(sys.argv[1:] if argv is None else argv)
     try:
         _register_primary()
         if "--help" in argv or "-h" in argv:

@@ -135,3 +135,9 @@ def test_predict_cli_round_trip(overfit_run):
     rows = [line.split("\t") for line in r.stdout.splitlines()]
     assert [row[0] for row in rows] == ["pos", "neg"]
     assert all(0.5 < float(row[1]) <= 1.0 and len(row[2].split(", ")) == 2 for row in rows)
+
+
+def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
+    r = run_cli("task=classification", "tokenizer=bogus", f"hydra.run.dir={tmp_path}")
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and lines == ["error: tokenizer.kind='bogus': choose word or sentencepiece"]
