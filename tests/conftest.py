@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, timeout=300):
-    """Run ``python -m module args`` as a user would, with the test-only dummy task registered."""
+    """Run ``python -m module args`` as a user would, with the test-only dummy task registered.
+    It runs in a fresh temporary folder, so runs without ``hydra.run.dir=`` leave nothing in the repo."""
     env = dict(os.environ, ATTNAPPS_TASKS="tests.dummy_task", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0",
                **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env, input=input,
+    cwd = cwd or tempfile.mkdtemp(prefix="attnapps-cli-")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, input=input,
                           capture_output=True, text=True, timeout=timeout)
 
 
