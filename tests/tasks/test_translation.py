@@ -178,3 +178,20 @@ def test_predict_cli_round_trip(reverse_run, tmp_path):
     assert r.returncode == 0 and (tmp_path / "out.txt").read_text() == "g f e\n"
     r = run_cli("task=classification", f"run={root / 'run'}", module="attnapps.predict")
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("arch", ["rnn", "transformer"])
+def test_separate_vocabularies_build_train_and_round_trip(tmp_path, arch):
+    reverse_data(tmp_path, n_train=200)
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist([
+        f"data.path={tmp_path}", "tokenizer.joint=false", "tokenizer.vocab_size=20", "tokenizer.model_type=bpe",
+        f"model.arch={arch}", "model.hidden_size=32", "model.embed_size=16", "model.layers=1", "model.ff_size=32"]))
+    task = TranslationTask(cfg)
+    task.datasets = task.build_data()
+    assert task.src_tok is not task.tgt_tok
+    model = task.build_model()
+    loss, n = task.loss(model, task.collate(task.datasets["train"][:4]))
+    assert torch.isfinite(loss) and int(n) == sum(len(t) + 1 for _, t in task.datasets["train"][:4])
+    again = TranslationTask(cfg)
+    again.load_state_dict(task.state_dict())
+    assert again.tgt_tok.encode("a b c") == task.tgt_tok.encode("a b c") and again.src_tok is not again.tgt_tok
