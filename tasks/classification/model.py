@@ -16,8 +16,9 @@ from attnapps.layers import SinusoidalPositions, TransformerEncoder
 class BiLSTMAttention(nn.Module):
     """Embedding -> BiLSTM -> attention -> classifier.
 
-    * ``pooling="attention"`` (default): a learned query attends over the BiLSTM states with any core
-      variant (``additive`` default) -> one vector -> dropout -> linear.
+    * ``pooling="attention"`` (default): ``hops`` learned queries attend over the BiLSTM states with any
+      core variant (``additive`` default) -> their contexts, concatenated -> dropout -> linear. Several
+      hops are the structured self-attentive sentence embedding of Lin et al. 2017.
     * ``pooling="flatten"``: self-attention over the states (``attention="dot"`` is Keras'
       ``Attention()([h, h])``), flattened over a fixed ``max_len`` into a dense layer. With
       embed 128, hidden 64 per direction this is the Keras IMDB example's layout.
@@ -25,7 +26,7 @@ class BiLSTMAttention(nn.Module):
 
     def __init__(self, vocab_size: int, outputs: int, embed_size: int = 128, hidden_size: int = 64,
                  attention: str = "additive", pooling: str = "attention", max_len: int = 200,
-                 dropout: float = 0.3, heads: int = 4, pad_id: int = 0):
+                 dropout: float = 0.3, heads: int = 4, pad_id: int = 0, hops: int = 1):
         super().__init__()
         if pooling not in ("attention", "flatten"):
             raise ValueError(f"model.pooling={pooling!r}: choose attention or flatten for bilstm_attention")
@@ -36,8 +37,8 @@ class BiLSTMAttention(nn.Module):
         self.attention = build_attention(attention, d, d, heads=heads)
         self.dropout = nn.Dropout(dropout)
         if pooling == "attention":
-            self.query = nn.Parameter(torch.randn(1, 1, d) * d ** -0.5)  # (1, 1, 2*hidden)
-            self.head = nn.Linear(self.attention.output_size, outputs)
+            self.query = nn.Parameter(torch.randn(1, hops, d) * d ** -0.5)  # (1, hops, 2*hidden)
+            self.head = nn.Linear(hops * self.attention.output_size, outputs)
         else:
             self.head = nn.Linear(max_len * self.attention.output_size, outputs)
 
@@ -50,10 +51,10 @@ class BiLSTMAttention(nn.Module):
         h, _ = self.lstm(packed)
         h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=n)  # (batch, len, 2*hidden)
         if self.pooling == "attention":
-            query = self.query.expand(b, 1, -1)  # (batch, 1, 2*hidden)
-            context, w = self.attention(query, h, mask=mask, need_weights=True)  # (batch, 1, d), weights
-            w = w.mean(1) if w.dim() == 4 else w  # multihead: average heads -> (batch, 1, len)
-            return self.head(self.dropout(context.squeeze(1))), w.squeeze(1)
+            query = self.query.expand(b, -1, -1)  # (batch, hops, 2*hidden)
+            context, w = self.attention(query, h, mask=mask, need_weights=True)  # (batch, hops, d), weights
+            w = w.mean(1) if w.dim() == 4 else w  # multihead: average heads -> (batch, hops, len)
+            return self.head(self.dropout(context.flatten(1))), w.mean(1)  # token weights: mean over hops
         context, w = self.attention(h, h, mask=mask, need_weights=True)  # (batch, len, d), (batch, len, len)
         w = w.mean(1) if w.dim() == 4 else w
         context = context * mask.unsqueeze(-1)  # padded rows contribute nothing

@@ -53,6 +53,7 @@ class ClassificationModel:
     embed_size: int = 128
     hidden_size: int = 64  # bilstm: per direction; transformer: d_model
     heads: int = 4
+    hops: int = 1  # bilstm_attention with pooling=attention: learned queries (Lin et al. 2017 with > 1)
     layers: int = 2  # transformer
     ff_size: int = 256  # transformer
     dropout: float = 0.4
@@ -130,7 +131,7 @@ class ClassificationTask(Task):
         m, v = self.cfg.model, self.tok.vocab_size
         if m.arch == "bilstm_attention":
             return BiLSTMAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.pooling,
-                                   self.cfg.data.max_len, m.dropout, m.heads, self.tok.pad_id)
+                                   self.cfg.data.max_len, m.dropout, m.heads, self.tok.pad_id, m.hops)
         if m.arch == "transformer":
             pooling = "mean" if m.pooling == "attention" else m.pooling
             return TransformerClassifier(v, self.outputs, m.hidden_size, m.heads, m.layers, m.ff_size,

@@ -82,6 +82,7 @@ def test_keras_imdb_layout_shapes_and_parameter_count():
 
 @pytest.mark.parametrize("make", [
     lambda: BiLSTMAttention(50, 3, 16, 8, "additive", "attention", dropout=0.0),
+    lambda: BiLSTMAttention(50, 3, 16, 8, "general", "attention", dropout=0.0, hops=3),
     lambda: BiLSTMAttention(50, 1, 16, 8, "dot", "flatten", max_len=12, dropout=0.0),
     lambda: BiLSTMAttention(50, 1, 16, 8, "multihead", "attention", heads=2, dropout=0.0),
     lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "mean"),
