@@ -50,13 +50,13 @@ class ClassificationModel:
     arch: str = "bilstm_attention"  # bilstm_attention | transformer
     attention: str = "additive"  # core variant used by bilstm_attention (dot + pooling=flatten = Keras example)
     pooling: str = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
-    embed_size: int = 128
-    hidden_size: int = 64  # bilstm: per direction; transformer: d_model
+    embed_size: int = 256
+    hidden_size: int = 128  # bilstm: per direction; transformer: d_model
     heads: int = 4
-    hops: int = 1  # bilstm_attention with pooling=attention: learned queries (Lin et al. 2017 with > 1)
+    hops: int = 4  # bilstm_attention with pooling=attention: learned queries (Lin et al. 2017 with > 1)
     layers: int = 2  # transformer
     ff_size: int = 256  # transformer
-    dropout: float = 0.4
+    dropout: float = 0.5
 
 
 @dataclass
@@ -73,7 +73,7 @@ class ClassificationConfig(RunConfig):
     model: ClassificationModel = field(default_factory=ClassificationModel)
     report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        max_epochs=8, max_minutes=6.0, batch_size=32, lr=2e-3, warmup_steps=100, schedule="linear",
+        max_epochs=15, max_minutes=6.0, batch_size=32, lr=2e-3, warmup_steps=100, schedule="linear",
         weight_decay=0.01, eval_every=0, patience=3))
 
 
