@@ -34,6 +34,7 @@ class TrainerConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05  # linear/cosine decay to lr * min_lr_ratio
     clip_grad_norm: float = 1.0  # 0 = off
+    ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)
     precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA)
     device: str = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
     eval_every: int = 0  # evaluate every N updates (0 = at the end of each epoch)

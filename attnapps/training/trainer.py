@@ -119,6 +119,8 @@ class Trainer:
         total = self.tc.max_steps or (self.tc.max_epochs * self.steps_per_epoch) or 10**9
         self.total_steps = total
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.ema = ({k: v.detach().float().clone() for k, v in self.model.state_dict().items()
+                     if v.is_floating_point()} if self.tc.ema > 0 else None)
         self.ddp_model = self.model
         if self.dist.enabled:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -157,7 +159,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
             "progress": vars(self.progress).copy(), "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "task_state": self.task.state_dict(), "task": self.task.name,
+            "task_state": self.task.state_dict(), "task": self.task.name, "ema": self.ema,
         }
 
     def save_last(self) -> None:
@@ -183,6 +185,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in state["rng"].items()})
         self.progress = Progress(**state["progress"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema = {k: v.float() for k, v in state["ema"].items()}
         self.sampler.set_epoch(self.progress.epoch, self.progress.batch_in_epoch)
         if self.is_main:  # drop log rows written after the checkpoint by the killed run
             self._truncate_log(path)
@@ -253,18 +257,49 @@ class Trainer:
             return math.isfinite(value)
         return value > best if self.task.higher_is_better else value < best
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema = d * ema + (1 - d) * weights`` with ``d = min(ema, (1 + step) / (10 + step))``."""
+        if self.ema is None:
+            return
+        d = min(self.tc.ema, (1 + self.progress.step) / (10 + self.progress.step))
+        for k, v in self.model.state_dict().items():
+            if k in self.ema:
+                self.ema[k].mul_(d).add_(v.float(), alpha=1 - d)
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Inside: the model holds the averaged weights (evaluation, best.pt); restored after."""
+        if self.ema is None:
+            yield
+            return
+        state = self.model.state_dict()
+        backup = {k: state[k].clone() for k in self.ema}
+        with torch.no_grad():
+            for k, v in self.ema.items():
+                state[k].copy_(v)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in backup.items():
+                    state[k].copy_(v)
+
     def _eval_and_checkpoint(self) -> bool:
         """Validate, keep the best model, write last.pt; return True to stop early."""
-        metrics = self.evaluate("valid", final=False)
+        with self.ema_weights():
+            metrics = self.evaluate("valid", final=False)
+            improved = self._improved(metrics[self.task.primary_metric]) if self.task.primary_metric in metrics else False
+            if improved:
+                self.save_best(metrics)
         key = self.task.primary_metric
         if key not in metrics:
             raise RuntimeError(f"task {self.task.name}: evaluate() returned no primary metric {key!r}")
         p = self.progress
         self.log({f"valid.{k}": v for k, v in metrics.items()})
         p.history.append({"step": p.step, **{f"valid.{k}": v for k, v in metrics.items()}})
-        if self._improved(metrics[key]):
+        if improved:
             p.best, p.best_step, p.bad_evals = metrics[key], p.step, 0
-            self.save_best(metrics)
         else:
             p.bad_evals += 1
         self.save_last()
@@ -313,6 +348,7 @@ class Trainer:
                      if self.tc.clip_grad_norm > 0 else torch.zeros(()))
         self.optimizer.step()
         self.scheduler.step()
+        self._update_ema()
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": float(loss_total / count_total.clamp(min=1)), "count": float(count_total),
                 "grad_norm": float(grad_norm)}

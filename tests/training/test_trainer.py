@@ -80,3 +80,18 @@ def test_schedules_known_values():
 def test_bf16_autocast_runs_and_learns(dummy_cfg, tmp_path):
     m = train(dummy_cfg("trainer.precision=bf16", "trainer.max_epochs=4"), tmp_path)
     assert m["test.accuracy"] > 0.7
+
+
+def test_ema_weights_are_evaluated_and_kept_as_best(dummy_cfg, tmp_path):
+    # a vanishing decay is the plain model: same metrics as without EMA
+    plain = train(dummy_cfg("model.dropout=0"), tmp_path / "plain")
+    tiny = train(dummy_cfg("model.dropout=0", "trainer.ema=1e-12"), tmp_path / "tiny")
+    assert tiny["valid.loss"] == pytest.approx(plain["valid.loss"], rel=1e-6)
+    ema = train(dummy_cfg("model.dropout=0", "trainer.ema=0.9", "trainer.max_epochs=3"), tmp_path / "ema")
+    assert ema["valid.loss"] != pytest.approx(plain["valid.loss"], rel=1e-6)
+    best = load_checkpoint(tmp_path / "ema/checkpoints/best.pt")
+    last = load_checkpoint(tmp_path / "ema/checkpoints/last.pt")
+    assert set(last["ema"]) == set(best["model"])
+    if best["step"] == last["progress"]["step"]:  # same step: best.pt holds the average, last.pt both
+        assert all(torch.equal(best["model"][k], last["ema"][k]) for k in best["model"])
+        assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
