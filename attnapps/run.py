@@ -8,14 +8,12 @@ process runs this; rank 0 picks the run directory and is the only one to write f
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 from attnapps.config import DEFAULT_TASK, describe, hydra_defaults
 from attnapps.errors import AttnappsError, ConfigError
 
-log = logging.getLogger("attnapps")
 CONFIG_NAME = "attnapps"
 
 

@@ -16,7 +16,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,7 +54,6 @@ class Progress:
     elapsed: float = 0.0  # training wall seconds, all segments of a resumed run together
     train_seconds: float = 0.0  # time in training steps only (for throughput)
     items: float = 0.0  # loss items (tokens/examples) trained on
-    history: list = field(default_factory=list)
 
 
 class Trainer:
@@ -287,17 +286,16 @@ class Trainer:
 
     def _eval_and_checkpoint(self) -> bool:
         """Validate, keep the best model, write last.pt; return True to stop early."""
+        key = self.task.primary_metric
         with self.ema_weights():
             metrics = self.evaluate("valid", final=False)
-            improved = self._improved(metrics[self.task.primary_metric]) if self.task.primary_metric in metrics else False
+            if key not in metrics:
+                raise RuntimeError(f"task {self.task.name}: evaluate() returned no primary metric {key!r}")
+            improved = self._improved(metrics[key])
             if improved:
                 self.save_best(metrics)
-        key = self.task.primary_metric
-        if key not in metrics:
-            raise RuntimeError(f"task {self.task.name}: evaluate() returned no primary metric {key!r}")
         p = self.progress
         self.log({f"valid.{k}": v for k, v in metrics.items()})
-        p.history.append({"step": p.step, **{f"valid.{k}": v for k, v in metrics.items()}})
         if improved:
             p.best, p.best_step, p.bad_evals = metrics[key], p.step, 0
         else:
