@@ -65,6 +65,26 @@ class BiLSTMAttention(nn.Module):
         return logits, received
 
 
+class Ensemble(nn.Module):
+    """``members`` independently initialised classifiers trained side by side on the same batches.
+
+    In training mode the logits are stacked ``(members, batch, outputs)`` so that each member gets its own
+    loss (an ensemble of independent models, not one wide model); in eval mode they are averaged
+    ``(batch, outputs)`` -- for softmax/sigmoid outputs, the normalised geometric mean of the members'
+    probabilities. Token weights are the members' mean ``(batch, len)``.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        outs = [m(ids, lengths) for m in self.members]
+        logits = torch.stack([o[0] for o in outs])  # (members, batch, outputs)
+        weights = torch.stack([o[1] for o in outs]).mean(0)  # (batch, len)
+        return (logits if self.training else logits.mean(0)), weights
+
+
 class TransformerClassifier(nn.Module):
     """A small pre-LN Transformer encoder on the core's ``multihead``, mean or [CLS] pooling."""
 

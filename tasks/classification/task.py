@@ -24,7 +24,7 @@ from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_token
 from attnapps.task import Task, register_task
 from tasks.classification.baseline import tfidf_logreg
 from tasks.classification.data import load_examples
-from tasks.classification.model import BiLSTMAttention, TransformerClassifier
+from tasks.classification.model import BiLSTMAttention, Ensemble, TransformerClassifier
 
 
 @dataclass
@@ -57,6 +57,7 @@ class ClassificationModel:
     layers: int = 2  # transformer
     ff_size: int = 256  # transformer
     dropout: float = 0.5
+    ensemble: int = 3  # independently initialised models trained side by side, logits averaged (1 = one model)
 
 
 @dataclass
@@ -128,6 +129,14 @@ class ClassificationTask(Task):
         return 1 if len(self.labels) == 2 else len(self.labels)
 
     def build_model(self):
+        m = self.cfg.model
+        if m.ensemble < 1:
+            raise ConfigError(f"model.ensemble={m.ensemble}: must be >= 1")
+        if m.ensemble == 1:
+            return self.build_single()
+        return Ensemble([self.build_single() for _ in range(m.ensemble)])
+
+    def build_single(self):
         m, v = self.cfg.model, self.tok.vocab_size
         if m.arch == "bilstm_attention":
             return BiLSTMAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.pooling,
@@ -146,13 +155,16 @@ class ClassificationTask(Task):
         return torch.softmax(logits.float(), -1)
 
     def loss(self, model, batch):
-        logits, _ = model(batch["ids"], batch["lengths"])
+        logits, _ = model(batch["ids"], batch["lengths"])  # (batch, outputs), or (members, batch, outputs)
         y = batch["label"]
+        members = logits.size(0) if logits.dim() == 3 else 1
+        logits = logits.reshape(-1, logits.size(-1)).float()  # (members * batch, outputs)
+        y = y.repeat(members)  # each member is scored on the batch; the loss is their mean
         if logits.size(-1) == 1:
-            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1).float(), y.float(), reduction="sum")
+            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float(), reduction="sum")
         else:
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
-        return loss, torch.tensor(len(y))
+            loss = F.cross_entropy(logits, y, reduction="sum")
+        return loss / members, torch.tensor(len(y) // members)
 
     # ------------------------------------------------------------------ evaluation
     def run_split(self, model, split):

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from attnapps.errors import DataError
 from attnapps.training import Trainer
 from tasks.classification.data import load_examples
-from tasks.classification.model import BiLSTMAttention, TransformerClassifier
+from tasks.classification.model import BiLSTMAttention, Ensemble, TransformerClassifier
 from tasks.classification.task import ClassificationConfig, ClassificationTask
 from tests.conftest import run_cli
 
@@ -87,6 +87,7 @@ def test_keras_imdb_layout_shapes_and_parameter_count():
     lambda: BiLSTMAttention(50, 1, 16, 8, "multihead", "attention", heads=2, dropout=0.0),
     lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "mean"),
     lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "cls"),
+    lambda: Ensemble([BiLSTMAttention(50, 3, 16, 8, dropout=0.0) for _ in range(2)]).eval(),
 ])
 def test_padding_gets_zero_attention_and_does_not_change_the_prediction(make):
     torch.manual_seed(0)
@@ -99,11 +100,31 @@ def test_padding_gets_zero_attention_and_does_not_change_the_prediction(make):
     assert (w_p[0, 5:] == 0).all() and torch.allclose(w_p[0, :5], w[0], atol=1e-5)
 
 
+def test_ensemble_trains_members_separately_and_averages_their_logits():
+    torch.manual_seed(0)
+    members = [BiLSTMAttention(50, 3, 16, 8, dropout=0.0) for _ in range(3)]
+    model = Ensemble(members)
+    ids, lengths = torch.randint(4, 50, (4, 7)), torch.tensor([7, 5, 3, 1])
+    single = [m(ids, lengths) for m in members]
+    logits, w = model.train()(ids, lengths)
+    assert logits.shape == (3, 4, 3) and torch.allclose(logits[1], single[1][0])
+    cfg = OmegaConf.structured(ClassificationConfig)
+    task = ClassificationTask(cfg)
+    batch = {"ids": ids, "lengths": lengths, "label": torch.tensor([0, 2, 1, 2])}
+    loss, count = task.loss(model, batch)
+    member_losses = [task.loss(m, batch)[0] for m in members]
+    assert count == 4 and torch.allclose(loss, sum(member_losses) / 3)  # the mean of the members' losses
+    logits, w = model.eval()(ids, lengths)
+    assert torch.allclose(logits, torch.stack([s[0] for s in single]).mean(0), atol=1e-6)
+    assert torch.allclose(w, torch.stack([s[1] for s in single]).mean(0), atol=1e-6)
+    assert torch.allclose(w.sum(-1), torch.ones(4), atol=1e-5)
+
+
 def small_cfg(path, *extra):
     overrides = [f"data.path={path}", "tokenizer.min_freq=1", "model.dropout=0", "model.embed_size=32",
                  "model.hidden_size=32", "trainer.max_minutes=0", "trainer.max_epochs=40", "trainer.batch_size=5",
                  "trainer.lr=1e-2", "trainer.warmup_steps=5", "trainer.patience=0", "trainer.progress=false",
-                 "report.baseline=false", *extra]
+                 "report.baseline=false", "model.ensemble=2", *extra]
     return OmegaConf.merge(OmegaConf.structured(ClassificationConfig), OmegaConf.from_dotlist(overrides))
 
 
