@@ -143,3 +143,35 @@ def confusion_matrix_plot(matrix, labels: Sequence[str], out: str | Path) -> Pat
             ax.text(j, i, str(m[i, j]), ha="center", va="center",
                     color="white" if m[i, j] > m.max() / 2 else "black", fontsize=9)
     return save(fig, out)
+
+
+def attention_over_image(image, words: Sequence[str], maps, out: str | Path, title: str = "",
+                         columns: int = 6) -> Path:
+    """The paper's figure (Xu et al. 2015): the image, then one panel per generated word with that
+    step's attention map upsampled (bilinear) to the image and blended over it.
+
+    ``image``: ``(H, W, 3)`` uint8 array; ``maps``: ``(len(words), k, k)`` attention over a k x k grid.
+    """
+    import torch
+
+    img = np.asarray(image)
+    maps = torch.as_tensor(np.asarray(maps, dtype=np.float32))[: len(words)]  # (T, k, k)
+    up = torch.nn.functional.interpolate(maps.unsqueeze(1), size=img.shape[:2], mode="bilinear",
+                                         align_corners=False).squeeze(1).numpy()  # (T, H, W)
+    panels = 1 + len(words)
+    cols = min(columns, panels)
+    rows = (panels + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.15 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0, 0].imshow(img)
+    axes[0, 0].set_title("image", fontsize=9)
+    for t, word in enumerate(words):
+        ax = axes.flat[t + 1]
+        ax.imshow(img)
+        a = up[t] / max(float(up[t].max()), 1e-9)
+        ax.imshow(a, cmap="gray", alpha=0.65, vmin=0.0, vmax=1.0)
+        ax.set_title(word, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save(fig, out)

@@ -144,7 +144,7 @@ def _hydra_main():
     return main
 
 
-ALIASES = {"tokenizer": "tokenizer.kind"}  # `tokenizer=sentencepiece` is short for `tokenizer.kind=sentencepiece`
+ALIASES = {"tokenizer": "tokenizer.kind", "encoder": "encoder.name"}  # `tokenizer=X` is short for `tokenizer.kind=X`
 
 
 def expand_aliases(argv: list[str]) -> list[str]:

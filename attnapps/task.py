@@ -78,6 +78,10 @@ class Task:
         """Markdown sections for ``report.md``; figures go to ``run_dir/plots``."""
         return []
 
+    def extra_metrics(self) -> dict[str, float]:
+        """Run-level numbers for ``metrics.json`` besides the split metrics (e.g. extraction speed)."""
+        return {}
+
     def predict(self, model: nn.Module, options) -> None:
         raise NotImplementedError(f"task {self.name} has no predict")
 
