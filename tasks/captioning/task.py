@@ -293,9 +293,7 @@ class CaptioningTask(Task):
                  f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
                  f"vocabulary {len(self.vocab)} (min_freq {self.cfg.data.min_freq})",
                  f"- bad entries / unreadable images skipped: {self.policy.skipped}",
-                 f"- encoder: {self.cfg.encoder.name} (weights {self.cfg.encoder.weights or 'none: '}"
-                 f"{'trained from scratch' if self.cfg.encoder.name == 'small_cnn' else ''}"
-                 f"{', fine-tuned' if self.cfg.encoder.finetune else ''}), {self.encoder.image_size} px, "
+                 f"- encoder: {self.describe_encoder()}, {self.encoder.image_size} px, "
                  f"{self.regions()} regions of {self.encoder.out_channels} channels",
                  f"- {info['kind']} cache {'hit' if info['cache_hit'] else 'miss (built now)'}: `{info['file']}`; "
                  f"extraction {info['images_per_sec']:.1f} images/s",
@@ -322,6 +320,14 @@ class CaptioningTask(Task):
             path = self.figure(it.path, w, a, run_dir / "plots" / f"attention_{n}.png")
             lines.append(f"![attention {n}](plots/{path.name})")
         return ["\n".join(lines)]
+
+    def describe_encoder(self) -> str:
+        e = self.cfg.encoder
+        if e.name == "small_cnn":
+            return "small_cnn (trained from scratch with the decoder)"
+        weights = "ImageNet weights from the package" if e.name == "efficientnet_lite0" else (
+            f"weights {e.weights}" if e.weights else "random initialisation")
+        return f"{e.name} ({weights}, {'fine-tuned end to end' if e.finetune else 'frozen'})"
 
     def figure(self, image_path, words, attn, out):
         from PIL import Image
