@@ -179,3 +179,44 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p:
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (batch,)
+
+
+@torch.no_grad()
+def sample_tokens(model, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+                  top_p: float = 1.0, seed: int | None = None, use_cache: bool = True,
+                  should_stop: Callable[[list[int]], bool] | None = None, device=None) -> list[int]:
+    """Continue ``prompt`` (token ids) with up to ``max_new_tokens`` sampled tokens (temperature 0 =
+    greedy) from a causal LM with the interface ``forward(ids) -> logits (1, len, vocab)``,
+    ``new_state(batch)``, ``step(ids, state) -> (logits, state)`` and attribute ``context``.
+
+    The model sees a window of the sequence: when it would exceed ``context`` tokens, the window
+    restarts at the last ``context // 2`` tokens. With ``use_cache`` the window's keys/values are kept
+    between steps (one new token per step, a prefill when the window restarts); without, every step
+    runs the whole window again. Both compute the same distributions and draw from the same seeded
+    generator, so they return the same tokens. ``should_stop(new_tokens)`` ends early (stop strings).
+    """
+    context = model.context
+    seq = list(prompt) or [0]
+    start = 0
+    generator = torch.Generator(device=device or "cpu")
+    generator.manual_seed(0 if seed is None else seed)
+    state, fed = None, 0  # fed: tokens of the window already in the cache
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        if len(seq) - start > context:
+            start = len(seq) - context // 2
+            state = None
+        if use_cache:
+            if state is None:
+                state, fed = model.new_state(1), start
+            new = torch.tensor([seq[fed:]], device=device)  # (1, new): the prompt/window, then 1 token
+            logits, state = model.step(new, state)
+            fed = len(seq)
+        else:
+            logits = model(torch.tensor([seq[start:]], device=device))  # (1, window, vocab)
+        token = int(sample_next(logits[:, -1].float(), temperature, top_k, top_p, generator=generator))
+        seq.append(token)
+        out.append(token)
+        if should_stop is not None and should_stop(out):
+            break
+    return out

@@ -1,0 +1,138 @@
+"""Causal language models: a decoder-only Transformer (GPT) and an LSTM attending to its own past.
+
+One interface for training, scoring and generation:
+
+* ``forward(ids) -> logits (batch, len, vocab)`` -- position t sees tokens <= t only
+* ``new_state(batch)`` and ``step(ids, state) -> (logits (batch, new, vocab), state)``: incremental
+  decoding with a key/value cache; ``ids (batch, new)`` continues the sequence held in ``state``
+  (a prefill when the state is empty). ``state["length"]`` counts the tokens seen.
+* ``attention_maps(ids) -> (layers, heads, len, len)``: weights for the report's heatmap
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnapps.attention import KVCache, build_attention
+from attnapps.layers import LearnedPositions, SinusoidalPositions
+from attnapps.layers.transformer import EncoderLayer
+
+
+class GPT(nn.Module):
+    """Pre-LN decoder-only Transformer (Radford et al. 2018/2019): token + position embeddings ->
+    ``layers`` x (causal self-attention on the core's ``multihead`` with its SDPA fast path, MLP) ->
+    LayerNorm -> logits with the token embedding matrix (weight tying, Press & Wolf 2017)."""
+
+    def __init__(self, vocab: int, context: int = 128, d_model: int = 192, heads: int = 6, layers: int = 4,
+                 ff_size: int = 0, dropout: float = 0.1, positions: str = "learned", tie_weights: bool = True):
+        super().__init__()
+        self.context, self.d_model = context, d_model
+        self.embedding = nn.Embedding(vocab, d_model)
+        if positions == "learned":
+            self.positions = LearnedPositions(d_model, context)
+        elif positions == "sinusoidal":
+            self.positions = SinusoidalPositions(d_model, context)
+        else:
+            raise ValueError(f"model.positions={positions!r}: choose learned or sinusoidal")
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(EncoderLayer(d_model, heads, ff_size or 4 * d_model, dropout)
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+        self.apply(self._init)
+        if tie_weights:
+            self.head.weight = self.embedding.weight
+        for name, p in self.named_parameters():  # GPT-2: scaled init of the residual projections
+            if name.endswith("attn.out_proj.weight") or name.endswith("ff.3.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def _embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+        if offset + ids.size(1) > self.context:
+            raise ValueError(f"{offset + ids.size(1)} tokens exceed the model's context {self.context}")
+        return self.drop(self.embedding(ids) + self.positions(ids.size(1), offset))  # (batch, len, d_model)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        x = self._embed(ids)
+        for block in self.blocks:
+            x = block(x, is_causal=True)  # (batch, len, d_model)
+        return self.head(self.norm(x))  # (batch, len, vocab)
+
+    def new_state(self, batch: int = 1) -> dict:
+        return {"caches": [KVCache() for _ in self.blocks], "length": 0}
+
+    def step(self, ids: Tensor, state: dict) -> tuple[Tensor, dict]:
+        x = self._embed(ids, state["length"])  # (batch, new, d_model)
+        for block, cache in zip(self.blocks, state["caches"]):
+            x = block(x, is_causal=True, cache=cache)
+        state["length"] += ids.size(1)
+        return self.head(self.norm(x)), state  # (batch, new, vocab)
+
+    @torch.no_grad()
+    def attention_maps(self, ids: Tensor) -> Tensor:
+        x, maps = self._embed(ids), []
+        for block in self.blocks:
+            x, w = block(x, is_causal=True, need_weights=True)  # w: (batch, heads, len, len)
+            maps.append(w[0])
+        return torch.stack(maps)  # (layers, heads, len, len)
+
+
+class LSTMAttentionLM(nn.Module):
+    """An LSTM language model that attends over its own previous hidden states (cf. Daniluk et al. 2017,
+    "Frustratingly Short Attention Spans"): ``h_t = LSTM(x_<=t)``; ``c_t = attention(h_t, h_<=t)``
+    (causal, any core variant); ``logits = W_o tanh(W_c [h_t; c_t])``, tied to the embedding when sizes
+    allow. The cache is the LSTM state plus the states attended over (and their key projection)."""
+
+    def __init__(self, vocab: int, context: int = 128, embed_size: int = 256, hidden_size: int = 256,
+                 layers: int = 1, attention: str = "additive", heads: int = 4, dropout: float = 0.1,
+                 tie_weights: bool = True):
+        super().__init__()
+        self.context = context
+        self.embedding = nn.Embedding(vocab, embed_size)
+        self.lstm = nn.LSTM(embed_size, hidden_size, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.attention = build_attention(attention, hidden_size, hidden_size, heads=heads)
+        self.combine = nn.Linear(hidden_size + self.attention.output_size, embed_size)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(embed_size, vocab)
+        if tie_weights:
+            self.head.weight = self.embedding.weight
+
+    def _out(self, h: Tensor, c: Tensor) -> Tensor:
+        return self.head(self.drop(torch.tanh(self.combine(torch.cat([h, c], -1)))))  # (batch, len, vocab)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        h, _ = self.lstm(self.drop(self.embedding(ids)))  # (batch, len, hidden)
+        c, _ = self.attention(h, h, is_causal=True)  # (batch, len, d_v): position t sees h_<=t
+        return self._out(h, c)
+
+    def new_state(self, batch: int = 1) -> dict:
+        return {"lstm": None, "h": None, "keys": None, "length": 0}
+
+    def step(self, ids: Tensor, state: dict) -> tuple[Tensor, dict]:
+        h, lstm = self.lstm(self.drop(self.embedding(ids)), state["lstm"])  # (batch, new, hidden)
+        keys = self.attention.project_keys(h)  # projection of the new states only
+        past = state["h"]
+        all_h = h if past is None else torch.cat([past, h], 1)  # (batch, length + new, hidden)
+        all_k = keys if past is None else torch.cat([state["keys"], keys], 1)
+        c, _ = self.attention(h, all_h, projected_keys=all_k, is_causal=True)  # bottom-right causal
+        state = {"lstm": lstm, "h": all_h, "keys": all_k, "length": state["length"] + ids.size(1)}
+        return self._out(h, c), state
+
+    @torch.no_grad()
+    def attention_maps(self, ids: Tensor) -> Tensor:
+        h, _ = self.lstm(self.embedding(ids))
+        _, w = self.attention(h, h, is_causal=True, need_weights=True)  # (1, [heads,] len, len)
+        w = w[0] if w.dim() == 4 else w  # (heads, len, len) or (1, len, len)
+        return w.unsqueeze(0)  # (1 layer, heads, len, len)
