@@ -1,0 +1,116 @@
+"""Training and generation throughput of the generation task's GPT, against this machine's matmul speed.
+
+For the default size (``task=generation`` defaults) and the classic "baby GPT" (4 layers, 4 heads,
+width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 and under bf16 autocast:
+
+* training tokens/s of a full step (forward, backward, fused AdamW), on random tokens of an 84-symbol
+  vocabulary (the Austen character set)
+* model FLOP/s by nanoGPT's estimate (6 N + 12 L d T FLOPs per token) and its fraction of the matmul
+  FLOP/s measured in the same run (a 1024 x 1024 x 1024 matmul, same dtype) -- comparable with other
+  implementations' "MFU" on the same machine
+* generation tokens/s with and without the key/value cache (500 new tokens: the window restarts)
+
+    python scripts/bench_generation.py [--steps 20] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+from attnapps.decoding import sample_tokens
+from tasks.generation.model import GPT
+from tasks.generation.task import GenerationConfig
+
+VOCAB = 84
+
+
+def matmul_flops(dtype, device, n: int = 1024, reps: int = 20) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def train_speed(size: dict, dtype: str, device, steps: int) -> tuple[float, float]:
+    """(tokens/s, model FLOP/s) of full training steps."""
+    torch.manual_seed(0)
+    model = GPT(VOCAB, size["context"], size["d_model"], size["heads"], size["layers"], dropout=0.0).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    b, t = size["batch"], size["context"]
+    ids = torch.randint(0, VOCAB, (b, t + 1), device=device)
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext())
+
+    def step():
+        with amp:
+            logits = model(ids[:, :-1])
+        loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - t0) / steps
+    n_params = sum(p.numel() for p in model.parameters())
+    flops_per_token = 6 * n_params + 12 * size["layers"] * size["d_model"] * t
+    return b * t / seconds, flops_per_token * b * t / seconds
+
+
+def generation_speed(size: dict, device, new_tokens: int = 500) -> dict:
+    torch.manual_seed(0)
+    model = GPT(VOCAB, size["context"], size["d_model"], size["heads"], size["layers"], dropout=0.0).to(device).eval()
+    out = {}
+    for name, cache in (("cached", True), ("uncached", False)):
+        t0 = time.perf_counter()
+        tokens = sample_tokens(model, [5, 6, 7], new_tokens, 1.0, seed=0, use_cache=cache, device=device)
+        out[name] = (len(tokens) / (time.perf_counter() - t0), tokens)
+    assert out["cached"][1] == out["uncached"][1], "cached and uncached generation differ"
+    return {k: v[0] for k, v in out.items()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    m, tr = GenerationConfig().model, GenerationConfig().trainer
+    sizes = {
+        f"default ({m.layers}L {m.heads}H {m.d_model}w ctx{m.context} b{tr.batch_size})":
+            dict(layers=m.layers, heads=m.heads, d_model=m.d_model, context=m.context, batch=tr.batch_size),
+        "baby GPT (4L 4H 128w ctx64 b12)": dict(layers=4, heads=4, d_model=128, context=64, batch=12),
+    }
+    peak = {d: matmul_flops(torch.float32 if d == "fp32" else torch.bfloat16, device) for d in ("fp32", "bf16")}
+    print(f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"matmul 1024^3: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s\n")
+    print("| size | precision | train tokens/s | model GFLOP/s | fraction of matmul |")
+    print("|---|---|---|---|---|")
+    for name, size in sizes.items():
+        for dtype in ("fp32", "bf16"):
+            tps, flops = train_speed(size, dtype, device, args.steps)
+            print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
+    print("\n| size | generation tokens/s, cache | no cache | speed-up |")
+    print("|---|---|---|---|")
+    for name, size in sizes.items():
+        g = generation_speed(size, device)
+        print(f"| {name} | {g['cached']:,.0f} | {g['uncached']:,.0f} | {g['cached'] / g['uncached']:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
