@@ -201,11 +201,15 @@ class ClassificationTask(Task):
                  f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
                  f"labels: {', '.join(self.labels)}",
                  f"- malformed lines skipped: {self.policy.skipped if self.policy else 0}",
-                 f"- model: {self.cfg.model.arch}, attention {self.cfg.model.attention}, pooling {self.cfg.model.pooling}; "
+                 f"- model: {self.cfg.model.arch}"
+                 f"{f' (ensemble of {self.cfg.model.ensemble})' if self.cfg.model.ensemble > 1 else ''}, "
+                 f"attention {self.cfg.model.attention}, pooling {self.cfg.model.pooling}; "
                  f"tokenizer {self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}", "",
                  "### Test set: this model against TF-IDF + logistic regression", "",
                  "| model | accuracy | macro-F1 |", "|---|---|---|",
-                 f"| {self.cfg.model.arch} ({self.cfg.model.attention}) | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |"]
+                 f"| {self.cfg.model.arch} ({self.cfg.model.attention}"
+                 f"{f', ensemble of {self.cfg.model.ensemble}' if self.cfg.model.ensemble > 1 else ''}) "
+                 f"| {r['accuracy']:.4f} | {r['macro_f1']:.4f} |"]
         base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed) if self.cfg.report.baseline else None
         if base is not None:
             lines.append(f"| TF-IDF (1-2-grams) + logistic regression | {base['accuracy']:.4f} | {base['macro_f1']:.4f} |")
