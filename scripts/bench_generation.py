@@ -8,7 +8,8 @@ width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 a
 * model FLOP/s by nanoGPT's estimate (6 N + 12 L d T FLOPs per token) and its fraction of the matmul
   FLOP/s measured in the same run (a 1024 x 1024 x 1024 matmul, same dtype) -- comparable with other
   implementations' "MFU" on the same machine
-* generation tokens/s with and without the key/value cache (500 new tokens: the window restarts)
+* generation tokens/s with and without the key/value cache (500 new tokens: the window restarts; and
+  1,000 new tokens with a 1,024-token context, where recomputing the window is most expensive)
 
     python scripts/bench_generation.py [--steps 20] [--device cpu]
 """
@@ -105,10 +106,12 @@ def main():
         for dtype in ("fp32", "bf16"):
             tps, flops = train_speed(size, dtype, device, args.steps)
             print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
+    long = dict(sizes[next(iter(sizes))], context=1024)  # a long window: where the cache matters most
+    gen_sizes = dict(sizes, **{f"default width, context 1024 (1,000 new tokens)": long})
     print("\n| size | generation tokens/s, cache | no cache | speed-up |")
     print("|---|---|---|---|")
-    for name, size in sizes.items():
-        g = generation_speed(size, device)
+    for name, size in gen_sizes.items():
+        g = generation_speed(size, device, 1000 if size is long else 500)
         print(f"| {name} | {g['cached']:,.0f} | {g['uncached']:,.0f} | {g['cached'] / g['uncached']:.1f}x |")
 
 
