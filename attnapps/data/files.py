@@ -6,6 +6,7 @@ skips bad lines and counts them (the report shows the count and the first few re
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Iterator
@@ -56,6 +57,14 @@ def find_split(directory: Path, names: list[str], suffix: str) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def cache_root(path: str | Path = "") -> Path:
+    """Where tasks keep derived data (generated datasets, features, encoded corpora): ``path`` if
+    given (a task's ``data.cache_dir``), else ``$ATTNAPPS_CACHE``, else ``~/.cache/attnapps``."""
+    if path:
+        return Path(path)
+    return Path(os.environ.get("ATTNAPPS_CACHE") or Path.home() / ".cache" / "attnapps")
 
 
 SPLIT_NAMES = {"train": ["train"], "valid": ["valid", "val", "dev"],

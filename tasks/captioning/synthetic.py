@@ -15,11 +15,12 @@ uses to score attention grounding (a pointing game).
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
+
+from attnapps.data.files import cache_root
 
 VERSION = 1
 SIZE = 128
@@ -145,13 +146,9 @@ def write_synthetic(out: Path, seed: int = 0, splits=SPLITS) -> None:
     (out / "dataset.json").write_text(json.dumps({"dataset": "synthetic-shapes", "images": images}))
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ATTNAPPS_CACHE") or Path.home() / ".cache" / "attnapps")
-
-
 def ensure_synthetic(cache_dir: str | Path = "", seed: int = 0) -> Path:
     """The synthetic dataset's folder under ``cache_dir``, generated there (atomically) if missing."""
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    root = cache_root(cache_dir)
     out = root / "captioning" / f"synthetic-v{VERSION}-seed{seed}"
     if (out / "dataset.json").is_file():
         return out

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from attnapps.config import RunConfig, TrainerConfig
 from attnapps.data import Vocab, pad_batch
-from attnapps.data.files import carve
+from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import beam_search, greedy
 from attnapps.errors import ConfigError
@@ -27,7 +27,7 @@ from attnapps.task import Task, register_task
 from tasks.captioning.data import load_karpathy
 from tasks.captioning.features import build_encoder, cached_extract, load_pixels
 from tasks.captioning.model import ShowAttendTell, TransformerCaptioner
-from tasks.captioning.synthetic import default_cache_dir, ensure_synthetic
+from tasks.captioning.synthetic import ensure_synthetic
 
 
 @dataclass
@@ -121,7 +121,7 @@ class CaptioningTask(Task):
 
     def build_data(self):
         d, e = self.cfg.data, self.cfg.encoder
-        cache = Path(d.cache_dir) if d.cache_dir else default_cache_dir()
+        cache = cache_root(d.cache_dir)
         root = Path(d.path) if d.path else ensure_synthetic(cache, d.synthetic_seed)
         splits, self.policy = load_karpathy(root, d.on_error, d.image_dir, d.max_images)
         if not splits["valid"]:

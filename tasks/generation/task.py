@@ -8,7 +8,6 @@ sample from it with a key/value cache.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 
 from attnapps.config import RunConfig, TrainerConfig
 from attnapps.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
+from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
 from attnapps.errors import ConfigError
@@ -139,7 +139,7 @@ class GenerationTask(Task):
             self.tok = SentencePieceTokenizer().fit(texts["train"].split("\n"), t.vocab_size, t.model_type)
         else:
             raise ConfigError(f"tokenizer.kind={t.kind!r}: choose char or sentencepiece")
-        cache = Path(d.cache_dir) if d.cache_dir else _cache_root()
+        cache = cache_root(d.cache_dir)
         fp = tokenizer_fingerprint(self.tok)
         self.ids = {s: encode_cached(texts[s], self.encode, fp, self.tok.vocab_size, cache, s) for s in texts}
         self.chars = {s: len(texts[s]) for s in texts}
@@ -299,9 +299,3 @@ def tokenizer_fingerprint(tok) -> str:
         h.update(k.encode())
         h.update(v.numpy().tobytes() if torch.is_tensor(v) else repr(v).encode())
     return h.hexdigest()[:16]
-
-
-def _cache_root() -> Path:
-    import os
-
-    return Path(os.environ.get("ATTNAPPS_CACHE") or Path.home() / ".cache" / "attnapps")

@@ -65,3 +65,13 @@ def test_sampler_max_tokens_and_ddp_shards():
 def test_pad_batch():
     ids, lengths = pad_batch([[5, 6, 7], [8]], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
+
+
+def test_cache_root_prefers_the_key_then_the_environment(tmp_path, monkeypatch):
+    from attnapps.data.files import cache_root
+
+    monkeypatch.setenv("ATTNAPPS_CACHE", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(str(tmp_path / "key")) == tmp_path / "key"
+    monkeypatch.delenv("ATTNAPPS_CACHE")
+    assert cache_root().parts[-2:] == (".cache", "attnapps")
