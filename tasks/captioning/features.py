@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.data.files import ErrorPolicy
-from attnapps.errors import ConfigError, DataError
+from attnapps.errors import ConfigError
 from attnapps.training.checkpoint import atomic_save
 
 ENCODERS = ("small_cnn", "resnet18", "resnet50", "resnet101", "efficientnet_lite0")
@@ -125,7 +125,7 @@ def images_fingerprint(paths: list[Path]) -> str:
 def cache_key(kind: str, encoder: str, weights: str, image_size: int, paths: list[Path]) -> str:
     """``kind`` is ``features`` (a frozen encoder's output) or ``pixels`` (resized images)."""
     spec = {"kind": kind, "encoder": encoder if kind == "features" else "", "weights": weights if kind == "features" else "",
-            "image_size": image_size, "images": images_fingerprint(paths), "count": len(paths), "version": 1}
+            "image_size": image_size, "images": images_fingerprint(paths), "count": len(paths), "version": 2}
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -143,7 +143,7 @@ def extract(paths: list[Path], encoder: GridEncoder | None, image_size: int, pol
             batch_size: int = 32, device="cpu", progress: bool = True) -> dict:
     """Decode every image (an unreadable one raises, or is skipped and recorded under ``policy``), then run
     the frozen ``encoder`` (or keep the pixels when it is None). Returns ``{"data": (n_ok, ...) tensor,
-    "rows": {path index: row}, "bad": [messages], "images_per_sec"}``."""
+    "rows": {path index: row}, "bad": [[path, reason]], "images_per_sec", "seconds"}``."""
     from tqdm import tqdm
 
     if encoder is not None:
@@ -165,8 +165,9 @@ def extract(paths: list[Path], encoder: GridEncoder | None, image_size: int, pol
         try:
             pixels = load_pixels(p, image_size)
         except Exception as e:  # PIL raises many types for corrupt files
-            policy.bad(p, None, f"cannot read image ({type(e).__name__}: {e})")
-            bad.append(str(DataError(p, None, f"cannot read image ({type(e).__name__})")))
+            reason = f"cannot read image ({type(e).__name__}: {e})"
+            policy.bad(p, None, reason)  # raises unless on_error=skip
+            bad.append([str(p), reason])
             continue
         rows[i] = len(rows)
         batch.append(pixels)
@@ -188,8 +189,7 @@ def cached_extract(cache_dir: Path, paths: list[Path], encoder: GridEncoder | No
     file = Path(cache_dir) / "captioning" / "features" / f"{kind}-{encoder_name if encoder else 'images'}-{key}.pt"
     if file.is_file():
         blob = torch.load(file, map_location="cpu", weights_only=True)
-        for msg in blob["bad"]:
-            path, _, reason = msg.partition(": ")
+        for path, reason in blob["bad"]:
             policy.bad(path, None, reason)
         blob["rows"] = {int(k): v for k, v in blob["rows"].items()}
         return blob, True, file

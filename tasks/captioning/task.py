@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -232,7 +233,7 @@ class CaptioningTask(Task):
             out["grounding"], out["grounding_chance"] = g["accuracy"], g["chance"]
         if final:
             self.last_outputs = getattr(self, "last_outputs", {})
-            self.last_outputs[split] = (words, attns, out)
+            self.last_outputs[split] = (words, attns, out, g)
         return out
 
     def grounding(self, split, words, attns):
@@ -284,10 +285,9 @@ class CaptioningTask(Task):
         dec, info = self.cfg.decode, self.feature_info
         if "test" not in getattr(self, "last_outputs", {}):
             self.evaluate(model, "test", final=True)
-        words, attns, scores = self.last_outputs["test"]
+        words, attns, scores, g = self.last_outputs["test"]
         (run_dir / "test_captions.txt").write_text(
             "".join(f"{it.name}\t{' '.join(w)}\n" for (_, it), w in zip(self.items["test"], words)), encoding="utf-8")
-        g = self.grounding("test", words, attns)
         lines = ["## Captioning", "",
                  f"- data: {self.cfg.data.path or 'synthetic shapes (generated)'} at `{self.root}`; images "
                  f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
@@ -336,7 +336,7 @@ class CaptioningTask(Task):
         with Image.open(image_path) as im:
             image = im.convert("RGB")
             image.thumbnail((256, 256))
-            pixels = __import__("numpy").asarray(image)
+            pixels = np.asarray(image)
         maps = attn[: len(words)].float().cpu().view(-1, k, k)
         return attention_over_image(pixels, words, maps, out, title=" ".join(words))
 

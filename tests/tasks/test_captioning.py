@@ -73,7 +73,7 @@ def test_bad_entries_name_the_file_and_image_or_are_skipped(tmp_path, images, me
     root = karpathy(tmp_path, images)
     with pytest.raises(DataError) as e:
         load_karpathy(root)
-    assert str(e.value) == f"{root / 'dataset.json'}: {message}" or str(e.value).startswith(f"{root / 'dataset.json'}: {message}")
+    assert str(e.value).startswith(f"{root / 'dataset.json'}: {message}")
     splits, policy = load_karpathy(root, on_error="skip")
     assert policy.skipped == 1 and len(splits["train"]) == 1
 
