@@ -78,8 +78,9 @@ class Task:
         """Markdown sections for ``report.md``; figures go to ``run_dir/plots``."""
         return []
 
-    def extra_metrics(self) -> dict[str, float]:
-        """Run-level numbers for ``metrics.json`` besides the split metrics (e.g. extraction speed)."""
+    def extra_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Run-level numbers for ``metrics.json`` besides the split metrics (e.g. extraction or
+        generation speed), called once with the final (best) model."""
         return {}
 
     def predict(self, model: nn.Module, options) -> None:

@@ -457,7 +457,7 @@ class Trainer:
             f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
         })
-        metrics.update(self.task.extra_metrics())
+        metrics.update(self.task.extra_metrics(self.model))
         with open(self.run_dir / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
         from attnapps.report import write_report

@@ -274,7 +274,7 @@ class CaptioningTask(Task):
         return {"accuracy": hits / max(total, 1), "chance": chance / max(total, 1), "words": total,
                 "hallucinated": hallucinated}
 
-    def extra_metrics(self):
+    def extra_metrics(self, model):
         info = self.feature_info
         return {"features.images_per_sec": info.get("images_per_sec", 0.0),
                 "features.seconds": info.get("seconds", 0.0), "features.cache_hit": int(info.get("cache_hit", False))}

@@ -201,13 +201,11 @@ class GenerationTask(Task):
     def evaluate(self, model, split, final=False):
         total, count = self.nll(model, split, 0 if final else self.cfg.sample.eval_tokens)
         chars_per_token = self.chars[split] / max(1, len(self.ids[split]))
-        out = {"perplexity": perplexity(total, count), "bpc": bits_per_char(total, count * chars_per_token)}
-        if final and split == "test":
-            self.speed = self.measure_generation(model)
-        return out
+        return {"perplexity": perplexity(total, count), "bpc": bits_per_char(total, count * chars_per_token)}
 
     def measure_generation(self, model, new_tokens: int = 200) -> dict:
         """Generation tokens/s with and without the key/value cache (same prompt, seed and tokens)."""
+        model.eval()
         prompt = self.encode(self.cfg.sample.prompt)
         out = {}
         for name, cache in (("cached", True), ("uncached", False)):
@@ -216,7 +214,8 @@ class GenerationTask(Task):
             out[name] = len(tokens) / (time.perf_counter() - t0)
         return out
 
-    def extra_metrics(self):
+    def extra_metrics(self, model):
+        self.speed = self.measure_generation(model)  # the report shows it too
         return {f"generate.tokens_per_sec_{k}": v for k, v in self.speed.items()}
 
     # ------------------------------------------------------------------ report and predict
