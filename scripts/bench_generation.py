@@ -107,7 +107,7 @@ def main():
             tps, flops = train_speed(size, dtype, device, args.steps)
             print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
     long = dict(sizes[next(iter(sizes))], context=1024)  # a long window: where the cache matters most
-    gen_sizes = dict(sizes, **{f"default width, context 1024 (1,000 new tokens)": long})
+    gen_sizes = dict(sizes, **{"default width, context 1024 (1,000 new tokens)": long})
     print("\n| size | generation tokens/s, cache | no cache | speed-up |")
     print("|---|---|---|---|")
     for name, size in gen_sizes.items():

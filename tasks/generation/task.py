@@ -119,7 +119,7 @@ class GenerationTask(Task):
 
     def decode(self, ids) -> str:
         if self.tok.kind == "char":
-            return "".join(self.tok.vocab.itos[i] if i > 3 else "" for i in ids)
+            return self.tok.decode(ids)
         lines, current = [], []
         for i in ids:
             if i == EOS:
@@ -171,31 +171,23 @@ class GenerationTask(Task):
         """Summed NLL (nats) and token count over the split's first ``max_tokens`` (0 = all), scored in
         non-overlapping windows of ``context`` predictions (the last one partial)."""
         model.eval()
-        ids = self.ids[split]
+        ids, ctx = self.ids[split], self.cfg.model.context
         n = len(ids) if not max_tokens else min(len(ids), max_tokens + 1)
-        ctx, total, count, batch = self.cfg.model.context, 0.0, 0, []
+        windows = Windows(ids[:n], ctx)  # full windows of ctx + 1 tokens
+        total, count = 0.0, 0
 
-        def flush():
+        def score(x: torch.Tensor):  # (b, len + 1) windows of equal length
             nonlocal total, count
-            if batch:
-                x = torch.stack(batch).to(self.device)  # (b, ctx + 1)
-                logits = model(x[:, :-1])
-                total += float(F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten(), reduction="sum"))
-                count += x[:, 1:].numel()
-                batch.clear()
+            x = x.to(self.device)
+            logits = model(x[:, :-1])  # (b, len, vocab)
+            total += float(F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten(), reduction="sum"))
+            count += x[:, 1:].numel()
 
-        starts = list(range(0, n - 1, ctx))
-        for s in starts:
-            window = torch.from_numpy(ids[s:min(s + ctx + 1, n)].astype("int64"))
-            if len(window) < ctx + 1:  # the partial last window: scored alone
-                flush()
-                batch.append(window)
-                flush()
-                continue
-            batch.append(window)
-            if len(batch) == 64:
-                flush()
-        flush()
+        for start in range(0, len(windows), 64):
+            score(torch.stack([windows[i] for i in range(start, min(start + 64, len(windows)))]))
+        tail = len(windows) * ctx  # the last, partial window
+        if tail < n - 1:
+            score(torch.from_numpy(ids[tail:n].astype("int64")).unsqueeze(0))
         return total, count
 
     def evaluate(self, model, split, final=False):
@@ -271,8 +263,8 @@ class GenerationTask(Task):
                                  f"head {s.heatmap_head}", x_name="attended token", y_name="query token")
 
     def piece(self, i: int) -> str:
-        p = self.decode([i]) if self.tok.kind == "char" else self.tok.id_to_piece(i)
-        return {" ": "␣", "\n": "⏎", "": "⏎"}.get(p, p)
+        p = "\n" if i == EOS and self.tok.kind != "char" else self.tok.id_to_piece(i)  # sentencepiece: EOS = newline
+        return {" ": "␣", "\n": "⏎"}.get(p, p)
 
     def predict(self, model, options):
         text = self.generate(model, options.prompt, options.max_new_tokens, options.temperature, options.top_k,
