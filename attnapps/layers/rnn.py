@@ -4,7 +4,34 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+
+def unpack(packed: PackedSequence, total_length: int) -> Tensor:
+    """``pad_packed_sequence(packed, batch_first=True, total_length=...)[0]`` as one gather.
+
+    Same values; its backward is one scatter instead of one copy per time step, which makes the
+    backward pass of long or many sequences several times faster on a CPU.
+    """
+    data, sizes = packed.data, packed.batch_sizes  # (tokens, hidden), (steps,) on the CPU
+    steps, batch = sizes.numel(), int(sizes[0])
+    starts = (torch.cumsum(sizes, 0) - sizes).to(data.device)  # first row of each time step
+    rows = torch.arange(batch, device=data.device).unsqueeze(1)  # (batch, 1) in sorted order
+    index = starts.unsqueeze(0) + rows  # (batch, steps)
+    index = torch.where(rows < sizes.to(data.device).unsqueeze(0), index, data.size(0))  # padding -> zero row
+    if packed.unsorted_indices is not None:
+        index = index[packed.unsorted_indices.to(data.device)]  # back to the input order
+    padded = torch.cat([data, data.new_zeros(1, data.size(1))]).index_select(0, index.flatten())
+    padded = padded.view(batch, steps, data.size(1))  # (batch, steps, hidden)
+    return nn.functional.pad(padded, (0, 0, 0, total_length - steps))  # (batch, total_length, hidden)
+
+
+def run_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """A batch-first (bi)directional RNN over padded ``x (batch, len, in)`` that only reads each row's first
+    ``lengths`` steps: ``(states (batch, len, out) with zero padding, final state)``."""
+    packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+    out, h = rnn(packed)
+    return unpack(out, x.size(1)), h
 
 
 class RNNEncoder(nn.Module):
@@ -33,9 +60,7 @@ class RNNEncoder(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x = self.dropout(self.embedding(ids))  # (batch, len, embed)
-        packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
-        out, h = self.rnn(packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))  # (batch, len, hidden)
+        states, h = run_rnn(self.rnn, x, lengths)  # (batch, len, hidden)
         h = h[0] if isinstance(h, tuple) else h  # LSTM: (h, c)
         final = torch.cat([h[-2], h[-1]], -1) if self.bidirectional else h[-1]  # (batch, hidden)
         return states, final

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,14 @@ from attnapps.errors import ConfigError
 from attnapps.metrics import classification_report
 from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
 from attnapps.task import Task, register_task
+from tasks.classification import auto
 from tasks.classification.baseline import tfidf_logreg
 from tasks.classification.data import load_examples
-from tasks.classification.model import BiLSTMAttention, Ensemble, TransformerClassifier
+from tasks.classification.model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
+                                         TransformerClassifier)
+
+PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them all)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # where han cuts a text into sentences
 
 
 @dataclass
@@ -33,7 +39,7 @@ class ClassificationData:
     format: str = "tsv"  # tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)
     text_column: str = "text"  # csv
     label_column: str = "label"  # csv
-    max_len: int = 200  # tokens kept per text (and the flatten width)
+    max_len: int = 0  # tokens kept per text (and the flatten width); 0 = from the data (see auto_settings)
     on_error: str = "raise"  # raise | skip
 
 
@@ -47,17 +53,19 @@ class ClassificationTokenizer:
 
 @dataclass
 class ClassificationModel:
-    arch: str = "bilstm_attention"  # bilstm_attention | transformer
-    attention: str = "additive"  # core variant used by bilstm_attention (dot + pooling=flatten = Keras example)
+    arch: str = "auto"  # auto | ngram_attention | han | bilstm_attention | transformer (auto: see auto_settings)
+    attention: str = "additive"  # core variant of the attention pooling (dot + pooling=flatten = Keras example)
     pooling: str = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
-    embed_size: int = 256
-    hidden_size: int = 128  # bilstm: per direction; transformer: d_model
+    embed_size: int = 0  # 0 = the architecture's default (ngram 64, han 100, bilstm 256, transformer = hidden)
+    hidden_size: int = 0  # 0 = default (han 50, bilstm 128 per direction; transformer d_model 128)
     heads: int = 4
-    hops: int = 4  # bilstm_attention with pooling=attention: learned queries (Lin et al. 2017 with > 1)
+    hops: int = 0  # learned queries of attention pooling (ngram, bilstm; Lin et al. 2017 with > 1); 0 = default
+    ngrams: int = 2  # ngram_attention: n-gram orders 1..N (2 and 3 hashed)
+    buckets: int = 262144  # ngram_attention: hash buckets per n-gram order
     layers: int = 2  # transformer
     ff_size: int = 256  # transformer
-    dropout: float = 0.5
-    ensemble: int = 3  # independently initialised models trained side by side, logits averaged (1 = one model)
+    dropout: float = -1.0  # < 0 = from the data size (see auto_settings)
+    ensemble: int = 0  # independently initialised models trained side by side, logits averaged; 0 = default
 
 
 @dataclass
@@ -74,8 +82,10 @@ class ClassificationConfig(RunConfig):
     model: ClassificationModel = field(default_factory=ClassificationModel)
     report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        max_epochs=15, max_minutes=6.0, batch_size=32, lr=2e-3, warmup_steps=100, schedule="linear",
+        max_epochs=0, max_minutes=3.0, batch_size=0, lr=0.0, warmup_steps=100, schedule="linear",
         weight_decay=0.01, eval_every=0, patience=3))
+    # lr 0 / batch_size 0 = the architecture's (auto.ARCH_DEFAULTS); max_epochs 0 = until the time budget
+    # or early stopping (15 when there is no budget at all)
 
 
 @dataclass
@@ -109,12 +119,22 @@ class ClassificationTask(Task):
             self.tok = SentencePieceTokenizer().fit(train_texts, t.vocab_size)
         else:
             raise ConfigError(f"tokenizer.kind={t.kind!r}: choose word or sentencepiece")
+        self.auto_notes = auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts], len(train_texts))
         index = {label: i for i, label in enumerate(self.labels)}
         return {split: [(self.encode(text), index[label]) for text, label in examples]
                 for split, examples in splits.items()}
 
     def encode(self, text: str) -> list[int]:
-        return (self.tok.encode(text) or [self.tok.unk_id])[: self.cfg.data.max_len]
+        """Token ids, at most ``data.max_len``; for ``han`` the sentences are separated by ``<eos>``."""
+        if self.cfg.model.arch == "han":
+            ids = []
+            for sentence in SENTENCE_END.split(text):
+                piece = self.tok.encode(sentence)
+                if piece:
+                    ids += piece + [self.tok.eos_id]
+        else:
+            ids = self.tok.encode(text)
+        return (ids or [self.tok.unk_id])[: self.cfg.data.max_len]
 
     def lengths(self, split):
         return [len(ids) for ids, _ in self.datasets[split]]
@@ -141,6 +161,12 @@ class ClassificationTask(Task):
         if m.arch == "bilstm_attention":
             return BiLSTMAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.pooling,
                                    self.cfg.data.max_len, m.dropout, m.heads, self.tok.pad_id, m.hops)
+        if m.arch == "ngram_attention":
+            return NgramAttention(v, self.outputs, m.embed_size, m.ngrams, m.buckets, m.attention, m.hops, m.dropout,
+                                  m.heads, self.tok.pad_id)
+        if m.arch == "han":
+            return HierarchicalAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.dropout,
+                                         m.heads, self.tok.pad_id, self.tok.eos_id)
         if m.arch == "transformer":
             pooling = "mean" if m.pooling == "attention" else m.pooling
             return TransformerClassifier(v, self.outputs, m.hidden_size, m.heads, m.layers, m.ff_size,
@@ -204,7 +230,9 @@ class ClassificationTask(Task):
                  f"- model: {self.cfg.model.arch}"
                  f"{f' (ensemble of {self.cfg.model.ensemble})' if self.cfg.model.ensemble > 1 else ''}, "
                  f"attention {self.cfg.model.attention}, pooling {self.cfg.model.pooling}; "
-                 f"tokenizer {self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}", "",
+                 f"tokenizer {self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}, "
+                 f"texts cut at {self.cfg.data.max_len} tokens",
+                 *[f"- chosen from the data: {note}" for note in getattr(self, "auto_notes", [])], "",
                  "### Test set: this model against TF-IDF + logistic regression", "",
                  "| model | accuracy | macro-F1 |", "|---|---|---|",
                  f"| {self.cfg.model.arch} ({self.cfg.model.attention}"
@@ -233,7 +261,9 @@ class ClassificationTask(Task):
             tokens = [self.tok.id_to_piece(t) for t in self.datasets["test"][i][0]]
             caption = (f"{'correct' if gold[i] == pred[i] else 'WRONG'}: gold {self.labels[gold[i]]}, predicted "
                        f"{self.labels[pred[i]]} (p={max(probs[i]):.2f})")
-            rows.append((tokens, weights[i], caption))
+            cut = PNG_TOKENS if len(tokens) > PNG_TOKENS else len(tokens)
+            rows.append((tokens[:cut], weights[i][:cut],
+                         caption + (f" -- first {cut} of {len(tokens)} tokens" if cut < len(tokens) else "")))
             parts.append(shade_tokens_html(tokens, weights[i], caption))
         if rows:
             png = shade_tokens_png(rows, run_dir / "plots" / "attention_tokens.png")
@@ -243,7 +273,50 @@ class ClassificationTask(Task):
                 + "</body></html>", encoding="utf-8")
             lines += [f"![attention over tokens](plots/{png.name})", "",
                       "The same as HTML: `attention_tokens.html`."]
+        if self.cfg.model.arch == "han":
+            lines += self.document_attention(model, right + wrong, gold, pred, run_dir)
         return ["\n".join(lines)]
+
+    def document_attention(self, model, indices, gold, pred, run_dir: Path) -> list[str]:
+        """The hierarchical model's two levels: which sentences it read, and which words in them."""
+        han = model.members[0] if isinstance(model, Ensemble) else model
+        lines = ["", "### Document-level attention (hierarchical model)", "",
+                 "Each test document's sentences by the attention they got (sentence level), with the most-"
+                 "attended words inside each (word level)"
+                 + (" -- the first of the ensemble's members" if isinstance(model, Ensemble) else "") + ".", ""]
+        parts = []
+        for i in indices:
+            ids = self.datasets["test"][i][0]
+            with torch.no_grad():
+                out = han.explain(torch.tensor([ids], device=self.device), torch.tensor([len(ids)], device=self.device))
+            sent_w, word_w, where = out["sentence_weights"][0], out["word_weights"][0], out["where"][0]
+            sentences = [[] for _ in range(int(out["sentences"][0]))]
+            for t, (s_i, w_i) in zip(ids, where.tolist()):
+                if s_i >= 0:
+                    sentences[s_i].append((self.tok.id_to_piece(t), float(word_w[s_i, w_i])))
+            verdict = "correct" if gold[i] == pred[i] else "WRONG"
+            lines.append(f"**{verdict}**: gold {self.labels[gold[i]]}, predicted {self.labels[pred[i]]}; "
+                         f"{len(sentences)} sentences, the three most attended:")
+            lines.append("")
+            for s_i in sent_w[: len(sentences)].argsort(descending=True)[:3].tolist():
+                words = sentences[s_i]
+                top = sorted(range(len(words)), key=lambda k: -words[k][1])[:3]
+                text = " ".join(f"**{w}**" if k in top else w for k, (w, _) in enumerate(words))
+                lines.append(f"- sentence {s_i + 1} (weight {float(sent_w[s_i]):.2f}): {text}")
+            lines.append("")
+            rows = "".join(
+                f'<div style="border-left: 8px solid rgba(0,90,255,{float(sent_w[k]) / float(sent_w.max()):.3f}); '
+                f'padding-left: 6px; margin: 2px 0" title="sentence weight {float(sent_w[k]):.3f}">'
+                + shade_tokens_html([w for w, _ in words], [a for _, a in words])[3:-4] + "</div>"
+                for k, words in enumerate(sentences))
+            parts.append(f"<h4>{verdict}: gold {html.escape(self.labels[gold[i]])}, predicted "
+                         f"{html.escape(self.labels[pred[i]])}</h4>{rows}")
+        (run_dir / "attention_documents.html").write_text(
+            "<html><meta charset='utf-8'><body style='font-family: sans-serif'><h3>Hierarchical attention: "
+            "sentences (blue bar: sentence weight) and words (orange: word weight within the sentence)</h3>"
+            + "".join(parts) + "</body></html>", encoding="utf-8")
+        lines.append("Every sentence and word, shaded: `attention_documents.html`.")
+        return lines
 
     def predict(self, model, options):
         text = sys.stdin.read() if options.input == "-" else Path(options.input).read_text(encoding="utf-8")

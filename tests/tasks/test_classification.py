@@ -7,7 +7,9 @@ from omegaconf import OmegaConf
 from attnapps.errors import DataError
 from attnapps.training import Trainer
 from tasks.classification.data import load_examples
-from tasks.classification.model import BiLSTMAttention, Ensemble, TransformerClassifier
+from tasks.classification import auto
+from tasks.classification.model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
+                                         TransformerClassifier, hashed_ngrams, split_sentences)
 from tasks.classification.task import ClassificationConfig, ClassificationTask
 from tests.conftest import run_cli
 
@@ -88,6 +90,10 @@ def test_keras_imdb_layout_shapes_and_parameter_count():
     lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "mean"),
     lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "cls"),
     lambda: Ensemble([BiLSTMAttention(50, 3, 16, 8, dropout=0.0) for _ in range(2)]).eval(),
+    lambda: NgramAttention(50, 3, 16, ngrams=3, buckets=97, dropout=0.0),
+    lambda: NgramAttention(50, 1, 16, attention="multihead", heads=2, hops=3, dropout=0.0, mean=False),
+    lambda: HierarchicalAttention(50, 3, 16, 8, dropout=0.0, sep_id=7),
+    lambda: HierarchicalAttention(50, 1, 16, 8, attention="scaled_dot", dropout=0.0, sep_id=7),
 ])
 def test_padding_gets_zero_attention_and_does_not_change_the_prediction(make):
     torch.manual_seed(0)
@@ -163,3 +169,83 @@ def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
     r = run_cli("task=classification", "tokenizer=bogus", f"hydra.run.dir={tmp_path}")
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert r.returncode == 2 and lines == ["error: tokenizer.kind='bogus': choose word or sentencepiece"]
+
+
+def test_hashed_ngrams_are_the_hash_of_consecutive_ids():
+    ids = torch.tensor([[3, 5, 7, 9]])
+    assert hashed_ngrams(ids, 2, 1000).tolist() == [[(3 * 1_000_003 + 5) % 1000, (5 * 1_000_003 + 7) % 1000,
+                                                     (7 * 1_000_003 + 9) % 1000]]
+    assert hashed_ngrams(ids, 3, 10**15).tolist() == [[(3 * 1_000_003 + 5) * 1_000_003 + 7,
+                                                       (5 * 1_000_003 + 7) * 1_000_003 + 9]]
+
+
+def test_ngram_model_sees_bigrams_only_inside_the_text():
+    """A bigram that would straddle the end of the text (last word + padding) must not be embedded."""
+    torch.manual_seed(0)
+    model = NgramAttention(20, 2, 8, ngrams=2, buckets=31, dropout=0.0).eval()
+    e, mask = model.embed(torch.tensor([[4, 5, 0, 0]]), torch.tensor([2]))
+    gram = model.hashed[0].weight[hashed_ngrams(torch.tensor([[4, 5]]), 2, 31)[0, 0]]
+    assert torch.allclose(e[0, 0], model.embedding.weight[4] + gram)
+    assert torch.allclose(e[0, 1], model.embedding.weight[5])  # no (5, pad) bigram
+    assert mask.tolist() == [[True, True, False, False]]
+
+
+def test_split_sentences_by_hand():
+    sep = 3
+    ids = torch.tensor([[5, 6, sep, 7, sep, sep, 8, 9, 10, 11, 12, 0],
+                        [sep, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0]])
+    words, word_lengths, counts, where = split_sentences(ids, torch.tensor([11, 4]), sep, max_words=3)
+    # doc 0: [5 6] [7] [8 9 10] [11 12] (the last cut at 3 words); doc 1: [4 4 4] (empty sentence skipped)
+    assert counts.tolist() == [4, 1]
+    assert word_lengths.tolist() == [[2, 1, 3, 2], [3, 0, 0, 0]]
+    assert words[0].tolist() == [[5, 6, 0], [7, 0, 0], [8, 9, 10], [11, 12, 0]]
+    assert words[1, 0].tolist() == [4, 4, 4] and (words[1, 1:] == 0).all()
+    assert where[0, :, 0].tolist() == [0, 0, -1, 1, -1, -1, 2, 2, 2, 3, 3, -1]
+    assert where[0, :, 1].tolist() == [0, 1, -1, 0, -1, -1, 0, 1, 2, 0, 1, -1]
+
+
+def test_han_weights_are_word_times_sentence_attention():
+    torch.manual_seed(0)
+    model = HierarchicalAttention(30, 4, 8, 6, dropout=0.0, sep_id=3).eval()
+    ids = torch.tensor([[5, 6, 3, 7, 8, 9, 3, 10]])
+    out = model.explain(ids, torch.tensor([8]))
+    s, w = out["sentence_weights"][0], out["word_weights"][0]
+    assert torch.allclose(s.sum(), torch.tensor(1.0)) and torch.allclose(w.sum(-1), torch.ones(3))
+    expected = [w[0, 0] * s[0], w[0, 1] * s[0], 0, w[1, 0] * s[1], w[1, 1] * s[1], w[1, 2] * s[1], 0, w[2, 0] * s[2]]
+    assert torch.allclose(out["token_weights"][0], torch.stack([torch.as_tensor(x) for x in expected]).float())
+    assert torch.allclose(out["token_weights"].sum(), torch.tensor(1.0))
+    # each sentence is read alone: the sentence vectors do not depend on the other sentences' words
+    other = model.explain(torch.tensor([[5, 6, 3, 11, 12, 13, 3, 10]]), torch.tensor([8]))
+    assert torch.allclose(other["word_weights"][0, 0], w[0]) and torch.allclose(other["word_weights"][0, 2], w[2])
+
+
+def test_auto_settings_follow_the_data_and_keep_what_the_user_set():
+    cfg = OmegaConf.structured(ClassificationConfig)
+    notes = auto.resolve(cfg, [10] * 96 + [5000] * 4, 100)
+    assert cfg.data.max_len == 10 and cfg.model.arch in auto.ARCHS and cfg.trainer.lr > 0
+    assert cfg.model.dropout == 0.5 and any("data.max_len=10" in n for n in notes)
+    cfg = OmegaConf.structured(ClassificationConfig)
+    cfg.data.max_len, cfg.model.arch, cfg.model.dropout, cfg.trainer.lr = 77, "han", 0.1, 0.5
+    auto.resolve(cfg, [3000] * 100, 100_000)
+    assert (cfg.data.max_len, cfg.model.arch, cfg.model.dropout, cfg.trainer.lr) == (77, "han", 0.1, 0.5)
+    cfg = OmegaConf.structured(ClassificationConfig)
+    auto.resolve(cfg, [3000] * 100, 100_000)
+    assert cfg.data.max_len == auto.ARCH_DEFAULTS[cfg.model.arch]["max_len"] and cfg.model.dropout == 0.2
+
+
+def test_han_run_reports_document_level_attention(tmp_path):
+    words = {"pos": ["great", "lovely", "superb", "moving"], "neg": ["awful", "boring", "dull", "weak"]}
+    lines = [f"We saw it on a Sunday. The film was {words[lab][i % 4]}. It was long.\t{lab}\n"
+             for i in range(8) for lab in ("pos", "neg")]
+    for split in ("train", "valid", "test"):
+        write(tmp_path / "data" / f"{split}.tsv", "".join(lines))
+    cfg = small_cfg(tmp_path / "data", "model.arch=han", "model.ensemble=1", "trainer.max_epochs=30")
+    metrics = Trainer(ClassificationTask(cfg), cfg, tmp_path / "run").run()
+    assert metrics["test.accuracy"] == 1.0
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Document-level attention" in report and "3 sentences, the three most attended" in report
+    # the sentence that decides ("The film was ...") gets the most sentence-level attention in each document
+    lines = report.splitlines()
+    firsts = [lines[i + 2] for i, line in enumerate(lines) if "the three most attended" in line]
+    assert firsts and all(f.startswith("- sentence 2 (weight") for f in firsts), firsts
+    assert "border-left" in (tmp_path / "run" / "attention_documents.html").read_text()

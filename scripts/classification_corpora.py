@@ -1,0 +1,113 @@
+"""The classification default against TF-IDF + logistic regression on several corpora, over seeds.
+
+For each corpus and each configuration ("default" = no model override, or ``model.arch=NAME``) and
+each seed it runs ``python -m attnapps.run task=classification`` with the same time budget, one run
+at a time (two at once on a small machine slow each other), then prints a Markdown table of mean +- sd
+of accuracy and macro-F1 on **valid** (where settings are chosen) and on **test**, with the baseline
+fitted on train and scored on the same splits. Finished runs are kept and skipped, so an interrupted
+study continues where it stopped.
+
+    python scripts/build_classification_corpora.py            # news, healthtweets, spam (once)
+    python scripts/classification_corpora.py [--corpora rt,news,healthtweets,spam]
+        [--configs default,ngram_attention,han,bilstm_attention] [--seeds 1234,0,1] [--minutes 3]
+        [--out runs/classification-corpora]
+
+``rt`` is the embedded Rotten Tomatoes data; the others are read from ``--corpus-dir`` (default
+``$ATTNAPPS_CACHE/classification/corpora``, where the build script writes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from attnapps.data.files import cache_root  # noqa: E402
+from tasks.classification.baseline import tfidf_logreg  # noqa: E402
+from tasks.classification.data import load_examples  # noqa: E402
+
+
+def corpus_args(name: str, corpus_dir: Path) -> tuple[str, str]:
+    return ("", "tsv") if name == "rt" else (str(corpus_dir / name), "csv")
+
+
+def run_one(path: str, fmt: str, config: str, seed: int, minutes: float, out: Path, extra: list[str]) -> dict:
+    metrics = out / "metrics.json"
+    if not metrics.is_file():
+        cmd = [sys.executable, "-m", "attnapps.run", "task=classification", f"seed={seed}",
+               f"trainer.max_minutes={minutes}", "trainer.progress=false", "report.baseline=false",
+               f"hydra.run.dir={out}", *extra]
+        if path:
+            cmd += [f"data.path={path}", f"data.format={fmt}"]
+        if config != "default":
+            cmd.append(f"model.arch={config}")
+        t0 = time.time()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        print(f"  {out.relative_to(out.parents[2])}: {time.time() - t0:.0f} s", file=sys.stderr)
+    m = json.loads(metrics.read_text())
+    cfg = (out / "checkpoints" / "best.pt")
+    arch = ""
+    if cfg.is_file():
+        import torch
+
+        arch = torch.load(cfg, map_location="cpu", weights_only=True)["config"]["model"]["arch"]
+    return {**m, "arch": arch}
+
+
+def stats(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpora", default="rt,news,healthtweets,spam")
+    p.add_argument("--configs", default="default")
+    p.add_argument("--seeds", default="1234,0,1")
+    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--corpus-dir", type=Path, default=cache_root() / "classification" / "corpora")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "classification-corpora")
+    p.add_argument("--split", default="valid,test", help="which splits to show: valid, test or both")
+    p.add_argument("extra", nargs="*", help="more key=value overrides for every run")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = ["| corpus | train / valid / test | mean words | classes | model | split | accuracy | macro-F1 |",
+            "|---|---|---|---|---|---|---|---|"]
+    for corpus in args.corpora.split(","):
+        path, fmt = corpus_args(corpus, args.corpus_dir)
+        splits, labels, _ = load_examples(path, fmt, seed=1234)
+        sizes = " / ".join(f"{len(splits[s]):,}" for s in ("train", "valid", "test"))
+        words = statistics.mean(len(t.split()) for t, _ in splits["train"])
+        info = f"| {corpus} | {sizes} | {words:.0f} | {len(labels)} |"
+        cache = args.out / corpus / "baseline.json"
+        if cache.is_file():
+            base = json.loads(cache.read_text())
+        else:
+            base = {s: tfidf_logreg(splits["train"], splits[s], 1234) for s in ("valid", "test")}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(base))
+        for config in args.configs.split(","):
+            runs = [run_one(path, fmt, config, seed, args.minutes, args.out / corpus / config / f"seed{seed}",
+                            args.extra) for seed in seeds]
+            archs = sorted({r["arch"] for r in runs})
+            name = config if config != "default" else f"**default** ({', '.join(archs)})"
+            for split in args.split.split(","):
+                rows.append(f"{info} {name} | {split} | {stats([r[f'{split}.accuracy'] for r in runs])} | "
+                            f"{stats([r[f'{split}.macro_f1'] for r in runs])} |")
+        for split in args.split.split(","):
+            rows.append(f"{info} TF-IDF + LR | {split} | {base[split]['accuracy']:.3f} | {base[split]['macro_f1']:.3f} |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()

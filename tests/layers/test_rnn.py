@@ -1,0 +1,34 @@
+"""run_rnn: the same states and gradients as pack_padded_sequence + pad_packed_sequence, padding read never."""
+
+import pytest
+import torch
+from torch import nn
+
+from attnapps.layers.rnn import run_rnn
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_run_rnn_equals_packed_reference_values_and_gradients(cell):
+    torch.manual_seed(0)
+    rnn = cell(6, 5, batch_first=True, bidirectional=True)
+    x = torch.randn(4, 9, 6, requires_grad=True)
+    lengths = torch.tensor([9, 3, 1, 6])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref, _ = nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=11)
+    ours, _ = run_rnn(rnn, nn.functional.pad(x, (0, 0, 0, 2)), lengths)  # two more padding steps
+    assert ours.shape == (4, 11, 10) and torch.equal(ours, ref)
+    g_ref, = torch.autograd.grad((ref * torch.arange(110.).view(1, 11, 10)).sum(), x)
+    g_ours, = torch.autograd.grad((ours * torch.arange(110.).view(1, 11, 10)).sum(), x)
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+
+
+def test_run_rnn_ignores_what_is_in_the_padding():
+    torch.manual_seed(0)
+    rnn = nn.GRU(3, 4, batch_first=True, bidirectional=True)
+    x = torch.randn(2, 5, 3)
+    lengths = torch.tensor([2, 5])
+    noisy = x.clone()
+    noisy[0, 2:] = 100.0
+    a, _ = run_rnn(rnn, x, lengths)
+    b, _ = run_rnn(rnn, noisy, lengths)
+    assert torch.equal(a, b) and (a[0, 2:] == 0).all()
