@@ -1,8 +1,8 @@
 """Model building blocks shared by the tasks (all attention comes from :mod:`attnapps.attention`)."""
 
 from attnapps.layers.positional import LearnedPositions, SinusoidalPositions
-from attnapps.layers.rnn import RNNEncoder, run_rnn
+from attnapps.layers.rnn import RNNEncoder, rnn_states, run_rnn
 from attnapps.layers.transformer import DecoderLayer, EncoderLayer, FeedForward, TransformerDecoder, TransformerEncoder
 
-__all__ = ["SinusoidalPositions", "LearnedPositions", "RNNEncoder", "run_rnn", "EncoderLayer", "DecoderLayer", "FeedForward",
+__all__ = ["SinusoidalPositions", "LearnedPositions", "RNNEncoder", "rnn_states", "run_rnn", "EncoderLayer", "DecoderLayer", "FeedForward",
            "TransformerEncoder", "TransformerDecoder"]

@@ -34,6 +34,32 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor
     return unpack(out, x.size(1)), h
 
 
+def rnn_states(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> Tensor:
+    """The per-position states of a batch-first RNN over padded ``x (batch, len, in)`` reading only each
+    row's first ``lengths`` steps -> ``(batch, len, out)``, zero on padding (the final state is not returned).
+
+    A one-layer bidirectional RNN runs unpacked on ``x`` stacked with a right-aligned copy of ``x``
+    (padding first): the forward direction reads the left-aligned rows, the backward direction the
+    right-aligned ones, so neither ever reads padding before text. Twice the arithmetic of packing, but
+    no per-step bookkeeping: on a CPU as fast at 50 steps and ~17x faster at 800 steps
+    (``scripts/bench_classification.py``). Packing (:func:`run_rnn`, also used for other RNNs) stays
+    better for many short rows of very different lengths, such as the sentences of a document.
+    """
+    if not (rnn.bidirectional and rnn.num_layers == 1 and rnn.batch_first):
+        return run_rnn(rnn, x, lengths)[0]
+    b, n, d = x.shape
+    lengths = lengths.to(x.device).clamp(min=1, max=n)
+    t = torch.arange(n, device=x.device).unsqueeze(0)  # (1, len)
+    shift = (n - lengths).unsqueeze(1)  # (batch, 1): how far each row moves right
+    src = t - shift  # position t of the right-aligned copy holds token t - shift
+    right = x.gather(1, src.clamp(min=0).unsqueeze(-1).expand(-1, -1, d)) * (src >= 0).unsqueeze(-1)
+    out, _ = rnn(torch.cat([x, right]))  # (2 * batch, len, 2 * hidden)
+    h = out.size(-1) // 2
+    forward = out[:b, :, :h]  # (batch, len, hidden)
+    backward = out[b:, :, h:].gather(1, (t + shift).clamp(max=n - 1).unsqueeze(-1).expand(-1, -1, h))
+    return torch.cat([forward, backward], -1) * (t < lengths.unsqueeze(1)).unsqueeze(-1)  # (batch, len, 2 * hidden)
+
+
 class RNNEncoder(nn.Module):
     """Embeddings -> dropout -> (bi)GRU/LSTM.
 

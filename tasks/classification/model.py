@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
-from attnapps.layers import SinusoidalPositions, TransformerEncoder, run_rnn
+from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
 
 
 class BiLSTMAttention(nn.Module):
@@ -46,7 +46,7 @@ class BiLSTMAttention(nn.Module):
         b, n = ids.shape
         mask = lengths_to_mask(lengths, n)  # (batch, len)
         x = self.dropout(self.embedding(ids))  # (batch, len, embed)
-        h, _ = run_rnn(self.lstm, x, lengths)  # (batch, len, 2*hidden)
+        h = rnn_states(self.lstm, x, lengths)  # (batch, len, 2*hidden)
         if self.pooling == "attention":
             query = self.query.expand(b, -1, -1)  # (batch, hops, 2*hidden)
             context, w = self.attention(query, h, mask=mask, need_weights=True)  # (batch, hops, d), weights
@@ -106,6 +106,12 @@ class TransformerClassifier(nn.Module):
             x = torch.cat([self.cls.expand(b, 1, -1), x], 1)  # (batch, 1 + len, d_model)
             mask = torch.cat([mask.new_ones(b, 1), mask], 1)
         x = self.dropout(x + self.positions(x.size(1)))
+        if self.training:  # the loss needs no weights: every layer keeps the fused attention kernel
+            x = self.encoder(x, mask=mask)
+            m = mask.float()
+            pooled = x[:, 0] if self.pooling == "cls" else (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+            m = m[:, 1:] if self.pooling == "cls" else m
+            return self.head(self.dropout(pooled)), m / m.sum(1, keepdim=True).clamp(min=1)  # uniform weights
         for layer in self.encoder.layers[:-1]:
             x = layer(x, mask=mask)
         x, w = self.encoder.layers[-1](x, mask=mask, need_weights=True)  # w: (batch, heads, len, len)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from attnapps.layers.rnn import run_rnn
+from attnapps.layers.rnn import rnn_states, run_rnn
 
 
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
@@ -32,3 +32,19 @@ def test_run_rnn_ignores_what_is_in_the_padding():
     a, _ = run_rnn(rnn, x, lengths)
     b, _ = run_rnn(rnn, noisy, lengths)
     assert torch.equal(a, b) and (a[0, 2:] == 0).all()
+
+
+@pytest.mark.parametrize("cell, layers", [(nn.GRU, 1), (nn.LSTM, 1), (nn.LSTM, 2)])
+def test_rnn_states_equal_the_packed_reference(cell, layers):
+    """The right-aligned trick (one-layer bidirectional) and the packed fallback give the packed states."""
+    torch.manual_seed(0)
+    rnn = cell(6, 5, num_layers=layers, batch_first=True, bidirectional=True)
+    x = torch.randn(4, 9, 6, requires_grad=True)
+    lengths = torch.tensor([9, 3, 1, 6])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref, _ = nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=9)
+    ours = rnn_states(rnn, x, lengths)
+    assert torch.allclose(ours, ref, atol=1e-6) and (ours[1, 3:] == 0).all()
+    g_ref, = torch.autograd.grad((ref * torch.arange(90.).view(1, 9, 10)).sum(), x)
+    g_ours, = torch.autograd.grad((ours * torch.arange(90.).view(1, 9, 10)).sum(), x)
+    assert torch.allclose(g_ours, g_ref, atol=1e-5)
