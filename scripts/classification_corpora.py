@@ -3,8 +3,8 @@
 For each corpus and each configuration ("default" = no model override, or ``model.arch=NAME``) and
 each seed it runs ``python -m attnapps.run task=classification`` with the same time budget, one run
 at a time (two at once on a small machine slow each other), then prints a Markdown table of mean +- sd
-of accuracy and macro-F1 on **valid** (where settings are chosen) and on **test**, with the baseline
-fitted on train and scored on the same splits. Finished runs are kept and skipped, so an interrupted
+(over the seeds) of accuracy and macro-F1 on **valid** (where settings are chosen) and on **test**, with
+the baseline fitted on train and scored on the same splits. Finished runs are kept and skipped, so an interrupted
 study continues where it stopped.
 
     python scripts/build_classification_corpora.py            # news, healthtweets, spam (once)
@@ -76,12 +76,11 @@ def main():
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--corpus-dir", type=Path, default=cache_root() / "classification" / "corpora")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "classification-corpora")
-    p.add_argument("--split", default="valid,test", help="which splits to show: valid, test or both")
     p.add_argument("extra", nargs="*", help="more key=value overrides for every run")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = ["| corpus | train / valid / test | mean words | classes | model | split | accuracy | macro-F1 |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| corpus | train / valid / test | mean words | classes | model | valid accuracy | valid macro-F1 "
+            "| test accuracy | test macro-F1 |", "|---|---|---|---|---|---|---|---|---|"]
     for corpus in args.corpora.split(","):
         path, fmt = corpus_args(corpus, args.corpus_dir)
         splits, labels, _ = load_examples(path, fmt, seed=1234)
@@ -100,11 +99,11 @@ def main():
                             args.extra) for seed in seeds]
             archs = sorted({r["arch"] for r in runs})
             name = config if config != "default" else f"**default** ({', '.join(archs)})"
-            for split in args.split.split(","):
-                rows.append(f"{info} {name} | {split} | {stats([r[f'{split}.accuracy'] for r in runs])} | "
-                            f"{stats([r[f'{split}.macro_f1'] for r in runs])} |")
-        for split in args.split.split(","):
-            rows.append(f"{info} TF-IDF + LR | {split} | {base[split]['accuracy']:.3f} | {base[split]['macro_f1']:.3f} |")
+            cells = [stats([r[f"{split}.{k}"] for r in runs]) for split in ("valid", "test")
+                     for k in ("accuracy", "macro_f1")]
+            rows.append(f"{info} {name} | " + " | ".join(cells) + " |")
+        cells = [f"{base[split][k]:.3f}" for split in ("valid", "test") for k in ("accuracy", "macro_f1")]
+        rows.append(f"{info} TF-IDF + LR | " + " | ".join(cells) + " |")
     print("\n".join(rows))
 
 
