@@ -39,7 +39,7 @@ class ClassificationData:
     format: str = "tsv"  # tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)
     text_column: str = "text"  # csv
     label_column: str = "label"  # csv
-    max_len: int = 0  # tokens kept per text (and the flatten width); 0 = from the data (see auto_settings)
+    max_len: int = 0  # tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)
     on_error: str = "raise"  # raise | skip
 
 
@@ -53,7 +53,7 @@ class ClassificationTokenizer:
 
 @dataclass
 class ClassificationModel:
-    arch: str = "auto"  # auto | ngram_attention | han | bilstm_attention | transformer (auto: see auto_settings)
+    arch: str = "auto"  # auto | ngram_attention | han | bilstm_attention | transformer (auto: tasks/classification/auto.py)
     attention: str = "additive"  # core variant of the attention pooling (dot + pooling=flatten = Keras example)
     pooling: str = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
     embed_size: int = 0  # 0 = the architecture's default (ngram 64, han 100, bilstm 256, transformer = hidden)
@@ -64,7 +64,7 @@ class ClassificationModel:
     buckets: int = 262144  # ngram_attention: hash buckets per n-gram order
     layers: int = 2  # transformer
     ff_size: int = 256  # transformer
-    dropout: float = -1.0  # < 0 = from the data size (see auto_settings)
+    dropout: float = -1.0  # < 0 = from the data size (tasks/classification/auto.py)
     ensemble: int = 0  # independently initialised models trained side by side, logits averaged; 0 = default
 
 
