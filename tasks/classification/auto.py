@@ -34,15 +34,15 @@ BILSTM_RATE = 500 * 40  # the BiLSTM ensemble trains ~500 texts/s at 40 tokens o
 MIN_PASSES = 6  # ... and needs about this many passes over the training set to beat the n-gram model
 
 
-def choose_arch(lengths: list[int], n_train: int, minutes: float) -> tuple[str, str]:
+def choose_arch(p95: int, n_train: int, minutes: float) -> tuple[str, str]:
     """The architecture for ``model.arch=auto`` and why.
 
     Measured on the valid splits of the development corpora (README): the ensemble of BiLSTMs with
     attention pooling is the most accurate on short texts when it can read them several times over
     (Rotten Tomatoes snippets), and the n-gram attention model everywhere else (long documents,
     e-mails, many short texts in a short budget), where the BiLSTM is too slow to see the data enough.
+    ``p95``: the 95th percentile of the training texts' lengths in tokens.
     """
-    p95 = percentile(lengths, 0.95)
     if p95 > SHORT:
         return "ngram_attention", f"long texts (95th percentile {p95} tokens > {SHORT})"
     passes = math.inf if minutes <= 0 else 60 * minutes * BILSTM_RATE / max(p95, 40) / max(n_train, 1)
@@ -56,9 +56,9 @@ def choose_arch(lengths: list[int], n_train: int, minutes: float) -> tuple[str, 
 def resolve(cfg, lengths: list[int], n_train: int) -> list[str]:
     """Fill the automatic values of ``cfg`` (in place) from the training lengths; return the reasons."""
     m, d, tc = cfg.model, cfg.data, cfg.trainer
-    notes = []
+    notes, p95 = [], percentile(lengths, 0.95)
     if m.arch == "auto":
-        m.arch, why = choose_arch(lengths, n_train, tc.max_minutes)
+        m.arch, why = choose_arch(p95, n_train, tc.max_minutes)
         notes.append(f"model.arch={m.arch}: {why}")
     if m.arch not in ARCH_DEFAULTS:
         from attnapps.errors import ConfigError
@@ -66,7 +66,6 @@ def resolve(cfg, lengths: list[int], n_train: int) -> list[str]:
         raise ConfigError(f"model.arch={m.arch!r}: choose auto, {', '.join(ARCHS)}")
     a = ARCH_DEFAULTS[m.arch]
     if d.max_len <= 0:
-        p95 = percentile(lengths, 0.95)
         d.max_len = max(8, min(a["max_len"], p95))
         notes.append(f"data.max_len={d.max_len}: 95th percentile of the training lengths is {p95} tokens"
                      + (f", capped at {a['max_len']} for {m.arch}" if p95 > a["max_len"] else ""))

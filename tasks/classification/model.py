@@ -106,23 +106,20 @@ class TransformerClassifier(nn.Module):
             x = torch.cat([self.cls.expand(b, 1, -1), x], 1)  # (batch, 1 + len, d_model)
             mask = torch.cat([mask.new_ones(b, 1), mask], 1)
         x = self.dropout(x + self.positions(x.size(1)))
-        if self.training:  # the loss needs no weights: every layer keeps the fused attention kernel
-            x = self.encoder(x, mask=mask)
-            m = mask.float()
-            pooled = x[:, 0] if self.pooling == "cls" else (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
-            m = m[:, 1:] if self.pooling == "cls" else m
-            return self.head(self.dropout(pooled)), m / m.sum(1, keepdim=True).clamp(min=1)  # uniform weights
+        need = not self.training  # the loss needs no weights: in training every layer keeps the fused kernel
         for layer in self.encoder.layers[:-1]:
             x = layer(x, mask=mask)
-        x, w = self.encoder.layers[-1](x, mask=mask, need_weights=True)  # w: (batch, heads, len, len)
+        out = self.encoder.layers[-1](x, mask=mask, need_weights=need)
+        x, w = out if need else (out, None)  # w: (batch, heads, len, len)
         x = self.encoder.norm(x)
-        w = w.mean(1)  # (batch, len, len)
+        m = mask.unsqueeze(-1).float()  # (batch, len, 1)
         if self.pooling == "cls":
-            pooled, token_w = x[:, 0], w[:, 0, 1:]  # what [CLS] attended to
+            pooled = x[:, 0]  # (batch, d_model)
+            token_w = w.mean(1)[:, 0, 1:] if need else m[:, 1:, 0] / m[:, 1:, 0].sum(1, keepdim=True).clamp(min=1)
         else:
-            m = mask.unsqueeze(-1).float()
             pooled = (x * m).sum(1) / m.sum(1).clamp(min=1)  # (batch, d_model)
-            token_w = (w * m).sum(1) / m.sum(1).clamp(min=1)  # attention each token received
+            # attention each token received (uniform placeholder in training, where nothing reads it)
+            token_w = (w.mean(1) * m).sum(1) / m.sum(1).clamp(min=1) if need else m[..., 0] / m.sum(1).clamp(min=1)
         return self.head(self.dropout(pooled)), token_w
 
 

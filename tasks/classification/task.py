@@ -261,7 +261,7 @@ class ClassificationTask(Task):
             tokens = [self.tok.id_to_piece(t) for t in self.datasets["test"][i][0]]
             caption = (f"{'correct' if gold[i] == pred[i] else 'WRONG'}: gold {self.labels[gold[i]]}, predicted "
                        f"{self.labels[pred[i]]} (p={max(probs[i]):.2f})")
-            cut = PNG_TOKENS if len(tokens) > PNG_TOKENS else len(tokens)
+            cut = min(len(tokens), PNG_TOKENS)
             rows.append((tokens[:cut], weights[i][:cut],
                          caption + (f" -- first {cut} of {len(tokens)} tokens" if cut < len(tokens) else "")))
             parts.append(shade_tokens_html(tokens, weights[i], caption))

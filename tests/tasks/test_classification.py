@@ -249,3 +249,19 @@ def test_han_run_reports_document_level_attention(tmp_path):
     firsts = [lines[i + 2] for i, line in enumerate(lines) if "the three most attended" in line]
     assert firsts and all(f.startswith("- sentence 2 (weight") for f in firsts), firsts
     assert "border-left" in (tmp_path / "run" / "attention_documents.html").read_text()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_transformer_gives_the_same_logits_in_training_without_weights(pooling):
+    """Training skips the attention weights (fused kernel); the logits must not change, and the
+    placeholder token weights are uniform over the text."""
+    torch.manual_seed(0)
+    model = TransformerClassifier(50, 3, 16, 2, 2, 32, 0.0, pooling)
+    ids, lengths = torch.randint(4, 50, (3, 7)), torch.tensor([7, 4, 2])
+    train_logits, train_w = model.train()(ids, lengths)
+    eval_logits, eval_w = model.eval()(ids, lengths)
+    assert torch.allclose(train_logits, eval_logits, atol=1e-5)
+    assert torch.allclose(train_w[2], torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0]))
+    assert (eval_w[2, 2:] == 0).all()  # cls: what [CLS] gave the text (its own share excluded)
+    if pooling == "mean":
+        assert torch.allclose(eval_w.sum(-1), torch.ones(3), atol=1e-5)
