@@ -38,11 +38,13 @@ def reorder_state(state, index: Tensor):
 @dataclass
 class Hypotheses:
     """Decoding result for a batch: ``tokens[i]`` ids without BOS/EOS; ``attention[i]`` ``(len, src_len)``
-    (or None); ``scores[i]`` total log-probability."""
+    (or None); ``scores[i]`` total log-probability. ``nbest[i]`` (beam search with ``n_best`` > 1): up to
+    ``n_best`` finished hypotheses ``(tokens, score, attention)``, best (length-normalised) first."""
 
     tokens: list[list[int]]
     scores: list[float]
     attention: list[Tensor | None]
+    nbest: list[list[tuple[list[int], float, Tensor | None]]] | None = None
 
 
 def length_penalty(length: Tensor, alpha: float) -> Tensor:
@@ -79,14 +81,15 @@ def greedy(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: in
 
 @torch.no_grad()
 def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor,
-                beam: int = 5, alpha: float = 0.6, device=None) -> Hypotheses:
+                beam: int = 5, alpha: float = 0.6, device=None, n_best: int = 1) -> Hypotheses:
     """Batched beam search over ``batch_size`` inputs (``state`` has ``batch_size`` rows).
 
     Each step keeps the ``beam`` best live continuations per input; a candidate ending in EOS that
     ranks among the ``beam`` best moves to the finished list (as in fairseq). An input stops once ``beam`` hypotheses finished, or at ``max_len`` (int or
     ``(batch,)``), where live beams count as finished, so every input gets a hypothesis. The answer is
     the finished hypothesis with the best ``log P / length_penalty(len + 1, alpha)`` (GNMT; the +1
-    counts EOS). ``beam=1`` is exactly greedy.
+    counts EOS). ``beam=1`` is exactly greedy. ``n_best`` > 1 also returns the ``n_best`` best finished
+    hypotheses of each input (``Hypotheses.nbest``), e.g. for re-ranking.
     """
     max_lens = (max_len.to(device) if torch.is_tensor(max_len)
                 else torch.full((batch_size,), int(max_len), device=device))
@@ -147,13 +150,15 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
         state = reorder_state(state, rows)
         tokens = new_tok.view(-1)
         beam_scores = new_scores.masked_fill(done.unsqueeze(1), float("-inf"))
-    out_tokens, out_scores, out_attn = [], [], []
+    out_tokens, out_scores, out_attn, nbest = [], [], [], []
     for i in range(b):
-        norm, score, seq, att = max(finished[i], key=lambda f: f[0])
+        ranked = sorted(finished[i], key=lambda f: -f[0])  # stable: ties keep the order they finished in
+        norm, score, seq, att = ranked[0]
         out_tokens.append(seq)
         out_scores.append(score)
         out_attn.append(att)
-    return Hypotheses(out_tokens, out_scores, out_attn)
+        nbest.append([(f[2], f[1], f[3]) for f in ranked[:n_best]])
+    return Hypotheses(out_tokens, out_scores, out_attn, nbest if n_best > 1 else None)
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:

@@ -53,6 +53,19 @@ def test_beam_finds_better_sequence_than_greedy():
     assert best.tokens == [[3]] and best.scores[0] == pytest.approx(math.log(0.4), abs=1e-4)
 
 
+def test_n_best_lists_the_finished_hypotheses_best_first():
+    t = torch.full((5, 5), -1e9)
+    t[BOS, 2], t[BOS, 3], t[BOS, 4] = math.log(0.5), math.log(0.3), math.log(0.2)
+    t[2:5, EOS] = 0.0  # each first token then EOS: three one-token hypotheses
+    step = markov_step(t)
+    state = {"row": torch.arange(2)}
+    out = beam_search(step, state, 2, BOS, EOS, 5, beam=3, alpha=0.0, n_best=3)
+    assert [[seq for seq, _, _ in nb] for nb in out.nbest] == [[[2], [3], [4]]] * 2
+    assert [s for _, s, _ in out.nbest[0]] == pytest.approx([math.log(0.5), math.log(0.3), math.log(0.2)], abs=1e-4)
+    assert out.tokens == [nb[0][0] for nb in out.nbest]  # the first of the n-best is the answer
+    assert beam_search(step, state, 2, BOS, EOS, 5, beam=3, alpha=0.0).nbest is None
+
+
 def test_length_penalty_changes_ranking_as_specified():
     # short: [2] then EOS, log P = log .5 ; long: [3, 4, 4] then EOS, log P = log .45
     t = torch.full((5, 5), -50.0)
