@@ -92,6 +92,11 @@ class Task:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def budget_fraction(self) -> float:
+        """How far training is through its time/step budget (0..1); the trainer replaces this with its
+        own clock, so ``loss`` may, e.g., switch objectives late in training."""
+        return 0.0
+
     # -- helpers --------------------------------------------------------------------------------
     def batches(self, split: str, batch_size: int = 0, indices: Sequence[int] | None = None):
         """Batches of a split in dataset order (or of ``indices``), collated and on the device."""

@@ -73,6 +73,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         task._device = self.device
+        task.budget_fraction = self.budget_fraction  # how far training is (a task may change its loss late)
         self.progress = Progress()
         self.writer = None
 
@@ -134,6 +135,15 @@ class Trainer:
             if tc.max_steps or tc.max_epochs:
                 fraction = max(fraction, step / max(1, self.total_steps))
         return lr_factor(step, tc.schedule, tc.warmup_steps, self.total_steps, tc.min_lr_ratio, fraction)
+
+    def budget_fraction(self) -> float:
+        """How far training is through its budget, 0..1: the further of time (``max_minutes``) and
+        updates (``max_steps``, or ``max_epochs`` of updates); 0 without any limit."""
+        tc, p = self.tc, self.progress
+        fractions = [p.elapsed / (60 * tc.max_minutes)] if tc.max_minutes > 0 else []
+        if tc.max_steps or tc.max_epochs:
+            fractions.append(p.step / max(1, getattr(self, "total_steps", 1)))
+        return min(1.0, max(fractions, default=0.0))
 
     # ------------------------------------------------------------------ checkpoints
     def _resume_path(self) -> Path | None:
