@@ -125,15 +125,21 @@ def images_fingerprint(paths: list[Path]) -> str:
 def cache_key(kind: str, encoder: str, weights: str, image_size: int, paths: list[Path]) -> str:
     """``kind`` is ``features`` (a frozen encoder's output) or ``pixels`` (resized images)."""
     spec = {"kind": kind, "encoder": encoder if kind == "features" else "", "weights": weights if kind == "features" else "",
-            "image_size": image_size, "images": images_fingerprint(paths), "count": len(paths), "version": 2}
+            "image_size": image_size, "images": images_fingerprint(paths), "count": len(paths), "version": 3}
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def load_pixels(path: Path, image_size: int) -> Tensor:
-    """An image file -> ``uint8 (3, S, S)`` (RGB, resized to S x S)."""
+    """An image file -> ``uint8 (3, S, S)`` (RGB, resized to S x S). Transparent pixels (icons and clip
+    art are PNGs with an alpha channel) are laid over white: ``convert("RGB")`` alone would keep whatever
+    colour the file stores under them, often black."""
     from PIL import Image
 
     with Image.open(path) as im:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = im.convert("RGBA")
+            im = Image.new("RGB", rgba.size, (255, 255, 255))
+            im.paste(rgba, mask=rgba.getchannel("A"))
         im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
         data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
     return data.view(image_size, image_size, 3).permute(2, 0, 1).contiguous()

@@ -7,6 +7,13 @@ Both take region features ``feats (batch, regions, feature_dim)`` -- from cached
   with teacher forcing; caption ``j`` belongs to image ``owner[j]``
 * ``encode(images) -> state`` and ``step(tokens, state) -> (log_probs, state, attn (batch, regions))``
   for the core's greedy and beam search (:mod:`attnapps.decoding`)
+
+Show, Attend and Tell can also read a **retrieved memory** (``memory=True``): the tokens of the captions
+of the image's nearest training images (:mod:`tasks.captioning.retrieval`). Both methods then take
+``memory (batch, mem_len)`` token ids and ``memory_rank (batch, mem_len)`` (which neighbour each token
+came from, 1 = nearest, 0 = padding); ``forward`` returns log-probabilities instead of logits and its
+attention, like ``step``'s, is ``(.., regions + mem_len)``: the weights over the regions, then those
+over the memory tokens (each part sums to 1).
 """
 
 from __future__ import annotations
@@ -17,7 +24,17 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention
-from attnapps.layers import SinusoidalPositions, TransformerDecoder
+from attnapps.data.vocab import BOS, PAD, UNK
+from attnapps.layers import SinusoidalPositions, TransformerDecoder, rnn_states
+
+
+def never_special(log_probs: Tensor) -> Tensor:
+    """Log-probabilities ``(batch, vocab)`` with ``<pad>``, ``<unk>`` and ``<bos>`` at -inf: decoding never
+    outputs them (a word the vocabulary lacks is never silently dropped from a caption). Out of place,
+    so self-critical training can backpropagate through it."""
+    banned = torch.zeros(log_probs.size(-1), dtype=torch.bool, device=log_probs.device)
+    banned[[PAD, UNK, BOS]] = True
+    return log_probs.masked_fill(banned, float("-inf"))
 
 
 class ImageInput(nn.Module):
@@ -55,13 +72,30 @@ class ShowAttendTell(nn.Module):
     ``hidden`` so that every variant (``dot`` needs equal sizes) applies, plus (``region_positions``)
     a learned embedding of each region's place in the grid, so that "above"/"left of" can be read
     from where the attention went.
+
+    With ``memory=True`` the decoder also reads the captions of the nearest training images, in the
+    spirit of SmallCap (Ramos et al. 2023) with the copy mechanism of pointer-generator networks (See et
+    al. 2017). The memory tokens ``m_j`` are embedded (shared embedding + the neighbour's rank) and read
+    by a one-layer BiGRU, so each position knows the words around it -- what lets the decoder copy a
+    phrase word after word. After the LSTM step::
+
+        beta_t  = attention'(h_t, m)                 # over the memory tokens (same variant)
+        r_t     = sum_j beta_tj m_j
+        g_t     = sigmoid(w_g [h_t; r_t; E y_{t-1}])  # generate (g) or copy (1 - g)
+        p(y_t)  = g_t softmax(L_o(... + L_r r_t)) + (1 - g_t) sum_{j: m_j = y_t} beta_tj
+
+    so a word of a neighbour's caption can be produced however rare it is in training.
+    ``tie_embeddings`` shares the embedding with the output layer; ``word_dropout`` replaces that
+    fraction of the input words by ``<unk>`` in training.
     """
 
     def __init__(self, vocab: int, feature_dim: int, encoder: nn.Module | None = None, trainable_encoder=False,
                  embed_size: int = 128, hidden_size: int = 256, attention: str = "additive",
                  dropout: float = 0.3, heads: int = 4, pad_id: int = 0, regions: int = 0,
-                 init_from_mean: bool = True):
+                 init_from_mean: bool = True, memory: bool = False, memory_ranks: int = 0,
+                 tie_embeddings: bool = False, word_dropout: float = 0.0):
         super().__init__()
+        self.word_dropout = word_dropout
         self.images = ImageInput(encoder, trainable_encoder)
         self.hidden_size, self.init_from_mean = hidden_size, init_from_mean
         self.region_pos = nn.Parameter(torch.zeros(1, regions, hidden_size)) if regions else None
@@ -76,16 +110,33 @@ class ShowAttendTell(nn.Module):
         self.L_h = nn.Linear(hidden_size, embed_size)
         self.L_z = nn.Linear(self.attention.output_size, embed_size, bias=False)
         self.out = nn.Linear(embed_size, vocab)
+        if tie_embeddings:
+            self.out.weight = self.embedding.weight  # (vocab, embed) both
+        self.memory = memory
+        if memory:
+            self.mem_rank = nn.Embedding(memory_ranks + 1, embed_size, padding_idx=0)
+            self.mem_rnn = nn.GRU(embed_size, hidden_size // 2, batch_first=True, bidirectional=True)
+            self.mem_attention = build_attention(attention, hidden_size, 2 * (hidden_size // 2), heads=heads)
+            self.L_r = nn.Linear(self.mem_attention.output_size, embed_size, bias=False)
+            self.copy_gate = nn.Linear(hidden_size + self.mem_attention.output_size + embed_size, 1)
 
-    def encode(self, images: Tensor) -> dict:
+    def encode(self, images: Tensor, memory: Tensor | None = None, memory_rank: Tensor | None = None) -> dict:
         a = self.project(self.images(images))  # (batch, regions, hidden)
         if self.region_pos is not None:
             a = a + self.region_pos[:, : a.size(1)]
         mean = a.mean(1)  # (batch, hidden)
         if not self.init_from_mean:
             mean = torch.zeros_like(mean)
-        return {"a": a, "keys": self.attention.project_keys(a),  # key projection once per image
-                "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
+        state = {"a": a, "keys": self.attention.project_keys(a),  # key projection once per image
+                 "h": torch.tanh(self.init_h(mean)), "c": torch.tanh(self.init_c(mean))}
+        if self.memory:
+            if memory is None or memory.size(1) == 0:  # nothing retrieved: one padding slot, never attended
+                memory = torch.full((a.size(0), 1), PAD, dtype=torch.long, device=a.device)
+                memory_rank = torch.zeros_like(memory)
+            x = self.dropout(self.embedding(memory) + self.mem_rank(memory_rank))  # (batch, mem_len, embed)
+            m = rnn_states(self.mem_rnn, x, (memory != PAD).sum(1))  # (batch, mem_len, hidden)
+            state.update(m=m, m_keys=self.mem_attention.project_keys(m), m_mask=memory != PAD, m_ids=memory)
+        return state
 
     def _step(self, emb: Tensor, state: dict, need_weights: bool = True):
         h = state["h"]  # (batch, hidden)
@@ -95,23 +146,55 @@ class ShowAttendTell(nn.Module):
         z = torch.sigmoid(self.f_beta(h)) * z.squeeze(1)  # (batch, hidden) gated context
         h, c = self.cell(torch.cat([emb, z], -1), (h, state["c"]))  # (batch, hidden)
         deep = emb + self.L_h(h) + self.L_z(z)  # (batch, embed): the deep output's input
-        return deep, dict(state, h=h, c=c), alpha.squeeze(1)  # alpha: (batch, regions)
+        alpha = alpha.squeeze(1)  # (batch, regions)
+        if not self.memory:
+            return deep, dict(state, h=h, c=c), alpha, None
+        r, beta = self.mem_attention(h.unsqueeze(1), state["m"], mask=state["m_mask"], need_weights=True,
+                                     projected_keys=state["m_keys"])  # (batch, 1, hidden), (batch, [heads,] 1, M)
+        beta = (beta.mean(1) if beta.dim() == 4 else beta).squeeze(1)  # (batch, mem_len)
+        r = r.squeeze(1)  # (batch, hidden)
+        gate = torch.sigmoid(self.copy_gate(torch.cat([h, r, emb], -1)))  # (batch, 1): P(generate)
+        return deep + self.L_r(r), dict(state, h=h, c=c), torch.cat([alpha, beta], -1), gate
 
-    def forward(self, images: Tensor, captions_in: Tensor, owner: Tensor) -> tuple[Tensor, Tensor]:
-        state = self.encode(images)
+    def _log_probs(self, deep: Tensor, attn: Tensor, gate: Tensor | None, state: dict) -> Tensor:
+        """``deep (.., embed)`` -> log-probabilities ``(.., vocab)``; with the memory, the generated
+        distribution mixed with the copy distribution (``gate``, ``attn[..., regions:]``)."""
+        logits = self.out(self.dropout(deep)).float()  # (.., vocab)
+        if gate is None:
+            return torch.log_softmax(logits, -1)
+        beta = attn[..., -state["m_ids"].size(1):].float()  # (.., mem_len)
+        ids = state["m_ids"]  # (batch, mem_len)
+        if beta.dim() == 3:  # teacher forcing: (n_caps, len, mem_len)
+            ids = ids.unsqueeze(1).expand_as(beta)
+        p = gate.float() * torch.softmax(logits, -1)  # (.., vocab)
+        p = p.scatter_add(-1, ids, (1 - gate.float()) * beta)
+        return torch.log(p.clamp_min(1e-12))
+
+    def forward(self, images: Tensor, captions_in: Tensor, owner: Tensor, memory: Tensor | None = None,
+                memory_rank: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        state = self.encode(images, memory, memory_rank)
         state = {k: v.index_select(0, owner) for k, v in state.items()}  # one row per caption
+        if self.training and self.word_dropout > 0:  # some input words -> <unk> (never BOS or padding)
+            drop = (torch.rand(captions_in.shape, device=captions_in.device) < self.word_dropout) \
+                & (captions_in != PAD) & (captions_in != BOS)
+            captions_in = captions_in.masked_fill(drop, UNK)
         emb = self.dropout(self.embedding(captions_in))  # (n_caps, len, embed)
-        outs, alphas = [], []
+        outs, alphas, gates = [], [], []
         for t in range(captions_in.size(1)):
-            deep, state, alpha = self._step(emb[:, t], state)
+            deep, state, alpha, gate = self._step(emb[:, t], state)
             outs.append(deep)
             alphas.append(alpha)
-        logits = self.out(self.dropout(torch.stack(outs, 1)))  # (n_caps, len, vocab)
-        return logits, torch.stack(alphas, 1)  # (n_caps, len, regions)
+            gates.append(gate)
+        deep, attn = torch.stack(outs, 1), torch.stack(alphas, 1)  # (n_caps, len, embed), (n_caps, len, R [+ M])
+        if not self.memory:
+            return self.out(self.dropout(deep)), attn  # logits (n_caps, len, vocab)
+        return self._log_probs(deep, attn, torch.stack(gates, 1), state), attn  # log-probs (n_caps, len, vocab)
 
     def step(self, tokens: Tensor, state: dict):
-        deep, state, alpha = self._step(self.embedding(tokens), state)
-        return torch.log_softmax(self.out(deep).float(), -1), state, alpha  # (batch, vocab)
+        deep, state, attn, gate = self._step(self.embedding(tokens), state)
+        log_probs = self._log_probs(deep, attn, gate, state)  # (batch, vocab)
+        log_probs = never_special(log_probs)
+        return log_probs, state, attn  # attn: (batch, regions [+ mem_len])
 
 
 class TransformerCaptioner(nn.Module):
@@ -155,4 +238,5 @@ class TransformerCaptioner(nn.Module):
         x, w = self.decoder(self._embed(tokens.unsqueeze(1), offset), state["memory"], None,
                             caches=state["caches"], need_weights=True)  # (batch, 1, d_model)
         log_probs = torch.log_softmax((x.squeeze(1) @ self.embedding.weight.t()).float(), -1)
+        log_probs = never_special(log_probs)
         return log_probs, state, w.squeeze(1)  # (batch, vocab), (batch, regions)

@@ -189,8 +189,77 @@ def test_beam_one_equals_greedy_and_steps_match_teacher_forcing(make):
     for t in range(tokens.size(1)):
         lp, state, a = model.step(tokens[:, t], state)
         steps.append((lp, a))
-    assert torch.allclose(torch.stack([s[0] for s in steps], 1), logits.log_softmax(-1), atol=1e-5)
+    allowed = torch.ones(11, dtype=torch.bool)
+    allowed[[0, 1, 2]] = False  # decoding never outputs <pad>, <unk> or <bos>
+    stepped = torch.stack([s[0] for s in steps], 1)
+    assert torch.isinf(stepped[..., ~allowed]).all()
+    assert torch.allclose(stepped[..., allowed], logits.log_softmax(-1)[..., allowed], atol=1e-5)
     assert torch.allclose(torch.stack([s[1] for s in steps], 1), alphas, atol=1e-5)
+
+
+def memory_sat(**kw):
+    torch.manual_seed(0)
+    return ShowAttendTell(11, 12, embed_size=8, hidden_size=16, dropout=0.0, memory=True, memory_ranks=2, **kw).eval()
+
+
+def test_retrieved_memory_mixes_a_normalised_copy_distribution_and_padding_changes_nothing():
+    model = memory_sat()
+    feats = torch.randn(2, 9, 12)
+    memory = torch.tensor([[5, 6, 3, 7, 3], [8, 3, 0, 0, 0]])  # two images' retrieved captions, <eos> = 3
+    rank = torch.tensor([[1, 1, 1, 2, 2], [1, 1, 0, 0, 0]])
+    cap_in, owner = torch.tensor([[2, 5, 6], [2, 8, 4]]), torch.tensor([0, 1])
+    log_probs, attn = model(feats, cap_in, owner, memory, rank)
+    assert log_probs.shape == (2, 3, 11) and attn.shape == (2, 3, 9 + 5)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(2, 3), atol=1e-5)  # a distribution
+    assert torch.allclose(attn[..., :9].sum(-1), torch.ones(2, 3), atol=1e-6)  # over the regions
+    assert torch.allclose(attn[..., 9:].sum(-1), torch.ones(2, 3), atol=1e-6)  # over the memory
+    assert (attn[1, :, 9 + 2:] == 0).all()  # padded memory slots get exactly 0
+    # more padding changes nothing
+    padded, attn2 = model(feats, cap_in, owner, torch.cat([memory, torch.zeros(2, 3, dtype=torch.long)], 1),
+                          torch.cat([rank, torch.zeros(2, 3, dtype=torch.long)], 1))
+    assert torch.allclose(padded, log_probs, atol=1e-5) and torch.allclose(attn2[..., :14], attn, atol=1e-6)
+    # a closed generation gate: every bit of probability is copied, onto the retrieved tokens only
+    with torch.no_grad():
+        model.copy_gate.bias.fill_(-1e4)
+    copied, attn = model(feats, cap_in, owner, memory, rank)
+    p = copied.exp()
+    assert torch.allclose(p[0, :, [3, 5, 6, 7]].sum(-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(p[0, :, 3], attn[0, :, 9 + 2] + attn[0, :, 9 + 4], atol=1e-5)  # both <eos> slots
+    assert torch.allclose(p[1, :, 8], attn[1, :, 9], atol=1e-5)
+
+
+def test_memory_steps_match_teacher_forcing_and_unk_is_never_decoded():
+    model = memory_sat(tie_embeddings=True)
+    assert model.out.weight is model.embedding.weight
+    feats, memory, rank = torch.randn(1, 9, 12), torch.tensor([[5, 1, 6, 3]]), torch.tensor([[1, 1, 1, 1]])
+    tokens = torch.tensor([[2, 5, 6, 7]])
+    log_probs, attn = model(feats, tokens, torch.tensor([0]), memory, rank)
+    state, steps = model.encode(feats, memory, rank), []
+    for t in range(tokens.size(1)):
+        lp, state, a = model.step(tokens[:, t], state)
+        steps.append((lp, a))
+    stepped = torch.stack([s[0] for s in steps], 1)
+    assert torch.isinf(stepped[..., 1]).all()  # <unk> is in the memory, yet never decoded
+    ok = torch.ones(11, dtype=torch.bool)
+    ok[[0, 1, 2]] = False
+    assert torch.allclose(stepped[..., ok], log_probs[..., ok], atol=1e-5)
+    assert torch.allclose(torch.stack([s[1] for s in steps], 1), attn, atol=1e-5)
+
+
+def test_word_dropout_only_replaces_words_in_training():
+    model = memory_sat(word_dropout=1.0)
+    feats, memory, rank = torch.randn(1, 9, 12), torch.tensor([[5, 3]]), torch.tensor([[1, 1]])
+    caps = torch.tensor([[2, 5, 6, 0]])
+    unk = torch.tensor([[2, 1, 1, 0]])  # every word -> <unk>; <bos> and padding stay
+    model.train()
+    torch.manual_seed(3)
+    a, _ = model(feats, caps, torch.tensor([0]), memory, rank)
+    torch.manual_seed(3)
+    b, _ = model(feats, unk, torch.tensor([0]), memory, rank)
+    assert torch.allclose(a, b)
+    model.eval()
+    c, _ = model(feats, caps, torch.tensor([0]), memory, rank)
+    assert not torch.allclose(a, c)
 
 
 def test_efficientnet_lite0_pretrained_grid():
@@ -300,3 +369,35 @@ def test_encoder_shorthand_and_bad_choices_are_one_line_errors(tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1
     assert lines[0].startswith("error: encoder.weights='BOGUS': not a weights name of resnet18; choose one of DEFAULT, IMAGENET1K_V1")
+
+
+def test_self_critical_training_raises_the_reward_and_starts_at_its_budget_fraction():
+    cfg = OmegaConf.merge(OmegaConf.structured(CaptioningConfig),
+                          OmegaConf.from_dotlist(["model.scst_samples=8", "decode.max_len=4"]))
+    task = CaptioningTask(cfg)
+    task.datasets = {"train": [(0, [[5, 6]], None), (1, [[7]], None)]}  # references: "5 6" and "7"
+    torch.manual_seed(0)
+    model = sat(vocab=11).train()
+    feats = torch.randn(2, 9, 12)
+    batch = dict(task.collate_captions(feats, [[5, 6], [7]], [0, 1]), refs=[[[5, 6]], [[7]]])
+    ce, n = task.loss(model, batch)
+    assert n == 2  # budget_fraction 0 (no trainer): cross-entropy per caption
+    task.budget_fraction = lambda: 0.5  # model.scst_after=0.5: from half the budget on, self-critical
+    _, n = task.loss(model, batch)
+    assert n == 16  # per sample: 2 images x 8
+
+    def first_token_p():
+        with torch.no_grad():
+            lp, _, _ = model.eval().step(torch.full((2,), 2), model.encode(feats))
+        model.train()
+        return lp.exp()[0, 5].item(), lp.exp()[1, 7].item()
+
+    before = first_token_p()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(30):
+        opt.zero_grad()
+        loss, count = task.loss(model, batch)
+        (loss / count).backward()
+        opt.step()
+    after = first_token_p()
+    assert after[0] > before[0] + 0.3 and after[1] > before[1] + 0.3  # the rewarded first words
