@@ -6,10 +6,10 @@ images of highest cosine similarity (Devlin et al. 2015, "Exploring Nearest Neig
 Image Captioning"):
 
 * **1-NN**: the consensus caption of the single nearest training image;
-* **k-NN consensus**: among all captions of the ``k`` nearest training images, the one with the highest
-  mean similarity to the others -- the "consensus caption" -- with similarity the CIDEr-D of one
-  caption against another (tf-idf n-grams 1..4 weighted by document frequencies over the training
-  images, Gaussian length penalty). ``k`` is chosen on the valid split.
+* **k-NN consensus**: among all captions of the ``k`` nearest training images (at most 60, the nearest
+  images' first), the one with the highest mean similarity to the others -- the "consensus caption" --
+  with similarity the CIDEr-D of one caption against another (tf-idf n-grams 1..4 weighted by document
+  frequencies over the training images, Gaussian length penalty). ``k`` is chosen on the valid split.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from attnapps.metrics import cider_d, corpus_bleu_nltk
 
 Caption = Sequence[str]
 K_CHOICES = (1, 3, 5, 10, 20, 40)
+MAX_CANDIDATES = 60  # consensus among at most this many captions (O(n^2) similarities per image)
 
 
 def global_features(store: Tensor, chunk: int = 1024) -> Tensor:
@@ -99,12 +100,32 @@ class ConsensusScorer:
 
 
 def knn_captions(neighbour_ids: Tensor, train_captions: Sequence[Sequence[Caption]], k: int,
-                 scorer: ConsensusScorer) -> list[list[str]]:
-    """The consensus caption among the captions of each query's ``k`` nearest training images."""
-    out = []
-    for row in neighbour_ids[:, :k].tolist():
-        cands = [c for j in row for c in train_captions[j]]
-        out.append(list(cands[scorer.consensus(cands)]))
+                 scorer: ConsensusScorer, max_candidates: int = MAX_CANDIDATES) -> list[list[str]]:
+    """The consensus caption among the captions of each query's ``k`` nearest training images (at most
+    ``max_candidates`` of them, the nearest images' first)."""
+    return knn_captions_by_k(neighbour_ids, train_captions, [k], scorer, max_candidates)[k]
+
+
+def knn_captions_by_k(neighbour_ids: Tensor, train_captions: Sequence[Sequence[Caption]], ks: Sequence[int],
+                      scorer: ConsensusScorer, max_candidates: int = MAX_CANDIDATES) -> dict[int, list[list[str]]]:
+    """:func:`knn_captions` for several ``k`` at once: each query's candidate similarities are computed
+    once, for the largest ``k``, and every smaller ``k`` takes a prefix (O(candidates^2) per query)."""
+    out: dict[int, list[list[str]]] = {k: [] for k in ks}
+    for row in neighbour_ids[:, : max(ks)].tolist():
+        cands, owner = [], []
+        for rank, j in enumerate(row):
+            for c in train_captions[j]:
+                cands.append(c)
+                owner.append(rank)
+        cands, owner = cands[:max_candidates], owner[:max_candidates]
+        sim = [[scorer.similarity(a, b) if i != j else 0.0 for j, b in enumerate(cands)] for i, a in enumerate(cands)]
+        for k in ks:
+            n = sum(1 for r in owner if r < k)  # the candidates from the k nearest images
+            if n <= 2:
+                best = 0
+            else:
+                best = max(range(n), key=lambda i: (sum(sim[i][:n]), -i))
+            out[k].append(list(cands[best]))
     return out
 
 
@@ -126,15 +147,14 @@ def retrieval_baseline(train: tuple[Tensor, Sequence[Sequence[Caption]]], valid:
     nb_valid = neighbours(valid[0], keys, kmax) if len(valid[1]) else None
     nb_test = neighbours(test[0], keys, kmax)
     by_k = {}
-    for k in ks:
-        if k > kmax or nb_valid is None:
-            continue
-        by_k[k] = cider_d(knn_captions(nb_valid, train_caps, k, scorer), valid[1])[0]
+    if nb_valid is not None:
+        valid_caps = knn_captions_by_k(nb_valid, train_caps, [k for k in ks if k <= kmax], scorer)
+        by_k = {k: cider_d(caps, valid[1])[0] for k, caps in valid_caps.items()}
     k = max(by_k, key=lambda x: (by_k[x], -x)) if by_k else min(5, kmax)
     test_caps = knn_captions(nb_test, train_caps, k, scorer)
     out = {"k": k, "valid_by_k": by_k, "test": score(test_caps, test[1]), "test_captions": test_caps,
            "nn1": {"test": score(knn_captions(nb_test, train_caps, 1, scorer), test[1])}}
     if nb_valid is not None:
-        out["valid"] = score(knn_captions(nb_valid, train_caps, k, scorer), valid[1])
-        out["nn1"]["valid"] = score(knn_captions(nb_valid, train_caps, 1, scorer), valid[1])
+        out["valid"] = score(valid_caps.get(k) or knn_captions(nb_valid, train_caps, k, scorer), valid[1])
+        out["nn1"]["valid"] = score(valid_caps.get(1) or knn_captions(nb_valid, train_caps, 1, scorer), valid[1])
     return out

@@ -76,7 +76,8 @@ class CaptioningModel:
     label_smoothing: float = 0.1
     word_dropout: float = 0.1  # show_attend_tell: fraction of input words replaced by <unk> in training
     tie_embeddings: bool = True  # show_attend_tell: the output layer shares the word embedding
-    scst_after: float = 0.5  # after this fraction of the training budget, optimise CIDEr-D (self-critical); >= 1 = never
+    scst_after: float = -1.0  # from this fraction of the budget on, optimise CIDEr-D (self-critical); >= 1 = never;
+    # -1 = auto: 0.5 over a frozen encoder's features, never when the encoder trains (it needs the whole budget)
     scst_samples: int = 5  # captions sampled per image for the self-critical baseline
 
 
@@ -269,7 +270,7 @@ class CaptioningTask(Task):
             return self.encoder.eval()(torch.zeros(1, 3, size, size, dtype=torch.uint8)).size(1)
 
     def loss(self, model, batch):
-        if self.cfg.model.scst_after < 1 and self.budget_fraction() >= self.cfg.model.scst_after:
+        if self.scst_after < 1 and self.budget_fraction() >= self.scst_after:
             return self.scst_loss(model, batch)
         memory = {k: batch[k] for k in ("memory", "memory_rank") if k in batch}
         # logits or (with the memory) log-probabilities (n, len, V); attention (n, len, R [+ mem_len])
@@ -284,6 +285,11 @@ class CaptioningTask(Task):
             attention_sum = (alphas.float() * (target != PAD).unsqueeze(-1)).sum(1)  # (n, R)
             nll = nll + lam * ((1.0 - attention_sum) ** 2).sum()
         return nll, torch.tensor(target.size(0))  # per-caption sum, averaged over captions (as the paper)
+
+    @property
+    def scst_after(self) -> float:
+        after = self.cfg.model.scst_after
+        return after if after >= 0 else (1.0 if self.trains_encoder else 0.5)
 
     def scst_loss(self, model, batch):
         """Self-critical sequence training (Rennie et al. 2017) with the mean of the other samples as
@@ -497,7 +503,9 @@ class CaptioningTask(Task):
                  f"- decoder: {self.cfg.model.arch}, attention {self.cfg.model.attention}; test decoding: {self.describe_strategy()}",
                  "- training loss: cross-entropy (label smoothing "
                  f"{self.cfg.model.label_smoothing})" + (f", then self-critical CIDEr-D ({self.cfg.model.scst_samples} samples "
-                 f"per image) from {self.cfg.model.scst_after:.0%} of the budget" if self.cfg.model.scst_after < 1 else ""),
+                 f"per image) from {self.scst_after:.0%} of the budget" if self.scst_after < 1 else
+                 " only" + (" (model.scst_after=-1: no self-critical phase when the encoder trains)"
+                            if self.cfg.model.scst_after < 0 else "")),
                  "- retrieved memory: " + (f"the captions of the {self.cfg.model.retrieval_k} nearest training images "
                                             f"(at most {self.cfg.model.memory_len} tokens), attended and copied from"
                                             if self.uses_memory else "off (" + ("the encoder trains, so there are no fixed "

@@ -375,6 +375,10 @@ def test_self_critical_training_raises_the_reward_and_starts_at_its_budget_fract
     cfg = OmegaConf.merge(OmegaConf.structured(CaptioningConfig),
                           OmegaConf.from_dotlist(["model.scst_samples=8", "decode.max_len=4"]))
     task = CaptioningTask(cfg)
+    assert task.scst_after == 1.0  # auto: never while the encoder (small_cnn) trains ...
+    cfg.encoder.name = "resnet18"
+    assert task.scst_after == 0.5  # ... from half the budget over a frozen encoder's features
+    cfg.model.scst_after = 0.5
     task.datasets = {"train": [(0, [[5, 6]], None), (1, [[7]], None)]}  # references: "5 6" and "7"
     torch.manual_seed(0)
     model = sat(vocab=11).train()

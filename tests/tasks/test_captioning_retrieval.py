@@ -90,9 +90,9 @@ def memory_run(tmp_path_factory):
             images.append({"filename": file, "split": split, "sentences": [{"raw": f"a {name} square"}]})
     (root / "data" / "dataset.json").write_text(json.dumps({"images": images}))
     cfg = OmegaConf.merge(OmegaConf.structured(CaptioningConfig), OmegaConf.from_dotlist([
-        f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}", "encoder=resnet18",
+        f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}", "encoder.name=resnet18",
         "encoder.image_size=64", "model.hidden_size=32", "model.embed_size=16", "model.retrieval_k=2",
-        "trainer.max_minutes=0", "trainer.max_epochs=3", "trainer.batch_size=4", "trainer.progress=false",
+        "trainer.max_minutes=0", "trainer.max_epochs=12", "trainer.batch_size=4", "trainer.progress=false",
         "decode.figures=1", "decode.beam=2"]))
     task = CaptioningTask(cfg)
     metrics = Trainer(task, cfg, root / "run").run()
