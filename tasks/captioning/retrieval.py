@@ -87,17 +87,6 @@ class ConsensusScorer:
     def mean_similarity(self, caption: Caption, others: Sequence[Caption]) -> float:
         return sum(self.similarity(caption, o) for o in others) / max(1, len(others))
 
-    def consensus(self, candidates: Sequence[Caption]) -> int:
-        """Index of the candidate with the highest mean similarity to the other candidates."""
-        if len(candidates) <= 2:
-            return 0
-        best, best_score = 0, float("-inf")
-        for i, c in enumerate(candidates):
-            s = sum(self.similarity(c, o) for j, o in enumerate(candidates) if j != i)
-            if s > best_score:
-                best, best_score = i, s
-        return best
-
 
 def knn_captions(neighbour_ids: Tensor, train_captions: Sequence[Sequence[Caption]], k: int,
                  scorer: ConsensusScorer, max_candidates: int = MAX_CANDIDATES) -> list[list[str]]:

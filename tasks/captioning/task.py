@@ -263,11 +263,16 @@ class CaptioningTask(Task):
                 and not self.trains_encoder)
 
     def regions(self) -> int:
+        """Regions per image. Pixels: one encoder pass on a blank image, once (the mode is restored, so
+        a call during training leaves a trained encoder's BatchNorm training)."""
         if self.store is not None and self.store.dim() == 3:
             return self.store.size(1)
-        with torch.no_grad():
-            size = self.encoder.image_size
-            return self.encoder.eval()(torch.zeros(1, 3, size, size, dtype=torch.uint8)).size(1)
+        if getattr(self, "_regions", None) is None:
+            was_training, size = self.encoder.training, self.encoder.image_size
+            with torch.no_grad():
+                self._regions = self.encoder.eval()(torch.zeros(1, 3, size, size, dtype=torch.uint8)).size(1)
+            self.encoder.train(was_training)
+        return self._regions
 
     def loss(self, model, batch):
         if self.scst_after < 1 and self.budget_fraction() >= self.scst_after:
@@ -280,7 +285,8 @@ class CaptioningTask(Task):
                               label_smoothing=self.cfg.model.label_smoothing)
         lam = self.cfg.model.doubly_stochastic
         if lam > 0 and self.cfg.model.arch == "show_attend_tell":
-            alphas = alphas[..., : batch["images"].size(1) if batch["images"].dim() == 3 else self.regions()]
+            if "memory" in batch:  # the regions' weights come first, then one per memory slot (at least one)
+                alphas = alphas[..., : alphas.size(-1) - max(batch["memory"].size(1), 1)]
             # Xu et al. eq. 14: lambda * sum_i (1 - sum_t alpha_ti)^2, over the caption's real steps
             attention_sum = (alphas.float() * (target != PAD).unsqueeze(-1)).sum(1)  # (n, R)
             nll = nll + lam * ((1.0 - attention_sum) ** 2).sum()
