@@ -9,12 +9,108 @@ a key that is not in the dataclasses, or a value of the wrong type, is rejected 
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, Callable
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from attnapps.errors import ConfigError
 
 DEFAULT_TASK = "translation"
+
+
+class Choice(str, Enum):
+    """A config value from a fixed set. OmegaConf rejects any other value by name at composition,
+    listing the allowed ones; in code a member is its string (``==``, hashing, f-strings, JSON)."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str.__str__(self), spec)
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+
+def choice(name: str, values: list[str]) -> type[Choice]:
+    """``choice("Schedule", ["constant", "cosine"])``: a :class:`Choice` type whose members are the values."""
+    return Choice(name, [(v, v) for v in values])
+
+
+OnError = choice("OnError", ["raise", "skip"])
+Schedule = choice("Schedule", ["constant", "linear", "cosine", "inverse_sqrt"])
+Precision = choice("Precision", ["fp32", "bf16"])
+SentencePieceType = choice("SentencePieceType", ["unigram", "bpe"])
+
+
+def _attention_choice() -> type[Choice]:
+    from attnapps.attention import list_attention
+
+    return choice("Attention", list_attention())
+
+
+Attention = _attention_choice()
+
+
+def plain(cfg) -> Any:
+    """The config as plain Python containers, choices as strings (what checkpoints store)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+# ---------------------------------------------------------------------------------- value checks
+Rule = Callable[[Any], "str | None"]  # value -> why it is wrong, or None
+
+
+def at_least(lo: float) -> Rule:
+    return lambda v: None if v >= lo else f"must be >= {lo}"
+
+
+def between(lo: float, hi: float, hi_open: bool = False, lo_open: bool = False) -> Rule:
+    def rule(v):
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        return None if ok and math.isfinite(v) else f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    return rule
+
+
+def positive(v) -> str | None:
+    return None if v > 0 and math.isfinite(v) else "must be > 0"
+
+
+def matches(pattern: str, what: str) -> Rule:
+    return lambda v: None if re.fullmatch(pattern, str(v)) else f"must be {what}"
+
+
+PROBABILITY = between(0, 1, hi_open=True)  # dropout and the like: [0, 1)
+
+TRAINER_RULES: dict[str, Rule] = {
+    "trainer.max_epochs": at_least(0), "trainer.max_steps": at_least(0), "trainer.max_minutes": at_least(0),
+    "trainer.batch_size": at_least(1), "trainer.max_tokens": at_least(0), "trainer.accumulate": at_least(1),
+    "trainer.lr": at_least(0), "trainer.weight_decay": at_least(0), "trainer.warmup_steps": at_least(0),
+    "trainer.min_lr_ratio": between(0, 1), "trainer.clip_grad_norm": at_least(0), "trainer.ema": PROBABILITY,
+    "trainer.device": matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:N"),
+    "trainer.eval_every": at_least(0), "trainer.eval_max_batches": at_least(0), "trainer.patience": at_least(0),
+    "trainer.checkpoint_every": at_least(0), "trainer.log_every": at_least(1), "trainer.num_workers": at_least(0),
+    "trainer.threads": at_least(0),
+}
+
+
+def check_rules(cfg, rules: dict[str, Rule]) -> None:
+    """Raise :class:`ConfigError` naming the first key whose value breaks its rule."""
+    for key, rule in rules.items():
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        why = rule(value)
+        if why:
+            raise ConfigError(f"bad value for config key '{key}': {value!r} {why}")
+    betas = OmegaConf.select(cfg, "trainer.betas")
+    if betas is not None and not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"bad value for config key 'trainer.betas': {list(betas)} must each be in [0, 1)")
 
 
 @dataclass
@@ -30,12 +126,12 @@ class TrainerConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
-    schedule: str = "cosine"  # constant | linear | cosine | inverse_sqrt (all after linear warmup)
+    schedule: Schedule = "cosine"  # constant | linear | cosine | inverse_sqrt (all after linear warmup)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05  # linear/cosine decay to lr * min_lr_ratio
     clip_grad_norm: float = 1.0  # 0 = off
     ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA)
+    precision: Precision = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted)
     device: str = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
     eval_every: int = 0  # evaluate every N updates (0 = at the end of each epoch)
     eval_max_batches: int = 0  # cap validation batches during training (0 = whole valid set)
@@ -43,6 +139,7 @@ class TrainerConfig:
     checkpoint_every: int = 0  # write checkpoints/last.pt every N updates (0 = at each evaluation)
     log_every: int = 10  # write a log.csv row every N updates
     resume: str = "false"  # false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)
+    resume_force: bool = False  # resume even though the data files changed since the checkpoint
     progress: bool = True  # tqdm progress bar
     num_workers: int = 0  # DataLoader worker processes
     threads: int = 0  # torch.set_num_threads (0 = PyTorch's default)
@@ -79,7 +176,9 @@ def describe(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
         key = f"{prefix}{f.name}"
         if is_dataclass(value):
             rows += describe(value, key + ".")
+        elif isinstance(value, Choice):
+            rows.append((key, "|".join(type(value).values()), value.value))
         else:
-            typ = getattr(f.type, "__name__", str(f.type))
+            typ = type(value).__name__
             rows.append((key, typ, repr(value)))
     return rows

@@ -43,7 +43,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None) -> Pa
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    flat_cfg = _flat(OmegaConf.to_container(cfg, resolve=True))
+    flat_cfg = _flat(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     lines = [f"# {cfg.task_name} run report", "", f"Run directory: `{run_dir}`", "", "## Configuration", "",
              "| key | value |", "|---|---|"]
     for k, v in flat_cfg.items():

@@ -9,6 +9,7 @@ process runs this; rank 0 picks the run directory and is the only one to write f
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from attnapps.config import DEFAULT_TASK, describe, hydra_defaults
@@ -50,6 +51,9 @@ def _explain(exc: BaseException, task: str) -> str:
                 return (f"unknown config key '{e.full_key}' for task={task} "
                         f"(see: python -m attnapps.run task={task} --help)")
             msg = str(getattr(e, "msg", e)).splitlines()[0]
+            m = re.fullmatch(r"Invalid value '(.*)', expected one of \[(.*)\]", msg)
+            if m:  # a Choice field
+                return f"bad value for config key '{e.full_key}': {m.group(1)!r}; choose one of {m.group(2)}"
             return f"bad value for config key '{e.full_key}': {msg}"
         e = e.__cause__ or e.__context__
     return str(exc).splitlines()[0]
@@ -60,7 +64,7 @@ def validate(argv: list[str]) -> None:
     from hydra import compose, initialize
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from attnapps.task import list_tasks
+    from attnapps.task import get_task, list_tasks
 
     overrides = _user_overrides(argv)
     try:
@@ -88,6 +92,7 @@ def validate(argv: list[str]) -> None:
                 OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
             except Exception as e:
                 raise ConfigError(_explain(e, _task_of(ov))) from None
+            get_task(cfg.task_name).check_config(cfg)  # value ranges and keys that must agree, before any data
 
 
 def print_help(argv: list[str]) -> None:

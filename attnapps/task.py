@@ -37,10 +37,22 @@ class Task:
     primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result used for early stopping
     higher_is_better: ClassVar[bool] = False
     count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
+    config_rules: ClassVar[dict] = {}  # "key": rule (attnapps.config.at_least(1), ...): value checks
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.datasets: dict[str, Sequence] = {}
+        self.restored = False  # True when restore() gave the tokenizer/vocabulary: build_data must not refit
+
+    # -- config ---------------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Reject a bad config before any data is read (raise ``ConfigError`` naming the key): value
+        ranges from ``TRAINER_RULES`` and ``config_rules``; override to add checks across keys (and
+        call ``super().check_config(cfg)``)."""
+        from attnapps.config import TRAINER_RULES, check_rules
+
+        check_rules(cfg, {**TRAINER_RULES, **cls.config_rules})
 
     # -- data -----------------------------------------------------------------------------------
     def build_data(self) -> dict[str, Sequence]:
@@ -91,6 +103,12 @@ class Task:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume: take the tokenizer/vocabulary/labels of a checkpoint; ``build_data`` then reads the
+        data with them instead of fitting new ones."""
+        self.load_state_dict(state)
+        self.restored = True
 
     def budget_fraction(self) -> float:
         """How far training is through its time/step budget (0..1); the trainer replaces this with its

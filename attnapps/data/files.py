@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from attnapps import provenance
 from attnapps.errors import ConfigError, DataError
 
 
@@ -31,14 +32,29 @@ class ErrorPolicy:
             self.examples.append(str(err))
 
 
-def read_lines(path: str | Path, policy: ErrorPolicy | None = None) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` of a UTF-8 file without line endings (BOM dropped); a line that
-    is not UTF-8 raises (or is skipped by ``policy``)."""
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def check_not_utf16(path: Path, head: bytes) -> None:
+    """UTF-16 text (Windows "Unicode" files) is not UTF-8 from its first byte: say so, once."""
+    if head.startswith(UTF16_BOMS) or (len(head) >= 4 and head[1:4:2] == b"\0\0" and head[0:4:2] != b"\0\0"):
+        raise DataError(path, 1, "the file is UTF-16, not UTF-8 (convert it, e.g. iconv -f UTF-16 -t UTF-8)")
+
+
+def read_lines(path: str | Path, policy: ErrorPolicy | None = None, record: bool = True) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of a UTF-8 file without line endings (BOM dropped, CRLF or LF);
+    a line that is not UTF-8 raises (or is skipped by ``policy``); a UTF-16 file is one clear error.
+    The file's SHA-256 goes to the run's provenance unless ``record=False`` (the caller records a
+    set of files as one unit)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "no such file")
     policy = policy or ErrorPolicy()
+    if record:
+        provenance.record_file(path)
     with open(path, "rb") as f:
+        check_not_utf16(path, f.read(4))
+        f.seek(0)
         for number, raw in enumerate(f, 1):
             try:
                 text = raw.decode("utf-8")

@@ -49,6 +49,24 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_tensor(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank ``src``'s value on every rank (decisions are rank 0's)."""
+    if dist.is_available() and dist.is_initialized():
+        t = t.to("cuda") if dist.get_backend() == "nccl" else t
+        dist.broadcast(t, src=src)
+        t = t.cpu()
+    return t
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_object(obj, src: int = 0):
     if not (dist.is_available() and dist.is_initialized()):
         return obj

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnapps.data.files import ErrorPolicy
+from attnapps import provenance
+from attnapps.data.files import ErrorPolicy, check_not_utf16
 from attnapps.errors import DataError
 
 SPLITS = {"train": "train", "restval": "train", "val": "valid", "valid": "valid", "test": "test"}
@@ -56,8 +57,11 @@ def load_karpathy(root: str | Path, on_error: str = "raise", image_dir: str = ""
     if not meta.is_file():
         raise DataError(meta, None, "no such file (data.path= must be a folder with the Karpathy-format "
                                     "dataset.json and its images)")
+    provenance.record_file(meta)
     try:
-        doc = json.loads(meta.read_text(encoding="utf-8"))
+        raw = meta.read_bytes()
+        check_not_utf16(meta, raw[:4])
+        doc = json.loads(raw.decode("utf-8").lstrip("\ufeff"))
     except UnicodeDecodeError as e:
         raise DataError(meta, None, f"not valid UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
@@ -76,24 +80,38 @@ def load_karpathy(root: str | Path, on_error: str = "raise", image_dir: str = ""
             policy.bad(meta, None, f"{where}: unknown split {entry.get('split')!r} (train, restval, val, test)")
             continue
         caps = []
-        for s in entry.get("sentences") or []:
+        sentences = entry.get("sentences") or []
+        for s in sentences if isinstance(sentences, list) else []:
             tokens = s.get("tokens") if isinstance(s, dict) else None
-            tokens = [t.lower() for t in tokens if t.strip()] if tokens else tokenize(
-                s.get("raw", "") if isinstance(s, dict) else str(s))
+            if isinstance(tokens, list) and tokens:
+                tokens = [str(t).lower() for t in tokens if str(t).strip()]
+            else:
+                raw = s.get("raw", "") if isinstance(s, dict) else s
+                tokens = tokenize(raw if isinstance(raw, str) else "")
             if tokens:
                 caps.append(tokens)
         if not caps:
             policy.bad(meta, None, f"{where}: no captions")
             continue
         folder = image_dir or entry.get("filepath") or "images"
+        if not isinstance(name, str) or not isinstance(folder, str):
+            policy.bad(meta, None, f"{where}: 'filename' and 'filepath' must be strings")
+            continue
         path = root / folder / name
         if not path.is_file():
             policy.bad(meta, None, f"{where}: image file missing: {path}")
             continue
+        try:
+            width, height = int(entry.get("width") or 0), int(entry.get("height") or 0)
+        except (TypeError, ValueError):
+            policy.bad(meta, None, f"{where}: 'width'/'height' must be integers")
+            continue
+        objects = entry.get("objects") or []
         if max_images and len(splits[split]) >= max_images:
             continue
-        splits[split].append(ImageItem(path, name, caps, entry.get("objects") or [],
-                                       int(entry.get("width") or 0), int(entry.get("height") or 0)))
+        splits[split].append(ImageItem(path, name, caps, objects if isinstance(objects, list) else [],
+                                       width, height))
+    provenance.record_files(f"images of {meta.resolve()}", [it.path for items in splits.values() for it in items])
     if not splits["train"]:
         raise DataError(meta, None, "no training images")
     return splits, policy

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import RunConfig, TrainerConfig
+from attnapps.config import PROBABILITY, Attention, OnError, RunConfig, TrainerConfig, at_least, choice
 from attnapps.data import Vocab, pad_batch
 from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
@@ -27,13 +27,18 @@ from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
 from attnapps.task import Task, register_task
 from tasks.captioning.data import load_karpathy
-from tasks.captioning.features import build_encoder, cached_extract, load_pixels
+from tasks.captioning.features import ENCODERS, build_encoder, cached_extract, load_pixels
 from tasks.captioning.model import ShowAttendTell, TransformerCaptioner
 from tasks.captioning.retrieval import ConsensusScorer, global_features, neighbours, retrieval_baseline
 from tasks.captioning.synthetic import ensure_synthetic
 
 
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
+
+
+Encoder = choice("Encoder", list(ENCODERS))
+Arch = choice("Arch", ["show_attend_tell", "transformer"])
+Strategy = choice("Strategy", ["auto", "greedy", "beam", "rerank"])
 
 
 @dataclass
@@ -46,12 +51,12 @@ class CaptioningData:
     min_freq: int = 1  # words rarer than this in training captions -> <unk> (1 keeps every word; see README)
     max_len: int = 30  # caption tokens kept for training
     captions_per_image: int = 5  # training captions used per image and batch (all, up to this)
-    on_error: str = "raise"  # raise | skip (skip and count bad entries and unreadable images)
+    on_error: OnError = "raise"  # raise | skip (skip and count bad entries and unreadable images)
 
 
 @dataclass
 class CaptioningEncoder:
-    name: str = "small_cnn"  # small_cnn | resnet18 | resnet50 | resnet101 | efficientnet_lite0
+    name: Encoder = "small_cnn"  # small_cnn | resnet18 | resnet50 | resnet101 | efficientnet_lite0
     weights: str = ""  # resnets: torchvision weights name (DEFAULT, IMAGENET1K_V1, ...); "" = random init
     image_size: int = 0  # 0 = the encoder's default (64 small_cnn, 224 others)
     finetune: bool = False  # train a pretrained encoder end to end (small_cnn always trains)
@@ -60,8 +65,8 @@ class CaptioningEncoder:
 
 @dataclass
 class CaptioningModel:
-    arch: str = "show_attend_tell"  # show_attend_tell | transformer
-    attention: str = "additive"  # show_attend_tell: any core variant
+    arch: Arch = "show_attend_tell"  # show_attend_tell | transformer
+    attention: Attention = "additive"  # show_attend_tell: any core variant
     embed_size: int = 128  # show_attend_tell
     hidden_size: int = 256  # LSTM size / transformer d_model
     heads: int = 4
@@ -83,7 +88,7 @@ class CaptioningModel:
 
 @dataclass
 class CaptioningDecode:
-    strategy: str = "auto"  # auto (the best of the three on valid, after training) | greedy | beam | rerank
+    strategy: Strategy = "auto"  # auto (the best of the three on valid, after training) | greedy | beam | rerank
     beam: int = 5  # beam size (beam, rerank: the n-best re-ranked)
     rerank_k: int = 0  # rerank: neighbours whose captions judge the n-best (0 = the k-NN baseline's k)
     alpha: float = 0.0  # GNMT length penalty
@@ -120,6 +125,28 @@ class CaptioningTask(Task):
     primary_metric = "cider"
     higher_is_better = True
     count_unit = "captions"
+    config_rules = {
+        "data.synthetic_seed": at_least(0), "data.max_images": at_least(0), "data.min_freq": at_least(1),
+        "data.max_len": at_least(1), "data.captions_per_image": at_least(1), "encoder.image_size": at_least(0),
+        "encoder.batch_size": at_least(1), "model.embed_size": at_least(1), "model.hidden_size": at_least(2),
+        "model.heads": at_least(1), "model.layers": at_least(1), "model.ff_size": at_least(1),
+        "model.dropout": PROBABILITY, "model.doubly_stochastic": at_least(0), "model.retrieval_k": at_least(0),
+        "model.memory_len": at_least(1), "model.label_smoothing": PROBABILITY, "model.word_dropout": PROBABILITY,
+        "model.scst_after": lambda v: None if v == -1 or v >= 0 else "must be -1 (auto) or >= 0",
+        "model.scst_samples": at_least(2), "decode.beam": at_least(1), "decode.rerank_k": at_least(0),
+        "decode.alpha": at_least(0), "decode.max_len": at_least(1), "decode.valid_subset": at_least(0),
+        "decode.samples": at_least(0), "decode.figures": at_least(0)}
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        m, e = cfg.model, cfg.encoder
+        trains_encoder = e.name == "small_cnn" or e.finetune
+        if m.arch == "transformer" and m.retrieval_k > 0 and not trains_encoder:
+            raise ConfigError(f"model.retrieval_k={m.retrieval_k}: the retrieved memory is built for "
+                              "model.arch=show_attend_tell; with the transformer set model.retrieval_k=0")
+        if (m.arch == "transformer" or m.attention == "multihead") and m.hidden_size % m.heads:
+            raise ConfigError(f"model.heads={m.heads} must divide model.hidden_size={m.hidden_size}")
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -160,7 +187,8 @@ class CaptioningTask(Task):
                     kept.append((rows[k], it))
                 k += 1
             self.items[split] = kept
-        self.vocab = Vocab.build((c for _, it in self.items["train"] for c in it.captions), min_freq=d.min_freq)
+        if not self.restored:  # resume: the checkpoint's vocabulary
+            self.vocab = Vocab.build((c for _, it in self.items["train"] for c in it.captions), min_freq=d.min_freq)
         encoded = {split: [[self.vocab.encode(c[: d.max_len]) for c in it.captions] for _, it in kept]
                    for split, kept in self.items.items()}
         self.build_retrieval(encoded["train"])

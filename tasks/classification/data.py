@@ -18,6 +18,7 @@ import csv
 import io
 from pathlib import Path
 
+from attnapps import provenance
 from attnapps.data.files import SPLIT_NAMES, ErrorPolicy, carve, find_split, read_lines
 from attnapps.errors import ConfigError, DataError
 
@@ -62,13 +63,15 @@ def read_csv(path: Path, text_column: str, label_column: str, policy: ErrorPolic
 
 def read_imdb(directory: Path, policy: ErrorPolicy) -> list[Example]:
     out = []
-    for label_dir in sorted(p for p in directory.iterdir() if p.is_dir() and p.name != "unsup"):
-        for f in sorted(label_dir.glob("*.txt")):
-            text = " ".join(" ".join(t for _, t in read_lines(f, policy)).replace("<br />", " ").split())
-            if not text:
-                policy.bad(f, 1, "empty review")
-                continue
-            out.append((text, label_dir.name, str(f), 1))
+    files = [(label_dir, f) for label_dir in sorted(p for p in directory.iterdir() if p.is_dir() and p.name != "unsup")
+             for f in sorted(label_dir.glob("*.txt"))]
+    provenance.record_files(str(directory.resolve()), [f for _, f in files])  # one fingerprint for 25k reviews
+    for label_dir, f in files:
+        text = " ".join(" ".join(t for _, t in read_lines(f, policy, record=False)).replace("<br />", " ").split())
+        if not text:
+            policy.bad(f, 1, "empty review")
+            continue
+        out.append((text, label_dir.name, str(f), 1))
     return out
 
 

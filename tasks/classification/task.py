@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import RunConfig, TrainerConfig
+from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, TrainerConfig, at_least, between,
+                             choice)
 from attnapps.data import SentencePieceTokenizer, WordTokenizer, pad_batch, tokenizer_from_state
-from attnapps.errors import ConfigError
+from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
 from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
 from attnapps.task import Task, register_task
@@ -33,19 +34,27 @@ PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them al
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # where han cuts a text into sentences
 
 
+DataFormat = choice("DataFormat", ["tsv", "csv", "imdb"])
+TokenizerKind = choice("TokenizerKind", ["word", "sentencepiece"])
+Arch = choice("Arch", ["auto", *auto.ARCHS])
+Pooling = choice("Pooling", ["attention", "flatten", "mean", "cls"])
+POOLINGS = {"bilstm_attention": ("attention", "flatten"), "transformer": ("attention", "mean", "cls"),
+            "ngram_attention": ("attention",), "han": ("attention",)}
+
+
 @dataclass
 class ClassificationData:
     path: str = ""  # DIR in data.format's layout; "" = embedded Rotten Tomatoes snippets
-    format: str = "tsv"  # tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)
+    format: DataFormat = "tsv"  # tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)
     text_column: str = "text"  # csv
     label_column: str = "label"  # csv
     max_len: int = 0  # tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)
-    on_error: str = "raise"  # raise | skip
+    on_error: OnError = "raise"  # raise | skip
 
 
 @dataclass
 class ClassificationTokenizer:
-    kind: str = "word"  # word (regex, lowercased) | sentencepiece
+    kind: TokenizerKind = "word"  # word (regex, lowercased) | sentencepiece
     min_freq: int = 2  # word: rarer words -> <unk>
     max_size: int = 30000  # word: vocabulary cap
     vocab_size: int = 8000  # sentencepiece
@@ -53,9 +62,9 @@ class ClassificationTokenizer:
 
 @dataclass
 class ClassificationModel:
-    arch: str = "auto"  # auto | ngram_attention | han | bilstm_attention | transformer (auto: tasks/classification/auto.py)
-    attention: str = "additive"  # core variant of the attention pooling (dot + pooling=flatten = Keras example)
-    pooling: str = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
+    arch: Arch = "auto"  # auto | ngram_attention | han | bilstm_attention | transformer (auto: tasks/classification/auto.py)
+    attention: Attention = "additive"  # core variant of the attention pooling (dot + pooling=flatten = Keras example)
+    pooling: Pooling = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
     embed_size: int = 0  # 0 = the architecture's default (ngram 64, han 100, bilstm 256, transformer = hidden)
     hidden_size: int = 0  # 0 = default (han 50, bilstm 128 per direction; transformer d_model 128)
     heads: int = 4
@@ -102,6 +111,31 @@ class ClassificationTask(Task):
     higher_is_better = True
     count_unit = "examples"
 
+    config_rules = {
+        "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
+        "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
+        "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(1, 3),
+        "model.buckets": at_least(1), "model.layers": at_least(1), "model.ff_size": at_least(1),
+        "model.dropout": lambda v: None if v < 0 or 0 <= v < 1 else "must be in [0, 1) (or < 0: from the data)",
+        "model.ensemble": at_least(0), "trainer.lr": at_least(0), "trainer.batch_size": at_least(0),
+        "report.examples": at_least(0)}
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        m = cfg.model
+        if m.arch == "auto":
+            return
+        if m.pooling not in POOLINGS[m.arch]:
+            raise ConfigError(f"model.pooling={m.pooling} does not apply to model.arch={m.arch}; "
+                              f"choose {' or '.join(POOLINGS[m.arch])}")
+        a = auto.ARCH_DEFAULTS[m.arch]
+        width = {"ngram_attention": m.embed_size or a["embed_size"], "transformer": m.hidden_size or a["hidden_size"],
+                 }.get(m.arch, 2 * (m.hidden_size or a["hidden_size"]))
+        if (m.arch == "transformer" or m.attention == "multihead") and width % m.heads:
+            key = "model.embed_size" if m.arch == "ngram_attention" else "model.hidden_size"
+            raise ConfigError(f"model.heads={m.heads} must divide the attention width {width} ({key})")
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.tok, self.labels, self.policy = None, [], None
@@ -113,7 +147,11 @@ class ClassificationTask(Task):
                                                          d.on_error, self.cfg.seed)
         self.raw = splits
         train_texts = [text for text, _ in splits["train"]]
-        if t.kind == "word":
+        if self.restored:  # resume: the checkpoint's tokenizer and labels
+            if list(self.labels) != list(self.saved_labels):
+                raise DataError(d.path or "data/classification", None, f"the labels {self.labels} differ from the "
+                                f"checkpoint's {self.saved_labels}")
+        elif t.kind == "word":
             self.tok = WordTokenizer().fit(train_texts, min_freq=t.min_freq, max_size=t.max_size)
         elif t.kind == "sentencepiece":
             self.tok = SentencePieceTokenizer().fit(train_texts, t.vocab_size)
@@ -337,4 +375,4 @@ class ClassificationTask(Task):
 
     def load_state_dict(self, state):
         self.tok = tokenizer_from_state(state["tokenizer"])
-        self.labels = list(state["labels"])
+        self.labels = self.saved_labels = list(state["labels"])

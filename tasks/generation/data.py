@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnapps.data.files import ErrorPolicy
+from attnapps import provenance
+from attnapps.data.files import ErrorPolicy, check_not_utf16
 from attnapps.errors import ConfigError, DataError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "generation"
@@ -35,7 +36,14 @@ SPLITS = ("train", "valid", "test")
 
 def decode_text(path: Path, policy: ErrorPolicy) -> str:
     """A file's UTF-8 text (gzip if ``.gz``); undecodable lines raise or are dropped under ``policy``."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    provenance.record_file(path)
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise DataError(path, None, f"not a readable gzip file ({e})") from None
+    check_not_utf16(path, raw[:4])
     try:
         return raw.decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import RunConfig, TrainerConfig
+from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig,
+                             at_least, between, choice)
 from attnapps.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
@@ -28,33 +29,39 @@ from tasks.generation.data import Windows, encode_cached, load_corpus
 from tasks.generation.model import GPT, LSTMAttentionLM
 
 
+DataFormat = choice("DataFormat", ["txt", "wikitext"])
+TokenizerKind = choice("TokenizerKind", ["char", "sentencepiece"])
+Arch = choice("Arch", ["transformer", "lstm_attention"])
+Positions = choice("Positions", ["learned", "sinusoidal"])
+
+
 @dataclass
 class GenerationData:
     path: str = ""  # DIR with {train,valid,test}.txt, or FILE.txt (split 90/5/5); "" = embedded Jane Austen
-    format: str = "txt"  # txt | wikitext (DIR/wiki.{train,valid,test}.raw)
+    format: DataFormat = "txt"  # txt | wikitext (DIR/wiki.{train,valid,test}.raw)
     cache_dir: str = ""  # encoded corpora (memory maps); "" = $ATTNAPPS_CACHE or ~/.cache/attnapps
-    on_error: str = "raise"  # raise | skip (drop and count lines that are not UTF-8)
+    on_error: OnError = "raise"  # raise | skip (drop and count lines that are not UTF-8)
 
 
 @dataclass
 class GenerationTokenizer:
-    kind: str = "char"  # char | sentencepiece
+    kind: TokenizerKind = "char"  # char | sentencepiece
     vocab_size: int = 2000  # sentencepiece
-    model_type: str = "unigram"  # sentencepiece: unigram | bpe
+    model_type: SentencePieceType = "unigram"  # sentencepiece: unigram | bpe
 
 
 @dataclass
 class GenerationModel:
-    arch: str = "transformer"  # transformer (decoder-only, GPT) | lstm_attention
+    arch: Arch = "transformer"  # transformer (decoder-only, GPT) | lstm_attention
     context: int = 128  # tokens the model sees
     d_model: int = 128  # transformer width / LSTM hidden and embedding size
     layers: int = 4
     heads: int = 4
     ff_size: int = 0  # transformer MLP; 0 = 4 * d_model
     dropout: float = 0.0  # a 6-minute run sees the corpus about twice: no overfitting to fight (README)
-    positions: str = "learned"  # transformer: learned | sinusoidal
+    positions: Positions = "learned"  # transformer: learned | sinusoidal
     tie_weights: bool = True  # output layer = token embedding
-    attention: str = "general"  # lstm_attention: any core variant (additive is memory-hungry: len x len x d)
+    attention: Attention = "general"  # lstm_attention: any core variant (additive is memory-hungry: len x len x d)
 
 
 @dataclass
@@ -102,6 +109,22 @@ class GenerationTask(Task):
     primary_metric = "bpc"
     higher_is_better = False
     count_unit = "tokens"
+    config_rules = {
+        "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(1),
+        "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),
+        "model.dropout": PROBABILITY, "sample.max_new_tokens": at_least(1), "sample.top_k": at_least(0),
+        "sample.top_p": between(0, 1, lo_open=True), "sample.heatmap_tokens": at_least(1),
+        "sample.eval_tokens": at_least(0)}
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        m, s = cfg.model, cfg.sample
+        if (m.arch == "transformer" or m.attention == "multihead") and m.d_model % m.heads:
+            raise ConfigError(f"model.heads={m.heads} must divide model.d_model={m.d_model}")
+        if any(not 0 <= t < 100 for t in s.temperatures):
+            raise ConfigError(f"bad value for config key 'sample.temperatures': {list(s.temperatures)} "
+                              "must each be in [0, 100)")
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -133,7 +156,9 @@ class GenerationTask(Task):
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
         texts, self.policy, self.source = load_corpus(d.path, d.format, d.on_error)
-        if t.kind == "char":
+        if self.restored:  # resume: the checkpoint's tokenizer
+            pass
+        elif t.kind == "char":
             self.tok = CharTokenizer().fit([texts["train"]])
         elif t.kind == "sentencepiece":
             self.tok = SentencePieceTokenizer().fit(texts["train"].split("\n"), t.vocab_size, t.model_type)

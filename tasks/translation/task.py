@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
-from attnapps.config import RunConfig, TrainerConfig
+from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig, at_least,
+                             choice, positive)
 from attnapps.data import SentencePieceTokenizer, pad_batch, tokenizer_from_state
 from attnapps.decoding import beam_search, greedy
 from attnapps.errors import ConfigError
@@ -24,6 +25,10 @@ from tasks.translation.data import load_pairs
 from tasks.translation.model import RNNSeq2Seq, TransformerSeq2Seq
 
 
+Arch = choice("Arch", ["rnn", "transformer"])
+Cell = choice("Cell", ["gru", "lstm"])
+
+
 @dataclass
 class TranslationData:
     path: str = ""  # DIR with {train,valid,test}.tsv or train.<src_lang>/train.<tgt_lang>; "" = embedded en-de
@@ -31,21 +36,21 @@ class TranslationData:
     tgt_lang: str = "de"
     reverse: bool = False  # swap source and target (German -> English on the default data)
     max_len: int = 50  # drop training pairs with more subword tokens than this on either side
-    on_error: str = "raise"  # raise | skip (skip and count malformed lines)
+    on_error: OnError = "raise"  # raise | skip (skip and count malformed lines)
 
 
 @dataclass
 class TranslationTokenizer:
     vocab_size: int = 4000  # sentencepiece vocabulary (joint, or per side)
-    model_type: str = "unigram"  # unigram | bpe
+    model_type: SentencePieceType = "unigram"  # unigram | bpe
     joint: bool = True  # one vocabulary for both languages (needed for model.share_embeddings)
 
 
 @dataclass
 class TranslationModel:
-    arch: str = "rnn"  # rnn | transformer
-    attention: str = "additive"  # rnn: any core variant (additive, dot, general, scaled_dot, multihead)
-    cell: str = "gru"  # rnn: gru | lstm
+    arch: Arch = "rnn"  # rnn | transformer
+    attention: Attention = "additive"  # rnn: any core variant (additive, dot, general, scaled_dot, multihead)
+    cell: Cell = "gru"  # rnn: gru | lstm
     embed_size: int = 256  # rnn
     hidden_size: int = 256  # rnn hidden / transformer d_model
     layers: int = 1  # rnn: 1-2; transformer: 3
@@ -95,6 +100,21 @@ class TranslationTask(Task):
     primary_metric = "bleu"
     higher_is_better = True
     count_unit = "tokens"
+    config_rules = {
+        "data.max_len": at_least(1), "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(1),
+        "model.hidden_size": at_least(1), "model.layers": at_least(1), "model.heads": at_least(1),
+        "model.ff_size": at_least(1), "model.dropout": PROBABILITY, "model.label_smoothing": PROBABILITY,
+        "decode.beam": at_least(1), "decode.alpha": at_least(0), "decode.max_len_ratio": positive,
+        "decode.max_len_add": at_least(0), "decode.valid_subset": at_least(0), "decode.samples": at_least(0),
+        "decode.plots": at_least(0)}
+
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
+        m = cfg.model
+        if (m.arch == "transformer" or m.attention == "multihead") and m.hidden_size % m.heads:
+            raise ConfigError(f"model.heads={m.heads} must divide model.hidden_size={m.hidden_size} "
+                              f"(the {'Transformer' if m.arch == 'transformer' else 'multihead attention'}'s width)")
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -109,7 +129,9 @@ class TranslationTask(Task):
         self.skipped = policy
         self.raw = splits
         train = splits["train"]
-        if t.joint:
+        if self.restored:  # resume: the checkpoint's tokenizers
+            pass
+        elif t.joint:
             self.src_tok = self.tgt_tok = SentencePieceTokenizer().fit(
                 [s for s, _ in train] + [g for _, g in train], t.vocab_size, t.model_type)
         else:

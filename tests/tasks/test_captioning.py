@@ -364,7 +364,8 @@ def test_encoder_shorthand_and_bad_choices_are_one_line_errors(tmp_path):
     r = run_cli("task=captioning", "encoder=bogus", *common)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and lines == [
-        "error: encoder.name='bogus': choose one of small_cnn, resnet18, resnet50, resnet101, efficientnet_lite0"]
+        "error: bad value for config key 'encoder.name': 'bogus'; choose one of small_cnn, resnet18, resnet50, resnet101, "
+        "efficientnet_lite0"]
     r = run_cli("task=captioning", "encoder=resnet18", "encoder.weights=BOGUS", *common)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1

@@ -168,7 +168,7 @@ def test_predict_cli_round_trip(overfit_run):
 def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
     r = run_cli("task=classification", "tokenizer=bogus", f"hydra.run.dir={tmp_path}")
     lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert r.returncode == 2 and lines == ["error: tokenizer.kind='bogus': choose word or sentencepiece"]
+    assert r.returncode == 2 and lines == ["error: bad value for config key 'tokenizer.kind': 'bogus'; choose one of word, sentencepiece"]
 
 
 def test_hashed_ngrams_are_the_hash_of_consecutive_ids():

@@ -200,7 +200,7 @@ def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
     r = run_cli("task=generation", "tokenizer=bogus", f"data.path={tmp_path / 'c.txt'}",
                 f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}")
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 2 and lines == ["error: tokenizer.kind='bogus': choose char or sentencepiece"]
+    assert r.returncode == 2 and lines == ["error: bad value for config key 'tokenizer.kind': 'bogus'; choose one of char, sentencepiece"]
 
 
 def test_sentencepiece_round_trip_keeps_newlines(tmp_path):
