@@ -39,14 +39,23 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
     if not ckpt_path.is_file():
         raise AttnappsError(f"run={run}: no checkpoints/best.pt (is it a finished attnapps run directory?)")
     state = load_checkpoint(ckpt_path)
+    if not isinstance(state, dict) or not {"task", "model", "config", "task_state"} <= set(state):
+        raise AttnappsError(f"{ckpt_path}: not an attnapps checkpoint (no task, model, config and task_state)")
     saved_task = state.get("task")
     if task_name and saved_task != task_name:
         raise AttnappsError(f"run={run} was trained for task={saved_task}, not task={task_name}")
     task_cls = get_task(saved_task)
-    cfg = OmegaConf.merge(OmegaConf.structured(task_cls.config_class), state["config"])
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(task_cls.config_class), state["config"])
+    except Exception as e:  # a key or value this version does not know
+        raise AttnappsError(f"{ckpt_path}: its config does not fit this version of task {saved_task} "
+                            f"({str(e).splitlines()[0]})") from None
     task = task_cls(cfg)
     task._device = torch.device(device)
-    task.load_state_dict(state["task_state"])
+    try:
+        task.load_state_dict(state["task_state"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AttnappsError(f"{ckpt_path}: damaged task state ({type(e).__name__}: {e})") from None
     model = task.build_model()
     try:
         model.load_state_dict(state["model"])
@@ -63,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("missing run=RUN_DIR (usage: python -m attnapps.predict task=NAME run=DIR ...)")
         run, task_name = args.pop("run"), args.pop("task", None)
         device = args.pop("device", "cpu")
+        import re
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+            raise ConfigError(f"device={device!r}: choose cpu, cuda or cuda:N")
         task, model = load_run(run, task_name, device)
         if task.predict_config_class is None:
             raise ConfigError(f"task {task.name} has no predict options")
@@ -75,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(options, k, v)  # typed: "5" -> 5 for an int option, "abc" rejected
             except Exception as e:
                 raise ConfigError(f"bad value for predict option '{k}': {str(e).splitlines()[0]}") from None
+        from attnapps.config import check_rules
+
+        try:
+            check_rules(options, task.predict_rules)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("config key", "predict option")) from None
         import torch
 
         with torch.no_grad():

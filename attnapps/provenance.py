@@ -20,10 +20,15 @@ from typing import Iterable
 
 import torch
 
+_command: list[str] = []  # the command line as the user typed it (set by the entry point)
 _files: dict[str, str] = {}  # resolved path -> "sha256:<hex>"
 _groups: dict[str, str] = {}  # label -> "<n> files, sha256 of names, sizes and mtimes:<hex>"
 KEY_PACKAGES = ("torch", "torchvision", "numpy", "sacrebleu", "nltk", "sentencepiece", "hydra-core",
                 "omegaconf", "pillow", "scikit-learn", "efficientnet-lite-pytorch")
+
+
+def set_command(argv: list[str]) -> None:
+    _command[:] = argv
 
 
 def start_recording() -> None:
@@ -68,8 +73,14 @@ def data_fingerprints() -> dict[str, str]:
 
 
 def changed_data(saved: dict[str, str], now: dict[str, str]) -> list[str]:
-    """Paths/labels whose fingerprint differs between a checkpoint and this run (or that only one has)."""
-    return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    """The files of this run (or of the checkpoint) whose content the other does not have. Compared by
+    content, not by path: the same files moved elsewhere are the same data."""
+    def content(v: str) -> str:
+        return v.split(":", 1)[-1] if v.startswith("sha256:") else v.split(",", 1)[-1]
+
+    theirs, ours = {content(v) for v in saved.values()}, {content(v) for v in now.values()}
+    return sorted([k for k, v in now.items() if content(v) not in theirs]
+                  + [f"{k} (gone)" for k, v in saved.items() if content(v) not in ours])
 
 
 def _git(*args: str) -> str | None:
@@ -132,7 +143,7 @@ def hardware(device: torch.device | None = None) -> dict:
 
 def collect(device: torch.device | None = None, data: dict[str, str] | None = None) -> dict:
     """Everything ``provenance.json`` holds."""
-    return {"code": code_version(), "command": [Path(sys.executable).name, *sys.argv],
+    return {"code": code_version(), "command": list(_command) or [Path(sys.executable).name, *sys.argv],
             "cwd": os.getcwd(), "software": software(), "hardware": hardware(device),
             "data": data if data is not None else data_fingerprints()}
 
@@ -150,7 +161,7 @@ def markdown(prov: dict) -> list[str]:
              f"GPU: {h['gpu'] or 'none'}" + (f", device {h['device']}" if h.get("device") else ""),
              f"- data ({len(prov['data'])} files or file sets; `provenance.json` has every SHA-256):"]
     for k, v in list(prov["data"].items())[:10]:
-        lines.append(f"  - `{k}`: `{v[:23]}…`" if len(v) > 24 else f"  - `{k}`: `{v}`")
+        lines.append(f"  - `{k}`: `{v[:23]}…`" if v.startswith("sha256:") else f"  - `{k}`: {v[:v.rindex(':') + 17]}…")
     if len(prov["data"]) > 10:
         lines.append(f"  - … and {len(prov['data']) - 10} more")
     return lines

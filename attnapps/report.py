@@ -38,7 +38,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None) -> Path:
+def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, provenance: dict | None = None) -> Path:
     """Write ``report.md`` (+ ``plots/``) for a finished run; the task adds its own sections."""
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
@@ -61,6 +61,10 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None) -> Pa
         model.eval()
         for section in task.report(model, run_dir):
             lines += ["", section.rstrip()]
+    if provenance is not None:
+        from attnapps.provenance import markdown
+
+        lines += [""] + markdown(provenance)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

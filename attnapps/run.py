@@ -149,6 +149,22 @@ def _hydra_main():
     return main
 
 
+def check_run_dir(argv: list[str]) -> None:
+    """A run directory that cannot be created is one line before Hydra starts (rank 0 only)."""
+    if int(os.environ.get("RANK", "0")) != 0 or "-m" in argv or "--multirun" in argv:
+        return
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    target = given[-1] if given else "runs"
+    key = "hydra.run.dir" if given else "the default run directory (runs/ in the current folder)"
+    try:
+        os.makedirs(target, exist_ok=True)
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        reason = "exists and is not a directory" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror
+        raise ConfigError(f"{key}={target}: cannot create the run directory ({reason})") from None
+
+
 ALIASES = {"tokenizer": "tokenizer.kind", "encoder": "encoder.name"}  # `tokenizer=X` is short for `tokenizer.kind=X`
 
 
@@ -162,6 +178,10 @@ def expand_aliases(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = expand_aliases(sys.argv[1:] if argv is None else argv)
+    from attnapps import provenance
+
+    launcher = ["torchrun"] if "TORCHELASTIC_RUN_ID" in os.environ else ["python"]
+    provenance.set_command(launcher + ["-m", "attnapps.run", *argv])
     try:
         _register_primary()
         if "--help" in argv or "-h" in argv:
@@ -169,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         if "--hydra-help" not in argv and "--info" not in argv and "-i" not in argv:
             validate(argv)
+            check_run_dir(argv)
     except AttnappsError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

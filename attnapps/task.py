@@ -38,6 +38,7 @@ class Task:
     higher_is_better: ClassVar[bool] = False
     count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
     config_rules: ClassVar[dict] = {}  # "key": rule (attnapps.config.at_least(1), ...): value checks
+    predict_rules: ClassVar[dict] = {}  # the same for predict's options
 
     def __init__(self, cfg):
         self.cfg = cfg

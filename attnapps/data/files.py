@@ -66,6 +66,22 @@ def read_lines(path: str | Path, policy: ErrorPolicy | None = None, record: bool
             yield number, text.rstrip("\r\n")
 
 
+def read_input(path: str, key: str = "input") -> str:
+    """Text for ``attnapps.predict``: a UTF-8 file (BOM and CRLF handled), or stdin for ``-``; a
+    missing or undecodable file is one error naming the option and the line."""
+    import sys
+
+    if path in ("-", ""):
+        return sys.stdin.read()
+    lines = []
+    try:
+        for _, line in read_lines(path, record=False):
+            lines.append(line)
+    except DataError as e:
+        raise DataError(path, e.line, f"{key}=: {str(e).split(': ', 1)[-1]}") from None
+    return "\n".join(lines)
+
+
 def find_split(directory: Path, names: list[str], suffix: str) -> Path | None:
     """The first ``directory/<name><suffix>`` that exists (e.g. valid.tsv, val.tsv, dev.tsv)."""
     for name in names:

@@ -14,6 +14,7 @@ from typing import Iterable
 import torch
 
 from attnapps.data.vocab import BOS, EOS, PAD, UNK, Vocab
+from attnapps.errors import AttnappsError
 
 
 class Tokenizer:
@@ -128,12 +129,20 @@ class SentencePieceTokenizer(Tokenizer):
         import sentencepiece as spm
 
         buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter([t for t in texts if t.strip()]), model_writer=buf,
-            vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage,
-            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
-            num_threads=1, minloglevel=2,
-        )
+        sentences = [t for t in texts if t.strip()]
+        if not sentences:
+            raise AttnappsError("sentencepiece: the training text is empty")
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences), model_writer=buf,
+                vocab_size=vocab_size, model_type=str(model_type), character_coverage=character_coverage,
+                pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
+                num_threads=1, minloglevel=2,
+            )
+        except RuntimeError as e:  # e.g. "Vocabulary size is smaller than required_chars"
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise AttnappsError(f"tokenizer.vocab_size={vocab_size}: sentencepiece cannot be trained on this "
+                                f"training text ({reason}); try another tokenizer.vocab_size") from None
         self._load(buf.getvalue())
         return self
 

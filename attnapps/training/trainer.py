@@ -562,7 +562,10 @@ class Trainer:
         metrics.update(self.task.extra_metrics(self.model))
         with open(self.run_dir / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
+        prov = provenance.collect(self.device, self.data_fingerprints)
+        with open(self.run_dir / "provenance.json", "w") as f:
+            json.dump(prov, f, indent=2)
         from attnapps.report import write_report
 
-        write_report(self.run_dir, self.cfg, metrics, self.task, self.model)
+        write_report(self.run_dir, self.cfg, metrics, self.task, self.model, provenance=prov)
         return metrics

@@ -26,7 +26,7 @@ from attnapps.data.files import ErrorPolicy, check_not_utf16
 from attnapps.errors import DataError
 
 SPLITS = {"train": "train", "restval": "train", "val": "valid", "valid": "valid", "test": "test"}
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # letters and digits of any script
 
 
 def tokenize(text: str) -> list[str]:

@@ -125,6 +125,7 @@ class CaptioningTask(Task):
     primary_metric = "cider"
     higher_is_better = True
     count_unit = "captions"
+    predict_rules = {"beam": at_least(1), "alpha": at_least(0)}
     config_rules = {
         "data.synthetic_seed": at_least(0), "data.max_images": at_least(0), "data.min_freq": at_least(1),
         "data.max_len": at_least(1), "data.captions_per_image": at_least(1), "encoder.image_size": at_least(0),

@@ -45,13 +45,25 @@ def read_tsv(path: Path, policy: ErrorPolicy) -> list[Example]:
 
 def read_csv(path: Path, text_column: str, label_column: str, policy: ErrorPolicy) -> list[Example]:
     lines = [text for _, text in read_lines(path, policy)]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+    reader = csv.DictReader(io.StringIO("\n".join(lines), newline=""))
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as e:
+        raise DataError(path, 1, f"malformed CSV header ({e})") from None
+    missing = [c for c in (text_column, label_column) if c not in (fieldnames or [])]
     if missing:
-        raise DataError(path, 1, f"no column {missing[0]!r} in the header {reader.fieldnames} "
+        raise DataError(path, 1, f"no column {missing[0]!r} in the header {fieldnames} "
                                  "(set data.text_column= / data.label_column=)")
     out = []
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as e:  # e.g. a stray carriage return inside an unquoted field
+            policy.bad(path, reader.line_num, f"malformed CSV ({e})")
+            continue
         number = reader.line_num
         text, label = (row.get(text_column) or "").strip(), (row.get(label_column) or "").strip()
         if not text or not label:

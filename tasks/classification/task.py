@@ -10,15 +10,15 @@ from __future__ import annotations
 import html
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, TrainerConfig, at_least, between,
+from attnapps.config import (Attention, OnError, RunConfig, TrainerConfig, at_least, between,
                              choice)
+from attnapps.data.files import read_input
 from attnapps.data import SentencePieceTokenizer, WordTokenizer, pad_batch, tokenizer_from_state
 from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
@@ -111,6 +111,7 @@ class ClassificationTask(Task):
     higher_is_better = True
     count_unit = "examples"
 
+    predict_rules = {"top": at_least(0)}
     config_rules = {
         "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
@@ -357,7 +358,7 @@ class ClassificationTask(Task):
         return lines
 
     def predict(self, model, options):
-        text = sys.stdin.read() if options.input == "-" else Path(options.input).read_text(encoding="utf-8")
+        text = read_input(options.input)
         for line in text.splitlines():
             if not line.strip():
                 print()

@@ -21,7 +21,7 @@ from attnapps.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
-from attnapps.errors import ConfigError
+from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import bits_per_char, perplexity
 from attnapps.plots import attention_heatmap
 from attnapps.task import Task, register_task
@@ -109,6 +109,8 @@ class GenerationTask(Task):
     primary_metric = "bpc"
     higher_is_better = False
     count_unit = "tokens"
+    predict_rules = {"max_new_tokens": at_least(1), "temperature": at_least(0), "top_k": at_least(0),
+                     "top_p": between(0, 1, lo_open=True)}
     config_rules = {
         "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(1),
         "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),
@@ -169,6 +171,9 @@ class GenerationTask(Task):
         self.ids = {s: encode_cached(texts[s], self.encode, fp, self.tok.vocab_size, cache, s) for s in texts}
         self.chars = {s: len(texts[s]) for s in texts}
         ctx = self.cfg.model.context
+        if len(self.ids["train"]) < ctx + 1:
+            raise DataError(self.source, None, f"the training text has {len(self.ids['train'])} tokens; "
+                            f"model.context={ctx} needs at least {ctx + 1} (give more text or a smaller model.context)")
         return {s: Windows(self.ids[s], ctx) for s in texts}
 
     def collate(self, examples):

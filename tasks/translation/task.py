@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig, at_least,
                              choice, positive)
+from attnapps.data.files import read_input
 from attnapps.data import SentencePieceTokenizer, pad_batch, tokenizer_from_state
 from attnapps.decoding import beam_search, greedy
 from attnapps.errors import ConfigError
@@ -100,6 +101,7 @@ class TranslationTask(Task):
     primary_metric = "bleu"
     higher_is_better = True
     count_unit = "tokens"
+    predict_rules = {"beam": at_least(1), "alpha": at_least(0)}
     config_rules = {
         "data.max_len": at_least(1), "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(1),
         "model.hidden_size": at_least(1), "model.layers": at_least(1), "model.heads": at_least(1),
@@ -254,7 +256,7 @@ class TranslationTask(Task):
                                  title=f"{self.cfg.model.arch} / {self.cfg.model.attention}")
 
     def predict(self, model, options):
-        text = sys.stdin.read() if options.input == "-" else Path(options.input).read_text(encoding="utf-8")
+        text = read_input(options.input)
         sentences = [line.strip() for line in text.splitlines()]
         hyps, _ = self.translate(model, [self.src_tok.encode(s) for s in sentences], beam=options.beam,
                                  alpha=options.alpha)
@@ -262,7 +264,10 @@ class TranslationTask(Task):
         if options.output == "-":
             sys.stdout.write("".join(o + "\n" for o in outputs))
         else:
-            Path(options.output).write_text("".join(o + "\n" for o in outputs), encoding="utf-8")
+            try:
+                Path(options.output).write_text("".join(o + "\n" for o in outputs), encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"output={options.output}: cannot write ({e.strerror})") from None
         if options.plot_dir:
             for n, s in enumerate(sentences):
                 if s:
