@@ -1,8 +1,9 @@
 """A tiny task for testing the framework itself (not one of the four).
 
 Linearly separable points -> 2 classes, an MLP with dropout. Hooks for failure tests:
-``data.nan_at_call`` makes the N-th training loss NaN, ``data.crash_at_call`` kills the process
-(``os._exit``) in the middle of the N-th training step.
+``data.nan_at_call`` makes the N-th training loss NaN, ``data.inf_grad_at_call`` its gradient inf (the
+loss stays finite), ``data.crash_at_call`` kills the process (``os._exit``) in the middle of the N-th
+training step, ``data.collate_sleep`` makes every batch take that long to load.
 """
 
 import os
@@ -22,6 +23,8 @@ class DummyData:
     dim: int = 8
     nan_at_call: int = 0
     crash_at_call: int = 0
+    inf_grad_at_call: int = 0  # a finite loss whose gradient is inf
+    collate_sleep: float = 0.0  # seconds of "data loading" per batch
 
 
 @dataclass
@@ -68,6 +71,10 @@ class DummyTask(Task):
         return {"train": items[:a], "valid": items[a:b], "test": items[b:]}
 
     def collate(self, examples):
+        if self.cfg.data.collate_sleep:
+            import time
+
+            time.sleep(self.cfg.data.collate_sleep)
         xs, ys = zip(*examples)
         return {"x": torch.stack(xs), "y": torch.stack(ys)}
 
@@ -84,6 +91,9 @@ class DummyTask(Task):
                 os._exit(3)  # as abrupt as a kill: no cleanup, no finally blocks
             if self.calls == self.cfg.data.nan_at_call:
                 loss = loss * float("nan")
+            if self.calls == self.cfg.data.inf_grad_at_call:
+                first = next(model.parameters())
+                handle = first.register_hook(lambda g: (handle.remove(), g * float("inf"))[1])
         return loss, torch.tensor(len(batch["y"]))
 
     def evaluate(self, model, split, final=False):

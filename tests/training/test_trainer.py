@@ -66,6 +66,41 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dummy_cfg, tmp_path):
     assert all(torch.isfinite(v).all() for v in last["model"].values())
 
 
+def test_inf_gradient_with_finite_loss_never_reaches_a_checkpoint(dummy_cfg, tmp_path):
+    """fp32: the run stops at the step whose gradient norm is inf; the weights were never updated with
+    it and the last checkpoint (a checkpoint step itself) holds finite weights."""
+    cfg = dummy_cfg("data.inf_grad_at_call=10", "trainer.checkpoint_every=5")
+    with pytest.raises(AttnappsError, match=r"non-finite gradient norm at step 10.*last good checkpoint.*\(step 5\)"):
+        train(cfg, tmp_path)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["progress"]["step"] == 5
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_bf16_skips_and_counts_a_non_finite_step(dummy_cfg, tmp_path):
+    m = train(dummy_cfg("data.inf_grad_at_call=7", "trainer.precision=bf16", "trainer.max_epochs=0",
+                        "trainer.max_steps=20"), tmp_path)
+    assert m["train.skipped_steps"] == 1 and m["train.steps"] == 20
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in best.values())
+
+
+def test_time_budget_counts_data_loading(dummy_cfg, tmp_path):
+    """Batches that take 0.1 s to load under a 0.5 s budget: about 5 updates, not hundreds."""
+    m = train(dummy_cfg("data.collate_sleep=0.1", "trainer.max_minutes=0.00834", "trainer.max_epochs=0",
+                        "trainer.eval_every=1000"), tmp_path)
+    assert 0.5 <= m["train.wall_seconds"] < 1.5
+    assert m["train.steps"] <= 6
+    assert m["train.examples_per_sec"] < 16 / 0.1 * 1.05  # throughput includes the loading time
+
+
+def test_progress_bar_shows_the_time_budget(dummy_cfg, tmp_path):
+    cfg = dummy_cfg("trainer.max_minutes=2", "trainer.progress=true")
+    bar = Trainer(dummy.DummyTask(cfg), cfg, tmp_path)._progress_bar()
+    assert bar.total == 120 and bar.unit == "s" and "time budget" in bar.desc
+    bar.close()
+
+
 def test_schedules_known_values():
     assert lr_factor(0, "cosine", 10, 110) == pytest.approx(0.1)
     assert lr_factor(9, "linear", 10, 110) == pytest.approx(1.0)
