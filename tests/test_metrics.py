@@ -45,3 +45,68 @@ def test_perplexity_and_bpc_of_uniform_distribution():
     assert perplexity(nll, n) == pytest.approx(4.0)
     assert bits_per_char(nll, n) == pytest.approx(2.0)
     assert bits_per_char(nll, 2 * n) == pytest.approx(1.0)  # two characters per token
+
+
+def test_cider_d_clips_repeated_ngrams_known_value():
+    """Two images (idf of each word log 2). 'cat cat' against the reference 'cat': the unigram weight
+    2·log 2 is clipped to the reference's log 2, so the order-1 cosine is 1/2 (1 without clipping);
+    no bigram in the reference; length penalty exp(-1/72) (1 bigram vs 0). Score 10 · 0.5 · e^(-1/72) / 4."""
+    from attnapps.metrics import cider_d
+
+    _, scores = cider_d([["cat", "cat"], ["dog"]], [[["cat"]], [["dog"]]])
+    assert scores[0] == pytest.approx(10 * 0.5 * math.exp(-1 / 72) / 4)
+    assert scores[1] == pytest.approx(10 * 1.0 / 4)
+    # repetition never pays: more copies of a reference word score lower, not higher
+    _, more = cider_d([["cat"] * 5, ["dog"]], [[["cat"]], [["dog"]]])
+    assert more[0] < scores[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_classification_report_equals_sklearn(seed):
+    import random
+
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = random.Random(seed)
+    k = rng.randint(2, 6)
+    gold = [rng.randrange(k) for _ in range(rng.randint(1, 200))]
+    pred = [g if rng.random() < 0.6 else rng.randrange(k) for g in gold]
+    r = classification_report(gold, pred, k)
+    labels = list(range(k))
+    assert r["accuracy"] == pytest.approx(accuracy_score(gold, pred))
+    assert r["macro_f1"] == pytest.approx(f1_score(gold, pred, labels=labels, average="macro", zero_division=0))
+    p, rc, f, _ = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    assert [c["precision"] for c in r["per_class"]] == pytest.approx(list(p))
+    assert [c["recall"] for c in r["per_class"]] == pytest.approx(list(rc))
+    assert [c["f1"] for c in r["per_class"]] == pytest.approx(list(f))
+    assert r["confusion"] == confusion_matrix(gold, pred, labels=labels).tolist()
+
+
+@pytest.mark.parametrize("kind", ["char", "sentencepiece"])
+def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, kind):
+    """The same text (with runs of spaces, which sentencepiece does not keep) scored by a uniform model:
+    bits / characters of the text itself, whatever the tokenizer; a denominator taken from the decoded
+    pieces would make sentencepiece look better than it is."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from tasks.generation.task import GenerationConfig, GenerationTask
+
+    text = "".join(f"line {i}:  the   cat    sat on the mat.\n" for i in range(300))
+    (tmp_path / "c.txt").write_text(text)
+    cfg = OmegaConf.merge(OmegaConf.structured(GenerationConfig), OmegaConf.from_dotlist([
+        f"data.path={tmp_path / 'c.txt'}", f"data.cache_dir={tmp_path / 'cache'}", f"tokenizer.kind={kind}",
+        "tokenizer.vocab_size=60", "model.context=16", "model.d_model=16", "model.layers=1", "model.heads=2"]))
+    task = GenerationTask(cfg)
+    task.datasets = task.build_data()
+    model = task.build_model()
+    with torch.no_grad():
+        model.embedding.weight.zero_()  # every logit 0: log2(V) bits per token
+    v, ids = task.tok.vocab_size, task.ids["test"]
+    scored = (len(ids) - 1) / len(ids)  # the first token is not predicted
+    test_text = text[len(text) - task.chars["test"]:]
+    assert task.chars["test"] == len(test_text)
+    expected = (len(ids) - 1) * math.log2(v) / (len(test_text) * scored)
+    assert task.evaluate(model, "test", final=True)["bpc"] == pytest.approx(expected, rel=1e-5)
+    if kind == "sentencepiece":
+        assert len(task.decode(list(ids))) < len(test_text)  # the pieces lost the runs of spaces

@@ -17,8 +17,10 @@ class BiLSTMAttention(nn.Module):
     """Embedding -> BiLSTM -> attention -> classifier.
 
     * ``pooling="attention"`` (default): ``hops`` learned queries attend over the BiLSTM states with any
-      core variant (``additive`` default) -> their contexts, concatenated -> dropout -> linear. Several
-      hops are the structured self-attentive sentence embedding of Lin et al. 2017.
+      core variant (``additive`` default) -> their contexts, concatenated -> dropout -> linear. (Several
+      rows of attention, as in Lin et al. 2017's structured self-attention, but not their formulation --
+      queries enter the core variant's score, rows do not share one tanh layer -- and without their
+      ``||AA^T - I||^2`` penalty.)
     * ``pooling="flatten"``: self-attention over the states (``attention="dot"`` is Keras'
       ``Attention()([h, h])``), flattened over a fixed ``max_len`` into a dense layer. With
       embed 128, hidden 64 per direction this is the Keras IMDB example's layout.

@@ -68,7 +68,7 @@ class ClassificationModel:
     embed_size: int = 0  # 0 = the architecture's default (ngram 64, han 100, bilstm 256, transformer = hidden)
     hidden_size: int = 0  # 0 = default (han 50, bilstm 128 per direction; transformer d_model 128)
     heads: int = 4
-    hops: int = 0  # learned queries of attention pooling (ngram, bilstm; Lin et al. 2017 with > 1); 0 = default
+    hops: int = 0  # learned queries of attention pooling (ngram, bilstm); 0 = default
     ngrams: int = 2  # ngram_attention: n-gram orders 1..N (2 and 3 hashed)
     buckets: int = 262144  # ngram_attention: hash buckets per n-gram order
     layers: int = 2  # transformer

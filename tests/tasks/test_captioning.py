@@ -337,6 +337,7 @@ def overfit_run(tmp_path_factory):
     return root, metrics, doc
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_handful_of_images(overfit_run):
     root, metrics, doc = overfit_run
     assert metrics["test.bleu4"] > 0.95 and metrics["test.cider"] > 5.0
@@ -346,6 +347,7 @@ def test_tiny_model_overfits_a_handful_of_images(overfit_run):
     assert (root / "run" / "plots" / "attention_0.png").is_file()
 
 
+@pytest.mark.slow
 def test_predict_cli_round_trip(overfit_run, tmp_path):
     root, _, doc = overfit_run
     image = root / "data" / "images" / doc["images"][0]["filename"]
@@ -358,6 +360,7 @@ def test_predict_cli_round_trip(overfit_run, tmp_path):
     assert r.returncode != 0 and "missing.jpg: no such file" in r.stderr
 
 
+@pytest.mark.slow
 def test_encoder_shorthand_and_bad_choices_are_one_line_errors(tmp_path):
     write_synthetic(tmp_path / "d", seed=1, splits=(("train", 2), ("test", 1)))
     common = [f"data.path={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}", f"hydra.run.dir={tmp_path / 'run'}"]

@@ -99,6 +99,7 @@ def memory_run(tmp_path_factory):
     return root, metrics, task
 
 
+@pytest.mark.slow
 def test_memory_run_reports_the_retrieval_baseline_and_the_memory_attention(memory_run):
     root, metrics, task = memory_run
     base = json.loads((root / "run" / "baseline.json").read_text())
@@ -117,6 +118,7 @@ def test_memory_run_reports_the_retrieval_baseline_and_the_memory_attention(memo
         assert memory[: memory.index(3)] == caps[0]
 
 
+@pytest.mark.slow
 def test_predict_retrieves_from_the_saved_index(memory_run, tmp_path):
     root, _, task = memory_run
     image = root / "data" / "images" / "blue_test.png"

@@ -155,6 +155,7 @@ def test_tiny_model_overfits_twenty_examples(overfit_run):
     assert "<span" in (root / "run" / "attention_tokens.html").read_text()
 
 
+@pytest.mark.slow
 def test_predict_cli_round_trip(overfit_run):
     root, _ = overfit_run
     r = run_cli("task=classification", f"run={root / 'run'}", "top=2", module="attnapps.predict",
@@ -165,6 +166,7 @@ def test_predict_cli_round_trip(overfit_run):
     assert all(0.5 < float(row[1]) <= 1.0 and len(row[2].split(", ")) == 2 for row in rows)
 
 
+@pytest.mark.slow
 def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
     r = run_cli("task=classification", "tokenizer=bogus", f"hydra.run.dir={tmp_path}")
     lines = [l for l in r.stderr.splitlines() if l.strip()]

@@ -187,6 +187,7 @@ def test_tiny_model_memorises_a_short_text(memorised):
     assert "plots/attention_heatmap.png" in report and "distinct-1" in report
 
 
+@pytest.mark.slow
 def test_predict_cli_round_trip(memorised):
     root, _ = memorised
     r = run_cli("task=generation", f"run={root / 'run'}", "prompt=the quick", "temperature=0", "max_new_tokens=40",
@@ -195,6 +196,7 @@ def test_predict_cli_round_trip(memorised):
     assert r.stdout.strip() == "the quick brown fox jumps over the lazy dog."
 
 
+@pytest.mark.slow
 def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
     write(tmp_path / "c.txt", TEXT)
     r = run_cli("task=generation", "tokenizer=bogus", f"data.path={tmp_path / 'c.txt'}",

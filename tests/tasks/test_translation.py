@@ -77,6 +77,7 @@ def test_unequal_parallel_files_are_rejected(tmp_path):
     assert policy.skipped == 1
 
 
+@pytest.mark.slow
 def test_missing_data_errors_via_cli(tmp_path):
     r = run_cli("task=translation", f"data.path={tmp_path}/nope")
     assert r.returncode == 2 and "data.path is not a directory" in r.stderr and "Traceback" not in r.stderr
@@ -147,6 +148,7 @@ def reverse_run(tmp_path_factory):
     return root, metrics
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_to_reverse(reverse_run):
     root, metrics = reverse_run
     assert metrics["test.bleu"] > 90, metrics
@@ -155,6 +157,7 @@ def test_tiny_model_learns_to_reverse(reverse_run):
     assert (root / "run" / "plots" / "alignment_0.png").is_file()
 
 
+@pytest.mark.slow
 def test_bleu_equals_sacrebleu_cli(reverse_run):
     root, metrics = reverse_run
     refs = root / "refs.txt"
@@ -165,6 +168,7 @@ def test_bleu_equals_sacrebleu_cli(reverse_run):
     assert json.loads((root / "run" / "metrics.json").read_text())["test.bleu"] == pytest.approx(metrics["test.bleu"])
 
 
+@pytest.mark.slow
 def test_predict_cli_round_trip(reverse_run, tmp_path):
     root, _ = reverse_run
     r = run_cli("task=translation", f"run={root / 'run'}", "beam=3", f"plot_dir={tmp_path}", module="attnapps.predict",

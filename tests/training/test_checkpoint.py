@@ -53,6 +53,7 @@ def log_rows(run_dir):
                 if not r["key"].endswith("_per_sec")]  # timings differ; every loss/metric must not
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
     common = ["task=dummy", "trainer.max_epochs=0", "trainer.max_steps=40", "trainer.checkpoint_every=10",
               "trainer.eval_every=15"]
@@ -69,6 +70,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     r = run_cli("task=dummy", "trainer.resume=true", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2 and "last.pt does not exist" in r.stderr and "Traceback" not in r.stderr

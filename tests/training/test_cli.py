@@ -29,10 +29,12 @@ def test_registry():
     ("trainer.max_steps=abc", "bad value for config key 'trainer.max_steps'"),
     ("bogus=1", "unknown config key 'bogus'"),
 ])
+@pytest.mark.slow
 def test_bad_config_is_one_line_naming_the_key(override, expected):
     assert expected in one_line_error(run_cli("task=dummy", override))
 
 
+@pytest.mark.slow
 def test_bad_sweep_value_and_unknown_task():
     assert "model.hidden" in one_line_error(run_cli("-m", "task=dummy", "model.hidden=4,x"))
     assert "unknown task 'dumy'" in one_line_error(run_cli("task=dumy"))
@@ -44,6 +46,7 @@ def test_help_lists_tasks_and_options():
     assert "dummy" in out.stdout and "model.hidden" in out.stdout and "trainer.max_minutes" in out.stdout
 
 
+@pytest.mark.slow
 def test_run_directory_contents_and_predict(tmp_path):
     run = tmp_path / "run"
     out = run_cli("task=dummy", f"hydra.run.dir={run}")
@@ -71,6 +74,7 @@ def test_run_directory_contents_and_predict(tmp_path):
     assert "no checkpoints/best.pt" in one_line_error(run_cli("task=dummy", f"run={tmp_path}", module="attnapps.predict"))
 
 
+@pytest.mark.slow
 def test_multirun_sweep_and_comparison_table(tmp_path):
     out = run_cli("-m", "task=dummy", "model.hidden=4,8", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 0, out.stderr

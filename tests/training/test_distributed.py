@@ -14,6 +14,7 @@ def train_losses(run_dir):
         return [float(r["value"]) for r in csv.DictReader(f) if r["key"] == "train.loss"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
     args = ["task=dummy", "model.dropout=0", "trainer.batch_size=16", "trainer.max_epochs=2"]
     ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", *args,
@@ -30,6 +31,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert ma["valid.loss"] == pytest.approx(mb["valid.loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_two_process_time_budget_stops_together(tmp_path):
     """Under a wall-clock budget the ranks share one clock (no deadlock, same number of updates)."""
     ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", "task=dummy", "trainer.max_epochs=0",

@@ -105,6 +105,7 @@ def test_generation_resume(tmp_path):
         "sample.max_new_tokens=10", "sample.heatmap_tokens=8", "sample.temperatures=[0.8]"], tmp_path, kill_at=9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["small_cnn", "resnet18"])
 def test_captioning_resume(tmp_path, encoder):
     """small_cnn: the default (the encoder trains); resnet18 (random weights, frozen): the default for real
