@@ -466,7 +466,7 @@ class Trainer:
         def advance_bar(seconds: float, out: dict) -> None:
             if bar is None:
                 return
-            bar.update(min(seconds, bar.total - bar.n) if tc.max_minutes > 0 else 1)
+            bar.update(min(p.elapsed, bar.total) - bar.n if tc.max_minutes > 0 else 1)  # evaluation time too
             bar.set_postfix(loss=f"{out['loss']:.3f}", step=p.step, epoch=p.epoch, refresh=False,
                             **{f"{self.task.count_unit}/s": f"{out['count'] / max(seconds, 1e-9):.0f}"})
 
