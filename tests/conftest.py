@@ -15,9 +15,9 @@ def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, 
     It runs in a fresh temporary folder, so runs without ``hydra.run.dir=`` leave nothing in the repo."""
     env = dict(os.environ, ATTNAPPS_TASKS="tests.dummy_task", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0",
                **(env_extra or {}))
-    cwd = cwd or tempfile.mkdtemp(prefix="attnapps-cli-")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, input=input,
-                          capture_output=True, text=True, timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="attnapps-cli-") as scratch:
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or scratch, env=env, input=input,
+                              capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
