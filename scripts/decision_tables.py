@@ -55,6 +55,10 @@ TABLES = {
                                       "transformer (3+3 layers, d 256, lr 1e-3, dropout 0.1)": [
                                           "model.arch=transformer", "model.layers=3", "trainer.lr=1e-3",
                                           "model.dropout=0.1"]}},
+    "generation_arch": {  # at the default's 6-minute budget; the default's row: generation_default
+        "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
+        "settings": {"model.arch=lstm_attention (LSTM 192 + general self-attention, dropout 0.1)": [
+            "model.arch=lstm_attention", "model.d_model=192", "model.dropout=0.1"]}},
     "generation_default": {"task": "generation", "budget": [], "metrics": ["bpc", "perplexity"],
                            "speed": "train.tokens_per_sec", "settings": {"default": []}},
     "captioning_default": {"task": "captioning", "budget": [], "metrics": ["bleu4", "cider", "grounding"],
