@@ -203,7 +203,7 @@ CONFIG_CASES = [
     ("accumulate-zero", ["task=generation", "trainer.accumulate=0"], ["'trainer.accumulate'", ">= 1"]),
     ("negative-lr", ["task=captioning", "trainer.lr=-1"], ["'trainer.lr'"]),
     ("heads-divide", ["task=classification", "model.arch=transformer", "model.heads=3"], ["model.heads=3", "divide"]),
-    ("heads-divide-gpt", ["task=generation", "model.d_model=100", "model.heads=3"], ["model.heads=3", "model.d_model=100"]),
+    ("heads-divide-gpt", ["task=generation", "model.arch=transformer", "model.d_model=100", "model.heads=3"], ["model.heads=3", "model.d_model=100"]),
     ("pooling-arch", ["task=classification", "model.arch=han", "model.pooling=flatten"], ["model.pooling=flatten", "han"]),
     ("device", ["task=translation", "trainer.device=gpu"], ["'trainer.device'", "cuda:N"]),
     ("unknown-task", ["task=summarization"], ["unknown task 'summarization'"]),

@@ -96,7 +96,7 @@ def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, k
     (tmp_path / "c.txt").write_text(text)
     cfg = OmegaConf.merge(OmegaConf.structured(GenerationConfig), OmegaConf.from_dotlist([
         f"data.path={tmp_path / 'c.txt'}", f"data.cache_dir={tmp_path / 'cache'}", f"tokenizer.kind={kind}",
-        "tokenizer.vocab_size=60", "model.context=16", "model.d_model=16", "model.layers=1", "model.heads=2"]))
+        "tokenizer.vocab_size=60", "model.arch=transformer", "model.context=16", "model.d_model=16", "model.layers=1", "model.heads=2"]))
     task = GenerationTask(cfg)
     task.datasets = task.build_data()
     model = task.build_model()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig,
+from attnapps.config import (Attention, OnError, RunConfig, SentencePieceType, TrainerConfig,
                              at_least, between, choice)
 from attnapps.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
 from attnapps.data.files import cache_root
@@ -52,13 +52,13 @@ class GenerationTokenizer:
 
 @dataclass
 class GenerationModel:
-    arch: Arch = "transformer"  # transformer (decoder-only, GPT) | lstm_attention
+    arch: Arch = "lstm_attention"  # lstm_attention (chosen on valid, README) | transformer (decoder-only, GPT)
     context: int = 128  # tokens the model sees
-    d_model: int = 128  # transformer width / LSTM hidden and embedding size
+    d_model: int = 0  # transformer width / LSTM hidden and embedding size; 0 = the arch's (ARCH_DEFAULTS)
     layers: int = 4
     heads: int = 4
     ff_size: int = 0  # transformer MLP; 0 = 4 * d_model
-    dropout: float = 0.0  # a 6-minute run sees the corpus about twice: no overfitting to fight (README)
+    dropout: float = -1.0  # < 0 = the arch's (ARCH_DEFAULTS: a 6-minute run sees the corpus about twice)
     positions: Positions = "learned"  # transformer: learned | sinusoidal
     tie_weights: bool = True  # output layer = token embedding
     attention: Attention = "general"  # lstm_attention: any core variant (additive is memory-hungry: len x len x d)
@@ -109,27 +109,41 @@ class GenerationTask(Task):
     primary_metric = "bpc"
     higher_is_better = False
     count_unit = "tokens"
+    # Per architecture: width and dropout when model.d_model=0 / model.dropout<0 (chosen on valid, README).
+    ARCH_DEFAULTS = {"lstm_attention": {"d_model": 192, "dropout": 0.1}, "transformer": {"d_model": 128, "dropout": 0.0}}
     predict_rules = {"max_new_tokens": at_least(1), "temperature": at_least(0), "top_k": at_least(0),
                      "top_p": between(0, 1, lo_open=True)}
     config_rules = {
-        "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(1),
+        "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(0),
         "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),
-        "model.dropout": PROBABILITY, "sample.max_new_tokens": at_least(1), "sample.top_k": at_least(0),
+        "model.dropout": lambda v: None if v < 0 or 0 <= v < 1 else "must be in [0, 1) (or < 0: the arch's)",
+        "sample.max_new_tokens": at_least(1), "sample.top_k": at_least(0),
         "sample.top_p": between(0, 1, lo_open=True), "sample.heatmap_tokens": at_least(1),
         "sample.eval_tokens": at_least(0)}
+
+    @classmethod
+    def resolve_arch_defaults(cls, m) -> None:
+        """``model.d_model=0`` and ``model.dropout<0`` become the chosen architecture's values."""
+        a = cls.ARCH_DEFAULTS[str(m.arch)]
+        if m.d_model <= 0:
+            m.d_model = a["d_model"]
+        if m.dropout < 0:
+            m.dropout = a["dropout"]
 
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
         m, s = cfg.model, cfg.sample
-        if (m.arch == "transformer" or m.attention == "multihead") and m.d_model % m.heads:
-            raise ConfigError(f"model.heads={m.heads} must divide model.d_model={m.d_model}")
+        d_model = m.d_model or cls.ARCH_DEFAULTS[str(m.arch)]["d_model"]
+        if (m.arch == "transformer" or m.attention == "multihead") and d_model % m.heads:
+            raise ConfigError(f"model.heads={m.heads} must divide model.d_model={d_model}")
         if any(not 0 <= t < 100 for t in s.temperatures):
             raise ConfigError(f"bad value for config key 'sample.temperatures': {list(s.temperatures)} "
                               "must each be in [0, 100)")
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        self.resolve_arch_defaults(cfg.model)  # before config.yaml is written: it holds the values used
         self.tok, self.speed = None, {}
 
     # ------------------------------------------------------------------ text <-> ids

@@ -145,7 +145,7 @@ def tiny_cfg(path, *extra):
 
 def test_perplexity_and_bpc_on_a_known_distribution(tmp_path):
     """A model whose logits are all zero predicts uniformly over V symbols: perplexity V, bpc log2 V."""
-    cfg = tiny_cfg(write(tmp_path / "c.txt", TEXT), f"data.cache_dir={tmp_path / 'cache'}")
+    cfg = tiny_cfg(write(tmp_path / "c.txt", TEXT), f"data.cache_dir={tmp_path / 'cache'}", "model.arch=transformer")
     task = GenerationTask(cfg)
     task.datasets = task.build_data()
     model = task.build_model()
