@@ -87,6 +87,18 @@ def matches(pattern: str, what: str) -> Rule:
 
 PROBABILITY = between(0, 1, hi_open=True)  # dropout and the like: [0, 1)
 
+
+def PROBABILITY_OR_AUTO(v) -> str | None:  # noqa: N802  (a rule, like PROBABILITY): < 0 = chosen for you
+    return None if v < 0 or 0 <= v < 1 else "must be in [0, 1) (or < 0: chosen from the data/architecture)"
+
+
+def check_heads(model, width: int, key: str) -> None:
+    """Multi-head attention (``model.arch=transformer`` or ``model.attention=multihead``) splits ``width``
+    into ``model.heads`` equal parts: reject a head count that does not divide it, naming both keys."""
+    uses_heads = model.arch == "transformer" or model.get("attention") == "multihead"
+    if uses_heads and width % model.heads:
+        raise ConfigError(f"model.heads={model.heads} must divide {key}={width}")
+
 TRAINER_RULES: dict[str, Rule] = {
     "trainer.max_epochs": at_least(0), "trainer.max_steps": at_least(0), "trainer.max_minutes": at_least(0),
     "trainer.batch_size": at_least(1), "trainer.max_tokens": at_least(0), "trainer.accumulate": at_least(1),

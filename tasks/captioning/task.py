@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import PROBABILITY, Attention, OnError, RunConfig, TrainerConfig, at_least, choice
+from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, TrainerConfig, at_least, check_heads,
+                             choice)
 from attnapps.data import Vocab, pad_batch
 from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
@@ -146,8 +147,7 @@ class CaptioningTask(Task):
         if m.arch == "transformer" and m.retrieval_k > 0 and not trains_encoder:
             raise ConfigError(f"model.retrieval_k={m.retrieval_k}: the retrieved memory is built for "
                               "model.arch=show_attend_tell; with the transformer set model.retrieval_k=0")
-        if (m.arch == "transformer" or m.attention == "multihead") and m.hidden_size % m.heads:
-            raise ConfigError(f"model.heads={m.heads} must divide model.hidden_size={m.hidden_size}")
+        check_heads(m, m.hidden_size, "model.hidden_size")
 
     def __init__(self, cfg):
         super().__init__(cfg)

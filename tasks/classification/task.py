@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import (Attention, OnError, RunConfig, TrainerConfig, at_least, between,
-                             choice)
+from attnapps.config import (PROBABILITY_OR_AUTO, Attention, OnError, RunConfig, TrainerConfig, at_least, between,
+                             check_heads, choice)
 from attnapps.data.files import read_input
 from attnapps.data import SentencePieceTokenizer, WordTokenizer, pad_batch, tokenizer_from_state
 from attnapps.errors import ConfigError, DataError
@@ -117,7 +117,7 @@ class ClassificationTask(Task):
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
         "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(1, 3),
         "model.buckets": at_least(1), "model.layers": at_least(1), "model.ff_size": at_least(1),
-        "model.dropout": lambda v: None if v < 0 or 0 <= v < 1 else "must be in [0, 1) (or < 0: from the data)",
+        "model.dropout": PROBABILITY_OR_AUTO,
         "model.ensemble": at_least(0), "trainer.lr": at_least(0), "trainer.batch_size": at_least(0),
         "report.examples": at_least(0)}
 
@@ -133,9 +133,8 @@ class ClassificationTask(Task):
         a = auto.ARCH_DEFAULTS[m.arch]
         width = {"ngram_attention": m.embed_size or a["embed_size"], "transformer": m.hidden_size or a["hidden_size"],
                  }.get(m.arch, 2 * (m.hidden_size or a["hidden_size"]))
-        if (m.arch == "transformer" or m.attention == "multihead") and width % m.heads:
-            key = "model.embed_size" if m.arch == "ngram_attention" else "model.hidden_size"
-            raise ConfigError(f"model.heads={m.heads} must divide the attention width {width} ({key})")
+        check_heads(m, width, "the attention width (model.embed_size)" if m.arch == "ngram_attention"
+                    else "the attention width (from model.hidden_size)")
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import (Attention, OnError, RunConfig, SentencePieceType, TrainerConfig,
-                             at_least, between, choice)
+from attnapps.config import (PROBABILITY_OR_AUTO, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig,
+                             at_least, between, check_heads, choice)
 from attnapps.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
@@ -116,7 +116,7 @@ class GenerationTask(Task):
     config_rules = {
         "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(0),
         "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),
-        "model.dropout": lambda v: None if v < 0 or 0 <= v < 1 else "must be in [0, 1) (or < 0: the arch's)",
+        "model.dropout": PROBABILITY_OR_AUTO,
         "sample.max_new_tokens": at_least(1), "sample.top_k": at_least(0),
         "sample.top_p": between(0, 1, lo_open=True), "sample.heatmap_tokens": at_least(1),
         "sample.eval_tokens": at_least(0)}
@@ -134,9 +134,7 @@ class GenerationTask(Task):
     def check_config(cls, cfg):
         super().check_config(cfg)
         m, s = cfg.model, cfg.sample
-        d_model = m.d_model or cls.ARCH_DEFAULTS[str(m.arch)]["d_model"]
-        if (m.arch == "transformer" or m.attention == "multihead") and d_model % m.heads:
-            raise ConfigError(f"model.heads={m.heads} must divide model.d_model={d_model}")
+        check_heads(m, m.d_model or cls.ARCH_DEFAULTS[str(m.arch)]["d_model"], "model.d_model")
         if any(not 0 <= t < 100 for t in s.temperatures):
             raise ConfigError(f"bad value for config key 'sample.temperatures': {list(s.temperatures)} "
                               "must each be in [0, 100)")

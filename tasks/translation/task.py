@@ -14,7 +14,7 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig, at_least,
-                             choice, positive)
+                             check_heads, choice, positive)
 from attnapps.data.files import read_input
 from attnapps.data import SentencePieceTokenizer, pad_batch, tokenizer_from_state
 from attnapps.decoding import beam_search, greedy
@@ -114,9 +114,7 @@ class TranslationTask(Task):
     def check_config(cls, cfg):
         super().check_config(cfg)
         m = cfg.model
-        if (m.arch == "transformer" or m.attention == "multihead") and m.hidden_size % m.heads:
-            raise ConfigError(f"model.heads={m.heads} must divide model.hidden_size={m.hidden_size} "
-                              f"(the {'Transformer' if m.arch == 'transformer' else 'multihead attention'}'s width)")
+        check_heads(m, m.hidden_size, "model.hidden_size")
 
     def __init__(self, cfg):
         super().__init__(cfg)
