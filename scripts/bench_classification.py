@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tasks.classification.model import (BiLSTMAttention, HierarchicalAttention, NgramAttention,  # noqa: E402
+from attnapps_tasks.classification.model import (BiLSTMAttention, HierarchicalAttention, NgramAttention,  # noqa: E402
                                         TransformerClassifier, hashed_ngrams, split_sentences)
 
 VOCAB, CLASSES, SEP = 30000, 5, 3

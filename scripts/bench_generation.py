@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from attnapps.decoding import sample_tokens
-from tasks.generation.model import GPT
-from tasks.generation.task import GenerationConfig
+from attnapps_tasks.generation.model import GPT
+from attnapps_tasks.generation.task import GenerationConfig
 
 VOCAB = 84
 

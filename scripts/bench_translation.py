@@ -21,7 +21,7 @@ from torch import nn
 
 from attnapps.data import BucketBatchSampler
 from attnapps.layers import SinusoidalPositions
-from tasks.translation.task import TranslationConfig, TranslationTask
+from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
 
 
 class TorchTransformer(nn.Module):

@@ -10,8 +10,8 @@ the model.
 import argparse
 import json
 
-from tasks.classification.baseline import tfidf_logreg
-from tasks.classification.data import load_examples
+from attnapps_tasks.classification.baseline import tfidf_logreg
+from attnapps_tasks.classification.data import load_examples
 
 
 def main():

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from attnapps.data.files import cache_root  # noqa: E402
-from tasks.classification.baseline import tfidf_logreg  # noqa: E402
-from tasks.classification.data import load_examples  # noqa: E402
+from attnapps_tasks.classification.baseline import tfidf_logreg  # noqa: E402
+from attnapps_tasks.classification.data import load_examples  # noqa: E402
 
 
 def corpus_args(name: str, corpus_dir: Path) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.generation.data import load_corpus  # noqa: E402
+from attnapps_tasks.generation.data import load_corpus  # noqa: E402
 
 DISCOUNT = 0.75
 

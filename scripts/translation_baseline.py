@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attnapps.metrics import sacrebleu_scores  # noqa: E402
-from tasks.translation.data import load_pairs  # noqa: E402
+from attnapps_tasks.translation.data import load_pairs  # noqa: E402
 
 WORD = re.compile(r"\w+|[^\w\s]")
 NULL = "<null>"

@@ -70,7 +70,7 @@ def classification_dir(tmp: Path, ext: str = "tsv", **files) -> Path:
 
 
 def captioning_dir(tmp: Path, edit=None) -> Path:
-    from tasks.captioning.synthetic import write_synthetic
+    from attnapps_tasks.captioning.synthetic import write_synthetic
 
     d = tmp / "cap"
     write_synthetic(d, seed=1, splits=(("train", 3), ("val", 1), ("test", 1)))

@@ -90,7 +90,7 @@ def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, k
     import torch
     from omegaconf import OmegaConf
 
-    from tasks.generation.task import GenerationConfig, GenerationTask
+    from attnapps_tasks.generation.task import GenerationConfig, GenerationTask
 
     text = "".join(f"line {i}:  the   cat    sat on the mat.\n" for i in range(300))
     (tmp_path / "c.txt").write_text(text)

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from attnapps.data import WordTokenizer
 from attnapps.data.files import ErrorPolicy
 from attnapps.errors import AttnappsError
-from tasks.captioning.data import load_karpathy, tokenize
-from tasks.captioning.features import extract, load_pixels
-from tasks.classification.data import load_examples
-from tasks.generation.data import load_corpus
-from tasks.translation.data import load_pairs
+from attnapps_tasks.captioning.data import load_karpathy, tokenize
+from attnapps_tasks.captioning.features import extract, load_pixels
+from attnapps_tasks.classification.data import load_examples
+from attnapps_tasks.generation.data import load_corpus
+from attnapps_tasks.translation.data import load_pairs
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -73,7 +73,7 @@ def test_transparent_palette_png_over_white(tmp_path):
 def test_very_long_line_is_filtered_and_counted(tmp_path):
     from omegaconf import OmegaConf
 
-    from tasks.translation.task import TranslationConfig, TranslationTask
+    from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
 
     long = " ".join(["word"] * 5000)
     lines = [f"cat {i}\tKatze {i}" for i in range(40)] + [f"{long}\t{long}"]

@@ -27,11 +27,11 @@ from attnapps.errors import ConfigError
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
 from attnapps.task import Task, register_task
-from tasks.captioning.data import load_karpathy
-from tasks.captioning.features import ENCODERS, build_encoder, cached_extract, load_pixels
-from tasks.captioning.model import ShowAttendTell, TransformerCaptioner
-from tasks.captioning.retrieval import ConsensusScorer, global_features, neighbours, retrieval_baseline
-from tasks.captioning.synthetic import ensure_synthetic
+from .data import load_karpathy
+from .features import ENCODERS, build_encoder, cached_extract, load_pixels
+from .model import ShowAttendTell, TransformerCaptioner
+from .retrieval import ConsensusScorer, global_features, neighbours, retrieval_baseline
+from .synthetic import ensure_synthetic
 
 
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")

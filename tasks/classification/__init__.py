@@ -1,5 +1,5 @@
 """Text classification with attention (``task=classification``)."""
 
-from tasks.classification.task import ClassificationConfig, ClassificationTask
+from .task import ClassificationConfig, ClassificationTask
 
 __all__ = ["ClassificationConfig", "ClassificationTask"]

@@ -24,10 +24,10 @@ from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
 from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
 from attnapps.task import Task, register_task
-from tasks.classification import auto
-from tasks.classification.baseline import tfidf_logreg
-from tasks.classification.data import load_examples
-from tasks.classification.model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
+from . import auto
+from .baseline import tfidf_logreg
+from .data import load_examples
+from .model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
                                          TransformerClassifier)
 
 PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them all)

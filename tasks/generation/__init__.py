@@ -1,5 +1,5 @@
 """Text generation with a causal attention language model (``task=generation``)."""
 
-from tasks.generation.task import GenerationConfig, GenerationTask
+from .task import GenerationConfig, GenerationTask
 
 __all__ = ["GenerationConfig", "GenerationTask"]

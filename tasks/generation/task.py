@@ -25,8 +25,8 @@ from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import bits_per_char, perplexity
 from attnapps.plots import attention_heatmap
 from attnapps.task import Task, register_task
-from tasks.generation.data import Windows, encode_cached, load_corpus
-from tasks.generation.model import GPT, LSTMAttentionLM
+from .data import Windows, encode_cached, load_corpus
+from .model import GPT, LSTMAttentionLM
 
 
 DataFormat = choice("DataFormat", ["txt", "wikitext"])

@@ -1,5 +1,5 @@
 """Sequence-to-sequence machine translation with attention (``task=translation``)."""
 
-from tasks.translation.task import TranslationConfig, TranslationTask
+from .task import TranslationConfig, TranslationTask
 
 __all__ = ["TranslationConfig", "TranslationTask"]

@@ -22,8 +22,8 @@ from attnapps.errors import ConfigError
 from attnapps.metrics import sacrebleu_scores
 from attnapps.plots import attention_heatmap
 from attnapps.task import Task, register_task
-from tasks.translation.data import load_pairs
-from tasks.translation.model import RNNSeq2Seq, TransformerSeq2Seq
+from .data import load_pairs
+from .model import RNNSeq2Seq, TransformerSeq2Seq
 
 
 Arch = choice("Arch", ["rnn", "transformer"])

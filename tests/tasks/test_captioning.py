@@ -14,11 +14,11 @@ from attnapps.decoding import beam_search, greedy
 from attnapps.errors import DataError
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.training import Trainer
-from tasks.captioning.data import load_karpathy
-from tasks.captioning.features import build_encoder, cache_key, cached_extract, load_pixels
-from tasks.captioning.model import ShowAttendTell, TransformerCaptioner
-from tasks.captioning.synthetic import caption, write_synthetic
-from tasks.captioning.task import CaptioningConfig, CaptioningTask
+from attnapps_tasks.captioning.data import load_karpathy
+from attnapps_tasks.captioning.features import build_encoder, cache_key, cached_extract, load_pixels
+from attnapps_tasks.captioning.model import ShowAttendTell, TransformerCaptioner
+from attnapps_tasks.captioning.synthetic import caption, write_synthetic
+from attnapps_tasks.captioning.task import CaptioningConfig, CaptioningTask
 from tests.conftest import run_cli
 
 
@@ -302,7 +302,7 @@ def test_cider_d_hand_checked_properties():
 def test_grounding_pointing_game_known_values():
     cfg = OmegaConf.structured(CaptioningConfig)
     task = CaptioningTask(cfg)
-    from tasks.captioning.data import ImageItem
+    from attnapps_tasks.captioning.data import ImageItem
 
     objects = [{"shape": "circle", "colour": "red", "size": "small", "bbox": [0, 0, 10, 10]},
                {"shape": "square", "colour": "blue", "size": "small", "bbox": [30, 30, 40, 40]}]

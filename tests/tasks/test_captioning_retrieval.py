@@ -9,10 +9,10 @@ import torch
 from omegaconf import OmegaConf
 
 from attnapps.training import Trainer
-from tasks.captioning.features import load_pixels
-from tasks.captioning.retrieval import (ConsensusScorer, global_features, knn_captions, neighbours,
+from attnapps_tasks.captioning.features import load_pixels
+from attnapps_tasks.captioning.retrieval import (ConsensusScorer, global_features, knn_captions, neighbours,
                                         retrieval_baseline)
-from tasks.captioning.task import CaptioningConfig, CaptioningTask
+from attnapps_tasks.captioning.task import CaptioningConfig, CaptioningTask
 from tests.conftest import run_cli
 
 

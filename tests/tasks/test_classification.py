@@ -6,11 +6,11 @@ from omegaconf import OmegaConf
 
 from attnapps.errors import DataError
 from attnapps.training import Trainer
-from tasks.classification.data import load_examples
-from tasks.classification import auto
-from tasks.classification.model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
+from attnapps_tasks.classification.data import load_examples
+from attnapps_tasks.classification import auto
+from attnapps_tasks.classification.model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
                                          TransformerClassifier, hashed_ngrams, split_sentences)
-from tasks.classification.task import ClassificationConfig, ClassificationTask
+from attnapps_tasks.classification.task import ClassificationConfig, ClassificationTask
 from tests.conftest import run_cli
 
 

@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 from attnapps.decoding import sample_next, sample_tokens
 from attnapps.errors import DataError
 from attnapps.training import Trainer
-from tasks.generation.data import encode_cached, load_corpus
-from tasks.generation.model import GPT, LSTMAttentionLM
-from tasks.generation.task import GenerationConfig, GenerationTask, distinct_n
+from attnapps_tasks.generation.data import encode_cached, load_corpus
+from attnapps_tasks.generation.model import GPT, LSTMAttentionLM
+from attnapps_tasks.generation.task import GenerationConfig, GenerationTask, distinct_n
 from tests.conftest import run_cli
 
 

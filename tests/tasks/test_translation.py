@@ -13,9 +13,9 @@ from attnapps.data import pad_batch
 from attnapps.decoding import beam_search, greedy
 from attnapps.errors import DataError
 from attnapps.training import Trainer
-from tasks.translation.data import load_pairs
-from tasks.translation.model import RNNSeq2Seq, TransformerSeq2Seq
-from tasks.translation.task import TranslationConfig, TranslationTask
+from attnapps_tasks.translation.data import load_pairs
+from attnapps_tasks.translation.model import RNNSeq2Seq, TransformerSeq2Seq
+from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
 from tests.conftest import run_cli
 
 

@@ -67,7 +67,7 @@ def write_lines(path, lines):
 
 
 def test_translation_resume(tmp_path):
-    from tasks.translation.task import TranslationConfig, TranslationTask
+    from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
 
     rng = random.Random(0)
     pairs = [" ".join(rng.choice("abcdef") for _ in range(rng.randint(2, 6))) for _ in range(80)]
@@ -80,7 +80,7 @@ def test_translation_resume(tmp_path):
 
 
 def test_classification_resume(tmp_path):
-    from tasks.classification.task import ClassificationConfig, ClassificationTask
+    from attnapps_tasks.classification.task import ClassificationConfig, ClassificationTask
 
     rng = random.Random(0)
     words = {"pos": ["great", "fine", "superb"], "neg": ["awful", "dull", "weak"]}
@@ -95,7 +95,7 @@ def test_classification_resume(tmp_path):
 
 
 def test_generation_resume(tmp_path):
-    from tasks.generation.task import GenerationConfig, GenerationTask
+    from attnapps_tasks.generation.task import GenerationConfig, GenerationTask
 
     write_lines(tmp_path / "c.txt", ["It is a truth universally acknowledged, that a single man."] * 60)
     check_kill_and_resume(GenerationTask, GenerationConfig, [
@@ -110,8 +110,8 @@ def test_generation_resume(tmp_path):
 def test_captioning_resume(tmp_path, encoder):
     """small_cnn: the default (the encoder trains); resnet18 (random weights, frozen): the default for real
     image sets, with the retrieved memory and the self-critical phase from half the steps (sampling)."""
-    from tasks.captioning.synthetic import write_synthetic
-    from tasks.captioning.task import CaptioningConfig, CaptioningTask
+    from attnapps_tasks.captioning.synthetic import write_synthetic
+    from attnapps_tasks.captioning.task import CaptioningConfig, CaptioningTask
 
     write_synthetic(tmp_path / "d", seed=1, splits=(("train", 24), ("val", 4), ("test", 4)))
     check_kill_and_resume(CaptioningTask, CaptioningConfig, [
