@@ -22,7 +22,7 @@ class AdditiveAttention(Attention):
     """Bahdanau attention. ``hidden_size`` is the size of the tanh layer (default: ``query_size``)."""
 
     def __init__(self, query_size: int, key_size: int, value_size: int | None = None,
-                 hidden_size: int | None = None, **unused):
+                 hidden_size: int | None = None):
         super().__init__(query_size, key_size, value_size)
         hidden_size = hidden_size or query_size
         self.query_proj = nn.Linear(query_size, hidden_size, bias=False)  # W_q

@@ -10,6 +10,9 @@
 
 returns ``(context, weights)``: ``context (batch, q_len, output_size)`` and, only when
 ``need_weights=True``, ``weights (batch, q_len, k_len)`` (multi-head: ``(batch, heads, q_len, k_len)``).
+Whatever the variant, :meth:`Attention.average_heads` gives ``(batch, q_len, k_len)`` and
+:meth:`Attention.per_head` ``(batch, heads, q_len, k_len)`` (``heads`` = 1 for single-head variants):
+model code never needs to know which variant it holds.
 ``is_causal=True`` adds a (bottom-right aligned) causal mask to ``mask``.
 A query row with no allowed key gets zero weights and a zero context, never NaN.
 """
@@ -44,6 +47,7 @@ class Attention(nn.Module):
     """
 
     output_size: int
+    heads: int = 1
 
     def __init__(self, query_size: int, key_size: int, value_size: int | None = None):
         super().__init__()
@@ -79,6 +83,14 @@ class Attention(nn.Module):
         weights = masked_softmax(scores, mask)  # (batch, q_len, k_len)
         context = torch.bmm(weights, values)  # (batch, q_len, d_v)
         return context, (weights if need_weights else None)
+
+    def average_heads(self, weights: Tensor) -> Tensor:
+        """This variant's weights as ``(batch, q_len, k_len)`` (multi-head: the mean over heads)."""
+        return weights
+
+    def per_head(self, weights: Tensor) -> Tensor:
+        """This variant's weights as ``(batch, heads, q_len, k_len)``."""
+        return weights.unsqueeze(1)
 
     def extra_repr(self) -> str:
         return f"query_size={self.query_size}, key_size={self.key_size}, value_size={self.value_size}"

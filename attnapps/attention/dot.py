@@ -16,7 +16,7 @@ from attnapps.attention.registry import register_attention
 class DotAttention(Attention):
     """Luong *dot* attention; no parameters."""
 
-    def __init__(self, query_size: int, key_size: int, value_size: int | None = None, **unused):
+    def __init__(self, query_size: int, key_size: int, value_size: int | None = None):
         if query_size != key_size:
             raise ValueError(f"dot attention needs query_size == key_size, got {query_size} and {key_size};"
                              " use 'general' for different sizes")

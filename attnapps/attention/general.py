@@ -22,7 +22,7 @@ from attnapps.attention.registry import register_attention
 class GeneralAttention(Attention):
     """Luong *general* attention with a learned bilinear form."""
 
-    def __init__(self, query_size: int, key_size: int, value_size: int | None = None, **unused):
+    def __init__(self, query_size: int, key_size: int, value_size: int | None = None):
         super().__init__(query_size, key_size, value_size)
         self.weight = nn.Linear(key_size, query_size, bias=False)  # W, applied to keys
 

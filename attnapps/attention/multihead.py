@@ -54,7 +54,7 @@ class MultiheadAttention(Attention):
     """
 
     def __init__(self, query_size: int, key_size: int | None = None, value_size: int | None = None,
-                 heads: int = 4, dropout: float = 0.0, bias: bool = True, **unused):
+                 heads: int = 4, dropout: float = 0.0, bias: bool = True):
         key_size = query_size if key_size is None else key_size
         value_size = key_size if value_size is None else value_size
         super().__init__(query_size, key_size, value_size)
@@ -128,6 +128,12 @@ class MultiheadAttention(Attention):
         )  # (batch, heads, q_len, head_dim), (batch, heads, q_len, k_len)
         context = context.transpose(1, 2).reshape(b, q_len, self.query_size)  # (batch, q_len, d_model)
         return self.out_proj(context), weights
+
+    def average_heads(self, weights: Tensor) -> Tensor:
+        return weights.mean(1)  # (batch, q_len, k_len)
+
+    def per_head(self, weights: Tensor) -> Tensor:
+        return weights  # (batch, heads, q_len, k_len)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, heads={self.heads}, dropout={self.dropout}"

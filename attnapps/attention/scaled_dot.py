@@ -21,7 +21,7 @@ class ScaledDotAttention(Attention):
     """Parameter-free scaled dot-product attention; ``dropout`` applies to the weights in training."""
 
     def __init__(self, query_size: int, key_size: int, value_size: int | None = None,
-                 dropout: float = 0.0, **unused):
+                 dropout: float = 0.0):
         if query_size != key_size:
             raise ValueError(f"scaled_dot attention needs query_size == key_size, got {query_size} and {key_size}")
         super().__init__(query_size, key_size, value_size)

@@ -142,7 +142,7 @@ class ShowAttendTell(nn.Module):
         h = state["h"]  # (batch, hidden)
         z, alpha = self.attention(h.unsqueeze(1), state["a"], need_weights=True,
                                   projected_keys=state["keys"])  # (batch, 1, hidden), (batch, [heads,] 1, R)
-        alpha = alpha.mean(1) if alpha.dim() == 4 else alpha  # multihead: average the heads
+        alpha = self.attention.average_heads(alpha)  # (batch, 1, R)
         z = torch.sigmoid(self.f_beta(h)) * z.squeeze(1)  # (batch, hidden) gated context
         h, c = self.cell(torch.cat([emb, z], -1), (h, state["c"]))  # (batch, hidden)
         deep = emb + self.L_h(h) + self.L_z(z)  # (batch, embed): the deep output's input
@@ -151,7 +151,7 @@ class ShowAttendTell(nn.Module):
             return deep, dict(state, h=h, c=c), alpha, None
         r, beta = self.mem_attention(h.unsqueeze(1), state["m"], mask=state["m_mask"], need_weights=True,
                                      projected_keys=state["m_keys"])  # (batch, 1, hidden), (batch, [heads,] 1, M)
-        beta = (beta.mean(1) if beta.dim() == 4 else beta).squeeze(1)  # (batch, mem_len)
+        beta = self.mem_attention.average_heads(beta).squeeze(1)  # (batch, mem_len)
         r = r.squeeze(1)  # (batch, hidden)
         gate = torch.sigmoid(self.copy_gate(torch.cat([h, r, emb], -1)))  # (batch, 1): P(generate)
         return deep + self.L_r(r), dict(state, h=h, c=c), torch.cat([alpha, beta], -1), gate

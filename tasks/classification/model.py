@@ -52,10 +52,10 @@ class BiLSTMAttention(nn.Module):
         if self.pooling == "attention":
             query = self.query.expand(b, -1, -1)  # (batch, hops, 2*hidden)
             context, w = self.attention(query, h, mask=mask, need_weights=True)  # (batch, hops, d), weights
-            w = w.mean(1) if w.dim() == 4 else w  # multihead: average heads -> (batch, hops, len)
+            w = self.attention.average_heads(w)  # (batch, hops, len)
             return self.head(self.dropout(context.flatten(1))), w.mean(1)  # token weights: mean over hops
-        context, w = self.attention(h, h, mask=mask, need_weights=True)  # (batch, len, d), (batch, len, len)
-        w = w.mean(1) if w.dim() == 4 else w
+        context, w = self.attention(h, h, mask=mask, need_weights=True)  # (batch, len, d), weights
+        w = self.attention.average_heads(w)  # (batch, len, len)
         context = context * mask.unsqueeze(-1)  # padded rows contribute nothing
         if n < self.max_len:  # fixed width for the dense layer, as Keras pads to maxlen
             context = nn.functional.pad(context, (0, 0, 0, self.max_len - n))
@@ -175,7 +175,7 @@ class NgramAttention(nn.Module):
         e, mask = self.embed(ids, lengths)
         e = self.dropout(e)
         context, w = self.attention(self.query.expand(ids.size(0), -1, -1), e, mask=mask, need_weights=True)
-        w = w.mean(1) if w.dim() == 4 else w  # multihead: average heads -> (batch, hops, len)
+        w = self.attention.average_heads(w)  # (batch, hops, len)
         features = [context.flatten(1)]  # (batch, hops * embed)
         if self.use_mean:
             m = mask.unsqueeze(-1).to(e.dtype)
@@ -253,7 +253,7 @@ class HierarchicalAttention(nn.Module):
     @staticmethod
     def _pool(attention, query: Tensor, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         context, w = attention(query.expand(h.size(0), -1, -1), h, mask=mask, need_weights=True)
-        w = w.mean(1) if w.dim() == 4 else w  # (rows, 1, len)
+        w = attention.average_heads(w)  # (rows, 1, len)
         return context[:, 0], w[:, 0]
 
     def explain(self, ids: Tensor, lengths: Tensor) -> dict[str, Tensor]:

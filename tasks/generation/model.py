@@ -133,6 +133,5 @@ class LSTMAttentionLM(nn.Module):
     @torch.no_grad()
     def attention_maps(self, ids: Tensor) -> Tensor:
         h, _ = self.lstm(self.embedding(ids))
-        _, w = self.attention(h, h, is_causal=True, need_weights=True)  # (1, [heads,] len, len)
-        w = w[0] if w.dim() == 4 else w  # (heads, len, len) or (1, len, len)
-        return w.unsqueeze(0)  # (1 layer, heads, len, len)
+        _, w = self.attention(h, h, is_causal=True, need_weights=True)
+        return self.attention.per_head(w)  # (1 layer, heads, len, len)

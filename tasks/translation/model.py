@@ -67,9 +67,7 @@ class RNNSeq2Seq(nn.Module):
         new = dict(state, h=h.transpose(0, 1), feed=a)
         if self.cell == "lstm":
             new["c"] = c.transpose(0, 1)
-        if w is not None and w.dim() == 4:  # multihead: average the heads
-            w = w.mean(1)
-        return a, new, (w.squeeze(1) if w is not None else None)
+        return a, new, (self.attention.average_heads(w).squeeze(1) if w is not None else None)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         state = self.encode(src, src_len)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from attnapps.attention import (
-    build_attention, causal_mask, invert, lengths_to_mask, list_attention, masked_softmax,
+    build_attention, causal_mask, get_attention_class, invert, lengths_to_mask, list_attention, masked_softmax,
 )
 from attnapps.errors import ConfigError
 
@@ -24,6 +24,27 @@ def test_registry_lists_every_variant_and_rejects_unknown():
     assert list_attention() == sorted(ALL)
     with pytest.raises(ConfigError, match="unknown attention 'dott'.*additive"):
         build_attention("dott", 4)
+
+
+def test_a_misspelt_option_is_an_error_and_unused_common_options_are_not_passed():
+    with pytest.raises(TypeError, match="unknown option.*haeds"):
+        build_attention("multihead", 8, haeds=2)
+    assert build_attention("dot", 8, heads=2, dropout=0.3).heads == 1  # common options a variant has no use for
+    with pytest.raises(TypeError):
+        get_attention_class("dot")(8, 8, None, heads=2)  # the class itself takes no stray keywords
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_variant_gives_its_weights_in_one_shape_through_the_helpers(name):
+    attn = make(name).eval()
+    q, k = torch.randn(3, 2, 8), torch.randn(3, 5, 8)
+    mask = lengths_to_mask(torch.tensor([5, 3, 1]), 5)
+    _, w = attn(q, k, mask=mask, need_weights=True)
+    avg, heads = attn.average_heads(w), attn.per_head(w)
+    assert avg.shape == (3, 2, 5) and heads.shape == (3, attn.heads, 2, 5)
+    torch.testing.assert_close(avg, heads.mean(1))
+    torch.testing.assert_close(avg.sum(-1), torch.ones(3, 2))
+    assert (avg[1, :, 3:] == 0).all() and (avg[2, :, 1:] == 0).all()
 
 
 def test_dot_hand_computed():
