@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING as MISSING_FIELD
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from enum import Enum
-from typing import Any, Callable
+from typing import Any, Callable, get_type_hints
 
 from omegaconf import MISSING, OmegaConf
 
@@ -55,6 +56,72 @@ def _attention_choice() -> type[Choice]:
 
 
 Attention = _attention_choice()
+
+
+def opt(default: Any, help: str) -> Any:
+    """A config field with its help text (printed by ``--help``): ``lr: float = opt(1e-3, "peak rate")``."""
+    if isinstance(default, (list, tuple, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# ------------------------------------------------------------------------ per-architecture model configs
+def model_section(name: str, archs: dict[str, type], default: str, help: str = "the model architecture") -> type:
+    """The ``model`` section of a task's config: ``arch`` (a choice among ``archs``: name -> model class
+    with a ``config_class``, or the config dataclass itself; ``default`` may be an extra choice such as
+    ``auto``) and the union of the
+    architectures' own config dataclasses, so that ``model.<key>=`` addresses any of them on the command
+    line. A key that several architectures share must have one default. :func:`arch_config` gives the
+    chosen architecture's dataclass, which its model takes whole; :func:`check_arch_keys` rejects a key
+    set for an architecture that does not use it."""
+    merged: dict[str, tuple] = {}
+    users: dict[str, list[str]] = {}
+    archs = {arch: getattr(x, "config_class", x) for arch, x in archs.items()}  # a model class or its dataclass
+    types: dict[str, Any] = {}
+    for arch, cls in archs.items():
+        types.update(get_type_hints(cls))  # real types (the task modules use postponed annotations)
+        for f in fields(cls):
+            default_value = getattr(cls(), f.name)
+            if f.name in merged and merged[f.name][1] != default_value:
+                raise TypeError(f"model.{f.name}: architectures disagree on its default ({arch}: {default_value!r})")
+            merged.setdefault(f.name, (f, default_value))
+            users.setdefault(f.name, []).append(arch)
+    arch_type = choice(f"{name}Arch", list(archs) if default in archs else [default, *archs])
+    spec = [("arch", arch_type, field(default=default, metadata={"help": help}))]
+    for key, (f, value) in merged.items():
+        used_by = users[key] if len(users[key]) < len(archs) else []
+        text = f.metadata.get("help", "") + (f" [{', '.join(used_by)}]" if used_by else "")
+        kw = {"default_factory": f.default_factory} if f.default is MISSING_FIELD else {"default": f.default}
+        spec.append((key, types[key], field(metadata={"help": text}, **kw)))
+    section = make_dataclass(name, spec)
+    section.archs, section.users = archs, users
+    return section
+
+
+def arch_config(model, cls: type):
+    """``cls`` (the chosen architecture's config dataclass) filled from the ``model`` section."""
+    return cls(**{f.name: _plain_value(model[f.name]) for f in fields(cls)})
+
+
+def _plain_value(v):
+    if isinstance(v, Choice):
+        return str(v)
+    if OmegaConf.is_config(v):
+        return OmegaConf.to_container(v)
+    return v
+
+
+def check_arch_keys(model, section: type) -> None:
+    """Reject a ``model.*`` key changed from its default that the chosen architecture does not use."""
+    arch = str(model.arch)
+    if arch not in section.archs:  # e.g. arch=auto: decided from the data, checked then
+        return
+    defaults = section()
+    for key, archs in section.users.items():
+        if arch not in archs and _plain_value(model[key]) != _plain_value(getattr(defaults, key)):
+            raise ConfigError(f"model.{key}={_plain_value(model[key])} does not apply to model.arch={arch} "
+                              f"(it is used by {', '.join(archs)}); its keys: "
+                              f"{', '.join(f.name for f in fields(section.archs[arch]))}")
 
 
 def plain(cfg) -> Any:
@@ -129,32 +196,32 @@ def check_rules(cfg, rules: dict[str, Rule]) -> None:
 class TrainerConfig:
     """The shared trainer (:class:`attnapps.training.Trainer`)."""
 
-    max_epochs: int = 10  # stop after this many passes over the training data (0 = no limit)
-    max_steps: int = 0  # stop after this many optimizer updates (0 = no limit)
-    max_minutes: float = 0.0  # wall-clock budget for training (0 = no limit); resumed runs count it all
-    batch_size: int = 32  # examples per update (per all processes together under torchrun)
-    max_tokens: int = 0  # if > 0: batches are built by length up to this many tokens instead
-    accumulate: int = 1  # gradient accumulation: batches per optimizer update
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.98)
-    schedule: Schedule = "cosine"  # constant | linear | cosine | inverse_sqrt (all after linear warmup)
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05  # linear/cosine decay to lr * min_lr_ratio
-    clip_grad_norm: float = 1.0  # 0 = off
-    ema: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)
-    precision: Precision = "fp32"  # fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted)
-    device: str = "auto"  # auto (CUDA if present, else CPU) | cpu | cuda | cuda:N
-    eval_every: int = 0  # evaluate every N updates (0 = at the end of each epoch)
-    eval_max_batches: int = 0  # cap validation batches during training (0 = whole valid set)
-    patience: int = 0  # early stopping after N evaluations without improvement (0 = off)
-    checkpoint_every: int = 0  # write checkpoints/last.pt every N updates (0 = at each evaluation)
-    log_every: int = 10  # write a log.csv row every N updates
-    resume: str = "false"  # false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)
-    resume_force: bool = False  # resume even though the data files changed since the checkpoint
-    progress: bool = True  # tqdm progress bar
-    num_workers: int = 0  # DataLoader worker processes
-    threads: int = 0  # torch.set_num_threads (0 = PyTorch's default)
+    max_epochs: int = opt(10, "stop after this many passes over the training data (0 = no limit)")
+    max_steps: int = opt(0, "stop after this many optimizer updates (0 = no limit)")
+    max_minutes: float = opt(0.0, "wall-clock budget for training (0 = no limit); resumed runs count it all")
+    batch_size: int = opt(32, "examples per update (per all processes together under torchrun)")
+    max_tokens: int = opt(0, "if > 0: batches are built by length up to this many tokens instead")
+    accumulate: int = opt(1, "gradient accumulation: batches per optimizer update")
+    lr: float = opt(1e-3, "peak learning rate (AdamW)")
+    weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)")
+    betas: tuple[float, float] = opt((0.9, 0.98), "AdamW betas")
+    schedule: Schedule = opt("cosine", "constant | linear | cosine | inverse_sqrt (all after linear warmup)")
+    warmup_steps: int = opt(100, "linear warmup updates")
+    min_lr_ratio: float = opt(0.05, "linear/cosine decay to lr * min_lr_ratio")
+    clip_grad_norm: float = opt(1.0, "0 = off")
+    ema: float = opt(0.0, "> 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)")
+    precision: Precision = opt("fp32", "fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted)")
+    device: str = opt("auto", "auto (CUDA if present, else CPU) | cpu | cuda | cuda:N")
+    eval_every: int = opt(0, "evaluate every N updates (0 = at the end of each epoch)")
+    eval_max_batches: int = opt(0, "cap validation batches during training (0 = whole valid set)")
+    patience: int = opt(0, "early stopping after N evaluations without improvement (0 = off)")
+    checkpoint_every: int = opt(0, "write checkpoints/last.pt every N updates (0 = at each evaluation)")
+    log_every: int = opt(10, "write a log.csv row every N updates")
+    resume: str = opt("false", "false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)")
+    resume_force: bool = opt(False, "resume even though the data files changed since the checkpoint")
+    progress: bool = opt(True, "tqdm progress bar")
+    num_workers: int = opt(0, "DataLoader worker processes")
+    threads: int = opt(0, "torch.set_num_threads (0 = PyTorch's default)")
 
 
 @dataclass
@@ -162,7 +229,7 @@ class RunConfig:
     """Root of every run's config: task-independent keys. Tasks subclass it."""
 
     task_name: str = MISSING
-    seed: int = 1234
+    seed: int = opt(1234, "seed of weights, sampling and data order")
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
@@ -179,18 +246,22 @@ def hydra_defaults() -> dict:
     }
 
 
-def describe(node: Any, prefix: str = "") -> list[tuple[str, str, str]]:
-    """Flatten a dataclass (type or instance) to ``(key, type, default)`` rows for ``--help``."""
+def describe(node: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Flatten a dataclass (type or instance) to ``(key, type or allowed values, default, help)`` rows
+    for ``--help``."""
     rows = []
     obj = node() if isinstance(node, type) else node
+    hints = get_type_hints(type(obj))
     for f in fields(obj):
-        value = getattr(obj, f.name)
+        value, typ = getattr(obj, f.name), hints.get(f.name)
         key = f"{prefix}{f.name}"
+        help_text = f.metadata.get("help", "")
         if is_dataclass(value):
             rows += describe(value, key + ".")
-        elif isinstance(value, Choice):
-            rows.append((key, "|".join(type(value).values()), value.value))
+        elif isinstance(typ, type) and issubclass(typ, Choice):
+            rows.append((key, "one of " + ", ".join(typ.values()), str(value), help_text))
+        elif isinstance(value, str):
+            rows.append((key, "str", value if value else '""', help_text))
         else:
-            typ = type(value).__name__
-            rows.append((key, typ, repr(value)))
+            rows.append((key, type(value).__name__, repr(value), help_text))
     return rows

@@ -1,6 +1,9 @@
 """Decoding shared by translation, captioning and generation: greedy, batched beam search, sampling.
 
-A model exposes one decoder step as ``step(tokens, state) -> (log_probs, state, attn)``:
+Two model contracts, declared as :class:`typing.Protocol` s: :class:`Seq2SeqDecoder` (translation,
+captioning: ``encode`` then one token per ``step``, driven by :func:`search` / :func:`decode_batches`)
+and :class:`LanguageModel` (generation: ``step`` continues a sequence, driven by :func:`sample_tokens`).
+A sequence-to-sequence step is ``step(tokens, state) -> (log_probs, state, attn)``:
 
 * ``tokens`` ``(batch,)`` the previous token of each hypothesis
 * ``state`` any nest of tensors (dict/list/tuple, or objects with ``reorder(index)`` such as
@@ -12,12 +15,37 @@ A model exposes one decoder step as ``step(tokens, state) -> (log_probs, state, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
 
 StepFn = Callable[[Tensor, object], tuple[Tensor, object, Tensor | None]]
+
+
+@runtime_checkable
+class Seq2SeqDecoder(Protocol):
+    """An encoder-decoder: ``encode(**inputs) -> state`` (batch-first tensors), then
+    ``step(tokens (batch,), state) -> (log_probs (batch, vocab), state, attn (batch, src_len) | None)``."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any, Tensor | None]: ...
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A causal LM: ``forward(ids (batch, len)) -> logits (batch, len, vocab)``; ``new_state(batch)``;
+    ``step(ids (batch, new), state) -> (logits (batch, new, vocab), state)`` continues the sequence held
+    in ``state`` (key/value caches); ``context``: the longest window it reads."""
+
+    context: int
+
+    def __call__(self, ids: Tensor) -> Tensor: ...
+
+    def new_state(self, batch: int = 1) -> Any: ...
+
+    def step(self, ids: Tensor, state: Any) -> tuple[Tensor, Any]: ...
 
 
 def reorder_state(state, index: Tensor):
@@ -161,6 +189,36 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
     return Hypotheses(out_tokens, out_scores, out_attn, nbest if n_best > 1 else None)
 
 
+def search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor, beam: int = 1,
+           alpha: float = 0.0, n_best: int = 1, device=None) -> Hypotheses:
+    """Greedy when ``beam`` <= 1, else :func:`beam_search`."""
+    kw = dict(batch_size=batch_size, bos=bos, eos=eos, max_len=max_len, device=device)
+    if beam <= 1:
+        return greedy(step, state, **kw)
+    return beam_search(step, state, beam=beam, alpha=alpha, n_best=n_best, **kw)
+
+
+def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[list], tuple[dict, int | Tensor]],
+                   bos: int, eos: int, beam: int = 1, alpha: float = 0.0, n_best: int = 1, batch_size: int = 64,
+                   order: Sequence[int] | None = None, device=None) -> Hypotheses:
+    """Decode ``examples`` batch by batch (in ``order``, e.g. by length; default: as given) and return
+    the hypotheses in the examples' order. ``inputs(chunk) -> (encode keyword arguments on the device,
+    max_len (int or (batch,)))`` turns a chunk of examples into the model's input."""
+    model.eval()
+    order = list(range(len(examples))) if order is None else list(order)
+    n = len(examples)
+    out = Hypotheses([None] * n, [0.0] * n, [None] * n, [None] * n if n_best > 1 else None)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        kwargs, max_len = inputs([examples[i] for i in idx])
+        hyps = search(model.step, model.encode(**kwargs), len(idx), bos, eos, max_len, beam, alpha, n_best, device)
+        for j, i in enumerate(idx):
+            out.tokens[i], out.scores[i], out.attention[i] = hyps.tokens[j], hyps.scores[j], hyps.attention[j]
+            if out.nbest is not None:
+                out.nbest[i] = hyps.nbest[j] if hyps.nbest is not None else None
+    return out
+
+
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     """Set to ``-inf`` every logit outside the top-k and outside the nucleus of mass ``top_p``
     (Holtzman et al. 2020); the most likely token always stays. ``logits (batch, vocab)``."""
@@ -187,7 +245,7 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p:
 
 
 @torch.no_grad()
-def sample_tokens(model, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+def sample_tokens(model: LanguageModel, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                   top_p: float = 1.0, seed: int | None = None, use_cache: bool = True,
                   should_stop: Callable[[list[int]], bool] | None = None, device=None) -> list[int]:
     """Continue ``prompt`` (token ids) with up to ``max_new_tokens`` sampled tokens (temperature 0 =

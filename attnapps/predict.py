@@ -27,7 +27,6 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu"):
     """``(task, model)`` rebuilt from a run directory (or a checkpoint file), in eval mode."""
-    import torch
 
     from attnapps.task import get_task
     from attnapps.training.checkpoint import load_checkpoint
@@ -50,8 +49,7 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
     except Exception as e:  # a key or value this version does not know
         raise AttnappsError(f"{ckpt_path}: its config does not fit this version of task {saved_task} "
                             f"({str(e).splitlines()[0]})") from None
-    task = task_cls(cfg)
-    task._device = torch.device(device)
+    task = task_cls(cfg, device=device)
     try:
         task.load_state_dict(state["task_state"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:

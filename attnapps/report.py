@@ -38,7 +38,20 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, provenance: dict | None = None) -> Path:
+def section(title: str, facts: list[str]) -> list[str]:
+    """The head of a task's report section: ``## title`` and one bullet per fact."""
+    return [f"## {title}", "", *[f"- {fact}" for fact in facts]]
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """A markdown table (cells escaped for ``|``)."""
+    cell = lambda v: _fmt(v).replace("|", "\\|")  # noqa: E731
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
+
+
+def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, provenance: dict | None = None,
+                 outputs: dict | None = None) -> Path:
     """Write ``report.md`` (+ ``plots/``) for a finished run; the task adds its own sections."""
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
@@ -59,7 +72,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
         lines += ["", "## Learning curves", "", f"![learning curves](plots/{curve.name})"]
     if task is not None and model is not None:
         model.eval()
-        for section in task.report(model, run_dir):
+        for section in task.report(model, run_dir, outputs or {}):
             lines += ["", section.rstrip()]
     if provenance is not None:
         from attnapps.provenance import markdown

@@ -102,9 +102,9 @@ def print_help(argv: list[str]) -> None:
     print(__doc__.strip().splitlines()[0])
     print("\nTasks: " + ", ".join(list_tasks()) + f"   (default: {DEFAULT_TASK})")
     print(f"\nOptions of task={task} (key=value; defaults shown):")
-    for key, typ, default in describe(get_task(task).config_class):
+    for key, typ, default, help_text in describe(get_task(task).config_class):
         if key != "task_name":
-            print(f"  {key:<32} {typ:<10} {default}")
+            print(f"  {key}={default}   ({typ})" + (f"\n      {help_text}" if help_text else ""))
     print("\nHydra: -m (sweep over a,b,c values), hydra.run.dir=PATH, hydra.sweep.dir=PATH; "
           "--hydra-help for Hydra's own help.")
 
@@ -112,12 +112,10 @@ def print_help(argv: list[str]) -> None:
 def _hydra_main():
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
     def main(cfg) -> float | None:
         from attnapps.task import get_task
-        from attnapps.training import Trainer
         from attnapps.training import distributed as dist
 
         run_dir = HydraConfig.get().runtime.output_dir
@@ -130,11 +128,7 @@ def _hydra_main():
                                          else "gloo")
             run_dir = dist.broadcast_object(run_dir)
         try:
-            task = get_task(cfg.task_name)(cfg)
-            if dist.DistInfo(int(os.environ.get("RANK", 0))).is_main:
-                os.makedirs(run_dir, exist_ok=True)
-                OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
-            metrics = Trainer(task, cfg, run_dir).run()
+            metrics = train(cfg, run_dir)
         except AttnappsError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -142,11 +136,47 @@ def _hydra_main():
             shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test.")}
             print(f"test metrics: {shown}")
             print(f"report: {os.path.join(run_dir, 'report.md')}")
-            primary = f"valid.{task.primary_metric}"
-            return metrics.get(primary)
+            return metrics.get(f"valid.{get_task(cfg.task_name).primary_metric}")
         return None
 
     return main
+
+
+def train(cfg, run_dir, task_cls=None) -> dict | None:
+    """Train one run and write its outputs; the metrics (rank 0) or None (other ranks).
+
+    The run directory gets ``config.yaml`` (once the task has filled the values it chooses from the
+    config), ``log.csv`` and ``checkpoints/`` while training, then ``metrics.json``,
+    ``provenance.json`` and ``report.md`` (+ ``plots/``)."""
+    from omegaconf import OmegaConf
+
+    from attnapps.task import get_task
+    from attnapps.training import Trainer
+
+    trainer = Trainer(task_cls or get_task(cfg.task_name), cfg, run_dir)
+    if trainer.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+        OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
+    result = trainer.run()
+    if result is None:
+        return None
+    write_outputs(run_dir, cfg, result)
+    return result.metrics
+
+
+def write_outputs(run_dir, cfg, result) -> None:
+    """``metrics.json``, ``provenance.json`` and the report of a finished run (:class:`RunResult`)."""
+    import json
+
+    from attnapps import provenance
+    from attnapps.report import write_report
+
+    with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+        json.dump(result.metrics, f, indent=2, sort_keys=True)
+    prov = provenance.collect(result.device, result.data_fingerprints)
+    with open(os.path.join(run_dir, "provenance.json"), "w") as f:
+        json.dump(prov, f, indent=2)
+    write_report(run_dir, cfg, result.metrics, result.task, result.model, provenance=prov, outputs=result.outputs)
 
 
 def check_run_dir(argv: list[str]) -> None:

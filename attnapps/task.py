@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,11 +23,22 @@ from attnapps.errors import ConfigError
 _TASKS: dict[str, type["Task"]] = {}
 
 
+@dataclass
+class Evaluation:
+    """What ``Task.evaluate`` returns: the split's metrics and (for the final evaluation) whatever the
+    report needs of it -- decoded outputs, predictions, attention. The trainer hands the final
+    evaluations' outputs to ``Task.report``; nothing is left behind on the task."""
+
+    metrics: dict[str, float]
+    outputs: Any = None
+
+
 class Task:
-    """One application of attention. The trainer calls, in order:
+    """One application of attention. The trainer builds it as ``Task(cfg, device=, budget=)`` and calls,
+    in order:
 
     ``build_data()`` -> ``build_model()`` -> per batch ``loss(model, batch)`` -> ``evaluate(model, split)``
-    -> ``report(model, run_dir)``. ``predict(model, options)`` serves ``attnapps.predict``.
+    -> ``report(model, run_dir, outputs)``. ``predict(model, options)`` serves ``attnapps.predict``.
     ``state_dict``/``load_state_dict`` carry what besides the weights a saved model needs (tokenizer,
     label names); it is stored in every checkpoint.
     """
@@ -40,10 +52,19 @@ class Task:
     config_rules: ClassVar[dict] = {}  # "key": rule (attnapps.config.at_least(1), ...): value checks
     predict_rules: ClassVar[dict] = {}  # the same for predict's options
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, device: str | torch.device | None = None, budget: Callable[[], float] | None = None):
         self.cfg = cfg
+        self.device = torch.device(device if device is not None else "cpu")
+        self._budget = budget  # how far training is through its budget, 0..1 (the trainer's clock)
         self.datasets: dict[str, Sequence] = {}
         self.restored = False  # True when restore() gave the tokenizer/vocabulary: build_data must not refit
+        self.resolve_config(cfg)
+
+    @classmethod
+    def resolve_config(cls, cfg) -> None:
+        """Fill the config's "chosen for you" values that depend on nothing but the config (e.g. an
+        architecture's width), before ``config.yaml`` is written; values that depend on the data are
+        resolved in ``build_data``."""
 
     # -- config ---------------------------------------------------------------------------------
     @classmethod
@@ -51,11 +72,21 @@ class Task:
         """Reject a bad config before any data is read (raise ``ConfigError`` naming the key): value
         ranges from ``TRAINER_RULES`` and ``config_rules``; override to add checks across keys (and
         call ``super().check_config(cfg)``)."""
-        from attnapps.config import TRAINER_RULES, check_rules
+        from dataclasses import fields
+
+        from attnapps.config import TRAINER_RULES, check_arch_keys, check_rules
 
         check_rules(cfg, {**TRAINER_RULES, **cls.config_rules})
+        model = next((f.default_factory for f in fields(cls.config_class) if f.name == "model"), None)
+        if hasattr(model, "archs"):  # a per-architecture model section (attnapps.config.model_section)
+            check_arch_keys(cfg.model, model)
 
     # -- data -----------------------------------------------------------------------------------
+    def load_data(self) -> dict[str, Sequence]:
+        """``build_data()``, kept as ``self.datasets`` (what :meth:`batches` reads)."""
+        self.datasets = self.build_data()
+        return self.datasets
+
     def build_data(self) -> dict[str, Sequence]:
         """Read the data, fit the tokenizer on train; return ``{"train", "valid", "test"}`` datasets."""
         raise NotImplementedError
@@ -81,14 +112,16 @@ class Task:
         """
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, split: str, final: bool = False) -> dict[str, float]:
-        """Task metrics on a split (``valid`` during training, ``valid``/``test`` at the end).
-        ``final=False`` may use a cheaper subset. The trainer adds ``loss`` itself."""
-        return {}
+    def evaluate(self, model: nn.Module, split: str, final: bool = False) -> Evaluation:
+        """Task metrics on a split (``valid`` during training, ``valid``/``test`` at the end), with the
+        outputs the report needs when ``final``. ``final=False`` may use a cheaper subset. The trainer
+        adds ``loss`` itself."""
+        return Evaluation({})
 
     # -- after training -------------------------------------------------------------------------
-    def report(self, model: nn.Module, run_dir: Path) -> list[str]:
-        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``."""
+    def report(self, model: nn.Module, run_dir: Path, outputs: dict[str, Any]) -> list[str]:
+        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``outputs``: split ->
+        the final evaluation's ``Evaluation.outputs``."""
         return []
 
     def extra_metrics(self, model: nn.Module) -> dict[str, float]:
@@ -112,9 +145,9 @@ class Task:
         self.restored = True
 
     def budget_fraction(self) -> float:
-        """How far training is through its time/step budget (0..1); the trainer replaces this with its
-        own clock, so ``loss`` may, e.g., switch objectives late in training."""
-        return 0.0
+        """How far training is through its time/step budget (0..1), from the trainer's clock (0 outside
+        training), so ``loss`` may, e.g., switch objectives late in training."""
+        return self._budget() if self._budget is not None else 0.0
 
     # -- helpers --------------------------------------------------------------------------------
     def batches(self, split: str, batch_size: int = 0, indices: Sequence[int] | None = None):
@@ -126,10 +159,6 @@ class Task:
         size = batch_size or self.cfg.trainer.batch_size
         for start in range(0, len(order), size):
             yield to_device(self.collate([ds[i] for i in order[start:start + size]]), self.device)
-
-    @property
-    def device(self) -> torch.device:
-        return getattr(self, "_device", torch.device("cpu"))
 
 
 def register_task(name: str):

@@ -7,6 +7,7 @@ training step, ``data.collate_sleep`` makes every batch take that long to load.
 """
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnapps.config import RunConfig, TrainerConfig
+from attnapps.data.files import read_input
 from attnapps.task import Task, register_task
 
 
@@ -56,10 +58,7 @@ class DummyTask(Task):
     higher_is_better = True
     count_unit = "examples"
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.calls = 0
-        self.classes = ["neg", "pos"]
+    calls, classes = 0, ("neg", "pos")  # training-loss calls (for the failure hooks); label names
 
     def build_data(self):
         d = self.cfg.data
@@ -71,10 +70,7 @@ class DummyTask(Task):
         return {"train": items[:a], "valid": items[a:b], "test": items[b:]}
 
     def collate(self, examples):
-        if self.cfg.data.collate_sleep:
-            import time
-
-            time.sleep(self.cfg.data.collate_sleep)
+        time.sleep(self.cfg.data.collate_sleep)
         xs, ys = zip(*examples)
         return {"x": torch.stack(xs), "y": torch.stack(ys)}
 
@@ -103,14 +99,11 @@ class DummyTask(Task):
             total += len(batch["y"])
         return {"accuracy": correct / max(total, 1)}
 
-    def report(self, model, run_dir):
+    def report(self, model, run_dir, outputs):
         return ["## Dummy section", "", f"classes: {', '.join(self.classes)}"]
 
     def predict(self, model, options):
-        import sys
-
-        text = sys.stdin.read() if options.input == "-" else open(options.input).read()
-        for line in text.splitlines():
+        for line in read_input(options.input).splitlines():
             x = torch.tensor([float(v) * options.scale for v in line.split()])
             print(self.classes[int(model(x[None]).argmax(-1))])
 

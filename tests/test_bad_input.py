@@ -198,7 +198,7 @@ CONFIG_CASES = [
     ("unknown-key", ["task=translation", "model.atention=dot"], ["unknown config key 'model.atention'"]),
     ("wrong-type", ["task=classification", "trainer.batch_size=big"], ["'trainer.batch_size'"]),
     ("bad-choice", ["task=translation", "model.attention=cosine"], ["'model.attention'", "choose one of additive"]),
-    ("bad-choice-arch", ["task=generation", "model.arch=rnn"], ["'model.arch'", "transformer, lstm_attention"]),
+    ("bad-choice-arch", ["task=generation", "model.arch=rnn"], ["'model.arch'", "lstm_attention, transformer"]),
     ("dropout-range", ["task=translation", "model.dropout=1.5"], ["'model.dropout'", "[0, 1)"]),
     ("accumulate-zero", ["task=generation", "trainer.accumulate=0"], ["'trainer.accumulate'", ">= 1"]),
     ("negative-lr", ["task=captioning", "trainer.lr=-1"], ["'trainer.lr'"]),
@@ -208,7 +208,12 @@ CONFIG_CASES = [
     ("device", ["task=translation", "trainer.device=gpu"], ["'trainer.device'", "cuda:N"]),
     ("unknown-task", ["task=summarization"], ["unknown task 'summarization'"]),
     ("sweep-value", ["-m", "task=translation", "model.layers=1,zero"], ["'model.layers'"]),
-    ("transformer-memory", ["task=captioning", "model.arch=transformer", "encoder=resnet18"], ["model.retrieval_k=8"]),
+    ("transformer-memory", ["task=captioning", "model.arch=transformer", "model.retrieval_k=2"],
+     ["model.retrieval_k=2 does not apply to model.arch=transformer", "show_attend_tell"]),
+    ("key-of-another-arch", ["task=translation", "model.arch=transformer", "model.attention=dot"],
+     ["model.attention=dot does not apply to model.arch=transformer", "its keys: hidden_size"]),
+    ("key-of-another-arch-gen", ["task=generation", "model.positions=sinusoidal"],
+     ["model.positions=sinusoidal does not apply to model.arch=lstm_attention"]),
     ("top-p-range", ["task=generation", "sample.top_p=0"], ["'sample.top_p'"]),
 ]
 

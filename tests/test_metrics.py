@@ -98,7 +98,7 @@ def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, k
         f"data.path={tmp_path / 'c.txt'}", f"data.cache_dir={tmp_path / 'cache'}", f"tokenizer.kind={kind}",
         "tokenizer.vocab_size=60", "model.arch=transformer", "model.context=16", "model.d_model=16", "model.layers=1", "model.heads=2"]))
     task = GenerationTask(cfg)
-    task.datasets = task.build_data()
+    task.load_data()
     model = task.build_model()
     with torch.no_grad():
         model.embedding.weight.zero_()  # every logit 0: log2(V) bits per token
@@ -107,6 +107,6 @@ def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, k
     test_text = text[len(text) - task.chars["test"]:]
     assert task.chars["test"] == len(test_text)
     expected = (len(ids) - 1) * math.log2(v) / (len(test_text) * scored)
-    assert task.evaluate(model, "test", final=True)["bpc"] == pytest.approx(expected, rel=1e-5)
+    assert task.evaluate(model, "test", final=True).metrics["bpc"] == pytest.approx(expected, rel=1e-5)
     if kind == "sentencepiece":
         assert len(task.decode(list(ids))) < len(test_text)  # the pieces lost the runs of spaces

@@ -82,6 +82,20 @@ def read_input(path: str, key: str = "input") -> str:
     return "\n".join(lines)
 
 
+def write_output(path: str, lines: list[str], key: str = "output") -> None:
+    """``attnapps.predict``'s results: one per line to a UTF-8 file, or stdout for ``-``."""
+    import sys
+
+    text = "".join(line + "\n" for line in lines)
+    if path in ("-", ""):
+        sys.stdout.write(text)
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{key}={path}: cannot write ({e.strerror})") from None
+
+
 def find_split(directory: Path, names: list[str], suffix: str) -> Path | None:
     """The first ``directory/<name><suffix>`` that exists (e.g. valid.tsv, val.tsv, dev.tsv)."""
     for name in names:

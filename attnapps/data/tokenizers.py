@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from attnapps.data.vocab import BOS, EOS, PAD, UNK, Vocab
-from attnapps.errors import AttnappsError
+from attnapps.errors import AttnappsError, ConfigError
 
 
 class Tokenizer:
@@ -180,3 +180,17 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
     if kind == "word":
         return WordTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", True))
     raise ValueError(f"unknown tokenizer kind {kind!r}")
+
+
+def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model_type: str = "unigram",
+                  min_freq: int = 1, max_size: int = 0) -> Tokenizer:
+    """A tokenizer of ``kind`` (``char`` | ``word`` | ``sentencepiece``) fitted on ``texts``: the one place a
+    task's ``tokenizer.*`` keys become a tokenizer. ``min_freq``/``max_size``: char and word;
+    ``vocab_size``/``model_type``: sentencepiece."""
+    if kind == "char":
+        return CharTokenizer().fit(texts, min_freq=min_freq, max_size=max_size)
+    if kind == "word":
+        return WordTokenizer().fit(texts, min_freq=min_freq, max_size=max_size)
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer().fit(texts, vocab_size, model_type)
+    raise ConfigError(f"tokenizer.kind={kind!r}: choose char, word or sentencepiece")

@@ -63,3 +63,58 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    """``run_dir/checkpoints``: ``last.pt`` (everything a resume needs) and ``best.pt`` (the model to
+    evaluate, report and predict with). Refuses to write non-finite weights."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.last_saved_step = 0
+
+    @property
+    def last(self) -> Path:
+        return self.dir / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.dir / "best.pt"
+
+    def resume_path(self, resume: str) -> Path | None:
+        """``trainer.resume``: false | true (this run's ``last.pt``) | a run directory | a ``.pt`` file."""
+        r = str(resume).strip()
+        if r.lower() in ("", "false", "no", "0", "none"):
+            return None
+        if r.lower() in ("true", "yes", "1"):
+            if not self.last.is_file():
+                raise AttnappsError(f"trainer.resume=true: {self.last} does not exist "
+                                    "(point hydra.run.dir= at the run to resume, or trainer.resume= at it)")
+            return self.last
+        path = Path(r)
+        if path.is_dir():
+            path = path / "checkpoints" / "last.pt"
+        if not path.is_file():
+            raise AttnappsError(f"trainer.resume={r}: no checkpoint at {path}")
+        return path
+
+    def check_finite(self, model: torch.nn.Module, step: int) -> None:
+        """A checkpoint never holds inf/NaN weights (the update guard should make this unreachable)."""
+        bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise AttnappsError(f"non-finite weights in {bad[0]} at step {step}: not written to "
+                                f"a checkpoint (last good checkpoint: {self.last})")
+
+    def save_last(self, state: dict, model: torch.nn.Module, step: int) -> None:
+        self.check_finite(model, step)
+        atomic_save(state, self.last)
+        self.last_saved_step = step
+
+    def save_best(self, state: dict, model: torch.nn.Module, step: int) -> None:
+        self.check_finite(model, step)
+        atomic_save(state, self.best)
+
+    def last_good(self) -> str:
+        """For an error message: where the last good checkpoint is, if any."""
+        return (f"last good checkpoint: {self.last} (step {self.last_saved_step})" if self.last.exists()
+                else "no checkpoint was written yet")

@@ -37,6 +37,28 @@ def setup(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def pick_device(name: str) -> torch.device:
+    """``trainer.device``: auto (CUDA if present, else CPU) | cpu | cuda | cuda:N | mps."""
+    from attnapps.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def setup_device(name: str) -> tuple[torch.device, DistInfo]:
+    """The device of this process and its place in the process group: under torchrun on CUDA, the GPU
+    of its local rank."""
+    device = pick_device(name)
+    info = setup(device)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    return device, info
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

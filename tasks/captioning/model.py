@@ -19,13 +19,55 @@ over the memory tokens (each part sums to 1).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention
+from attnapps.config import Attention, opt
 from attnapps.data.vocab import BOS, PAD, UNK
 from attnapps.layers import SinusoidalPositions, TransformerDecoder, rnn_states
+
+
+HIDDEN = opt(256, "LSTM size / Transformer d_model")
+HEADS = opt(4, "attention heads (transformer; show_attend_tell with attention=multihead)")
+DROPOUT = opt(0.3, "dropout probability")
+SMOOTHING = opt(0.1, "label smoothing of the cross-entropy")
+SCST_AFTER = opt(-1.0, "from this fraction of the budget on, optimise CIDEr-D (self-critical); >= 1 = never; "
+                 "-1 = 0.5 over a frozen encoder's features, never when the encoder trains")
+SCST_SAMPLES = opt(5, "captions sampled per image for the self-critical baseline")
+
+
+@dataclass
+class ShowAttendTellConfig:
+    attention: Attention = opt("additive", "attention variant over the regions (any core variant)")
+    embed_size: int = opt(128, "word embedding size")
+    hidden_size: int = HIDDEN
+    heads: int = HEADS
+    dropout: float = DROPOUT
+    doubly_stochastic: float = opt(0.0, "lambda of the doubly stochastic regulariser (the paper: 1; see README)")
+    init_from_mean: bool = opt(False, "h0, c0 from the mean region (the paper) or zeros")
+    region_positions: bool = opt(True, "add a learned embedding of each region's grid cell")
+    retrieval_k: int = opt(8, "attend over (and copy from) the captions of the k nearest training images; 0 = off")
+    memory_len: int = opt(160, "at most this many retrieved tokens per image")
+    label_smoothing: float = SMOOTHING
+    word_dropout: float = opt(0.1, "fraction of input words replaced by <unk> in training")
+    tie_embeddings: bool = opt(True, "the output layer shares the word embedding")
+    scst_after: float = SCST_AFTER
+    scst_samples: int = SCST_SAMPLES
+
+
+@dataclass
+class TransformerCaptionerConfig:
+    hidden_size: int = HIDDEN
+    heads: int = HEADS
+    layers: int = opt(2, "Transformer decoder layers")
+    ff_size: int = opt(512, "feed-forward size of each Transformer layer")
+    dropout: float = DROPOUT
+    label_smoothing: float = SMOOTHING
+    scst_after: float = SCST_AFTER
+    scst_samples: int = SCST_SAMPLES
 
 
 def never_special(log_probs: Tensor) -> Tensor:
@@ -89,12 +131,14 @@ class ShowAttendTell(nn.Module):
     fraction of the input words by ``<unk>`` in training.
     """
 
-    def __init__(self, vocab: int, feature_dim: int, encoder: nn.Module | None = None, trainable_encoder=False,
-                 embed_size: int = 128, hidden_size: int = 256, attention: str = "additive",
-                 dropout: float = 0.3, heads: int = 4, pad_id: int = 0, regions: int = 0,
-                 init_from_mean: bool = True, memory: bool = False, memory_ranks: int = 0,
-                 tie_embeddings: bool = False, word_dropout: float = 0.0):
+    def __init__(self, cfg: ShowAttendTellConfig, vocab: int, feature_dim: int, encoder: nn.Module | None = None,
+                 trainable_encoder: bool = False, regions: int = 0, memory: bool = False, pad_id: int = 0):
         super().__init__()
+        embed_size, hidden_size, attention, dropout, heads = (cfg.embed_size, cfg.hidden_size, cfg.attention,
+                                                              cfg.dropout, cfg.heads)
+        init_from_mean, tie_embeddings, word_dropout = cfg.init_from_mean, cfg.tie_embeddings, cfg.word_dropout
+        regions = regions if cfg.region_positions else 0
+        memory_ranks = max(cfg.retrieval_k, 0)
         self.word_dropout = word_dropout
         self.images = ImageInput(encoder, trainable_encoder)
         self.hidden_size, self.init_from_mean = hidden_size, init_from_mean
@@ -203,10 +247,10 @@ class TransformerCaptioner(nn.Module):
     incremental decoding with key/value caches. The attention maps returned are the last layer's
     cross-attention, averaged over heads."""
 
-    def __init__(self, vocab: int, feature_dim: int, regions: int, encoder: nn.Module | None = None,
-                 trainable_encoder=False, d_model: int = 256, heads: int = 4, layers: int = 2,
-                 ff_size: int = 512, dropout: float = 0.1, pad_id: int = 0):
+    def __init__(self, cfg: TransformerCaptionerConfig, vocab: int, feature_dim: int, encoder: nn.Module | None = None,
+                 trainable_encoder: bool = False, regions: int = 0, memory: bool = False, pad_id: int = 0):
         super().__init__()
+        d_model, heads, layers, ff_size, dropout = cfg.hidden_size, cfg.heads, cfg.layers, cfg.ff_size, cfg.dropout
         self.images = ImageInput(encoder, trainable_encoder)
         self.d_model = d_model
         self.project = nn.Linear(feature_dim, d_model)
@@ -240,3 +284,7 @@ class TransformerCaptioner(nn.Module):
         log_probs = torch.log_softmax((x.squeeze(1) @ self.embedding.weight.t()).float(), -1)
         log_probs = never_special(log_probs)
         return log_probs, state, w.squeeze(1)  # (batch, vocab), (batch, regions)
+
+
+ShowAttendTell.config_class, TransformerCaptioner.config_class = ShowAttendTellConfig, TransformerCaptionerConfig
+ARCHS = {"show_attend_tell": ShowAttendTell, "transformer": TransformerCaptioner}  # model.arch= -> model class

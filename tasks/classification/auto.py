@@ -8,6 +8,9 @@ explicitly is kept; each choice made here is returned with its reason for the re
 from __future__ import annotations
 
 import math
+from dataclasses import fields
+
+from .model import ARCHS as MODELS
 
 # Per architecture: the longest text it reads by default (tokens), its default sizes, and the learning
 # rate it trains well with (chosen on the valid splits of the four development corpora, see the README).
@@ -60,17 +63,15 @@ def resolve(cfg, lengths: list[int], n_train: int) -> list[str]:
     if m.arch == "auto":
         m.arch, why = choose_arch(p95, n_train, tc.max_minutes)
         notes.append(f"model.arch={m.arch}: {why}")
-    if m.arch not in ARCH_DEFAULTS:
-        from attnapps.errors import ConfigError
-
-        raise ConfigError(f"model.arch={m.arch!r}: choose auto, {', '.join(ARCHS)}")
+        notes += unused_keys(m)
     a = ARCH_DEFAULTS[m.arch]
+    used = {f.name for f in fields(MODELS[m.arch].config_class)}
     if d.max_len <= 0:
         d.max_len = max(8, min(a["max_len"], p95))
         notes.append(f"data.max_len={d.max_len}: 95th percentile of the training lengths is {p95} tokens"
                      + (f", capped at {a['max_len']} for {m.arch}" if p95 > a["max_len"] else ""))
     for key in ("embed_size", "hidden_size", "hops", "ensemble"):
-        if getattr(m, key) <= 0:
+        if key in used and getattr(m, key) <= 0:
             setattr(m, key, a[key])
     if m.dropout < 0:
         # Less data, more regularisation: 0.5 below 5k training texts, 0.3 up to 50k, then 0.2.
@@ -83,3 +84,17 @@ def resolve(cfg, lengths: list[int], n_train: int) -> list[str]:
     if tc.max_epochs <= 0 and tc.max_minutes <= 0 and tc.max_steps <= 0:
         tc.max_epochs = 15  # no budget given at all: stop after 15 passes (or earlier, by trainer.patience)
     return notes
+
+
+def unused_keys(m) -> list[str]:
+    """``model.*`` keys set (away from their defaults) that the architecture ``auto`` chose does not use:
+    reported, since the user could not know which architecture the data would pick."""
+    from attnapps.config import ConfigError, check_arch_keys
+
+    from .config import ClassificationModel
+
+    try:
+        check_arch_keys(m, ClassificationModel)
+    except ConfigError as e:
+        return [f"ignored: {e}"]
+    return []

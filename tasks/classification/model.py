@@ -6,15 +6,75 @@ a small Transformer encoder. Each returns ``(logits, token_weights)``: ``logits 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
+from attnapps.config import Attention, choice, opt
 from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
 
 
+Pooling = choice("Pooling", ["attention", "flatten", "mean", "cls"])
+# The help texts and defaults every architecture shares (0 / negative = chosen from the data, auto.py).
+ATTENTION = opt("additive", "core variant of the attention pooling (dot + pooling=flatten = the Keras example)")
+EMBED = opt(0, "embedding size; 0 = the architecture's (ngram 64, han 100, bilstm 256)")
+HIDDEN = opt(0, "hidden size; 0 = the architecture's (han 50, bilstm 128 per direction, transformer d_model 128)")
+HEADS = opt(4, "attention heads (transformer; attention=multihead)")
+HOPS = opt(0, "learned queries of the attention pooling; 0 = the architecture's")
+DROPOUT = opt(-1.0, "dropout; < 0 = from the data size (auto.py)")
+ENSEMBLE = opt(0, "independently initialised models trained side by side, logits averaged; 0 = the architecture's")
+POOLING = opt("attention", "bilstm_attention: attention | flatten; transformer: mean | cls (attention = mean)")
+
+
+@dataclass
+class NgramConfig:
+    attention: Attention = ATTENTION
+    embed_size: int = EMBED
+    heads: int = HEADS
+    hops: int = HOPS
+    ngrams: int = opt(2, "n-gram orders 1..N (2 and 3 hashed)")
+    buckets: int = opt(262144, "hash buckets per n-gram order")
+    dropout: float = DROPOUT
+    ensemble: int = ENSEMBLE
+
+
+@dataclass
+class HANConfig:
+    attention: Attention = ATTENTION
+    embed_size: int = EMBED
+    hidden_size: int = HIDDEN
+    heads: int = HEADS
+    dropout: float = DROPOUT
+    ensemble: int = ENSEMBLE
+
+
+@dataclass
+class BiLSTMConfig:
+    attention: Attention = ATTENTION
+    pooling: Pooling = POOLING
+    embed_size: int = EMBED
+    hidden_size: int = HIDDEN
+    heads: int = HEADS
+    hops: int = HOPS
+    dropout: float = DROPOUT
+    ensemble: int = ENSEMBLE
+
+
+@dataclass
+class TransformerConfig:
+    pooling: Pooling = POOLING
+    hidden_size: int = HIDDEN
+    heads: int = HEADS
+    layers: int = opt(2, "Transformer layers")
+    ff_size: int = opt(256, "feed-forward size of each Transformer layer")
+    dropout: float = DROPOUT
+    ensemble: int = ENSEMBLE
+
+
 class BiLSTMAttention(nn.Module):
-    """Embedding -> BiLSTM -> attention -> classifier.
+    """``BiLSTMAttention(BiLSTMConfig, vocab_size, outputs, max_len)``. Embedding -> BiLSTM -> attention -> classifier.
 
     * ``pooling="attention"`` (default): ``hops`` learned queries attend over the BiLSTM states with any
       core variant (``additive`` default) -> their contexts, concatenated -> dropout -> linear. (Several
@@ -26,10 +86,12 @@ class BiLSTMAttention(nn.Module):
       embed 128, hidden 64 per direction this is the Keras IMDB example's layout.
     """
 
-    def __init__(self, vocab_size: int, outputs: int, embed_size: int = 128, hidden_size: int = 64,
-                 attention: str = "additive", pooling: str = "attention", max_len: int = 200,
-                 dropout: float = 0.3, heads: int = 4, pad_id: int = 0, hops: int = 1):
+    config_class = BiLSTMConfig
+
+    def __init__(self, cfg: BiLSTMConfig, vocab_size: int, outputs: int, max_len: int = 200, pad_id: int = 0):
         super().__init__()
+        embed_size, hidden_size, attention, pooling = cfg.embed_size, cfg.hidden_size, cfg.attention, cfg.pooling
+        dropout, heads, hops = cfg.dropout, cfg.heads, cfg.hops
         if pooling not in ("attention", "flatten"):
             raise ValueError(f"model.pooling={pooling!r}: choose attention or flatten for bilstm_attention")
         self.pooling, self.max_len = pooling, max_len
@@ -85,11 +147,15 @@ class Ensemble(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
-    """A small pre-LN Transformer encoder on the core's ``multihead``, mean or [CLS] pooling."""
+    """``TransformerClassifier(TransformerConfig, vocab_size, outputs)``: a small pre-LN Transformer
+    encoder on the core's ``multihead``, mean or [CLS] pooling (``pooling=attention`` means mean)."""
 
-    def __init__(self, vocab_size: int, outputs: int, d_model: int = 128, heads: int = 4, layers: int = 2,
-                 ff_size: int = 256, dropout: float = 0.1, pooling: str = "mean", pad_id: int = 0):
+    config_class = TransformerConfig
+
+    def __init__(self, cfg: TransformerConfig, vocab_size: int, outputs: int, pad_id: int = 0):
         super().__init__()
+        d_model, heads, layers, ff_size, dropout = cfg.hidden_size, cfg.heads, cfg.layers, cfg.ff_size, cfg.dropout
+        pooling = "mean" if cfg.pooling == "attention" else cfg.pooling
         if pooling not in ("mean", "cls"):
             raise ValueError(f"model.pooling={pooling!r}: choose mean or cls for transformer")
         self.pooling, self.d_model = pooling, d_model
@@ -134,7 +200,7 @@ def hashed_ngrams(ids: Tensor, n: int, buckets: int) -> Tensor:
 
 
 class NgramAttention(nn.Module):
-    """fastText-style classifier (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification")
+    """``NgramAttention(NgramConfig, vocab_size, outputs)``: a fastText-style classifier (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification")
     whose mean over n-gram embeddings is replaced by attention pooling.
 
     Each position ``i`` gets ``e_i = E[w_i] + sum_{k=2..ngrams} H_k[hash(w_i .. w_{i+k-1})]`` (unigram
@@ -143,10 +209,12 @@ class NgramAttention(nn.Module):
     mean) go to a linear layer. No recurrence, no convolution: thousands of documents per second on a CPU.
     """
 
-    def __init__(self, vocab_size: int, outputs: int, embed_size: int = 64, ngrams: int = 2,
-                 buckets: int = 2**18, attention: str = "additive", hops: int = 2, dropout: float = 0.2,
-                 heads: int = 4, pad_id: int = 0, mean: bool = True):
+    config_class = NgramConfig
+
+    def __init__(self, cfg: NgramConfig, vocab_size: int, outputs: int, pad_id: int = 0, mean: bool = True):
         super().__init__()
+        embed_size, ngrams, buckets, attention = cfg.embed_size, cfg.ngrams, cfg.buckets, cfg.attention
+        hops, dropout, heads = cfg.hops, cfg.dropout, cfg.heads
         self.ngrams, self.buckets, self.use_mean = ngrams, buckets, mean
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=pad_id)
         self.hashed = nn.ModuleList(nn.Embedding(buckets, embed_size) for _ in range(ngrams - 1))
@@ -224,7 +292,7 @@ def split_sentences(ids: Tensor, lengths: Tensor, sep_id: int, max_words: int = 
 
 
 class HierarchicalAttention(nn.Module):
-    """Hierarchical Attention Network (Yang et al. 2016, "Hierarchical Attention Networks for Document
+    """``HierarchicalAttention(HANConfig, vocab_size, outputs, sep_id=)``: the Hierarchical Attention Network (Yang et al. 2016, "Hierarchical Attention Networks for Document
     Classification"): a BiGRU over the words of each sentence with attention pooling (a learned word
     context vector) gives sentence vectors; a BiGRU over the sentences with attention pooling gives the
     document vector -> dropout -> linear. Both attentions use any core variant.
@@ -234,10 +302,12 @@ class HierarchicalAttention(nn.Module):
     the two levels apart.
     """
 
-    def __init__(self, vocab_size: int, outputs: int, embed_size: int = 100, hidden_size: int = 50,
-                 attention: str = "additive", dropout: float = 0.3, heads: int = 4, pad_id: int = 0,
-                 sep_id: int = 3):
+    config_class = HANConfig
+
+    def __init__(self, cfg: HANConfig, vocab_size: int, outputs: int, pad_id: int = 0, sep_id: int = 3):
         super().__init__()
+        embed_size, hidden_size, attention, dropout, heads = (cfg.embed_size, cfg.hidden_size, cfg.attention,
+                                                              cfg.dropout, cfg.heads)
         self.sep_id = sep_id
         d = 2 * hidden_size
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=pad_id)
@@ -284,3 +354,8 @@ class HierarchicalAttention(nn.Module):
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         out = self.explain(ids, lengths)
         return out["logits"], out["token_weights"]
+
+
+# model.arch= -> model class (each with its config_class); the order is auto.py's
+ARCHS = {"ngram_attention": NgramAttention, "han": HierarchicalAttention, "bilstm_attention": BiLSTMAttention,
+         "transformer": TransformerClassifier}

@@ -10,97 +10,31 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import (PROBABILITY_OR_AUTO, Attention, OnError, RunConfig, TrainerConfig, at_least, between,
-                             check_heads, choice)
+from attnapps.config import PROBABILITY_OR_AUTO, arch_config, at_least, between, check_heads
+from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.data.files import read_input
-from attnapps.data import SentencePieceTokenizer, WordTokenizer, pad_batch, tokenizer_from_state
 from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
 from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
-from attnapps.task import Task, register_task
+from attnapps.report import section, table
+from attnapps.task import Evaluation, Task, register_task
+
 from . import auto
 from .baseline import tfidf_logreg
+from .config import ClassificationConfig, ClassificationPredict
 from .data import load_examples
-from .model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
-                                         TransformerClassifier)
+from .model import ARCHS, Ensemble
 
 PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them all)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # where han cuts a text into sentences
 
 
-DataFormat = choice("DataFormat", ["tsv", "csv", "imdb"])
-TokenizerKind = choice("TokenizerKind", ["word", "sentencepiece"])
-Arch = choice("Arch", ["auto", *auto.ARCHS])
-Pooling = choice("Pooling", ["attention", "flatten", "mean", "cls"])
-POOLINGS = {"bilstm_attention": ("attention", "flatten"), "transformer": ("attention", "mean", "cls"),
-            "ngram_attention": ("attention",), "han": ("attention",)}
-
-
-@dataclass
-class ClassificationData:
-    path: str = ""  # DIR in data.format's layout; "" = embedded Rotten Tomatoes snippets
-    format: DataFormat = "tsv"  # tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)
-    text_column: str = "text"  # csv
-    label_column: str = "label"  # csv
-    max_len: int = 0  # tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)
-    on_error: OnError = "raise"  # raise | skip
-
-
-@dataclass
-class ClassificationTokenizer:
-    kind: TokenizerKind = "word"  # word (regex, lowercased) | sentencepiece
-    min_freq: int = 2  # word: rarer words -> <unk>
-    max_size: int = 30000  # word: vocabulary cap
-    vocab_size: int = 8000  # sentencepiece
-
-
-@dataclass
-class ClassificationModel:
-    arch: Arch = "auto"  # auto | ngram_attention | han | bilstm_attention | transformer (auto: tasks/classification/auto.py)
-    attention: Attention = "additive"  # core variant of the attention pooling (dot + pooling=flatten = Keras example)
-    pooling: Pooling = "attention"  # bilstm_attention: attention | flatten; transformer: mean | cls
-    embed_size: int = 0  # 0 = the architecture's default (ngram 64, han 100, bilstm 256, transformer = hidden)
-    hidden_size: int = 0  # 0 = default (han 50, bilstm 128 per direction; transformer d_model 128)
-    heads: int = 4
-    hops: int = 0  # learned queries of attention pooling (ngram, bilstm); 0 = default
-    ngrams: int = 2  # ngram_attention: n-gram orders 1..N (2 and 3 hashed)
-    buckets: int = 262144  # ngram_attention: hash buckets per n-gram order
-    layers: int = 2  # transformer
-    ff_size: int = 256  # transformer
-    dropout: float = -1.0  # < 0 = from the data size (tasks/classification/auto.py)
-    ensemble: int = 0  # independently initialised models trained side by side, logits averaged; 0 = default
-
-
-@dataclass
-class ClassificationReportConfig:
-    examples: int = 8  # shaded test examples in the report (half correct, half wrong)
-    baseline: bool = True  # TF-IDF + logistic regression on the same split (needs scikit-learn)
-
-
-@dataclass
-class ClassificationConfig(RunConfig):
-    task_name: str = "classification"
-    data: ClassificationData = field(default_factory=ClassificationData)
-    tokenizer: ClassificationTokenizer = field(default_factory=ClassificationTokenizer)
-    model: ClassificationModel = field(default_factory=ClassificationModel)
-    report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        max_epochs=0, max_minutes=3.0, batch_size=0, lr=0.0, warmup_steps=100, schedule="linear",
-        weight_decay=0.01, eval_every=0, patience=3))
-    # lr 0 / batch_size 0 = the architecture's (auto.ARCH_DEFAULTS); max_epochs 0 = until the time budget
-    # or early stopping (15 when there is no budget at all)
-
-
-@dataclass
-class ClassificationPredict:
-    input: str = "-"  # file with one text per line, or - for stdin
-    top: int = 5  # most-attended tokens to print
+POOLINGS = {"bilstm_attention": ("attention", "flatten"), "transformer": ("attention", "mean", "cls")}
 
 
 @register_task("classification")
@@ -127,7 +61,7 @@ class ClassificationTask(Task):
         m = cfg.model
         if m.arch == "auto":
             return
-        if m.pooling not in POOLINGS[m.arch]:
+        if m.arch in POOLINGS and m.pooling not in POOLINGS[m.arch]:
             raise ConfigError(f"model.pooling={m.pooling} does not apply to model.arch={m.arch}; "
                               f"choose {' or '.join(POOLINGS[m.arch])}")
         a = auto.ARCH_DEFAULTS[m.arch]
@@ -136,9 +70,7 @@ class ClassificationTask(Task):
         check_heads(m, width, "the attention width (model.embed_size)" if m.arch == "ngram_attention"
                     else "the attention width (from model.hidden_size)")
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.tok, self.labels, self.policy = None, [], None
+    tok, labels, policy, auto_notes = None, (), None, ()
 
     # ------------------------------------------------------------------ data
     def build_data(self):
@@ -151,12 +83,8 @@ class ClassificationTask(Task):
             if list(self.labels) != list(self.saved_labels):
                 raise DataError(d.path or "data/classification", None, f"the labels {self.labels} differ from the "
                                 f"checkpoint's {self.saved_labels}")
-        elif t.kind == "word":
-            self.tok = WordTokenizer().fit(train_texts, min_freq=t.min_freq, max_size=t.max_size)
-        elif t.kind == "sentencepiece":
-            self.tok = SentencePieceTokenizer().fit(train_texts, t.vocab_size)
         else:
-            raise ConfigError(f"tokenizer.kind={t.kind!r}: choose word or sentencepiece")
+            self.tok = fit_tokenizer(t.kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size)
         self.auto_notes = auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts], len(train_texts))
         index = {label: i for i, label in enumerate(self.labels)}
         return {split: [(self.encode(text), index[label]) for text, label in examples]
@@ -195,21 +123,11 @@ class ClassificationTask(Task):
         return Ensemble([self.build_single() for _ in range(m.ensemble)])
 
     def build_single(self):
-        m, v = self.cfg.model, self.tok.vocab_size
-        if m.arch == "bilstm_attention":
-            return BiLSTMAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.pooling,
-                                   self.cfg.data.max_len, m.dropout, m.heads, self.tok.pad_id, m.hops)
-        if m.arch == "ngram_attention":
-            return NgramAttention(v, self.outputs, m.embed_size, m.ngrams, m.buckets, m.attention, m.hops, m.dropout,
-                                  m.heads, self.tok.pad_id)
-        if m.arch == "han":
-            return HierarchicalAttention(v, self.outputs, m.embed_size, m.hidden_size, m.attention, m.dropout,
-                                         m.heads, self.tok.pad_id, self.tok.eos_id)
-        if m.arch == "transformer":
-            pooling = "mean" if m.pooling == "attention" else m.pooling
-            return TransformerClassifier(v, self.outputs, m.hidden_size, m.heads, m.layers, m.ff_size,
-                                         m.dropout, pooling, self.tok.pad_id)
-        raise ConfigError(f"model.arch={m.arch!r}: choose bilstm_attention or transformer")
+        model = ARCHS[str(self.cfg.model.arch)]
+        extra = {"max_len": self.cfg.data.max_len} if model is ARCHS["bilstm_attention"] else \
+            {"sep_id": self.tok.eos_id} if model is ARCHS["han"] else {}
+        return model(arch_config(self.cfg.model, model.config_class), self.tok.vocab_size, self.outputs,
+                     pad_id=self.tok.pad_id, **extra)
 
     def probabilities(self, logits):
         """``(batch, classes)`` probabilities from one logit (2 classes, sigmoid) or one per class."""
@@ -244,58 +162,59 @@ class ClassificationTask(Task):
         return gold, pred, probs, weights
 
     def evaluate(self, model, split, final=False):
-        gold, pred, _, _ = self.run_split(model, split)
+        gold, pred, probs, weights = self.run_split(model, split)
         r = classification_report(gold, pred, len(self.labels))
         out = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
         if final:
             for label, c in zip(self.labels, r["per_class"]):
                 for k in ("precision", "recall", "f1"):
                     out[f"{label}.{k}"] = c[k]
-            self.last_report = getattr(self, "last_report", {})
-            self.last_report[split] = r
-        return out
+        return Evaluation(out, {"gold": gold, "pred": pred, "probs": probs, "weights": weights, "report": r})
 
     # ------------------------------------------------------------------ report and predict
-    def report(self, model, run_dir):
-        run_dir = Path(run_dir)
-        gold, pred, probs, weights = self.run_split(model, "test")
-        r = classification_report(gold, pred, len(self.labels))
-        lines = ["## Classification", "",
-                 f"- data: {self.cfg.data.path or 'embedded Rotten Tomatoes snippets'} ({self.cfg.data.format}); "
-                 f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
-                 f"labels: {', '.join(self.labels)}",
-                 f"- malformed lines skipped: {self.policy.skipped if self.policy else 0}",
-                 f"- model: {self.cfg.model.arch}"
-                 f"{f' (ensemble of {self.cfg.model.ensemble})' if self.cfg.model.ensemble > 1 else ''}, "
-                 f"attention {self.cfg.model.attention}, pooling {self.cfg.model.pooling}; "
-                 f"tokenizer {self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}, "
-                 f"texts cut at {self.cfg.data.max_len} tokens",
-                 *[f"- chosen from the data: {note}" for note in getattr(self, "auto_notes", [])], "",
-                 "### Test set: this model against TF-IDF + logistic regression", "",
-                 "| model | accuracy | macro-F1 |", "|---|---|---|",
-                 f"| {self.cfg.model.arch} ({self.cfg.model.attention}"
-                 f"{f', ensemble of {self.cfg.model.ensemble}' if self.cfg.model.ensemble > 1 else ''}) "
-                 f"| {r['accuracy']:.4f} | {r['macro_f1']:.4f} |"]
+    def report(self, model, run_dir, outputs):
+        run_dir, m = Path(run_dir), self.cfg.model
+        test = outputs["test"]
+        gold, pred, probs, weights, r = test["gold"], test["pred"], test["probs"], test["weights"], test["report"]
+        ensemble = f" (ensemble of {m.ensemble})" if m.ensemble > 1 else ""
+        lines = section("Classification", [
+            f"data: {self.cfg.data.path or 'embedded Rotten Tomatoes snippets'} ({self.cfg.data.format}); "
+            f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
+            f"labels: {', '.join(self.labels)}",
+            f"malformed lines skipped: {self.policy.skipped if self.policy else 0}",
+            f"model: {m.arch}{ensemble}, attention {m.attention}, pooling {m.pooling}; tokenizer "
+            f"{self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}, texts cut at {self.cfg.data.max_len} tokens",
+            *[f"chosen from the data: {note}" for note in self.auto_notes]])
+        rows = [[f"{m.arch} ({m.attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})",
+                 f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
         base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed) if self.cfg.report.baseline else None
         if base is not None:
-            lines.append(f"| TF-IDF (1-2-grams) + logistic regression | {base['accuracy']:.4f} | {base['macro_f1']:.4f} |")
+            rows.append(["TF-IDF (1-2-grams) + logistic regression", f"{base['accuracy']:.4f}", f"{base['macro_f1']:.4f}"])
             (run_dir / "baseline.json").write_text(json.dumps({f"test.{k}": v for k, v in base.items()}, indent=2))
         else:
-            lines.append("| TF-IDF + logistic regression | (install scikit-learn: `pip install -e \".[dev]\"`) | |")
-        lines += ["", "### Per class (test)", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        for label, c in zip(self.labels, r["per_class"]):
-            lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
-        lines += ["", "### Confusion matrix (rows: gold, columns: predicted)", "",
-                  "| | " + " | ".join(self.labels) + " |", "|---|" + "---|" * len(self.labels)]
-        for label, row in zip(self.labels, r["confusion"]):
-            lines.append(f"| **{label}** | " + " | ".join(map(str, row)) + " |")
+            rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install -e \".[dev]\"`)", ""])
+        lines += ["", "### Test set: this model against TF-IDF + logistic regression", ""]
+        lines += table(["model", "accuracy", "macro-F1"], rows)
+        lines += ["", "### Per class (test)", ""]
+        lines += table(["label", "precision", "recall", "F1", "support"],
+                       [[label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+                        for label, c in zip(self.labels, r["per_class"])])
+        lines += ["", "### Confusion matrix (rows: gold, columns: predicted)", ""]
+        lines += table(["", *self.labels], [[f"**{label}**", *row] for label, row in zip(self.labels, r["confusion"])])
         cm = confusion_matrix_plot(r["confusion"], self.labels, run_dir / "plots" / "confusion_matrix.png")
         lines += ["", f"![confusion matrix](plots/{cm.name})", "", "### What the model attended to", ""]
         n = self.cfg.report.examples
         right = [i for i in range(len(gold)) if gold[i] == pred[i]][: (n + 1) // 2]
         wrong = [i for i in range(len(gold)) if gold[i] != pred[i]][: n // 2]
+        lines += self.shaded_examples(right + wrong, gold, pred, probs, weights, run_dir)
+        if m.arch == "han":
+            lines += self.document_attention(model, right + wrong, gold, pred, run_dir)
+        return ["\n".join(lines)]
+
+    def shaded_examples(self, indices, gold, pred, probs, weights, run_dir: Path) -> list[str]:
+        """Test examples' tokens shaded by attention: a PNG (long texts cut) and every token as HTML."""
         rows, parts = [], []
-        for i in right + wrong:
+        for i in indices:
             tokens = [self.tok.id_to_piece(t) for t in self.datasets["test"][i][0]]
             caption = (f"{'correct' if gold[i] == pred[i] else 'WRONG'}: gold {self.labels[gold[i]]}, predicted "
                        f"{self.labels[pred[i]]} (p={max(probs[i]):.2f})")
@@ -303,17 +222,14 @@ class ClassificationTask(Task):
             rows.append((tokens[:cut], weights[i][:cut],
                          caption + (f" -- first {cut} of {len(tokens)} tokens" if cut < len(tokens) else "")))
             parts.append(shade_tokens_html(tokens, weights[i], caption))
-        if rows:
-            png = shade_tokens_png(rows, run_dir / "plots" / "attention_tokens.png")
-            (run_dir / "attention_tokens.html").write_text(
-                "<html><meta charset='utf-8'><body style='font-family: sans-serif'>"
-                f"<h3>{html.escape(self.cfg.model.arch)}: tokens shaded by attention</h3>" + "".join(parts)
-                + "</body></html>", encoding="utf-8")
-            lines += [f"![attention over tokens](plots/{png.name})", "",
-                      "The same as HTML: `attention_tokens.html`."]
-        if self.cfg.model.arch == "han":
-            lines += self.document_attention(model, right + wrong, gold, pred, run_dir)
-        return ["\n".join(lines)]
+        if not rows:
+            return []
+        png = shade_tokens_png(rows, run_dir / "plots" / "attention_tokens.png")
+        (run_dir / "attention_tokens.html").write_text(
+            "<html><meta charset='utf-8'><body style='font-family: sans-serif'>"
+            f"<h3>{html.escape(self.cfg.model.arch)}: tokens shaded by attention</h3>" + "".join(parts)
+            + "</body></html>", encoding="utf-8")
+        return [f"![attention over tokens](plots/{png.name})", "", "The same as HTML: `attention_tokens.html`."]
 
     def document_attention(self, model, indices, gold, pred, run_dir: Path) -> list[str]:
         """The hierarchical model's two levels: which sentences it read, and which words in them."""

@@ -12,23 +12,58 @@ One interface for training, scoring and generation:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from attnapps.attention import KVCache, build_attention
+from attnapps.config import Attention, choice, opt
 from attnapps.layers import LearnedPositions, SinusoidalPositions
 from attnapps.layers.transformer import EncoderLayer
 
 
+Positions = choice("Positions", ["learned", "sinusoidal"])
+CONTEXT = opt(128, "tokens the model sees")
+WIDTH = opt(0, "transformer width / LSTM hidden and embedding size; 0 = the architecture's (task ARCH_DEFAULTS)")
+LAYERS = opt(4, "layers (transformer blocks / LSTM layers)")
+HEADS = opt(4, "attention heads (transformer; lstm_attention with attention=multihead)")
+DROPOUT = opt(-1.0, "dropout; < 0 = the architecture's (a 6-minute run sees the corpus about twice)")
+TIE = opt(True, "output layer = token embedding")
+
+
+@dataclass
+class GPTConfig:
+    context: int = CONTEXT
+    d_model: int = WIDTH
+    layers: int = LAYERS
+    heads: int = HEADS
+    ff_size: int = opt(0, "MLP size; 0 = 4 * d_model")
+    dropout: float = DROPOUT
+    positions: Positions = opt("learned", "position embeddings: learned | sinusoidal")
+    tie_weights: bool = TIE
+
+
+@dataclass
+class LSTMAttentionConfig:
+    context: int = CONTEXT
+    d_model: int = WIDTH
+    layers: int = LAYERS
+    heads: int = HEADS
+    dropout: float = DROPOUT
+    tie_weights: bool = TIE
+    attention: Attention = opt("general", "any core variant (additive is memory-hungry: len x len x d)")
+
+
 class GPT(nn.Module):
-    """Pre-LN decoder-only Transformer (Radford et al. 2018/2019): token + position embeddings ->
+    """``GPT(GPTConfig, vocab)``: a pre-LN decoder-only Transformer (Radford et al. 2018/2019): token + position embeddings ->
     ``layers`` x (causal self-attention on the core's ``multihead`` with its SDPA fast path, MLP) ->
     LayerNorm -> logits with the token embedding matrix (weight tying, Press & Wolf 2017)."""
 
-    def __init__(self, vocab: int, context: int = 128, d_model: int = 192, heads: int = 6, layers: int = 4,
-                 ff_size: int = 0, dropout: float = 0.1, positions: str = "learned", tie_weights: bool = True):
+    def __init__(self, cfg: GPTConfig, vocab: int):
         super().__init__()
+        context, d_model, heads, layers, ff_size = cfg.context, cfg.d_model, cfg.heads, cfg.layers, cfg.ff_size
+        dropout, positions, tie_weights = cfg.dropout, cfg.positions, cfg.tie_weights
         self.context, self.d_model = context, d_model
         self.embedding = nn.Embedding(vocab, d_model)
         if positions == "learned":
@@ -89,15 +124,15 @@ class GPT(nn.Module):
 
 
 class LSTMAttentionLM(nn.Module):
-    """An LSTM language model that attends over its own previous hidden states (cf. Daniluk et al. 2017,
+    """``LSTMAttentionLM(LSTMAttentionConfig, vocab)``: an LSTM language model that attends over its own previous hidden states (cf. Daniluk et al. 2017,
     "Frustratingly Short Attention Spans"): ``h_t = LSTM(x_<=t)``; ``c_t = attention(h_t, h_<=t)``
     (causal, any core variant); ``logits = W_o tanh(W_c [h_t; c_t])``, tied to the embedding when sizes
     allow. The cache is the LSTM state plus the states attended over (and their key projection)."""
 
-    def __init__(self, vocab: int, context: int = 128, embed_size: int = 256, hidden_size: int = 256,
-                 layers: int = 1, attention: str = "additive", heads: int = 4, dropout: float = 0.1,
-                 tie_weights: bool = True):
+    def __init__(self, cfg: LSTMAttentionConfig, vocab: int):
         super().__init__()
+        context, embed_size, hidden_size = cfg.context, cfg.d_model, cfg.d_model
+        layers, attention, heads, dropout, tie_weights = cfg.layers, cfg.attention, cfg.heads, cfg.dropout, cfg.tie_weights
         self.context = context
         self.embedding = nn.Embedding(vocab, embed_size)
         self.lstm = nn.LSTM(embed_size, hidden_size, num_layers=layers, batch_first=True,
@@ -135,3 +170,7 @@ class LSTMAttentionLM(nn.Module):
         h, _ = self.lstm(self.embedding(ids))
         _, w = self.attention(h, h, is_causal=True, need_weights=True)
         return self.attention.per_head(w)  # (1 layer, heads, len, len)
+
+
+GPT.config_class, LSTMAttentionLM.config_class = GPTConfig, LSTMAttentionConfig
+ARCHS = {"lstm_attention": LSTMAttentionLM, "transformer": GPT}  # model.arch= -> model class

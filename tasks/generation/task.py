@@ -9,97 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from attnapps.config import (PROBABILITY_OR_AUTO, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig,
-                             at_least, between, check_heads, choice)
-from attnapps.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
+from attnapps.config import PROBABILITY_OR_AUTO, arch_config, at_least, between, check_heads
+from attnapps.data import fit_tokenizer, tokenizer_from_state
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
 from attnapps.errors import ConfigError, DataError
+from attnapps.losses import sequence_loss
 from attnapps.metrics import bits_per_char, perplexity
 from attnapps.plots import attention_heatmap
-from attnapps.task import Task, register_task
+from attnapps.report import section
+from attnapps.task import Evaluation, Task, register_task
+
+from .config import GenerationConfig, GenerationPredict
 from .data import Windows, encode_cached, load_corpus
-from .model import GPT, LSTMAttentionLM
-
-
-DataFormat = choice("DataFormat", ["txt", "wikitext"])
-TokenizerKind = choice("TokenizerKind", ["char", "sentencepiece"])
-Arch = choice("Arch", ["transformer", "lstm_attention"])
-Positions = choice("Positions", ["learned", "sinusoidal"])
-
-
-@dataclass
-class GenerationData:
-    path: str = ""  # DIR with {train,valid,test}.txt, or FILE.txt (split 90/5/5); "" = embedded Jane Austen
-    format: DataFormat = "txt"  # txt | wikitext (DIR/wiki.{train,valid,test}.raw)
-    cache_dir: str = ""  # encoded corpora (memory maps); "" = $ATTNAPPS_CACHE or ~/.cache/attnapps
-    on_error: OnError = "raise"  # raise | skip (drop and count lines that are not UTF-8)
-
-
-@dataclass
-class GenerationTokenizer:
-    kind: TokenizerKind = "char"  # char | sentencepiece
-    vocab_size: int = 2000  # sentencepiece
-    model_type: SentencePieceType = "unigram"  # sentencepiece: unigram | bpe
-
-
-@dataclass
-class GenerationModel:
-    arch: Arch = "lstm_attention"  # lstm_attention (chosen on valid, README) | transformer (decoder-only, GPT)
-    context: int = 128  # tokens the model sees
-    d_model: int = 0  # transformer width / LSTM hidden and embedding size; 0 = the arch's (ARCH_DEFAULTS)
-    layers: int = 4
-    heads: int = 4
-    ff_size: int = 0  # transformer MLP; 0 = 4 * d_model
-    dropout: float = -1.0  # < 0 = the arch's (ARCH_DEFAULTS: a 6-minute run sees the corpus about twice)
-    positions: Positions = "learned"  # transformer: learned | sinusoidal
-    tie_weights: bool = True  # output layer = token embedding
-    attention: Attention = "general"  # lstm_attention: any core variant (additive is memory-hungry: len x len x d)
-
-
-@dataclass
-class GenerationSample:
-    prompt: str = "It is a truth"  # report samples start here
-    max_new_tokens: int = 300
-    temperatures: list[float] = field(default_factory=lambda: [0.5, 0.8, 1.0])
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    heatmap_layer: int = -1  # the attention heatmap's layer (-1 = last) and head
-    heatmap_head: int = 0
-    heatmap_tokens: int = 48  # the last N tokens of a generated passage
-    eval_tokens: int = 65536  # tokens of valid scored at each evaluation during training (0 = all)
-
-
-@dataclass
-class GenerationConfig(RunConfig):
-    task_name: str = "generation"
-    data: GenerationData = field(default_factory=GenerationData)
-    tokenizer: GenerationTokenizer = field(default_factory=GenerationTokenizer)
-    model: GenerationModel = field(default_factory=GenerationModel)
-    sample: GenerationSample = field(default_factory=GenerationSample)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        max_epochs=20, max_minutes=6.0, batch_size=32, lr=3e-3, warmup_steps=100, schedule="cosine",
-        weight_decay=0.1, betas=(0.9, 0.99), clip_grad_norm=1.0, eval_every=250, eval_max_batches=8, patience=0))
-
-
-@dataclass
-class GenerationPredict:
-    prompt: str = "It is a truth"
-    max_new_tokens: int = 200
-    temperature: float = 0.8  # 0 = greedy
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    stop: str = ""  # stop once the continuation contains this string
-    cache: bool = True  # incremental key/value cache (false: recompute the window each token)
+from .model import ARCHS
 
 
 @register_task("generation")
@@ -121,9 +49,12 @@ class GenerationTask(Task):
         "sample.top_p": between(0, 1, lo_open=True), "sample.heatmap_tokens": at_least(1),
         "sample.eval_tokens": at_least(0)}
 
+    tok, speed = None, {}
+
     @classmethod
-    def resolve_arch_defaults(cls, m) -> None:
+    def resolve_config(cls, cfg) -> None:
         """``model.d_model=0`` and ``model.dropout<0`` become the chosen architecture's values."""
+        m = cfg.model
         a = cls.ARCH_DEFAULTS[str(m.arch)]
         if m.d_model <= 0:
             m.d_model = a["d_model"]
@@ -138,11 +69,6 @@ class GenerationTask(Task):
         if any(not 0 <= t < 100 for t in s.temperatures):
             raise ConfigError(f"bad value for config key 'sample.temperatures': {list(s.temperatures)} "
                               "must each be in [0, 100)")
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.resolve_arch_defaults(cfg.model)  # before config.yaml is written: it holds the values used
-        self.tok, self.speed = None, {}
 
     # ------------------------------------------------------------------ text <-> ids
     def encode(self, text: str) -> list[int]:
@@ -170,14 +96,9 @@ class GenerationTask(Task):
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
         texts, self.policy, self.source = load_corpus(d.path, d.format, d.on_error)
-        if self.restored:  # resume: the checkpoint's tokenizer
-            pass
-        elif t.kind == "char":
-            self.tok = CharTokenizer().fit([texts["train"]])
-        elif t.kind == "sentencepiece":
-            self.tok = SentencePieceTokenizer().fit(texts["train"].split("\n"), t.vocab_size, t.model_type)
-        else:
-            raise ConfigError(f"tokenizer.kind={t.kind!r}: choose char or sentencepiece")
+        if not self.restored:  # resume: the checkpoint's tokenizer
+            lines = [texts["train"]] if t.kind == "char" else texts["train"].split("\n")
+            self.tok = fit_tokenizer(t.kind, lines, t.vocab_size, t.model_type)
         cache = cache_root(d.cache_dir)
         fp = tokenizer_fingerprint(self.tok)
         self.ids = {s: encode_cached(texts[s], self.encode, fp, self.tok.vocab_size, cache, s) for s in texts}
@@ -193,19 +114,12 @@ class GenerationTask(Task):
 
     # ------------------------------------------------------------------ model
     def build_model(self):
-        m, v = self.cfg.model, self.tok.vocab_size
-        if m.arch == "transformer":
-            return GPT(v, m.context, m.d_model, m.heads, m.layers, m.ff_size, m.dropout, m.positions, m.tie_weights)
-        if m.arch == "lstm_attention":
-            return LSTMAttentionLM(v, m.context, m.d_model, m.d_model, m.layers, m.attention, m.heads, m.dropout,
-                                   m.tie_weights)
-        raise ConfigError(f"model.arch={m.arch!r}: choose transformer or lstm_attention")
+        model = ARCHS[str(self.cfg.model.arch)]
+        return model(arch_config(self.cfg.model, model.config_class), self.tok.vocab_size)
 
     def loss(self, model, batch):
-        ids = batch["ids"]
-        logits = model(ids[:, :-1])  # (batch, context, vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum")
-        return loss, torch.tensor(ids[:, 1:].numel())
+        ids = batch["ids"]  # (batch, context + 1)
+        return sequence_loss(model(ids[:, :-1]), ids[:, 1:])  # logits (batch, context, vocab)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -221,9 +135,9 @@ class GenerationTask(Task):
         def score(x: torch.Tensor):  # (b, len + 1) windows of equal length
             nonlocal total, count
             x = x.to(self.device)
-            logits = model(x[:, :-1])  # (b, len, vocab)
-            total += float(F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten(), reduction="sum"))
-            count += x[:, 1:].numel()
+            loss, n = sequence_loss(model(x[:, :-1]), x[:, 1:])  # logits (b, len, vocab)
+            total += float(loss)
+            count += int(n)
 
         for start in range(0, len(windows), 64):
             score(torch.stack([windows[i] for i in range(start, min(start + 64, len(windows)))]))
@@ -235,7 +149,7 @@ class GenerationTask(Task):
     def evaluate(self, model, split, final=False):
         total, count = self.nll(model, split, 0 if final else self.cfg.sample.eval_tokens)
         chars_per_token = self.chars[split] / max(1, len(self.ids[split]))
-        return {"perplexity": perplexity(total, count), "bpc": bits_per_char(total, count * chars_per_token)}
+        return Evaluation({"perplexity": perplexity(total, count), "bpc": bits_per_char(total, count * chars_per_token)})
 
     def measure_generation(self, model, new_tokens: int = 200) -> dict:
         """Generation tokens/s with and without the key/value cache (same prompt, seed and tokens)."""
@@ -262,17 +176,16 @@ class GenerationTask(Task):
         text = self.decode(ids)
         return text[: text.index(stop) + len(stop)] if stop and stop in text else text
 
-    def report(self, model, run_dir):
-        run_dir, s = Path(run_dir), self.cfg.sample
-        lines = ["## Generation", "",
-                 f"- data: {self.source}; tokens train {len(self.ids['train']):,}, valid {len(self.ids['valid']):,}, "
-                 f"test {len(self.ids['test']):,}; characters per token (test) "
-                 f"{self.chars['test'] / max(1, len(self.ids['test'])):.3f}",
-                 f"- lines skipped (not UTF-8): {self.policy.skipped}",
-                 f"- tokenizer: {self.tok.kind}, vocabulary {self.tok.vocab_size}",
-                 f"- model: {self.cfg.model.arch}, context {self.cfg.model.context}, width {self.cfg.model.d_model}, "
-                 f"{self.cfg.model.layers} layers" + (f", {self.cfg.model.heads} heads" if self.cfg.model.arch == "transformer"
-                                                      else f", attention {self.cfg.model.attention}")]
+    def report(self, model, run_dir, outputs):
+        run_dir, s, m = Path(run_dir), self.cfg.sample, self.cfg.model
+        lines = section("Generation", [
+            f"data: {self.source}; tokens train {len(self.ids['train']):,}, valid {len(self.ids['valid']):,}, "
+            f"test {len(self.ids['test']):,}; characters per token (test) "
+            f"{self.chars['test'] / max(1, len(self.ids['test'])):.3f}",
+            f"lines skipped (not UTF-8): {self.policy.skipped}",
+            f"tokenizer: {self.tok.kind}, vocabulary {self.tok.vocab_size}",
+            f"model: {m.arch}, context {m.context}, width {m.d_model}, {m.layers} layers"
+            + (f", {m.heads} heads" if m.arch == "transformer" else f", attention {m.attention}")])
         if self.speed:
             lines.append(f"- generation: {self.speed['cached']:.0f} tokens/s with the key/value cache, "
                          f"{self.speed['uncached']:.0f} tokens/s without ({self.speed['cached'] / self.speed['uncached']:.1f}x)")

@@ -1,23 +1,52 @@
-"""Translation models: an attentional RNN encoder-decoder and a Transformer, one interface.
+"""Translation models: an attentional RNN encoder-decoder and a Transformer, each built from its own
+config dataclass (``model.arch=rnn`` -> :class:`RNNConfig`, ``transformer`` -> :class:`TransformerConfig`).
 
 * ``forward(src, src_len, tgt_in) -> logits (batch, tgt_len, vocab)`` (teacher forcing)
-* ``encode(src, src_len) -> state`` and ``step(tokens, state) -> (log_probs, state, attn)`` for the
-  core's greedy/beam search (:mod:`attnapps.decoding`); every tensor in ``state`` is batch-first.
+* ``encode(src, src_len) -> state`` and ``step(tokens, state) -> (log_probs, state, attn)``: the core's
+  :class:`attnapps.decoding.Seq2SeqDecoder`; every tensor in ``state`` is batch-first.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
+from attnapps.config import Attention, choice, opt
 from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
+
+Cell = choice("Cell", ["gru", "lstm"])
+
+
+@dataclass
+class RNNConfig:
+    attention: Attention = opt("additive", "attention variant of the decoder (any core variant)")
+    cell: Cell = opt("gru", "recurrent cell: gru | lstm")
+    embed_size: int = opt(256, "token embedding size")
+    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model")
+    layers: int = opt(1, "layers of the encoder and of the decoder")
+    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)")
+    dropout: float = opt(0.2, "dropout probability")
+    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy")
+    share_embeddings: bool = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
+
+
+@dataclass
+class TransformerConfig:
+    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model")
+    layers: int = opt(1, "layers of the encoder and of the decoder")
+    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)")
+    ff_size: int = opt(1024, "feed-forward size of each Transformer layer")
+    dropout: float = opt(0.2, "dropout probability")
+    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy")
+    share_embeddings: bool = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
 
 
 class RNNSeq2Seq(nn.Module):
-    """Bidirectional GRU/LSTM encoder + attentional decoder with input feeding (Luong et al. 2015),
+    """``RNNSeq2Seq(RNNConfig, src_vocab, tgt_vocab, shared_vocab)``. Bidirectional GRU/LSTM encoder + attentional decoder with input feeding (Luong et al. 2015),
     any core attention variant (``additive`` = Bahdanau et al. 2015 scores; ``dot``/``general`` = Luong).
 
     Decoder step t: ``h_t = RNN([emb(y_{t-1}); a_{t-1}], h_{t-1})``; ``c_t, w_t = attn(h_t, enc)``;
@@ -25,10 +54,10 @@ class RNNSeq2Seq(nn.Module):
     general attention is computed once per batch (``project_keys``), not once per step.
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int = 256, hidden_size: int = 256,
-                 layers: int = 1, cell: str = "gru", attention: str = "additive", dropout: float = 0.2,
-                 heads: int = 4, pad_id: int = 0, share_embeddings: bool = False):
+    def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = False, pad_id: int = 0):
         super().__init__()
+        embed_size, hidden_size, layers, dropout = cfg.embed_size, cfg.hidden_size, cfg.layers, cfg.dropout
+        cell, share_embeddings = cfg.cell, cfg.share_embeddings and shared_vocab
         self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
         self.encoder = RNNEncoder(src_vocab, embed_size, hidden_size, layers, cell, True, dropout, pad_id)
         self.tgt_embedding = (self.encoder.embedding if share_embeddings
@@ -37,7 +66,7 @@ class RNNSeq2Seq(nn.Module):
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(embed_size + hidden_size, hidden_size, num_layers=layers, batch_first=True,
                            dropout=dropout if layers > 1 else 0.0)
-        self.attention = build_attention(attention, hidden_size, hidden_size, heads=heads)
+        self.attention = build_attention(cfg.attention, hidden_size, hidden_size, heads=cfg.heads)
         self.combine = nn.Linear(self.attention.output_size + hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, tgt_vocab)
@@ -84,16 +113,18 @@ class RNNSeq2Seq(nn.Module):
 
 
 class TransformerSeq2Seq(nn.Module):
-    """Pre-LN Transformer encoder-decoder on the core's ``multihead`` attention (Vaswani et al. 2017).
+    """``TransformerSeq2Seq(TransformerConfig, src_vocab, tgt_vocab, shared_vocab)``. Pre-LN Transformer encoder-decoder on the core's ``multihead`` attention (Vaswani et al. 2017).
 
     Sinusoidal positions, embeddings scaled by sqrt(d_model); ``share_embeddings`` ties the source and
     target embeddings (joint vocabulary) and, always, the target embedding with the output layer.
     Decoding is incremental with key/value caches (``step``).
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 256, heads: int = 4, layers: int = 3,
-                 ff_size: int = 1024, dropout: float = 0.1, pad_id: int = 0, share_embeddings: bool = True):
+    def __init__(self, cfg: TransformerConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = True,
+                 pad_id: int = 0):
         super().__init__()
+        d_model, heads, layers, ff_size, dropout = cfg.hidden_size, cfg.heads, cfg.layers, cfg.ff_size, cfg.dropout
+        share_embeddings = cfg.share_embeddings and shared_vocab
         self.d_model = d_model
         self.tgt_embedding = nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
         self.src_embedding = self.tgt_embedding if share_embeddings else nn.Embedding(src_vocab, d_model, padding_idx=pad_id)
@@ -127,3 +158,8 @@ class TransformerSeq2Seq(nn.Module):
         x, w = self.decoder(x, state["memory"], state["mask"], caches=state["caches"], need_weights=True)
         log_probs = torch.log_softmax(self._logits(x).squeeze(1).float(), -1)  # (batch, vocab)
         return log_probs, state, w.squeeze(1)  # w: (batch, src_len)
+
+
+RNNSeq2Seq.config_class = RNNConfig
+TransformerSeq2Seq.config_class = TransformerConfig
+ARCHS = {"rnn": RNNSeq2Seq, "transformer": TransformerSeq2Seq}  # model.arch= -> model class

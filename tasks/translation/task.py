@@ -7,91 +7,21 @@ score it with sacreBLEU and chrF, and report alignments.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch.nn.functional as F
-
-from attnapps.config import (PROBABILITY, Attention, OnError, RunConfig, SentencePieceType, TrainerConfig, at_least,
-                             check_heads, choice, positive)
-from attnapps.data.files import read_input
-from attnapps.data import SentencePieceTokenizer, pad_batch, tokenizer_from_state
-from attnapps.decoding import beam_search, greedy
-from attnapps.errors import ConfigError
+from attnapps.config import PROBABILITY, arch_config, at_least, check_heads, positive
+from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.data.files import read_input, write_output
+from attnapps.decoding import decode_batches
+from attnapps.losses import sequence_loss
 from attnapps.metrics import sacrebleu_scores
 from attnapps.plots import attention_heatmap
-from attnapps.task import Task, register_task
+from attnapps.report import section, table
+from attnapps.task import Evaluation, Task, register_task
+
+from .config import TranslationConfig, TranslationPredict
 from .data import load_pairs
-from .model import RNNSeq2Seq, TransformerSeq2Seq
-
-
-Arch = choice("Arch", ["rnn", "transformer"])
-Cell = choice("Cell", ["gru", "lstm"])
-
-
-@dataclass
-class TranslationData:
-    path: str = ""  # DIR with {train,valid,test}.tsv or train.<src_lang>/train.<tgt_lang>; "" = embedded en-de
-    src_lang: str = "en"  # file suffixes of the line-aligned layout
-    tgt_lang: str = "de"
-    reverse: bool = False  # swap source and target (German -> English on the default data)
-    max_len: int = 50  # drop training pairs with more subword tokens than this on either side
-    on_error: OnError = "raise"  # raise | skip (skip and count malformed lines)
-
-
-@dataclass
-class TranslationTokenizer:
-    vocab_size: int = 4000  # sentencepiece vocabulary (joint, or per side)
-    model_type: SentencePieceType = "unigram"  # unigram | bpe
-    joint: bool = True  # one vocabulary for both languages (needed for model.share_embeddings)
-
-
-@dataclass
-class TranslationModel:
-    arch: Arch = "rnn"  # rnn | transformer
-    attention: Attention = "additive"  # rnn: any core variant (additive, dot, general, scaled_dot, multihead)
-    cell: Cell = "gru"  # rnn: gru | lstm
-    embed_size: int = 256  # rnn
-    hidden_size: int = 256  # rnn hidden / transformer d_model
-    layers: int = 1  # rnn: 1-2; transformer: 3
-    heads: int = 4  # transformer (and rnn with multihead attention)
-    ff_size: int = 1024  # transformer
-    dropout: float = 0.2
-    label_smoothing: float = 0.1
-    share_embeddings: bool = True  # tie source/target embeddings (transformer; needs tokenizer.joint)
-
-
-@dataclass
-class TranslationDecode:
-    beam: int = 5
-    alpha: float = 0.6  # GNMT length penalty
-    max_len_ratio: float = 1.5  # max target tokens = ratio * source tokens + max_len_add
-    max_len_add: int = 10
-    valid_subset: int = 400  # sentences scored by greedy BLEU at each evaluation during training
-    samples: int = 10  # sample translations in the report
-    plots: int = 4  # alignment heatmaps in the report
-
-
-@dataclass
-class TranslationConfig(RunConfig):
-    task_name: str = "translation"
-    data: TranslationData = field(default_factory=TranslationData)
-    tokenizer: TranslationTokenizer = field(default_factory=TranslationTokenizer)
-    model: TranslationModel = field(default_factory=TranslationModel)
-    decode: TranslationDecode = field(default_factory=TranslationDecode)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        max_epochs=40, max_minutes=6.0, batch_size=64, lr=3e-3, warmup_steps=200, schedule="cosine",
-        eval_every=500, eval_max_batches=0, clip_grad_norm=1.0, betas=(0.9, 0.98)))
-
-
-@dataclass
-class TranslationPredict:
-    input: str = "-"  # file with one source sentence per line, or - for stdin
-    output: str = "-"  # file for the translations, or - for stdout
-    beam: int = 5
-    alpha: float = 0.6
-    plot_dir: str = ""  # if set: an alignment heatmap per sentence, DIR/align_<n>.png
+from .model import ARCHS
 
 
 @register_task("translation")
@@ -109,34 +39,25 @@ class TranslationTask(Task):
         "decode.beam": at_least(1), "decode.alpha": at_least(0), "decode.max_len_ratio": positive,
         "decode.max_len_add": at_least(0), "decode.valid_subset": at_least(0), "decode.samples": at_least(0),
         "decode.plots": at_least(0)}
+    src_tok = tgt_tok = None
+    filtered, skipped = 0, None
 
     @classmethod
     def check_config(cls, cfg):
         super().check_config(cfg)
-        m = cfg.model
-        check_heads(m, m.hidden_size, "model.hidden_size")
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        self.src_tok = self.tgt_tok = None
-        self.filtered = 0
-        self.skipped = None
+        check_heads(cfg.model, cfg.model.hidden_size, "model.hidden_size")
 
     # ------------------------------------------------------------------ data
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
-        splits, policy = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse)
-        self.skipped = policy
-        self.raw = splits
+        splits, self.skipped = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse)
         train = splits["train"]
-        if self.restored:  # resume: the checkpoint's tokenizers
-            pass
-        elif t.joint:
-            self.src_tok = self.tgt_tok = SentencePieceTokenizer().fit(
-                [s for s, _ in train] + [g for _, g in train], t.vocab_size, t.model_type)
-        else:
-            self.src_tok = SentencePieceTokenizer().fit([s for s, _ in train], t.vocab_size, t.model_type)
-            self.tgt_tok = SentencePieceTokenizer().fit([g for _, g in train], t.vocab_size, t.model_type)
+        if not self.restored:  # resume: the checkpoint's tokenizers
+            fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type)  # noqa: E731
+            if t.joint:
+                self.src_tok = self.tgt_tok = fit([s for s, _ in train] + [g for _, g in train])
+            else:
+                self.src_tok, self.tgt_tok = fit([s for s, _ in train]), fit([g for _, g in train])
         data = {}
         for split, pairs in splits.items():
             enc = [(self.src_tok.encode(s), self.tgt_tok.encode(g)) for s, g in pairs]
@@ -159,113 +80,77 @@ class TranslationTask(Task):
         tgt_out, _ = pad_batch([t + [eos] for _, t in examples])
         return {"src": src, "src_len": src_len, "tgt_in": tgt_in, "tgt_out": tgt_out}
 
-    # ------------------------------------------------------------------ model
+    # ------------------------------------------------------------------ model and loss
     def build_model(self):
-        m = self.cfg.model
-        sv, tv = self.src_tok.vocab_size, self.tgt_tok.vocab_size
-        share = m.share_embeddings and self.src_tok is self.tgt_tok
-        if m.arch == "rnn":
-            return RNNSeq2Seq(sv, tv, m.embed_size, m.hidden_size, m.layers, m.cell, m.attention, m.dropout,
-                              m.heads, share_embeddings=share)
-        if m.arch == "transformer":
-            return TransformerSeq2Seq(sv, tv, m.hidden_size, m.heads, m.layers, m.ff_size, m.dropout,
-                                      share_embeddings=share)
-        raise ConfigError(f"model.arch={m.arch!r}: choose rnn or transformer")
+        model = ARCHS[str(self.cfg.model.arch)]
+        return model(arch_config(self.cfg.model, model.config_class), self.src_tok.vocab_size,
+                     self.tgt_tok.vocab_size, shared_vocab=self.src_tok is self.tgt_tok)
 
     def loss(self, model, batch):
         logits = model(batch["src"], batch["src_len"], batch["tgt_in"])  # (batch, tgt_len, vocab)
-        target = batch["tgt_out"]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=self.tgt_tok.pad_id,
-                               reduction="sum", label_smoothing=self.cfg.model.label_smoothing)
-        return loss, (target != self.tgt_tok.pad_id).sum()
+        return sequence_loss(logits, batch["tgt_out"], self.tgt_tok.pad_id, self.cfg.model.label_smoothing)
 
-    # ------------------------------------------------------------------ decoding
-    def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, batch_size: int = 64):
-        """Token ids -> (hypothesis ids, attention) lists in input order; batches sorted by length."""
-        model.eval()
+    # ------------------------------------------------------------------ evaluation
+    def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6):
+        """Token ids -> Hypotheses in input order (batches sorted by length)."""
         dec = self.cfg.decode
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-        hyps, attns = [None] * len(sources), [None] * len(sources)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            src, src_len = pad_batch([sources[i] or [self.src_tok.unk_id] for i in idx])
+
+        def inputs(chunk):
+            src, src_len = pad_batch([s or [self.src_tok.unk_id] for s in chunk])  # (batch, src_len)
             src, src_len = src.to(self.device), src_len.to(self.device)
-            max_len = (src_len.float() * dec.max_len_ratio + dec.max_len_add).long()
-            state = model.encode(src, src_len)
-            kw = dict(batch_size=len(idx), bos=self.tgt_tok.bos_id, eos=self.tgt_tok.eos_id, max_len=max_len,
-                      device=self.device)
-            out = greedy(model.step, state, **kw) if beam <= 1 else beam_search(model.step, state, beam=beam,
-                                                                                 alpha=alpha, **kw)
-            for j, i in enumerate(idx):
-                hyps[i], attns[i] = out.tokens[j], out.attention[j]
-        return hyps, attns
+            return {"src": src, "src_len": src_len}, (src_len.float() * dec.max_len_ratio + dec.max_len_add).long()
+
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
+                              order=order, device=self.device)
 
     def evaluate(self, model, split, final=False):
         dec = self.cfg.decode
         n = len(self.datasets[split]) if final else min(dec.valid_subset, len(self.datasets[split]))
-        sources = [s for s, _ in self.datasets[split][:n]]
-        hyps, _ = self.translate(model, sources, beam=dec.beam if final else 1, alpha=dec.alpha)
-        texts = [self.tgt_tok.decode(h) for h in hyps]
+        hyps = self.translate(model, [s for s, _ in self.datasets[split][:n]], dec.beam if final else 1, dec.alpha)
+        texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
         scores = sacrebleu_scores(texts, self.refs[split][:n])
-        if final:
-            self.last_outputs = getattr(self, "last_outputs", {})
-            self.last_outputs[split] = (texts, scores)
-        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+        return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
 
     # ------------------------------------------------------------------ report and predict
-    def report(self, model, run_dir):
-        dec = self.cfg.decode
-        texts, scores = getattr(self, "last_outputs", {}).get("test", (None, None))
-        if texts is None:
-            self.evaluate(model, "test", final=True)
-            texts, scores = self.last_outputs["test"]
+    def report(self, model, run_dir, outputs):
+        dec, d = self.cfg.decode, self.cfg.data
+        texts, scores = outputs["test"]["texts"], outputs["test"]["scores"]
         (Path(run_dir) / "test_hypotheses.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-        lines = ["## Translation", "",
-                 f"- direction: {'reversed ' if self.cfg.data.reverse else ''}"
-                 f"{self.cfg.data.path or 'embedded en-de (Ding dictionary)'}",
-                 f"- pairs: train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, "
-                 f"test {len(self.datasets['test'])}; {self.filtered} training pairs longer than "
-                 f"data.max_len={self.cfg.data.max_len} tokens dropped",
-                 f"- malformed lines skipped: {self.skipped.skipped if self.skipped else 0}",
-                 f"- tokenizer: sentencepiece {self.cfg.tokenizer.model_type}, vocabulary {self.src_tok.vocab_size}"
-                 f"{' (joint)' if self.src_tok is self.tgt_tok else ''}",
-                 f"- test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}",
-                 f"- sacreBLEU {scores['bleu']:.2f} (`{scores['bleu_signature']}`)",
-                 f"- chrF {scores['chrf']:.2f} (`{scores['chrf_signature']}`)",
-                 "", "Test hypotheses: `test_hypotheses.txt`.", "", "### Sample translations", "",
-                 "| source | reference | hypothesis |", "|---|---|---|"]
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-        for i in range(min(dec.samples, len(texts))):
-            lines.append(f"| {esc(self.sources['test'][i])} | {esc(self.refs['test'][i])} | {esc(texts[i])} |")
+        lines = section("Translation", [
+            f"direction: {'reversed ' if d.reverse else ''}{d.path or 'embedded en-de (Ding dictionary)'}",
+            f"pairs: train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test "
+            f"{len(self.datasets['test'])}; {self.filtered} training pairs longer than data.max_len={d.max_len} "
+            "tokens dropped",
+            f"malformed lines skipped: {self.skipped.skipped if self.skipped else 0}",
+            f"tokenizer: sentencepiece {self.cfg.tokenizer.model_type}, vocabulary {self.src_tok.vocab_size}"
+            f"{' (joint)' if self.src_tok is self.tgt_tok else ''}",
+            f"test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}",
+            f"sacreBLEU {scores['bleu']:.2f} (`{scores['bleu_signature']}`)",
+            f"chrF {scores['chrf']:.2f} (`{scores['chrf_signature']}`)"])
+        lines += ["", "Test hypotheses: `test_hypotheses.txt`.", "", "### Sample translations", ""]
+        lines += table(["source", "reference", "hypothesis"],
+                       [[self.sources["test"][i], self.refs["test"][i], texts[i]] for i in range(min(dec.samples, len(texts)))])
         lines += ["", "### Attention alignments (greedy decoding, test sentences)", ""]
-        for k, i in enumerate(range(min(dec.plots, len(texts)))):
-            path = self.plot_alignment(model, self.sources["test"][i], Path(run_dir) / "plots" / f"alignment_{k}.png")
+        for k in range(min(dec.plots, len(texts))):
+            path = self.plot_alignment(model, self.sources["test"][k], Path(run_dir) / "plots" / f"alignment_{k}.png")
             if path is not None:
                 lines.append(f"![alignment {k}](plots/{path.name})")
         return ["\n".join(lines)]
 
     def plot_alignment(self, model, source: str, out: Path):
         ids = self.src_tok.encode(source)
-        hyps, attns = self.translate(model, [ids], beam=1)
-        if attns[0] is None or not hyps[0]:
+        hyps = self.translate(model, [ids], beam=1)
+        if hyps.attention[0] is None or not hyps.tokens[0]:
             return None
-        return attention_heatmap(attns[0].cpu(), [self.src_tok.id_to_piece(i) for i in ids],
-                                 [self.tgt_tok.id_to_piece(i) for i in hyps[0]], out,
-                                 title=f"{self.cfg.model.arch} / {self.cfg.model.attention}")
+        title = f"{self.cfg.model.arch}" + (f" / {self.cfg.model.attention}" if self.cfg.model.arch == "rnn" else "")
+        return attention_heatmap(hyps.attention[0].cpu(), [self.src_tok.id_to_piece(i) for i in ids],
+                                 [self.tgt_tok.id_to_piece(i) for i in hyps.tokens[0]], out, title=title)
 
     def predict(self, model, options):
-        text = read_input(options.input)
-        sentences = [line.strip() for line in text.splitlines()]
-        hyps, _ = self.translate(model, [self.src_tok.encode(s) for s in sentences], beam=options.beam,
-                                 alpha=options.alpha)
-        outputs = [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps)]
-        if options.output == "-":
-            sys.stdout.write("".join(o + "\n" for o in outputs))
-        else:
-            try:
-                Path(options.output).write_text("".join(o + "\n" for o in outputs), encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(f"output={options.output}: cannot write ({e.strerror})") from None
+        sentences = [line.strip() for line in read_input(options.input).splitlines()]
+        hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha)
+        write_output(options.output, [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps.tokens)])
         if options.plot_dir:
             for n, s in enumerate(sentences):
                 if s:

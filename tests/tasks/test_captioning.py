@@ -9,14 +9,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.run import train as run_training
 from attnapps.data.files import ErrorPolicy
 from attnapps.decoding import beam_search, greedy
 from attnapps.errors import DataError
 from attnapps.metrics import cider_d, corpus_bleu_nltk
-from attnapps.training import Trainer
 from attnapps_tasks.captioning.data import load_karpathy
 from attnapps_tasks.captioning.features import build_encoder, cache_key, cached_extract, load_pixels
-from attnapps_tasks.captioning.model import ShowAttendTell, TransformerCaptioner
+from attnapps_tasks.captioning.model import (ShowAttendTell, ShowAttendTellConfig, TransformerCaptioner,
+                                             TransformerCaptionerConfig)
 from attnapps_tasks.captioning.synthetic import caption, write_synthetic
 from attnapps_tasks.captioning.task import CaptioningConfig, CaptioningTask
 from tests.conftest import run_cli
@@ -135,9 +136,15 @@ def test_synthetic_scenes_are_deterministic_and_captions_name_the_relation(tmp_p
 
 
 # ---------------------------------------------------------------------------------------- model
+def sat_config(**kw):
+    """Small sizes, no dropout, h0 from the mean region, untied output (the tests' reference model)."""
+    return ShowAttendTellConfig(**{"embed_size": 8, "hidden_size": 16, "dropout": 0.0, "init_from_mean": True,
+                                   "tie_embeddings": False, "word_dropout": 0.0, **kw})
+
+
 def sat(attention="additive", regions=9, dim=12, vocab=11):
     torch.manual_seed(0)
-    return ShowAttendTell(vocab, dim, embed_size=8, hidden_size=16, attention=attention, dropout=0.0).eval()
+    return ShowAttendTell(sat_config(attention=attention), vocab, dim).eval()
 
 
 def test_decoder_shapes_and_padded_caption_positions_do_not_count():
@@ -172,8 +179,8 @@ def test_doubly_stochastic_term_matches_hand_computation():
 
 
 @pytest.mark.parametrize("make", [lambda: sat("additive"), lambda: sat("multihead"),
-                                  lambda: TransformerCaptioner(11, 12, 9, d_model=16, heads=2, layers=2, ff_size=32,
-                                                               dropout=0.0).eval()])
+                                  lambda: TransformerCaptioner(TransformerCaptionerConfig(
+                                      hidden_size=16, heads=2, layers=2, ff_size=32, dropout=0.0), 11, 12, regions=9).eval()])
 def test_beam_one_equals_greedy_and_steps_match_teacher_forcing(make):
     torch.manual_seed(1)
     model = make()
@@ -199,7 +206,7 @@ def test_beam_one_equals_greedy_and_steps_match_teacher_forcing(make):
 
 def memory_sat(**kw):
     torch.manual_seed(0)
-    return ShowAttendTell(11, 12, embed_size=8, hidden_size=16, dropout=0.0, memory=True, memory_ranks=2, **kw).eval()
+    return ShowAttendTell(sat_config(retrieval_k=2, **kw), 11, 12, memory=True).eval()
 
 
 def test_retrieved_memory_mixes_a_normalised_copy_distribution_and_padding_changes_nothing():
@@ -300,19 +307,18 @@ def test_cider_d_hand_checked_properties():
 
 # ---------------------------------------------------------------------------------------- grounding
 def test_grounding_pointing_game_known_values():
-    cfg = OmegaConf.structured(CaptioningConfig)
-    task = CaptioningTask(cfg)
     from attnapps_tasks.captioning.data import ImageItem
+    from attnapps_tasks.captioning.grounding import pointing_game
 
     objects = [{"shape": "circle", "colour": "red", "size": "small", "bbox": [0, 0, 10, 10]},
                {"shape": "square", "colour": "blue", "size": "small", "bbox": [30, 30, 40, 40]}]
-    task.items = {"test": [(0, ImageItem(None, "x", [["a"]], objects, 40, 40))]}
+    items = [ImageItem(None, "x", [["a"]], objects, 40, 40)]
     att = torch.zeros(5, 16)  # 4x4 grid of 10 px cells
     att[2, 0] = 1.0  # "circle" -> cell (0, 0): on the red circle
     att[4, 5] = 1.0  # "square" -> cell (1, 1): not on the blue square (cell (3, 3))
-    g = task.grounding("test", [["a", "red", "circle", "blue", "square"]], [att])
+    g = pointing_game(items, [["a", "red", "circle", "blue", "square"]], [att])
     assert g["accuracy"] == 0.5 and g["words"] == 2 and g["chance"] == pytest.approx(1 / 16)
-    g = task.grounding("test", [["a", "blue", "circle", "red", "square"]], [att])  # no such objects
+    g = pointing_game(items, [["a", "blue", "circle", "red", "square"]], [att])  # no such objects
     assert g["words"] == 0 and g["hallucinated"] == 2
 
 
@@ -333,7 +339,7 @@ def overfit_run(tmp_path_factory):
         "trainer.warmup_steps=5", "trainer.patience=0", "trainer.progress=false", "decode.figures=1",
         "decode.beam=1"]))  # greedy: the best checkpoint is the first to reach the top valid CIDEr
     random.seed(0)
-    metrics = Trainer(CaptioningTask(cfg), cfg, root / "run").run()
+    metrics = run_training(cfg, root / "run", CaptioningTask)
     return root, metrics, doc
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.run import write_outputs
 from attnapps.training import Trainer
 from attnapps_tasks.captioning.features import load_pixels
 from attnapps_tasks.captioning.retrieval import (ConsensusScorer, global_features, knn_captions, neighbours,
@@ -94,9 +95,10 @@ def memory_run(tmp_path_factory):
         "encoder.image_size=64", "model.hidden_size=32", "model.embed_size=16", "model.retrieval_k=2",
         "trainer.max_minutes=0", "trainer.max_epochs=12", "trainer.batch_size=4", "trainer.progress=false",
         "decode.figures=1", "decode.beam=2"]))
-    task = CaptioningTask(cfg)
-    metrics = Trainer(task, cfg, root / "run").run()
-    return root, metrics, task
+    trainer = Trainer(CaptioningTask, cfg, root / "run")
+    result = trainer.run()
+    write_outputs(root / "run", cfg, result)
+    return root, result.metrics, trainer.task
 
 
 @pytest.mark.slow

@@ -4,14 +4,31 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.run import train as run_training
 from attnapps.errors import DataError
-from attnapps.training import Trainer
 from attnapps_tasks.classification.data import load_examples
 from attnapps_tasks.classification import auto
-from attnapps_tasks.classification.model import (BiLSTMAttention, Ensemble, HierarchicalAttention, NgramAttention,
+from attnapps_tasks.classification.model import (BiLSTMAttention, BiLSTMConfig, Ensemble, HANConfig,
+                                                  HierarchicalAttention, NgramAttention, NgramConfig, TransformerConfig,
                                          TransformerClassifier, hashed_ngrams, split_sentences)
 from attnapps_tasks.classification.task import ClassificationConfig, ClassificationTask
 from tests.conftest import run_cli
+
+
+def bilstm(**kw):  # small test sizes: (the defaults 0 / -1 are "chosen from the data")
+    return BiLSTMConfig(**{"embed_size": 16, "hidden_size": 8, "hops": 1, "dropout": 0.0, **kw})
+
+
+def transformer(**kw):
+    return TransformerConfig(**{"hidden_size": 16, "heads": 2, "layers": 1, "ff_size": 32, "dropout": 0.0, **kw})
+
+
+def ngram(**kw):
+    return NgramConfig(**{"embed_size": 16, "hops": 2, "dropout": 0.0, **kw})
+
+
+def han(**kw):
+    return HANConfig(**{"embed_size": 16, "hidden_size": 8, "dropout": 0.0, **kw})
 
 
 def write(path, content):
@@ -68,8 +85,8 @@ def test_malformed_input_names_file_and_line_or_is_skipped(tmp_path, bad_train, 
 def test_keras_imdb_layout_shapes_and_parameter_count():
     """Embedding(V, 128) -> BiLSTM(64, return_sequences) -> Attention()([h, h]) -> Flatten -> Dense(1, sigmoid)."""
     vocab, maxlen = 20000, 200
-    model = BiLSTMAttention(vocab, 1, embed_size=128, hidden_size=64, attention="dot", pooling="flatten",
-                            max_len=maxlen, dropout=0.0)
+    model = BiLSTMAttention(BiLSTMConfig(attention="dot", pooling="flatten", embed_size=128, hidden_size=64,
+                                         hops=1, dropout=0.0), vocab, 1, max_len=maxlen)
     keras = {"embedding": vocab * 128,
              "bilstm": 2 * 4 * (64 * (128 + 64) + 64),  # Keras: one bias per gate
              "dense": maxlen * 128 + 1}
@@ -83,17 +100,17 @@ def test_keras_imdb_layout_shapes_and_parameter_count():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: BiLSTMAttention(50, 3, 16, 8, "additive", "attention", dropout=0.0),
-    lambda: BiLSTMAttention(50, 3, 16, 8, "general", "attention", dropout=0.0, hops=3),
-    lambda: BiLSTMAttention(50, 1, 16, 8, "dot", "flatten", max_len=12, dropout=0.0),
-    lambda: BiLSTMAttention(50, 1, 16, 8, "multihead", "attention", heads=2, dropout=0.0),
-    lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "mean"),
-    lambda: TransformerClassifier(50, 3, 16, 2, 1, 32, 0.0, "cls"),
-    lambda: Ensemble([BiLSTMAttention(50, 3, 16, 8, dropout=0.0) for _ in range(2)]).eval(),
-    lambda: NgramAttention(50, 3, 16, ngrams=3, buckets=97, dropout=0.0),
-    lambda: NgramAttention(50, 1, 16, attention="multihead", heads=2, hops=3, dropout=0.0, mean=False),
-    lambda: HierarchicalAttention(50, 3, 16, 8, dropout=0.0, sep_id=7),
-    lambda: HierarchicalAttention(50, 1, 16, 8, attention="scaled_dot", dropout=0.0, sep_id=7),
+    lambda: BiLSTMAttention(bilstm(), 50, 3),
+    lambda: BiLSTMAttention(bilstm(attention="general", hops=3), 50, 3),
+    lambda: BiLSTMAttention(bilstm(attention="dot", pooling="flatten"), 50, 1, max_len=12),
+    lambda: BiLSTMAttention(bilstm(attention="multihead", heads=2), 50, 1),
+    lambda: TransformerClassifier(transformer(pooling="mean"), 50, 3),
+    lambda: TransformerClassifier(transformer(pooling="cls"), 50, 3),
+    lambda: Ensemble([BiLSTMAttention(bilstm(), 50, 3) for _ in range(2)]).eval(),
+    lambda: NgramAttention(ngram(ngrams=3, buckets=97), 50, 3),
+    lambda: NgramAttention(ngram(attention="multihead", heads=2, hops=3), 50, 1, mean=False),
+    lambda: HierarchicalAttention(han(), 50, 3, sep_id=7),
+    lambda: HierarchicalAttention(han(attention="scaled_dot"), 50, 1, sep_id=7),
 ])
 def test_padding_gets_zero_attention_and_does_not_change_the_prediction(make):
     torch.manual_seed(0)
@@ -108,7 +125,7 @@ def test_padding_gets_zero_attention_and_does_not_change_the_prediction(make):
 
 def test_ensemble_trains_members_separately_and_averages_their_logits():
     torch.manual_seed(0)
-    members = [BiLSTMAttention(50, 3, 16, 8, dropout=0.0) for _ in range(3)]
+    members = [BiLSTMAttention(bilstm(), 50, 3) for _ in range(3)]
     model = Ensemble(members)
     ids, lengths = torch.randint(4, 50, (4, 7)), torch.tensor([7, 5, 3, 1])
     single = [m(ids, lengths) for m in members]
@@ -143,7 +160,7 @@ def overfit_run(tmp_path_factory):
     for split in ("train", "valid", "test"):
         write(root / "data" / f"{split}.tsv", "".join(lines))
     cfg = small_cfg(root / "data")
-    metrics = Trainer(ClassificationTask(cfg), cfg, root / "run").run()
+    metrics = run_training(cfg, root / "run", ClassificationTask)
     return root, metrics
 
 
@@ -184,7 +201,7 @@ def test_hashed_ngrams_are_the_hash_of_consecutive_ids():
 def test_ngram_model_sees_bigrams_only_inside_the_text():
     """A bigram that would straddle the end of the text (last word + padding) must not be embedded."""
     torch.manual_seed(0)
-    model = NgramAttention(20, 2, 8, ngrams=2, buckets=31, dropout=0.0).eval()
+    model = NgramAttention(ngram(embed_size=8, buckets=31), 20, 2).eval()
     e, mask = model.embed(torch.tensor([[4, 5, 0, 0]]), torch.tensor([2]))
     gram = model.hashed[0].weight[hashed_ngrams(torch.tensor([[4, 5]]), 2, 31)[0, 0]]
     assert torch.allclose(e[0, 0], model.embedding.weight[4] + gram)
@@ -208,7 +225,7 @@ def test_split_sentences_by_hand():
 
 def test_han_weights_are_word_times_sentence_attention():
     torch.manual_seed(0)
-    model = HierarchicalAttention(30, 4, 8, 6, dropout=0.0, sep_id=3).eval()
+    model = HierarchicalAttention(han(embed_size=8, hidden_size=6), 30, 4, sep_id=3).eval()
     ids = torch.tensor([[5, 6, 3, 7, 8, 9, 3, 10]])
     out = model.explain(ids, torch.tensor([8]))
     s, w = out["sentence_weights"][0], out["word_weights"][0]
@@ -242,7 +259,7 @@ def test_han_run_reports_document_level_attention(tmp_path):
     for split in ("train", "valid", "test"):
         write(tmp_path / "data" / f"{split}.tsv", "".join(lines))
     cfg = small_cfg(tmp_path / "data", "model.arch=han", "model.ensemble=1", "trainer.max_epochs=30")
-    metrics = Trainer(ClassificationTask(cfg), cfg, tmp_path / "run").run()
+    metrics = run_training(cfg, tmp_path / "run", ClassificationTask)
     assert metrics["test.accuracy"] == 1.0
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Document-level attention" in report and "3 sentences, the three most attended" in report
@@ -258,7 +275,7 @@ def test_transformer_gives_the_same_logits_in_training_without_weights(pooling):
     """Training skips the attention weights (fused kernel); the logits must not change, and the
     placeholder token weights are uniform over the text."""
     torch.manual_seed(0)
-    model = TransformerClassifier(50, 3, 16, 2, 2, 32, 0.0, pooling)
+    model = TransformerClassifier(transformer(pooling=pooling, layers=2), 50, 3)
     ids, lengths = torch.randint(4, 50, (3, 7)), torch.tensor([7, 4, 2])
     train_logits, train_w = model.train()(ids, lengths)
     eval_logits, eval_w = model.eval()(ids, lengths)

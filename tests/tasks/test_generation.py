@@ -9,11 +9,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.run import train as run_training
 from attnapps.decoding import sample_next, sample_tokens
 from attnapps.errors import DataError
-from attnapps.training import Trainer
 from attnapps_tasks.generation.data import encode_cached, load_corpus
-from attnapps_tasks.generation.model import GPT, LSTMAttentionLM
+from attnapps_tasks.generation.model import GPT, GPTConfig, LSTMAttentionConfig, LSTMAttentionLM
 from attnapps_tasks.generation.task import GenerationConfig, GenerationTask, distinct_n
 from tests.conftest import run_cli
 
@@ -76,13 +76,17 @@ def test_encoded_corpus_is_a_cached_memory_map(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- models
+def lstm(**kw):
+    return LSTMAttentionConfig(**{"context": 16, "d_model": 24, "layers": 1, "dropout": 0.0, **kw})
+
+
 MODELS = {
-    "gpt": lambda: GPT(30, context=16, d_model=32, heads=4, layers=2, dropout=0.0),
-    "gpt_sinusoidal": lambda: GPT(30, context=16, d_model=32, heads=2, layers=1, dropout=0.0, positions="sinusoidal"),
-    "lstm_general": lambda: LSTMAttentionLM(30, context=16, embed_size=24, hidden_size=24, attention="general", dropout=0.0),
-    "lstm_additive": lambda: LSTMAttentionLM(30, context=16, embed_size=24, hidden_size=24, attention="additive", dropout=0.0),
-    "lstm_multihead": lambda: LSTMAttentionLM(30, context=16, embed_size=24, hidden_size=24, attention="multihead",
-                                              heads=2, dropout=0.0),
+    "gpt": lambda: GPT(GPTConfig(context=16, d_model=32, heads=4, layers=2, dropout=0.0), 30),
+    "gpt_sinusoidal": lambda: GPT(GPTConfig(context=16, d_model=32, heads=2, layers=1, dropout=0.0,
+                                            positions="sinusoidal"), 30),
+    "lstm_general": lambda: LSTMAttentionLM(lstm(attention="general"), 30),
+    "lstm_additive": lambda: LSTMAttentionLM(lstm(attention="additive"), 30),
+    "lstm_multihead": lambda: LSTMAttentionLM(lstm(attention="multihead", heads=2), 30),
 }
 
 
@@ -147,12 +151,12 @@ def test_perplexity_and_bpc_on_a_known_distribution(tmp_path):
     """A model whose logits are all zero predicts uniformly over V symbols: perplexity V, bpc log2 V."""
     cfg = tiny_cfg(write(tmp_path / "c.txt", TEXT), f"data.cache_dir={tmp_path / 'cache'}", "model.arch=transformer")
     task = GenerationTask(cfg)
-    task.datasets = task.build_data()
+    task.load_data()
     model = task.build_model()
     with torch.no_grad():
         model.embedding.weight.zero_()  # tied with the output layer: every logit is 0
     v = task.tok.vocab_size
-    out = task.evaluate(model, "valid", final=True)
+    out = task.evaluate(model, "valid", final=True).metrics
     assert out["perplexity"] == pytest.approx(v, rel=1e-5)
     assert out["bpc"] == pytest.approx(math.log2(v), rel=1e-5)  # char tokenizer: one character per token
     total, count = task.nll(model, "valid")
@@ -176,7 +180,7 @@ def memorised(request, tmp_path_factory):
         write(root / "data" / f"{split}.txt", SHORT)
     cfg = tiny_cfg(root / "data", f"data.cache_dir={root / 'cache'}", f"model.arch={request.param}",
                    "trainer.max_epochs=60", "trainer.lr=1e-2", "trainer.warmup_steps=10", "trainer.weight_decay=0")
-    metrics = Trainer(GenerationTask(cfg), cfg, root / "run").run()
+    metrics = run_training(cfg, root / "run", GenerationTask)
     return root, metrics
 
 
@@ -209,7 +213,7 @@ def test_sentencepiece_round_trip_keeps_newlines(tmp_path):
     cfg = tiny_cfg(write(tmp_path / "c.txt", TEXT), f"data.cache_dir={tmp_path / 'cache'}", "tokenizer.kind=sentencepiece",
                    "tokenizer.vocab_size=60")
     task = GenerationTask(cfg)
-    task.datasets = task.build_data()
+    task.load_data()
     text = "line 3: the cat sat on the mat.\nline 4: the mat.\n"
     assert task.decode(task.encode(text)) == text
     assert len(task.ids["train"]) < len(TEXT) * 0.9  # fewer tokens than characters

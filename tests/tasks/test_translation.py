@@ -9,12 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.run import train as run_training
 from attnapps.data import pad_batch
 from attnapps.decoding import beam_search, greedy
 from attnapps.errors import DataError
-from attnapps.training import Trainer
 from attnapps_tasks.translation.data import load_pairs
-from attnapps_tasks.translation.model import RNNSeq2Seq, TransformerSeq2Seq
+from attnapps_tasks.translation.model import RNNConfig, RNNSeq2Seq, TransformerConfig, TransformerSeq2Seq
 from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
 from tests.conftest import run_cli
 
@@ -89,9 +89,10 @@ def test_missing_data_errors_via_cli(tmp_path):
 # ---------------------------------------------------------------------------------- decoding
 def tiny_models():
     torch.manual_seed(0)
-    rnn = RNNSeq2Seq(30, 30, 16, 32, attention="additive", dropout=0.0)
-    rnn_mh = RNNSeq2Seq(30, 30, 16, 32, cell="lstm", attention="multihead", heads=2, dropout=0.0)
-    tr = TransformerSeq2Seq(30, 30, d_model=32, heads=4, layers=2, ff_size=64, dropout=0.0)
+    rnn = RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, attention="additive", dropout=0.0), 30, 30)
+    rnn_mh = RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, cell="lstm", attention="multihead", heads=2,
+                                  dropout=0.0), 30, 30)
+    tr = TransformerSeq2Seq(TransformerConfig(hidden_size=32, heads=4, layers=2, ff_size=64, dropout=0.0), 30, 30)
     return [m.eval() for m in (rnn, rnn_mh, tr)]
 
 
@@ -144,7 +145,7 @@ def reverse_run(tmp_path_factory):
                  "trainer.max_epochs=0", "trainer.max_steps=500", "trainer.eval_every=250", "trainer.batch_size=32",
                  "trainer.lr=5e-3", "trainer.warmup_steps=30", "trainer.progress=false", "decode.beam=3"]
     cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist(overrides))
-    metrics = Trainer(TranslationTask(cfg), cfg, root / "run").run()
+    metrics = run_training(cfg, root / "run", TranslationTask)
     return root, metrics
 
 
@@ -191,7 +192,7 @@ def test_separate_vocabularies_build_train_and_round_trip(tmp_path, arch):
         f"data.path={tmp_path}", "tokenizer.joint=false", "tokenizer.vocab_size=20", "tokenizer.model_type=bpe",
         f"model.arch={arch}", "model.hidden_size=32", "model.embed_size=16", "model.layers=1", "model.ff_size=32"]))
     task = TranslationTask(cfg)
-    task.datasets = task.build_data()
+    task.load_data()
     assert task.src_tok is not task.tgt_tok
     model = task.build_model()
     loss, n = task.loss(model, task.collate(task.datasets["train"][:4]))

@@ -20,6 +20,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.run import write_outputs
 from attnapps.training import Trainer, load_checkpoint
 from tests.conftest import ROOT
 
@@ -29,7 +30,7 @@ class Killed(Exception):
 
 
 def run(task_cls, cfg, run_dir, kill_at: int = 0):
-    trainer = Trainer(task_cls(cfg), cfg, run_dir)
+    trainer = Trainer(task_cls, cfg, run_dir)
     if kill_at:
         step = trainer.train_step
 
@@ -39,7 +40,9 @@ def run(task_cls, cfg, run_dir, kill_at: int = 0):
             return step(group)
 
         trainer.train_step = dying
-    return trainer.run()
+    result = trainer.run()
+    write_outputs(run_dir, cfg, result)
+    return result.metrics
 
 
 def comparable(metrics: dict) -> dict:

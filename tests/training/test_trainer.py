@@ -6,8 +6,11 @@ import pytest
 import torch
 
 import tests.dummy_task as dummy
+from attnapps.run import train as run_training
 from attnapps.errors import AttnappsError
-from attnapps.training import Trainer, load_checkpoint
+from attnapps.training import load_checkpoint
+from attnapps.training.clock import Progress
+from attnapps.training.progress import progress_bar
 from attnapps.training.schedules import lr_factor
 
 
@@ -17,7 +20,7 @@ def losses(run_dir):
 
 
 def train(cfg, run_dir):
-    return Trainer(dummy.DummyTask(cfg), cfg, run_dir).run()
+    return run_training(cfg, run_dir, dummy.DummyTask)
 
 
 def test_same_seed_same_loss_curve(dummy_cfg, tmp_path):
@@ -96,8 +99,8 @@ def test_time_budget_counts_data_loading(dummy_cfg, tmp_path):
 
 def test_progress_bar_shows_the_time_budget(dummy_cfg, tmp_path):
     cfg = dummy_cfg("trainer.max_minutes=2", "trainer.progress=true")
-    bar = Trainer(dummy.DummyTask(cfg), cfg, tmp_path)._progress_bar()
-    assert bar.total == 120 and bar.unit == "s" and "time budget" in bar.desc
+    bar = progress_bar(cfg.trainer, Progress(), "dummy", steps_per_epoch=1)
+    assert bar.total == 120 and bar.bar.unit == "s" and "time budget" in bar.bar.desc
     bar.close()
 
 

@@ -1,0 +1,59 @@
+"""An exponential moving average of the weights (``trainer.ema``), evaluated and kept as the best model."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """``ema = d * ema + (1 - d) * weights`` with ``d = min(decay, (1 + step) / (10 + step))`` over the
+    floating-point entries of the model's state dict, in fp32."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model, self.decay = model, decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in self.model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].mul_(d).add_(v.float(), alpha=1 - d)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """Inside: the model holds the averaged weights; its own are restored after."""
+        state = self.model.state_dict()
+        backup = {k: state[k].clone() for k in self.shadow}
+        with torch.no_grad():
+            for k, v in self.shadow.items():
+                state[k].copy_(v)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in backup.items():
+                    state[k].copy_(v)
+
+    def state_dict(self) -> dict:
+        return self.shadow
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shadow = {k: v.float() for k, v in state.items()}
+
+
+def maybe_ema(model: nn.Module, decay: float) -> EMA | None:
+    return EMA(model, decay) if decay > 0 else None
+
+
+@contextlib.contextmanager
+def averaged(ema: EMA | None):
+    """``ema.applied()``, or nothing without an average."""
+    if ema is None:
+        yield
+    else:
+        with ema.applied():
+            yield

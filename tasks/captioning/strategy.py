@@ -1,0 +1,99 @@
+"""How the final evaluation decodes captions (``decode.strategy``): greedy, beam search, or the beam's
+n-best re-ranked by consensus with the captions of the nearest training images (Devlin et al. 2015);
+``auto`` picks the one with the best CIDEr-D on valid, once, after training."""
+
+from __future__ import annotations
+
+import torch
+
+from attnapps.metrics import cider_d
+
+from .retrieval import neighbours
+
+STRATEGIES = ("greedy", "beam", "rerank")
+
+
+class Strategy:
+    """The chosen strategy of a captioning task, its valid scores and (reused) valid outputs."""
+
+    def __init__(self, task):
+        self.task = task
+        self.name: str | None = None
+        self.scores: dict[str, float] = {}
+        self.outputs: dict[str, tuple] = {}
+
+    def decode_split(self, model, split: str, limit: int = 0, beam: int = 1, alpha: float = 0.0,
+                     rerank: list | None = None, keep_first: bool = False):
+        """Token ids and attention per image of ``split``. ``rerank``: per image, the captions the beam's
+        finished hypotheses are re-ranked against; None keeps the beam's best. ``keep_first`` (with
+        ``rerank``): also return the beam's own best, ``(hyps, attns, hyps0, attns0)``."""
+        t = self.task
+        out = t.decode_images(model, t.datasets[split][: limit or None], beam, alpha,
+                              n_best=beam if rerank is not None else 1)
+        if rerank is None or out.nbest is None:
+            hyps, attns = out.tokens, out.attention
+        else:
+            hyps, attns = [], []
+            for i, cands in enumerate(out.nbest):
+                sims = [t.scorer.mean_similarity(t.vocab.decode(c), rerank[i]) for c, _, _ in cands]
+                best = max(range(len(cands)), key=lambda j: (sims[j], -j))
+                hyps.append(cands[best][0])
+                attns.append(cands[best][2])
+        return (hyps, attns, out.tokens, out.attention) if keep_first else (hyps, attns)
+
+    def decode(self, model, split: str, strategy: str, limit: int = 0):
+        """``(hyps, attns)`` of ``split`` with ``strategy`` (valid outputs of the auto choice are reused)."""
+        if split == "valid" and strategy in self.outputs:
+            return self.outputs[strategy]
+        dec = self.task.cfg.decode
+        if strategy == "greedy":
+            return self.decode_split(model, split, limit)
+        rerank = self.rerank_references(model, split) if strategy == "rerank" else None
+        return self.decode_split(model, split, limit, max(dec.beam, 1), dec.alpha, rerank)
+
+    def rerank_references(self, model, split: str) -> list:
+        """Per image of ``split``: the captions of its ``decode.rerank_k`` nearest training images (0 = the
+        k the k-NN baseline chose on valid) -- what ``strategy=rerank`` scores the beam's hypotheses against
+        (mean CIDEr-D, the consensus of Devlin et al. 2015 applied to generated captions)."""
+        t = self.task
+        base = t.retrieval_baseline(model)
+        k = t.cfg.decode.rerank_k or base["k"]
+        feats = base["feats"]
+        train_rows = torch.tensor([row for row, _ in t.items["train"]], dtype=torch.long)
+        rows = torch.tensor([row for row, _ in t.items[split]], dtype=torch.long)
+        exclude = torch.arange(len(rows)) if split == "train" else None
+        nb = neighbours(feats[rows], feats[train_rows], k, exclude)
+        train_caps = [it.captions for _, it in t.items["train"]]
+        return [[c for j in row for c in train_caps[j]] for row in nb.tolist()]
+
+    def choose(self, model) -> str:
+        """``decode.strategy``, or with ``auto`` the one of greedy / beam / rerank whose valid CIDEr-D is
+        highest (decided once, after training; the scores go to the report)."""
+        t, dec = self.task, self.task.cfg.decode
+        if dec.strategy != "auto":
+            return str(dec.strategy)
+        if self.name is not None:
+            return self.name
+        if not t.datasets.get("valid"):
+            self.name = "beam"
+            return self.name
+        refs = [it.captions for _, it in t.items["valid"]]
+        self.outputs["greedy"] = self.decode_split(model, "valid")
+        nbest = self.decode_split(model, "valid", 0, max(dec.beam, 1), dec.alpha, self.rerank_references(model, "valid"),
+                                  keep_first=True)  # one beam search gives both
+        self.outputs["rerank"], self.outputs["beam"] = nbest[:2], nbest[2:]
+        for name in STRATEGIES:
+            self.scores[name] = cider_d([t.vocab.decode(h) for h in self.outputs[name][0]], refs)[0]
+        self.name = max(STRATEGIES, key=lambda n: self.scores[n])  # ties: the simpler
+        return self.name
+
+    def describe(self) -> str:
+        t, dec = self.task, self.task.cfg.decode
+        name = self.name or str(dec.strategy)
+        k = dec.rerank_k or (getattr(t, "baseline", None) or {}).get("k", "?")
+        what = {"greedy": "greedy", "beam": f"beam (beam search, beam {dec.beam}, length penalty {dec.alpha})",
+                "rerank": f"rerank (the beam's {dec.beam} best re-ranked by consensus with the captions of the "
+                          f"{k} nearest training images)"}[name]
+        if dec.strategy == "auto" and self.scores:
+            what += " -- chosen on valid by CIDEr-D: " + ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
+        return what

@@ -1,0 +1,62 @@
+"""``task=classification``'s configuration: data, tokenizer, model (one dataclass per architecture, in
+``model.py``), report; and ``attnapps.predict``'s options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attnapps.config import OnError, RunConfig, TrainerConfig, choice, model_section, opt
+
+from .model import ARCHS
+
+
+DataFormat = choice("DataFormat", ["tsv", "csv", "imdb"])
+TokenizerKind = choice("TokenizerKind", ["word", "sentencepiece"])
+
+
+@dataclass
+class ClassificationData:
+    path: str = opt("", "DIR in data.format's layout; \"\" = embedded Rotten Tomatoes snippets")
+    format: DataFormat = opt("tsv", "tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)")
+    text_column: str = opt("text", "csv")
+    label_column: str = opt("label", "csv")
+    max_len: int = opt(0, "tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)")
+    on_error: OnError = opt("raise", "raise | skip")
+
+
+@dataclass
+class ClassificationTokenizer:
+    kind: TokenizerKind = opt("word", "word (regex, lowercased) | sentencepiece")
+    min_freq: int = opt(2, "word: rarer words -> <unk>")
+    max_size: int = opt(30000, "word: vocabulary cap")
+    vocab_size: int = opt(8000, "sentencepiece")
+
+
+ClassificationModel = model_section("ClassificationModel", ARCHS, "auto",
+                                    "auto (chosen from the data: tasks/classification/auto.py) | " + " | ".join(ARCHS))
+
+
+@dataclass
+class ClassificationReportConfig:
+    examples: int = opt(8, "shaded test examples in the report (half correct, half wrong)")
+    baseline: bool = opt(True, "TF-IDF + logistic regression on the same split (needs scikit-learn)")
+
+
+@dataclass
+class ClassificationConfig(RunConfig):
+    task_name: str = "classification"
+    data: ClassificationData = field(default_factory=ClassificationData)
+    tokenizer: ClassificationTokenizer = field(default_factory=ClassificationTokenizer)
+    model: ClassificationModel = field(default_factory=ClassificationModel)
+    report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        max_epochs=0, max_minutes=3.0, batch_size=0, lr=0.0, warmup_steps=100, schedule="linear",
+        weight_decay=0.01, eval_every=0, patience=3))
+    # lr 0 / batch_size 0 = the architecture's (auto.ARCH_DEFAULTS); max_epochs 0 = until the time budget
+    # or early stopping (15 when there is no budget at all)
+
+
+@dataclass
+class ClassificationPredict:
+    input: str = opt("-", "file with one text per line, or - for stdin")
+    top: int = opt(5, "most-attended tokens to print")

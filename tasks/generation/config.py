@@ -1,0 +1,71 @@
+"""``task=generation``'s configuration: data, tokenizer, model (one dataclass per architecture, in
+``model.py``), sampling; and ``attnapps.predict``'s options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attnapps.config import OnError, RunConfig, SentencePieceType, TrainerConfig, choice, model_section, opt
+
+from .model import ARCHS
+
+
+DataFormat = choice("DataFormat", ["txt", "wikitext"])
+TokenizerKind = choice("TokenizerKind", ["char", "sentencepiece"])
+
+
+@dataclass
+class GenerationData:
+    path: str = opt("", "DIR with {train,valid,test}.txt, or FILE.txt (split 90/5/5); \"\" = embedded Jane Austen")
+    format: DataFormat = opt("txt", "txt | wikitext (DIR/wiki.{train,valid,test}.raw)")
+    cache_dir: str = opt("", "encoded corpora (memory maps); \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
+    on_error: OnError = opt("raise", "raise | skip (drop and count lines that are not UTF-8)")
+
+
+@dataclass
+class GenerationTokenizer:
+    kind: TokenizerKind = opt("char", "char | sentencepiece")
+    vocab_size: int = opt(2000, "sentencepiece")
+    model_type: SentencePieceType = opt("unigram", "sentencepiece: unigram | bpe")
+
+
+GenerationModel = model_section("GenerationModel", ARCHS, "lstm_attention",
+                                "lstm_attention (chosen on valid, README) | transformer (decoder-only, GPT)")
+
+
+@dataclass
+class GenerationSample:
+    prompt: str = opt("It is a truth", "report samples start here")
+    max_new_tokens: int = opt(300, "tokens generated")
+    temperatures: list[float] = field(default_factory=lambda: [0.5, 0.8, 1.0])
+    top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)")
+    top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)")
+    seed: int = opt(0, "sampling seed")
+    heatmap_layer: int = opt(-1, "the attention heatmap's layer (-1 = last) and head")
+    heatmap_head: int = opt(0, "the attention heatmap's head")
+    heatmap_tokens: int = opt(48, "the last N tokens of a generated passage")
+    eval_tokens: int = opt(65536, "tokens of valid scored at each evaluation during training (0 = all)")
+
+
+@dataclass
+class GenerationConfig(RunConfig):
+    task_name: str = "generation"
+    data: GenerationData = field(default_factory=GenerationData)
+    tokenizer: GenerationTokenizer = field(default_factory=GenerationTokenizer)
+    model: GenerationModel = field(default_factory=GenerationModel)
+    sample: GenerationSample = field(default_factory=GenerationSample)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        max_epochs=20, max_minutes=6.0, batch_size=32, lr=3e-3, warmup_steps=100, schedule="cosine",
+        weight_decay=0.1, betas=(0.9, 0.99), clip_grad_norm=1.0, eval_every=250, eval_max_batches=8, patience=0))
+
+
+@dataclass
+class GenerationPredict:
+    prompt: str = opt("It is a truth", "the text to continue")
+    max_new_tokens: int = opt(200, "tokens generated")
+    temperature: float = opt(0.8, "0 = greedy")
+    top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)")
+    top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)")
+    seed: int = opt(0, "sampling seed")
+    stop: str = opt("", "stop once the continuation contains this string")
+    cache: bool = opt(True, "incremental key/value cache (false: recompute the window each token)")

@@ -1,0 +1,63 @@
+"""``task=translation``'s configuration: data, tokenizer, model (one dataclass per architecture, in
+``model.py``), decoding; and ``attnapps.predict``'s options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attnapps.config import OnError, RunConfig, SentencePieceType, TrainerConfig, model_section, opt
+
+from .model import ARCHS
+
+
+@dataclass
+class TranslationData:
+    path: str = opt("", "DIR with {train,valid,test}.tsv or train.<src_lang>/train.<tgt_lang>; \"\" = embedded en-de")
+    src_lang: str = opt("en", "file suffixes of the line-aligned layout")
+    tgt_lang: str = opt("de", "target-language file suffix")
+    reverse: bool = opt(False, "swap source and target (German -> English on the default data)")
+    max_len: int = opt(50, "drop training pairs with more subword tokens than this on either side")
+    on_error: OnError = opt("raise", "raise | skip (skip and count malformed lines)")
+
+
+@dataclass
+class TranslationTokenizer:
+    vocab_size: int = opt(4000, "sentencepiece vocabulary (joint, or per side)")
+    model_type: SentencePieceType = opt("unigram", "unigram | bpe")
+    joint: bool = opt(True, "one vocabulary for both languages (needed for model.share_embeddings)")
+
+
+TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
+                                 "rnn (attentional GRU/LSTM encoder-decoder) | transformer")
+
+
+@dataclass
+class TranslationDecode:
+    beam: int = opt(5, "beam size (1 = greedy)")
+    alpha: float = opt(0.6, "GNMT length penalty")
+    max_len_ratio: float = opt(1.5, "max target tokens = ratio * source tokens + max_len_add")
+    max_len_add: int = opt(10, "max target tokens = max_len_ratio * source tokens + this")
+    valid_subset: int = opt(400, "sentences scored by greedy BLEU at each evaluation during training")
+    samples: int = opt(10, "sample translations in the report")
+    plots: int = opt(4, "alignment heatmaps in the report")
+
+
+@dataclass
+class TranslationConfig(RunConfig):
+    task_name: str = "translation"
+    data: TranslationData = field(default_factory=TranslationData)
+    tokenizer: TranslationTokenizer = field(default_factory=TranslationTokenizer)
+    model: TranslationModel = field(default_factory=TranslationModel)
+    decode: TranslationDecode = field(default_factory=TranslationDecode)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
+        max_epochs=40, max_minutes=6.0, batch_size=64, lr=3e-3, warmup_steps=200, schedule="cosine",
+        eval_every=500, eval_max_batches=0, clip_grad_norm=1.0, betas=(0.9, 0.98)))
+
+
+@dataclass
+class TranslationPredict:
+    input: str = opt("-", "file with one source sentence per line, or - for stdin")
+    output: str = opt("-", "file for the translations, or - for stdout")
+    beam: int = opt(5, "beam size (1 = greedy)")
+    alpha: float = opt(0.6, "GNMT length penalty")
+    plot_dir: str = opt("", "if set: an alignment heatmap per sentence, DIR/align_<n>.png")
