@@ -118,3 +118,34 @@ class Checkpointer:
         """For an error message: where the last good checkpoint is, if any."""
         return (f"last good checkpoint: {self.last} (step {self.last_saved_step})" if self.last.exists()
                 else "no checkpoint was written yet")
+
+    def restore(self, state: dict, path: Path, model, optimizer, scheduler, ema, progress, dist_info) -> None:
+        """Resume: weights, optimizer, schedule, this rank's RNG streams, progress and the averaged weights."""
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise AttnappsError(f"{path}: checkpoint does not fit this model config "
+                                f"({str(e).splitlines()[0]})") from e
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ranks = state.get("rng_ranks")
+        saved_by = len(ranks) if ranks is not None else 1
+        if saved_by != dist_info.world_size:
+            raise AttnappsError(f"{path}: saved by {saved_by} process(es), resumed with {dist_info.world_size}: "
+                                "resume with the same number of processes")
+        rng = ranks[dist_info.rank] if ranks is not None else state["rng"]
+        set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in rng.items()})
+        progress.load_state_dict(state["progress"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+
+
+def check_same_data(saved: dict, now: dict, force: bool) -> None:
+    """Resume refuses data whose content changed since the checkpoint (``trainer.resume_force=true`` allows it)."""
+    from attnapps import provenance
+
+    changed = provenance.changed_data(saved, now) if saved else []
+    if changed and not force:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise AttnappsError(f"trainer.resume: the data changed since the checkpoint: {changed[0]}{more}; "
+                            "resume with the same data, or set trainer.resume_force=true")

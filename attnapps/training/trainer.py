@@ -1,15 +1,14 @@
 """The one training loop every task uses, composed of parts that each do one job:
 
+* :class:`~attnapps.training.updater.Updater` -- one optimizer update (accumulation, DDP, non-finite guard)
+* :mod:`~attnapps.training.evaluation` -- the loss and the task's metrics on a split
 * :class:`~attnapps.training.clock.Budget` -- the clock and the time/step/epoch budget
 * :class:`~attnapps.training.checkpoint.Checkpointer` -- atomic ``last.pt``/``best.pt``, resume paths
 * :mod:`~attnapps.training.loggers` -- ``log.csv`` and TensorBoard
 * :class:`~attnapps.training.ema.EMA` -- the moving average of the weights
 * :mod:`~attnapps.training.distributed` -- DDP under torchrun (rank 0 decides, the others follow)
 
-Per update: the task returns ``(loss_sum, count)`` per batch; gradients are summed over the
-accumulated batches and all processes and divided by the global count, so one update equals the
-update of a single big batch whatever ``accumulate`` and the number of processes. A non-finite loss
-or gradient norm is never applied. :meth:`Trainer.run` returns a :class:`RunResult`; writing the
+:meth:`Trainer.run` returns a :class:`RunResult`; writing the
 run's files (``metrics.json``, the report) is :mod:`attnapps.run`'s job.
 """
 
@@ -17,59 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from attnapps import provenance
 from attnapps.config import plain
 from attnapps.data.batching import BucketBatchSampler, to_device
 from attnapps.errors import AttnappsError, ConfigError
-from attnapps.task import Evaluation
 from attnapps.training import distributed as dist
-from attnapps.training.checkpoint import Checkpointer, load_checkpoint, rng_state, set_rng_state
+from attnapps.training.checkpoint import Checkpointer, check_same_data, load_checkpoint, rng_state
 from attnapps.training.clock import Budget, Progress
 from attnapps.training.ema import averaged, maybe_ema
+from attnapps.training.evaluation import RunResult, evaluate_split
 from attnapps.training.loggers import build_loggers
 from attnapps.training.schedules import lr_factor
-
-
-@dataclass
-class RunResult:
-    """What a finished run hands to whoever writes its outputs."""
-
-    metrics: dict  # the final metrics (valid.*, test.*, train.*, task extras): metrics.json
-    outputs: dict = field(default_factory=dict)  # split -> what the task's final evaluation produced
-    task: Any = None
-    model: nn.Module | None = None
-    data_fingerprints: dict = field(default_factory=dict)
-    device: torch.device | None = None
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-
-
-def build_optimizer(model: nn.Module, tc) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases, norms, or 1-D parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = dict(lr=tc.lr, betas=tuple(tc.betas))
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, **kwargs)
+from attnapps.training.updater import Updater, build_optimizer, seed_everything
 
 
 class Trainer:
@@ -113,7 +77,7 @@ class Trainer:
         datasets = self.task.load_data()
         self.data_fingerprints = provenance.data_fingerprints()
         if self.resume_state is not None:
-            self._check_same_data(self.resume_state.get("data", {}))
+            check_same_data(self.resume_state.get("data", {}), self.data_fingerprints, self.tc.resume_force)
         if len(datasets["train"]) == 0:
             raise AttnappsError("the training set is empty")
         if self.tc.batch_size < 1:
@@ -130,17 +94,8 @@ class Trainer:
         self.budget.total_steps = self.tc.max_steps or (self.tc.max_epochs * self.steps_per_epoch) or 10**9
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema = maybe_ema(self.model, self.tc.ema)
-        self.ddp_model = self.model
-        if self.dist.enabled:
-            self.ddp_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def _check_same_data(self, saved: dict) -> None:
-        changed = provenance.changed_data(saved, self.data_fingerprints) if saved else []
-        if changed and not self.tc.resume_force:
-            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-            raise AttnappsError(f"trainer.resume: the data changed since the checkpoint: {changed[0]}{more}; "
-                                "resume with the same data, or set trainer.resume_force=true")
+        self.updater = Updater(self.model, self.optimizer, self.scheduler, self.ema, self.tc, self.dist, self.progress,
+                               self.task.loss, self.autocast, self.checkpoints.last_good)
 
     def _lr_factor(self, step: int) -> float:
         tc = self.tc
@@ -172,24 +127,8 @@ class Trainer:
         self.checkpoints.save_best(state, self.model, self.progress.step)
 
     def _restore(self) -> None:
-        state, path = self.resume_state, self.resume_path
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise AttnappsError(f"{path}: checkpoint does not fit this model config "
-                                f"({str(e).splitlines()[0]})") from e
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        ranks = state.get("rng_ranks")
-        saved_by = len(ranks) if ranks is not None else 1
-        if saved_by != self.dist.world_size:
-            raise AttnappsError(f"{path}: saved by {saved_by} process(es), resumed with {self.dist.world_size}: "
-                                "resume with the same number of processes")
-        rng = ranks[self.dist.rank] if ranks is not None else state["rng"]
-        set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in rng.items()})
-        self.progress.load_state_dict(state["progress"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
+        self.checkpoints.restore(self.resume_state, self.resume_path, self.model, self.optimizer, self.scheduler,
+                                 self.ema, self.progress, self.dist)
         self.sampler.set_epoch(self.progress.epoch, self.progress.batch_in_epoch)
 
     # ------------------------------------------------------------------ logging and evaluation
@@ -198,30 +137,9 @@ class Trainer:
         for logger in self.loggers:
             logger.log(p.step, p.epoch, p.elapsed, values)
 
-    @torch.no_grad()
-    def eval_loss(self, split: str, max_batches: int = 0) -> float:
-        self.model.eval()
-        total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-        for i, batch in enumerate(self.task.batches(split)):
-            if max_batches and i >= max_batches:
-                break
-            with self.autocast():
-                loss_sum, n = self.task.loss(self.model, batch)
-            total += float(loss_sum)
-            count += float(n)
-        return float(total / count.clamp(min=1))
-
     def evaluate(self, split: str, final: bool) -> tuple[dict, Any]:
-        """``(metrics, outputs)`` of a split: the loss, then the task's own evaluation."""
-        metrics = {"loss": self.eval_loss(split, 0 if final else self.tc.eval_max_batches)}
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            result = self.task.evaluate(self.model, split, final=final)
-        self.model.train()
-        if not isinstance(result, Evaluation):  # a task whose report needs no outputs may return its metrics
-            result = Evaluation(result)
-        metrics.update(result.metrics)
-        return {k: float(v) for k, v in metrics.items()}, result.outputs
+        return evaluate_split(self.task, self.model, split, final, self.autocast,
+                              0 if final else self.tc.eval_max_batches)
 
     def _improved(self, value: float) -> bool:
         best = self.progress.best
@@ -252,52 +170,9 @@ class Trainer:
         return self.tc.patience > 0 and p.bad_evals >= self.tc.patience
 
     # ------------------------------------------------------------------ training
-    def _non_finite(self, what: str) -> None:
-        """A non-finite loss or gradient norm: never applied. fp32 stops the run (it will not recover);
-        bf16 skips the update and counts it (a rare overflow of the low-precision range)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.tc.precision == "bf16":
-            self.progress.skipped_steps += 1
-            return
-        raise AttnappsError(f"non-finite {what} at step {self.progress.step + 1}; stopping, the weights were not "
-                            f"updated ({self.checkpoints.last_good()}; try a lower trainer.lr or trainer.clip_grad_norm)")
-
     def train_step(self, batches: list) -> dict | None:
         """One optimizer update over ``batches`` (the accumulation group); None if it was skipped."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        loss_total = torch.zeros((), dtype=torch.float64)
-        count_total = torch.zeros((), dtype=torch.float64)
-        for i, batch in enumerate(batches):
-            sync = i == len(batches) - 1
-            ctx = self.ddp_model.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
-            with ctx:
-                with self.autocast():
-                    loss_sum, n = self.task.loss(self.ddp_model, batch)
-                loss_sum.float().backward()
-            loss_total += loss_sum.detach().double().cpu()
-            count_total += float(n)
-        stats = dist.all_reduce_sum(torch.stack([loss_total, count_total]))
-        loss_total, count_total = stats[0], stats[1]
-        if not torch.isfinite(loss_total):
-            return self._non_finite("training loss")
-        # DDP averaged the gradient sums over processes; rescale to the global mean per item.
-        scale = self.dist.world_size / float(count_total.clamp(min=1))
-        grads = [p.grad for p in params if p.grad is not None]
-        for g in grads:
-            g.mul_(scale)
-        # (every rank holds the same all-reduced gradients, so every rank takes the same decision)
-        grad_norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0) if grads else torch.zeros(())
-        if not torch.isfinite(grad_norm):
-            return self._non_finite("gradient norm")
-        if self.tc.clip_grad_norm > 0:
-            torch.nn.utils.clip_grads_with_norm_(params, self.tc.clip_grad_norm, grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.progress.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(loss_total / count_total.clamp(min=1)), "count": float(count_total),
-                "grad_norm": float(grad_norm)}
+        return self.updater.step(batches)
 
     def _progress_bar(self):
         """Steps (or epochs of steps) done; under trainer.max_minutes, elapsed / budgeted seconds."""

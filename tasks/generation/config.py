@@ -37,7 +37,7 @@ GenerationModel = model_section("GenerationModel", ARCHS, "lstm_attention",
 class GenerationSample:
     prompt: str = opt("It is a truth", "report samples start here")
     max_new_tokens: int = opt(300, "tokens generated")
-    temperatures: list[float] = field(default_factory=lambda: [0.5, 0.8, 1.0])
+    temperatures: list[float] = opt([0.5, 0.8, 1.0], "one report sample per temperature (0 = greedy)")
     top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)")
     top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)")
     seed: int = opt(0, "sampling seed")

@@ -1,0 +1,52 @@
+"""Evaluation of a split during and after training, and what a finished run hands over (:class:`RunResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from attnapps.task import Evaluation
+
+
+@dataclass
+class RunResult:
+    """What a finished run hands to whoever writes its outputs."""
+
+    metrics: dict  # the final metrics (valid.*, test.*, train.*, task extras): metrics.json
+    outputs: dict = field(default_factory=dict)  # split -> what the task's final evaluation produced
+    task: Any = None
+    model: nn.Module | None = None
+    data_fingerprints: dict = field(default_factory=dict)
+    device: torch.device | None = None
+
+
+@torch.no_grad()
+def mean_loss(task, model: nn.Module, split: str, autocast: Callable, max_batches: int = 0) -> float:
+    """The task's loss per item over a split (its first ``max_batches`` batches; 0 = all)."""
+    model.eval()
+    total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    for i, batch in enumerate(task.batches(split)):
+        if max_batches and i >= max_batches:
+            break
+        with autocast():
+            loss_sum, n = task.loss(model, batch)
+        total += float(loss_sum)
+        count += float(n)
+    return float(total / count.clamp(min=1))
+
+
+def evaluate_split(task, model: nn.Module, split: str, final: bool, autocast: Callable,
+                   max_batches: int = 0) -> tuple[dict, Any]:
+    """``(metrics, outputs)`` of a split: the loss, then the task's own evaluation (model left in train mode)."""
+    metrics = {"loss": mean_loss(task, model, split, autocast, max_batches)}
+    model.eval()
+    with torch.no_grad(), autocast():
+        result = task.evaluate(model, split, final=final)
+    model.train()
+    if not isinstance(result, Evaluation):  # a task whose report needs no outputs may return its metrics
+        result = Evaluation(result)
+    metrics.update(result.metrics)
+    return {k: float(v) for k, v in metrics.items()}, result.outputs

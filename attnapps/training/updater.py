@@ -1,0 +1,99 @@
+"""One optimizer update: gradients summed over the accumulated batches and all processes, divided by
+the global item count (so it equals the update of one big batch), checked for non-finite values before
+anything is applied, clipped, stepped, scheduled and averaged (EMA). Also the optimizer and seeding."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch import nn
+
+from attnapps.errors import AttnappsError
+from attnapps.training import distributed as dist
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def build_optimizer(model: nn.Module, tc) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not on biases, norms, or 1-D parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=tc.lr, betas=tuple(tc.betas))
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs)
+
+
+class Updater:
+    """``Updater(...).step(batches)`` -> ``{"loss", "count", "grad_norm"}``, or None when a bf16 update
+    was skipped. ``loss(model, batch) -> (sum, count)`` is the task's; ``last_good()`` names the last
+    checkpoint for the error of an fp32 run that cannot go on."""
+
+    def __init__(self, model: nn.Module, optimizer, scheduler, ema, trainer_cfg, dist_info, progress,
+                 loss: Callable, autocast: Callable, last_good: Callable[[], str]):
+        self.model, self.optimizer, self.scheduler, self.ema = model, optimizer, scheduler, ema
+        self.tc, self.dist, self.progress = trainer_cfg, dist_info, progress
+        self.loss, self.autocast, self.last_good = loss, autocast, last_good
+        self.ddp = model
+        if dist_info.enabled:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=[next(model.parameters()).device.index] if next(model.parameters()).is_cuda else None)
+
+    def _non_finite(self, what: str) -> None:
+        """A non-finite loss or gradient norm: never applied. fp32 stops the run (it will not recover);
+        bf16 skips the update and counts it (a rare overflow of the low-precision range)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.tc.precision == "bf16":
+            self.progress.skipped_steps += 1
+            return
+        raise AttnappsError(f"non-finite {what} at step {self.progress.step + 1}; stopping, the weights were not "
+                            f"updated ({self.last_good()}; try a lower trainer.lr or trainer.clip_grad_norm)")
+
+    def step(self, batches: list) -> dict | None:
+        """One optimizer update over ``batches`` (the accumulation group); None if it was skipped."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        loss_total = torch.zeros((), dtype=torch.float64)
+        count_total = torch.zeros((), dtype=torch.float64)
+        for i, batch in enumerate(batches):
+            sync = i == len(batches) - 1
+            ctx = self.ddp.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
+            with ctx:
+                with self.autocast():
+                    loss_sum, n = self.loss(self.ddp, batch)
+                loss_sum.float().backward()
+            loss_total += loss_sum.detach().double().cpu()
+            count_total += float(n)
+        stats = dist.all_reduce_sum(torch.stack([loss_total, count_total]))
+        loss_total, count_total = stats[0], stats[1]
+        if not torch.isfinite(loss_total):
+            return self._non_finite("training loss")
+        # DDP averaged the gradient sums over processes; rescale to the global mean per item.
+        scale = self.dist.world_size / float(count_total.clamp(min=1))
+        grads = [p.grad for p in params if p.grad is not None]
+        for g in grads:
+            g.mul_(scale)
+        # (every rank holds the same all-reduced gradients, so every rank takes the same decision)
+        grad_norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0) if grads else torch.zeros(())
+        if not torch.isfinite(grad_norm):
+            return self._non_finite("gradient norm")
+        if self.tc.clip_grad_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.tc.clip_grad_norm, grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.progress.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(loss_total / count_total.clamp(min=1)), "count": float(count_total),
+                "grad_norm": float(grad_norm)}

@@ -1,0 +1,146 @@
+"""The shared task kit: the sequence loss, the tokenizer choice, batched decoding and its protocols,
+per-architecture model configs, help texts, predict's input/output, report helpers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from attnapps.config import Attention, arch_config, check_arch_keys, describe, model_section, opt
+from attnapps.data import fit_tokenizer
+from attnapps.data.files import write_output
+from attnapps.decoding import LanguageModel, Seq2SeqDecoder, decode_batches, greedy
+from attnapps.errors import ConfigError
+from attnapps.losses import sequence_loss
+from attnapps.report import section, table
+from attnapps.task import get_task, list_tasks
+
+
+def test_sequence_loss_sums_over_non_padding_targets():
+    logits = torch.zeros(2, 3, 4)  # uniform over 4 symbols
+    target = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    loss, n = sequence_loss(logits, target, pad_id=0)
+    assert int(n) == 3 and float(loss) == pytest.approx(3 * math.log(4))
+    loss, n = sequence_loss(logits, target)  # no padding: every position
+    assert int(n) == 6 and float(loss) == pytest.approx(6 * math.log(4))
+    smooth, _ = sequence_loss(torch.randn(2, 3, 4), target, 0, label_smoothing=0.1)
+    assert torch.isfinite(smooth)
+
+
+def test_fit_tokenizer_builds_each_kind_and_rejects_others():
+    texts = ["the cat sat", "the dog sat on the mat"] * 20
+    assert fit_tokenizer("char", texts).kind == "char"
+    word = fit_tokenizer("word", texts, min_freq=2)
+    assert word.decode(word.encode("the cat")) == "the cat"
+    sp = fit_tokenizer("sentencepiece", texts, vocab_size=20)
+    assert sp.kind == "sentencepiece" and sp.vocab_size <= 20
+    with pytest.raises(ConfigError, match="tokenizer.kind='bpe'.*char, word or sentencepiece"):
+        fit_tokenizer("bpe", texts)
+
+
+class CountingModel(torch.nn.Module):
+    """A Seq2SeqDecoder that copies its (padded) source, then ends: the known answer is the source."""
+
+    def encode(self, src):
+        return {"src": src, "t": torch.zeros(len(src), dtype=torch.long)}
+
+    def step(self, tokens, state):
+        src, t = state["src"], state["t"]
+        nxt = torch.where(t < src.size(1), src.gather(1, t.clamp(max=src.size(1) - 1).unsqueeze(1)).squeeze(1),
+                          torch.ones_like(t))
+        nxt = torch.where(nxt == 0, torch.ones_like(nxt), nxt)  # padding -> EOS (1)
+        log_probs = torch.full((len(src), 10), -30.0)
+        log_probs[:, 1] = -1000.0  # ending early is far worse than any other mistake
+        log_probs = log_probs.scatter(1, nxt.unsqueeze(1), 0.0)
+        return log_probs, {"src": src, "t": t + 1}, None
+
+
+def test_decode_batches_returns_hypotheses_in_input_order_whatever_the_batch_order():
+    sources = [[2, 3, 4], [5], [6, 7], [8, 9, 2, 3]]
+    model = CountingModel()
+    assert isinstance(model, Seq2SeqDecoder) and not isinstance(model, LanguageModel)
+
+    def inputs(chunk):
+        width = max(map(len, chunk))
+        return {"src": torch.tensor([s + [0] * (width - len(s)) for s in chunk])}, 6
+
+    out = decode_batches(model, sources, inputs, bos=0, eos=1, batch_size=2, order=[3, 1, 0, 2])
+    assert out.tokens == sources
+    beam = decode_batches(model, sources, inputs, bos=0, eos=1, beam=3, batch_size=3)
+    assert beam.tokens == sources
+    single = greedy(model.step, model.encode(inputs([sources[3]])[0]["src"]), 1, 0, 1, 6)
+    assert single.tokens[0] == sources[3]
+
+
+def test_the_four_tasks_models_follow_their_decoding_protocol():
+    from attnapps_tasks.captioning.model import ARCHS as CAPTION
+    from attnapps_tasks.generation.model import ARCHS as LM
+    from attnapps_tasks.translation.model import ARCHS as MT
+
+    for model in [*MT.values(), *CAPTION.values()]:
+        assert hasattr(model, "encode") and hasattr(model, "step") and not hasattr(model, "new_state")
+    for model in LM.values():
+        assert hasattr(model, "new_state") and hasattr(model, "step")
+
+
+@dataclass
+class AConfig:
+    attention: Attention = opt("additive", "attention of A")
+    width: int = opt(8, "width")
+
+
+@dataclass
+class BConfig:
+    width: int = opt(8, "width")
+    depth: int = opt(2, "depth of B")
+
+
+@dataclass
+class WideConfig:
+    width: int = opt(9, "width")
+
+
+def test_model_section_unions_the_architectures_and_rejects_a_key_of_another():
+    section = model_section("TestModel", {"a": AConfig, "b": BConfig}, "a")
+    cfg = OmegaConf.structured(section)
+    assert list(cfg.keys()) == ["arch", "attention", "width", "depth"]
+    cfg.width, cfg.arch = 16, "b"
+    assert arch_config(cfg, BConfig) == BConfig(width=16, depth=2)
+    check_arch_keys(cfg, section)  # width is B's too; attention left at its default
+    cfg.attention = "dot"
+    with pytest.raises(ConfigError, match="model.attention=dot does not apply to model.arch=b .*its keys: width, depth"):
+        check_arch_keys(cfg, section)
+    with pytest.raises(Exception):
+        cfg.arch = "c"  # a choice: rejected by OmegaConf
+    with pytest.raises(TypeError, match="model.width: architectures disagree on its default"):
+        model_section("Bad", {"a": AConfig, "c": WideConfig}, "a")
+
+
+@pytest.mark.parametrize("task", ["translation", "classification", "captioning", "generation"])
+def test_every_config_field_of_every_task_has_help_and_choices_list_their_values(task):
+    assert task in list_tasks()
+    cls = get_task(task)
+    rows = describe(cls.config_class) + (describe(cls.predict_config_class) if cls.predict_config_class else [])
+    missing = [key for key, _, _, text in rows if not text and key != "task_name"]
+    assert not missing
+    arch = next(r for r in rows if r[0] == "model.arch")
+    assert arch[1].startswith("one of ")
+
+
+def test_write_output_to_a_file_and_stdout(tmp_path, capsys):
+    write_output(str(tmp_path / "o.txt"), ["a", "b"])
+    assert (tmp_path / "o.txt").read_text() == "a\nb\n"
+    write_output("-", ["c"])
+    assert capsys.readouterr().out == "c\n"
+    with pytest.raises(ConfigError, match="output=.*cannot write"):
+        write_output(str(tmp_path / "missing" / "o.txt"), ["a"])
+
+
+def test_report_section_and_table():
+    assert section("T", ["x", "y"]) == ["## T", "", "- x", "- y"]
+    assert table(["a", "b"], [[1, "p|q"]]) == ["| a | b |", "|---|---|", "| 1 | p\\|q |"]
+    assert [f.name for f in fields(AConfig)] == ["attention", "width"]
