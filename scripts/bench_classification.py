@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from attnapps_tasks.classification.model import (BiLSTMAttention, HierarchicalAttention, NgramAttention,  # noqa: E402
+from attnapps_tasks.classification.model import (BiLSTMAttention, BiLSTMConfig, HANConfig, HierarchicalAttention,  # noqa: E402
+                                                  NgramAttention, NgramConfig, TransformerConfig,
                                         TransformerClassifier, hashed_ngrams, split_sentences)
 
 VOCAB, CLASSES, SEP = 30000, 5, 3
@@ -126,12 +127,15 @@ class PlainTransformer(nn.Module):
 
 def ours_and_plain(arch: str):
     if arch == "ngram_attention":
-        return NgramAttention(VOCAB, CLASSES, 64, 2, 2**18, "additive", 2, 0.0), PlainNgram()
+        return NgramAttention(NgramConfig(embed_size=64, hops=2, dropout=0.0), VOCAB, CLASSES), PlainNgram()
     if arch == "han":
-        return HierarchicalAttention(VOCAB, CLASSES, 100, 50, "additive", 0.0, sep_id=SEP), PlainHAN()
+        return HierarchicalAttention(HANConfig(embed_size=100, hidden_size=50, dropout=0.0), VOCAB, CLASSES,
+                                     sep_id=SEP), PlainHAN()
     if arch == "bilstm_attention":
-        return BiLSTMAttention(VOCAB, CLASSES, 256, 128, "additive", dropout=0.0, hops=4), PlainBiLSTM()
-    return TransformerClassifier(VOCAB, CLASSES, 128, 4, 2, 256, 0.0, "mean"), PlainTransformer()
+        return BiLSTMAttention(BiLSTMConfig(embed_size=256, hidden_size=128, hops=4, dropout=0.0), VOCAB,
+                               CLASSES), PlainBiLSTM()
+    return TransformerClassifier(TransformerConfig(hidden_size=128, heads=4, layers=2, ff_size=256, dropout=0.0),
+                                 VOCAB, CLASSES), PlainTransformer()
 
 
 def make_batch(batch: int, length: int, g: torch.Generator):

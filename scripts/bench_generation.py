@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from attnapps.decoding import sample_tokens
-from attnapps_tasks.generation.model import GPT
+from attnapps_tasks.generation.model import GPT, GPTConfig
 from attnapps_tasks.generation.task import GenerationConfig
 
 VOCAB = 84
@@ -46,7 +46,8 @@ def matmul_flops(dtype, device, n: int = 1024, reps: int = 20) -> float:
 def train_speed(size: dict, dtype: str, device, steps: int) -> tuple[float, float]:
     """(tokens/s, model FLOP/s) of full training steps."""
     torch.manual_seed(0)
-    model = GPT(VOCAB, size["context"], size["d_model"], size["heads"], size["layers"], dropout=0.0).to(device)
+    model = GPT(GPTConfig(context=size["context"], d_model=size["d_model"], heads=size["heads"], layers=size["layers"],
+                    dropout=0.0), VOCAB).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     b, t = size["batch"], size["context"]
     ids = torch.randint(0, VOCAB, (b, t + 1), device=device)
@@ -75,7 +76,8 @@ def train_speed(size: dict, dtype: str, device, steps: int) -> tuple[float, floa
 
 def generation_speed(size: dict, device, new_tokens: int = 500) -> dict:
     torch.manual_seed(0)
-    model = GPT(VOCAB, size["context"], size["d_model"], size["heads"], size["layers"], dropout=0.0).to(device).eval()
+    model = GPT(GPTConfig(context=size["context"], d_model=size["d_model"], heads=size["heads"], layers=size["layers"],
+                    dropout=0.0), VOCAB).to(device).eval()
     out = {}
     for name, cache in (("cached", True), ("uncached", False)):
         t0 = time.perf_counter()

@@ -85,7 +85,7 @@ def main():
     torch.manual_seed(0)
     base = OmegaConf.structured(TranslationConfig)
     task = TranslationTask(base)
-    task.datasets = task.build_data()
+    task.load_data()
     train = task.datasets["train"]
     sampler = BucketBatchSampler(len(train), args.batch, task.lengths("train"), seed=0)  # as the trainer batches
     batches = [task.collate([train[i] for i in b]) for b, _ in zip(sampler, range(args.steps + 2))]

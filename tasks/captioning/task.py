@@ -31,8 +31,9 @@ from .config import CaptioningConfig, CaptioningPredict
 from .data import load_karpathy
 from .features import build_encoder, cached_extract, load_pixels
 from .grounding import pointing_game
+from .memory import RetrievedMemory, collate_memory
 from .model import ARCHS
-from .retrieval import ConsensusScorer, global_features, neighbours, retrieval_baseline
+from .retrieval import ConsensusScorer, global_features, retrieval_baseline
 from .scst import scst_loss
 from .strategy import Strategy
 from .synthetic import ensure_synthetic
@@ -66,13 +67,15 @@ class CaptioningTask(Task):
         super().check_config(cfg)
         check_heads(cfg.model, cfg.model.hidden_size, "model.hidden_size")
 
-    vocab = encoder = retrieval = baseline = None
+    vocab = encoder = baseline = None
     store = None  # (images, regions, channels) fp16 features or (images, 3, S, S) uint8 pixels
     feature_info: dict = {}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.strategy = Strategy(self)  # how the final evaluation decodes (chosen on valid after training)
+        m = self.cfg.model
+        self.memory = RetrievedMemory(m.retrieval_k, self.cfg.data.captions_per_image, m.memory_len)
 
     # ------------------------------------------------------------------ data
     @property
@@ -112,58 +115,11 @@ class CaptioningTask(Task):
             self.vocab = Vocab.build((c for _, it in self.items["train"] for c in it.captions), min_freq=d.min_freq)
         encoded = {split: [[self.vocab.encode(c[: d.max_len]) for c in it.captions] for _, it in kept]
                    for split, kept in self.items.items()}
-        self.build_retrieval(encoded["train"])
-        return {split: [(row, caps, self.memory_for(split, i)) for i, ((row, _), caps) in enumerate(zip(kept, encoded[split]))]
+        self.memory.build(self.store, self.items, encoded["train"])
+        memory = (lambda split, i: self.memory.of_example(split, i)) if self.cfg.model.arch == "show_attend_tell" \
+            else (lambda split, i: None)
+        return {split: [(row, caps, memory(split, i)) for i, ((row, _), caps) in enumerate(zip(kept, encoded[split]))]
                 for split, kept in self.items.items()}
-
-    # ------------------------------------------------------------------ retrieval
-    def build_retrieval(self, train_captions: list[list[list[int]]]) -> None:
-        """The nearest training images of every image by cosine of mean region features
-        (:mod:`tasks.captioning.retrieval`), and the retrieval index a saved model keeps for prediction.
-        A training image is never its own neighbour. Pixels (an encoder that trains) have no fixed
-        features to retrieve with, so the memory is off (the report says so)."""
-        k = self.cfg.model.retrieval_k
-        self.neighbours, self.retrieval = {}, None
-        if self.store.dim() != 3:  # pixels: the encoder trains
-            return
-        g = global_features(self.store)  # (rows, channels) unit vectors
-        self.global_feats = g
-        train_rows = torch.tensor([row for row, _ in self.items["train"]])
-        keys = g[train_rows]  # (train, channels)
-        self.retrieval = {"keys": keys.half(), "captions": train_captions}
-        depth = max(k, 1)
-        for split, kept in self.items.items():
-            if not kept:
-                self.neighbours[split] = torch.empty(0, depth, dtype=torch.long)
-                continue
-            rows = torch.tensor([row for row, _ in kept])
-            exclude = torch.arange(len(kept)) if split == "train" else None
-            self.neighbours[split] = neighbours(g[rows], keys, depth, exclude)  # (n, depth)
-
-    def memory_of(self, neighbour_ids: list[int]) -> tuple[list[int], list[int]]:
-        """``(token ids, rank per token)``: the captions of the given training images (nearest first),
-        each closed by ``<eos>`` (copying it ends the caption), cut at ``model.memory_len`` tokens."""
-        m = self.cfg.model
-        ids, ranks = [], []
-        for rank, j in enumerate(neighbour_ids[: m.retrieval_k], start=1):
-            for cap in self.retrieval["captions"][j][: self.cfg.data.captions_per_image]:
-                ids += cap + [EOS]
-                ranks += [rank] * (len(cap) + 1)
-        return ids[: m.memory_len], ranks[: m.memory_len]
-
-    def memory_for(self, split: str, i: int):
-        if self.cfg.model.retrieval_k <= 0 or self.retrieval is None or self.cfg.model.arch != "show_attend_tell":
-            return None
-        return self.memory_of(self.neighbours[split][i].tolist())
-
-    @staticmethod
-    def collate_memory(memories: list) -> dict:
-        """``memory`` and ``memory_rank`` ``(batch, mem_len)`` padded with 0, or nothing without a memory."""
-        if not memories or memories[0] is None:
-            return {}
-        memory, _ = pad_batch([m[0] for m in memories])
-        rank, _ = pad_batch([m[1] for m in memories])
-        return {"memory": memory, "memory_rank": rank}
 
     def collate(self, examples):
         n = self.cfg.data.captions_per_image
@@ -172,7 +128,7 @@ class CaptioningTask(Task):
         for i, (_, cs, _) in enumerate(examples):
             caps += cs[:n]
             owner += [i] * len(cs[:n])
-        batch = dict(self.collate_captions(images, caps, owner), **self.collate_memory([m for _, _, m in examples]))
+        batch = dict(self.collate_captions(images, caps, owner), **collate_memory([m for _, _, m in examples]))
         batch["refs"] = [cs for _, cs, _ in examples]  # every caption (token ids) per image: the SCST rewards
         return batch
 
@@ -254,7 +210,7 @@ class CaptioningTask(Task):
         """Hypotheses for dataset examples ``(row, captions, memory)``, in batches of 64."""
         def inputs(chunk):
             images = self.store[torch.tensor([row for row, _, _ in chunk])].to(self.device)
-            memory = {k: v.to(self.device) for k, v in self.collate_memory([m for _, _, m in chunk]).items()}
+            memory = {k: v.to(self.device) for k, v in collate_memory([m for _, _, m in chunk]).items()}
             return {"images": images, **memory}, self.cfg.decode.max_len
 
         return decode_batches(model, examples, inputs, BOS, EOS, beam, alpha, n_best, batch_size=64, device=self.device)
@@ -369,7 +325,7 @@ class CaptioningTask(Task):
         if self.baseline is not None:
             return self.baseline
         if self.store.dim() == 3:
-            feats, what = self.global_feats, "cached encoder features"
+            feats, what = self.memory.global_feats, "cached encoder features"
         else:
             chunks = []
             model.eval()
@@ -434,20 +390,18 @@ class CaptioningTask(Task):
 
     def predict_memory(self, model, pixels) -> dict:
         """The retrieved memory of a new image: its nearest training images by the saved index."""
-        if not self.uses_memory or self.retrieval is None:
+        if not self.uses_memory or self.memory.index is None:
             return {}
         model.eval()
         with torch.no_grad():
-            query = global_features(model.images(pixels.to(self.device)).cpu())  # (1, channels)
-        nb = neighbours(query, self.retrieval["keys"].float(), self.cfg.model.retrieval_k)[0].tolist()
-        return self.collate_memory([self.memory_of(nb)])
+            return self.memory.of_features(model.images(pixels.to(self.device)).cpu())
 
     def state_dict(self):
         state = {"vocab": self.vocab.state_dict()}
-        if self.retrieval is not None:  # prediction retrieves from the training images as in training
-            state["retrieval"] = {"keys": self.retrieval["keys"], "captions": self.retrieval["captions"]}
+        if self.memory.index is not None:  # prediction retrieves from the training images as in training
+            state["retrieval"] = {"keys": self.memory.index["keys"], "captions": self.memory.index["captions"]}
         return state
 
     def load_state_dict(self, state):
         self.vocab = Vocab.from_state(state["vocab"])
-        self.retrieval = state.get("retrieval")
+        self.memory.index = state.get("retrieval")

@@ -110,7 +110,7 @@ def test_memory_run_reports_the_retrieval_baseline_and_the_memory_attention(memo
     report = (root / "run" / "report.md").read_text()
     assert "k-NN consensus" in report and "1-NN" in report and "chosen on valid by CIDEr-D" in report
     assert "plots/memory_0.png" in report and (root / "run" / "plots" / "memory_0.png").is_file()
-    assert set(task.strategy_scores) == {"greedy", "beam", "rerank"}
+    assert set(task.strategy.scores) == {"greedy", "beam", "rerank"}
     # a training image's memory never holds its own caption; a test copy's nearest image is its original
     train_ids = [task.datasets["train"][i][1][0] for i in range(len(task.datasets["train"]))]
     for i, (_, caps, (memory, ranks)) in enumerate(task.datasets["train"]):
