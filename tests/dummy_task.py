@@ -14,31 +14,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnapps.config import RunConfig, TrainerConfig
+from attnapps.config import RunConfig, TrainerConfig, opt
 from attnapps.data.files import read_input
 from attnapps.task import Task, register_task
 
 
 @dataclass
 class DummyData:
-    n: int = 320
-    dim: int = 8
-    nan_at_call: int = 0
-    crash_at_call: int = 0
-    inf_grad_at_call: int = 0  # a finite loss whose gradient is inf
-    collate_sleep: float = 0.0  # seconds of "data loading" per batch
+    n: int = opt(320, "points (70% train, 15% valid, 15% test)")
+    dim: int = opt(8, "dimensions of a point")
+    nan_at_call: int = opt(0, "failure hook: the N-th training loss is NaN")
+    crash_at_call: int = opt(0, "failure hook: os._exit in the N-th training step")
+    inf_grad_at_call: int = opt(0, "failure hook: a finite loss whose gradient is inf")
+    collate_sleep: float = opt(0.0, "seconds of 'data loading' per batch")
 
 
 @dataclass
 class DummyModel:
-    hidden: int = 16
-    dropout: float = 0.1
+    hidden: int = opt(16, "hidden units of the MLP")
+    dropout: float = opt(0.1, "dropout probability")
 
 
 @dataclass
 class DummyPredict:
-    input: str = "-"
-    scale: float = 1.0
+    input: str = opt("-", "file with one point per line (numbers separated by spaces), or - for stdin")
+    scale: float = opt(1.0, "multiply the inputs by this")
 
 
 @dataclass

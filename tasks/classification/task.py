@@ -26,7 +26,7 @@ from attnapps.task import Evaluation, Task, register_task
 
 from . import auto
 from .baseline import tfidf_logreg
-from .config import ClassificationConfig, ClassificationPredict
+from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import load_examples
 from .model import ARCHS, Ensemble
 
@@ -177,15 +177,18 @@ class ClassificationTask(Task):
         test = outputs["test"]
         gold, pred, probs, weights, r = test["gold"], test["pred"], test["probs"], test["weights"], test["report"]
         ensemble = f" (ensemble of {m.ensemble})" if m.ensemble > 1 else ""
+        uses = lambda key: str(m.arch) in ClassificationModel.users[key]  # noqa: E731  (the arch has this key)
+        attention = f"attention {m.attention}" if uses("attention") else "multi-head self-attention"
         lines = section("Classification", [
             f"data: {self.cfg.data.path or 'embedded Rotten Tomatoes snippets'} ({self.cfg.data.format}); "
             f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
             f"labels: {', '.join(self.labels)}",
             f"malformed lines skipped: {self.policy.skipped if self.policy else 0}",
-            f"model: {m.arch}{ensemble}, attention {m.attention}, pooling {m.pooling}; tokenizer "
+            f"model: {m.arch}{ensemble}, {attention}" + (f", pooling {m.pooling}" if uses("pooling") else "")
+            + "; tokenizer "
             f"{self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}, texts cut at {self.cfg.data.max_len} tokens",
             *[f"chosen from the data: {note}" for note in self.auto_notes]])
-        rows = [[f"{m.arch} ({m.attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})",
+        rows = [[f"{m.arch} ({attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})",
                  f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
         base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed) if self.cfg.report.baseline else None
         if base is not None:
