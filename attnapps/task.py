@@ -121,7 +121,8 @@ class Task:
     # -- after training -------------------------------------------------------------------------
     def report(self, model: nn.Module, run_dir: Path, outputs: dict[str, Any]) -> list[str]:
         """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``outputs``: split ->
-        the final evaluation's ``Evaluation.outputs``."""
+        the final evaluation's ``Evaluation.outputs``, and ``"run"`` -> the run's final metrics (those of
+        ``metrics.json``, ``extra_metrics`` included)."""
         return []
 
     def extra_metrics(self, model: nn.Module) -> dict[str, float]:

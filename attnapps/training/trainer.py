@@ -295,4 +295,5 @@ class Trainer:
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
         })
         metrics.update(self.task.extra_metrics(self.model))
+        outputs["run"] = metrics  # the report may cite any final number
         return RunResult(metrics, outputs, self.task, self.model, self.data_fingerprints, self.device)

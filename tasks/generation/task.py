@@ -49,7 +49,7 @@ class GenerationTask(Task):
         "sample.top_p": between(0, 1, lo_open=True), "sample.heatmap_tokens": at_least(1),
         "sample.eval_tokens": at_least(0)}
 
-    tok, speed = None, {}
+    tok = None
 
     @classmethod
     def resolve_config(cls, cfg) -> None:
@@ -163,8 +163,7 @@ class GenerationTask(Task):
         return out
 
     def extra_metrics(self, model):
-        self.speed = self.measure_generation(model)  # the report shows it too
-        return {f"generate.tokens_per_sec_{k}": v for k, v in self.speed.items()}
+        return {f"generate.tokens_per_sec_{k}": v for k, v in self.measure_generation(model).items()}
 
     # ------------------------------------------------------------------ report and predict
     def generate(self, model, prompt: str, max_new_tokens: int, temperature: float, top_k: int = 0,
@@ -186,9 +185,11 @@ class GenerationTask(Task):
             f"tokenizer: {self.tok.kind}, vocabulary {self.tok.vocab_size}",
             f"model: {m.arch}, context {m.context}, width {m.d_model}, {m.layers} layers"
             + (f", {m.heads} heads" if m.arch == "transformer" else f", attention {m.attention}")])
-        if self.speed:
-            lines.append(f"- generation: {self.speed['cached']:.0f} tokens/s with the key/value cache, "
-                         f"{self.speed['uncached']:.0f} tokens/s without ({self.speed['cached'] / self.speed['uncached']:.1f}x)")
+        run = outputs.get("run", {})  # the run's final metrics, with extra_metrics' generation speeds
+        cached, uncached = run.get("generate.tokens_per_sec_cached"), run.get("generate.tokens_per_sec_uncached")
+        if cached and uncached:
+            lines.append(f"- generation: {cached:.0f} tokens/s with the key/value cache, "
+                         f"{uncached:.0f} tokens/s without ({cached / uncached:.1f}x)")
         lines += ["", "### Samples", ""]
         samples = []
         for temp in s.temperatures:
@@ -197,7 +198,6 @@ class GenerationTask(Task):
             lines += [f"**temperature {temp}** (top-k {s.top_k or 'off'}, top-p {s.top_p}, seed {s.seed}):", "",
                       "```", (s.prompt + text).replace("```", "'''"), "```", ""]
         d1, d2 = distinct_n(samples, 1), distinct_n(samples, 2)
-        self.distinct = (d1, d2)
         lines.append(f"distinct-1 {d1:.3f}, distinct-2 {d2:.3f} (unique word n-grams / all, over the samples above)")
         path = self.heatmap(model, s.prompt + samples[len(samples) // 2], run_dir / "plots" / "attention_heatmap.png")
         if path is not None:
