@@ -174,7 +174,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "trainer.device": matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:N"),
     "trainer.eval_every": at_least(0), "trainer.eval_max_batches": at_least(0), "trainer.patience": at_least(0),
     "trainer.checkpoint_every": at_least(0), "trainer.log_every": at_least(1), "trainer.num_workers": at_least(0),
-    "trainer.threads": at_least(0),
+    "trainer.threads": at_least(0), "diag.examples": at_least(0), "diag.permutations": at_least(1),
 }
 
 
@@ -225,12 +225,21 @@ class TrainerConfig:
 
 
 @dataclass
+class DiagConfig:
+    """The attention diagnostics of every run (:mod:`attnapps.diagnostics`), written as ``diag.*``."""
+
+    examples: int = opt(32, "test examples whose outputs the diagnostics explain, drawn by the seed (0 = off)")
+    permutations: int = opt(3, "random permutations of the attention per explained output")
+
+
+@dataclass
 class RunConfig:
     """Root of every run's config: task-independent keys. Tasks subclass it."""
 
     task_name: str = MISSING
     seed: int = opt(1234, "seed of weights, sampling and data order")
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    diag: DiagConfig = field(default_factory=DiagConfig)
 
 
 def hydra_defaults() -> dict:

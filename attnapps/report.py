@@ -70,6 +70,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
                                 primary=getattr(task, "primary_metric", None))
     if curve:
         lines += ["", "## Learning curves", "", f"![learning curves](plots/{curve.name})"]
+    lines += diagnostics_section(metrics, cfg.task_name)
     if task is not None and model is not None:
         model.eval()
         for section in task.report(model, run_dir, outputs or {}):
@@ -81,6 +82,36 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+DIAGNOSTICS = {  # diag.* key -> what it measures (attnapps/diagnostics.py)
+    "entropy": "normalised entropy of the attention (0 = one input, 1 = uniform)",
+    "top1": "weight of the top input", "top3": "summed weight of the top three inputs",
+    "tau_grad": "Kendall tau: attention vs input x gradient importance",
+    "tau_loo": "Kendall tau: attention vs leave-one-out erasure importance",
+    "erase_max": "drop in log P(output) when the most attended input is removed",
+    "erase_random": "... when a random input is removed",
+    "flip_max": "decisions flipped by removing the most attended input",
+    "flip_random": "... by removing a random input",
+    "permute_tvd": "total variation of the output when the attention is permuted across inputs",
+    "aer": "alignment error rate against the gold word alignments (data.alignments)",
+}
+
+
+def diagnostics_section(metrics: dict, task_name: str = "") -> list[str]:
+    """The attention diagnostics of a run (``diag.*``) with what each means."""
+    if not any(k.startswith("diag.") for k in metrics):
+        return []
+    lines = ["", "## Does the attention explain the output?", "",
+             f"On {int(metrics.get('diag.examples', 0))} test examples ({int(metrics.get('diag.outputs', 0))} explained "
+             f"outputs), {metrics.get('diag.seconds', 0):.1f} s ({metrics.get('diag.time_fraction', 0):.1%} of the "
+             "training time); Jain & Wallace 2019, Wiegreffe & Pinter 2019.", "", "| diagnostic | value | meaning |",
+             "|---|---|---|"]
+    lines += [f"| `diag.{k}` | {metrics[f'diag.{k}']:.4f} | {text} |" for k, text in DIAGNOSTICS.items()
+              if f"diag.{k}" in metrics]
+    if task_name == "translation" and "diag.aer" not in metrics:
+        lines += ["", "No gold word alignments were given (`data.alignments=`), so no alignment error rate."]
+    return lines
 
 
 # ---------------------------------------------------------------------------------- comparison

@@ -130,6 +130,18 @@ class Task:
         generation speed), called once with the final (best) model."""
         return {}
 
+    # -- attention diagnostics (attnapps.diagnostics) -----------------------------------------
+    diag_decision: ClassVar[bool] = False  # the explained output is a decision: erasure reports flip rates
+
+    def probes(self, model: nn.Module, indices: list[int]) -> list:
+        """:class:`attnapps.diagnostics.Probe` s explaining the outputs on test examples ``indices``;
+        none = no ``diag.*`` for this task."""
+        return []
+
+    def diag_extra(self, model: nn.Module) -> dict[str, float]:
+        """Further ``diag.*`` numbers (e.g. translation's alignment error rate against gold alignments)."""
+        return {}
+
     def predict(self, model: nn.Module, options) -> None:
         raise NotImplementedError(f"task {self.name} has no predict")
 

@@ -7,7 +7,7 @@ Variants: ``additive`` (Bahdanau), ``dot`` and ``general`` (Luong), ``scaled_dot
 ``multihead`` (Vaswani). See :mod:`attnapps.attention.base` for the contract.
 """
 
-from attnapps.attention.base import Attention, masked_softmax
+from attnapps.attention.base import Attention, intervene, masked_softmax
 from attnapps.attention.masks import causal_mask, combine, expand_mask, invert, lengths_to_mask
 from attnapps.attention.registry import build_attention, get_attention_class, list_attention, register_attention
 from attnapps.attention.functional import dot_product_attention
@@ -22,6 +22,6 @@ from attnapps.attention.multihead import KVCache, MultiheadAttention
 __all__ = [
     "Attention", "AdditiveAttention", "DotAttention", "GeneralAttention", "ScaledDotAttention",
     "MultiheadAttention", "KVCache", "build_attention", "get_attention_class", "list_attention",
-    "register_attention", "masked_softmax", "dot_product_attention", "lengths_to_mask", "causal_mask",
+    "register_attention", "intervene", "masked_softmax", "dot_product_attention", "lengths_to_mask", "causal_mask",
     "combine", "expand_mask", "invert",
 ]

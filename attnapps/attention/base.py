@@ -15,9 +15,16 @@ Whatever the variant, :meth:`Attention.average_heads` gives ``(batch, q_len, k_l
 model code never needs to know which variant it holds.
 ``is_causal=True`` adds a (bottom-right aligned) causal mask to ``mask``.
 A query row with no allowed key gets zero weights and a zero context, never NaN.
+
+:func:`intervene` replaces a module's weights by a function of them while values are mixed (the
+weights returned stay the model's own): what the permutation diagnostic of :mod:`attnapps.diagnostics`
+uses to ask whether the output depends on where the attention goes.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +55,7 @@ class Attention(nn.Module):
 
     output_size: int
     heads: int = 1
+    intervention: Callable[[Tensor], Tensor] | None = None  # see intervene()
 
     def __init__(self, query_size: int, key_size: int, value_size: int | None = None):
         super().__init__()
@@ -81,7 +89,8 @@ class Attention(nn.Module):
         if is_causal:
             mask = combine(mask, causal_mask(query.size(1), keys.size(1), device=query.device))
         weights = masked_softmax(scores, mask)  # (batch, q_len, k_len)
-        context = torch.bmm(weights, values)  # (batch, q_len, d_v)
+        mixing = weights if self.intervention is None else self.intervention(weights)
+        context = torch.bmm(mixing, values)  # (batch, q_len, d_v)
         return context, (weights if need_weights else None)
 
     def average_heads(self, weights: Tensor) -> Tensor:
@@ -94,3 +103,15 @@ class Attention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"query_size={self.query_size}, key_size={self.key_size}, value_size={self.value_size}"
+
+
+@contextlib.contextmanager
+def intervene(module: Attention, fn: Callable[[Tensor], Tensor]):
+    """Inside, ``module`` mixes its values with ``fn(weights)`` instead of its weights (``weights``
+    ``(batch, q_len, k_len)``, multi-head ``(batch, heads, q_len, k_len)``), e.g. the weights permuted
+    across keys (Jain & Wallace 2019). Forces the explicit (non-fused) path."""
+    module.intervention = fn
+    try:
+        yield module
+    finally:
+        module.intervention = None

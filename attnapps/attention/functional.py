@@ -24,21 +24,24 @@ def dot_product_attention(
     is_causal: bool = False,
     need_weights: bool = False,
     dropout_p: float = 0.0,
+    intervention=None,
 ) -> tuple[Tensor, Tensor | None]:
     """softmax(q k^T / sqrt(d)) v.
 
     q ``(..., q_len, d)``, k ``(..., k_len, d)``, v ``(..., k_len, d_v)``; ``mask`` bool (True = may
     attend) broadcastable to ``(..., q_len, k_len)``. Returns ``(context (..., q_len, d_v),
-    weights (..., q_len, k_len) or None)``; weights are those before dropout.
+    weights (..., q_len, k_len) or None)``; weights are those before dropout. ``intervention``: the
+    values are mixed with ``intervention(weights)`` (explicit path; see ``attention.intervene``).
     """
     q_len, k_len = q.size(-2), k.size(-2)
-    if need_weights:
+    if need_weights or intervention is not None:
         if is_causal:
             mask = combine(mask, causal_mask(q_len, k_len, device=q.device))
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (..., q_len, k_len)
         weights = masked_softmax(scores, mask)  # (..., q_len, k_len)
-        dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
-        return dropped @ v, weights  # (..., q_len, d_v)
+        mixing = weights if intervention is None else intervention(weights)
+        dropped = F.dropout(mixing, dropout_p) if dropout_p > 0 else mixing
+        return dropped @ v, (weights if need_weights else None)  # (..., q_len, d_v)
 
     if is_causal and mask is None and q_len == k_len:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True), None

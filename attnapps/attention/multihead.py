@@ -124,7 +124,7 @@ class MultiheadAttention(Attention):
             is_causal = False  # one new query sees its whole past
         context, weights = dot_product_attention(
             q, k, v, mask=mask, is_causal=is_causal, need_weights=need_weights,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=self.dropout if self.training else 0.0, intervention=self.intervention,
         )  # (batch, heads, q_len, head_dim), (batch, heads, q_len, k_len)
         context = context.transpose(1, 2).reshape(b, q_len, self.query_size)  # (batch, q_len, d_model)
         return self.out_proj(context), weights

@@ -39,4 +39,5 @@ class ScaledDotAttention(Attention):
             is_causal=is_causal,
             need_weights=need_weights,
             dropout_p=self.dropout if self.training else 0.0,
+            intervention=self.intervention,
         )

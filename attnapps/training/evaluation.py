@@ -50,3 +50,28 @@ def evaluate_split(task, model: nn.Module, split: str, final: bool, autocast: Ca
         result = Evaluation(result)
     metrics.update(result.metrics)
     return {k: float(v) for k, v in metrics.items()}, result.outputs
+
+
+def run_diagnostics(task, model: nn.Module, cfg, train_seconds: float) -> dict:
+    """``diag.*`` of a finished run on ``diag.examples`` test examples drawn with the run's seed, and what
+    they cost (``diag.seconds``, and ``diag.time_fraction`` of the training time)."""
+    import random
+    import time
+
+    from attnapps.diagnostics import diagnose
+
+    test = task.datasets.get("test") or []
+    n = min(cfg.diag.examples, len(test))
+    if n <= 0:
+        return {}
+    start = time.perf_counter()
+    indices = sorted(random.Random(cfg.seed).sample(range(len(test)), n))
+    model.eval()
+    probes = task.probes(model, indices)
+    out = diagnose(probes, cfg.seed, task.diag_decision, cfg.diag.permutations) if probes else {}
+    out.update(task.diag_extra(model))
+    if out:
+        out["diag.examples"] = float(n)
+        out["diag.seconds"] = time.perf_counter() - start
+        out["diag.time_fraction"] = out["diag.seconds"] / max(train_seconds, 1e-9)
+    return out

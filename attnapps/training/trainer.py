@@ -30,7 +30,7 @@ from attnapps.training import distributed as dist
 from attnapps.training.checkpoint import Checkpointer, check_same_data, load_checkpoint, rng_state
 from attnapps.training.clock import Budget, Progress
 from attnapps.training.ema import averaged, maybe_ema
-from attnapps.training.evaluation import RunResult, evaluate_split
+from attnapps.training.evaluation import RunResult, evaluate_split, run_diagnostics
 from attnapps.training.loggers import build_loggers
 from attnapps.training.schedules import lr_factor
 from attnapps.training.updater import Updater, build_optimizer, seed_everything
@@ -295,5 +295,6 @@ class Trainer:
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
         })
         metrics.update(self.task.extra_metrics(self.model))
+        metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         outputs["run"] = metrics  # the report may cite any final number
         return RunResult(metrics, outputs, self.task, self.model, self.data_fingerprints, self.device)

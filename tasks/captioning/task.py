@@ -27,6 +27,7 @@ from attnapps.plots import attention_heatmap, attention_over_image
 from attnapps.report import section, table
 from attnapps.task import Evaluation, Task, register_task
 
+from . import diagnostics
 from .config import CaptioningConfig, CaptioningPredict
 from .data import load_karpathy
 from .features import build_encoder, cached_extract, load_pixels
@@ -238,6 +239,9 @@ class CaptioningTask(Task):
         info = self.feature_info
         return {"features.images_per_sec": info.get("images_per_sec", 0.0),
                 "features.seconds": info.get("seconds", 0.0), "features.cache_hit": int(info.get("cache_hit", False))}
+
+    def probes(self, model, indices):
+        return diagnostics.probes(self, model, indices)
 
     # ------------------------------------------------------------------ report and predict
     def report(self, model, run_dir, outputs):

@@ -24,7 +24,7 @@ from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_token
 from attnapps.report import section, table
 from attnapps.task import Evaluation, Task, register_task
 
-from . import auto
+from . import auto, diagnostics
 from .baseline import tfidf_logreg
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import load_examples
@@ -170,6 +170,11 @@ class ClassificationTask(Task):
                 for k in ("precision", "recall", "f1"):
                     out[f"{label}.{k}"] = c[k]
         return Evaluation(out, {"gold": gold, "pred": pred, "probs": probs, "weights": weights, "report": r})
+
+    diag_decision = True
+
+    def probes(self, model, indices):
+        return diagnostics.probes(self, model, indices)
 
     # ------------------------------------------------------------------ report and predict
     def report(self, model, run_dir, outputs):

@@ -25,6 +25,7 @@ from attnapps.plots import attention_heatmap
 from attnapps.report import section
 from attnapps.task import Evaluation, Task, register_task
 
+from . import diagnostics
 from .config import GenerationConfig, GenerationPredict
 from .data import Windows, encode_cached, load_corpus
 from .model import ARCHS
@@ -164,6 +165,9 @@ class GenerationTask(Task):
 
     def extra_metrics(self, model):
         return {f"generate.tokens_per_sec_{k}": v for k, v in self.measure_generation(model).items()}
+
+    def probes(self, model, indices):
+        return diagnostics.probes(self, model, indices)
 
     # ------------------------------------------------------------------ report and predict
     def generate(self, model, prompt: str, max_new_tokens: int, temperature: float, top_k: int = 0,

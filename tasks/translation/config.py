@@ -18,6 +18,8 @@ class TranslationData:
     reverse: bool = opt(False, "swap source and target (German -> English on the default data)")
     max_len: int = opt(50, "drop training pairs with more subword tokens than this on either side")
     on_error: OnError = opt("raise", "raise | skip (skip and count malformed lines)")
+    alignments: str = opt("", "gold word alignments of the test split, one Pharaoh line per pair (i-j sure, i?j "
+                          "possible; 0-based source-target word indices): the run reports diag.aer")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from attnapps.plots import attention_heatmap
 from attnapps.report import section, table
 from attnapps.task import Evaluation, Task, register_task
 
+from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
 from .data import load_pairs
 from .model import ARCHS
@@ -111,6 +112,14 @@ class TranslationTask(Task):
         texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
         scores = sacrebleu_scores(texts, self.refs[split][:n])
         return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
+
+    def probes(self, model, indices):
+        return diagnostics.probes(self, model, indices)
+
+    def diag_extra(self, model):
+        if not self.cfg.data.alignments:
+            return {}
+        return {"diag.aer": diagnostics.aer(self, model, self.cfg.data.alignments)}
 
     # ------------------------------------------------------------------ report and predict
     def report(self, model, run_dir, outputs):

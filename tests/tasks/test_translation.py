@@ -124,15 +124,19 @@ def reverse_data(directory, n_train=2000, seed=0):
     rng = random.Random(seed)
     letters = "abcdefghij"
 
-    def lines(n):
+    def lines(n, alignments=None):
         out = []
         for _ in range(n):
             words = [rng.choice(letters) for _ in range(rng.randint(3, 7))]
             out.append(f"{' '.join(words)}\t{' '.join(reversed(words))}\n")
+            if alignments is not None:  # gold: source word i is target word n - 1 - i
+                alignments.append(" ".join(f"{i}-{len(words) - 1 - i}" for i in range(len(words))) + "\n")
         return "".join(out)
     write(directory / "train.tsv", lines(n_train))
     write(directory / "valid.tsv", lines(60))
-    write(directory / "test.tsv", lines(60))
+    gold = []
+    write(directory / "test.tsv", lines(60, gold))
+    write(directory / "test.align", "".join(gold))
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +144,7 @@ def reverse_run(tmp_path_factory):
     """A tiny RNN with additive attention trained to reverse letter sequences (about 20 s)."""
     root = tmp_path_factory.mktemp("reverse")
     reverse_data(root / "data")
-    overrides = [f"data.path={root / 'data'}", "tokenizer.vocab_size=24", "model.embed_size=32",
+    overrides = [f"data.path={root / 'data'}", f"data.alignments={root / 'data' / 'test.align'}", "tokenizer.vocab_size=24", "model.embed_size=32",
                  "model.hidden_size=64", "model.dropout=0", "model.label_smoothing=0", "trainer.max_minutes=0",
                  "trainer.max_epochs=0", "trainer.max_steps=500", "trainer.eval_every=250", "trainer.batch_size=32",
                  "trainer.lr=5e-3", "trainer.warmup_steps=30", "trainer.progress=false", "decode.beam=3"]
@@ -153,6 +157,10 @@ def reverse_run(tmp_path_factory):
 def test_tiny_model_learns_to_reverse(reverse_run):
     root, metrics = reverse_run
     assert metrics["test.bleu"] > 90, metrics
+    # its attention aligns each reversed letter with its source: the alignment error rate is low, and
+    # removing the most attended source letter costs far more than removing a random one
+    assert metrics["diag.aer"] < 0.2, metrics["diag.aer"]
+    assert metrics["diag.erase_max"] > 3 * metrics["diag.erase_random"]
     report = (root / "run" / "report.md").read_text()
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "plots/alignment_0.png" in report
     assert (root / "run" / "plots" / "alignment_0.png").is_file()

@@ -1,0 +1,60 @@
+"""What the classifier's attention explains (:mod:`attnapps.diagnostics`): per test text, the attention
+each token received, the predicted class's probability with a token removed, with the attention
+permuted across the tokens, and input x gradient on the token embeddings."""
+
+from __future__ import annotations
+
+import torch
+
+from attnapps.diagnostics import EmbeddingGrad, ModelProbe
+
+from .model import Ensemble, HierarchicalAttention, TransformerClassifier
+
+
+def members(model) -> list:
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def attention_modules(model) -> list:
+    """The modules whose weights form the token attention: the pooling (or, for the Transformer, the
+    last layer's self-attention). None for the hierarchical model: its token weights are a product of
+    two levels, with no one module whose keys are the tokens (no permutation test)."""
+    out = []
+    for m in members(model):
+        if isinstance(m, HierarchicalAttention):
+            return []
+        out.append(m.encoder.layers[-1].attn if isinstance(m, TransformerClassifier) else m.attention)
+    return out
+
+
+def probes(task, model, indices: list[int]) -> list[ModelProbe]:
+    device = task.device
+
+    def run(ids: list[int]) -> torch.Tensor:
+        logits, _ = model(torch.tensor([ids], device=device), torch.tensor([len(ids)], device=device))
+        return task.probabilities(logits)[0]  # (classes,)
+
+    out = []
+    for i in indices:
+        ids = task.datasets["test"][i][0]
+        with torch.no_grad():
+            logits, w = model(torch.tensor([ids], device=device), torch.tensor([len(ids)], device=device))
+        target = int(task.probabilities(logits)[0].argmax())
+
+        def saliency(ids=ids, target=target):
+            if any(isinstance(m, HierarchicalAttention) for m in members(model)):
+                return torch.full((len(ids),), float("nan"))  # its embeddings are of a sentence grid
+            grads = [EmbeddingGrad(m.embedding) for m in members(model)]
+            for g in grads:
+                g.__enter__()
+            try:
+                with torch.enable_grad():
+                    p = run(ids)
+                    torch.log(p[target]).backward()
+            finally:
+                for g in grads:
+                    g.__exit__()
+            return sum(g.saliency()[0, : len(ids)] for g in grads).cpu()
+
+        out.append(ModelProbe(ids, run, w[0, : len(ids)].cpu(), target, attention_modules(model), saliency))
+    return out
