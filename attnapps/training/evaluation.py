@@ -75,3 +75,14 @@ def run_diagnostics(task, model: nn.Module, cfg, train_seconds: float) -> dict:
         out["diag.seconds"] = time.perf_counter() - start
         out["diag.time_fraction"] = out["diag.seconds"] / max(train_seconds, 1e-9)
     return out
+
+
+def peak_memory_mb(device) -> float:
+    """Peak memory of this process: CUDA's allocator peak on a GPU, else the resident set's high-water mark."""
+    import torch
+
+    if getattr(device, "type", "cpu") == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

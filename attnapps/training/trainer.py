@@ -30,7 +30,7 @@ from attnapps.training import distributed as dist
 from attnapps.training.checkpoint import Checkpointer, check_same_data, load_checkpoint, rng_state
 from attnapps.training.clock import Budget, Progress
 from attnapps.training.ema import averaged, maybe_ema
-from attnapps.training.evaluation import RunResult, evaluate_split, run_diagnostics
+from attnapps.training.evaluation import RunResult, evaluate_split, peak_memory_mb, run_diagnostics
 from attnapps.training.loggers import build_loggers
 from attnapps.training.schedules import lr_factor
 from attnapps.training.updater import Updater, build_optimizer, seed_everything
@@ -293,7 +293,7 @@ class Trainer:
             "train.skipped_steps": p.skipped_steps,
             f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
-        })
+            "train.peak_memory_mb": peak_memory_mb(self.device)})
         metrics.update(self.task.extra_metrics(self.model))
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         outputs["run"] = metrics  # the report may cite any final number

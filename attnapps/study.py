@@ -1,0 +1,198 @@
+"""``python -m attnapps.study``: every attention variant on every task at one budget, over seeds, with the
+diagnostics side by side -- which attention works best here, and does it explain anything?
+
+    python -m attnapps.study [tasks=translation,classification,captioning,generation]
+        [attention=additive,dot,general,scaled_dot,multihead] [seeds=3] [study.preset=quick|full]
+        [study.parallel=1] [out=DIR] [trainer.max_minutes=N | trainer.max_steps=N] [key=value ...]
+        [TASK:key=value ...]
+
+Each (task, variant, seed) cell is one ``python -m attnapps.run`` in ``DIR/runs/<task>/<variant>/seed_<n>``.
+A rerun skips finished cells and resumes interrupted ones (``trainer.resume=true``), so a killed study
+finishes where it stopped. Each task's default variant is always run (the paired comparisons are against
+it). A variant the task's architecture has no ``model.attention`` for, or that its
+config rejects (e.g. heads not dividing the width), is listed as not applicable, not run. Overrides apply
+to every task; ``TASK:key=value`` to one task only. ``DIR/report.md`` and ``DIR/index.html``
+(:mod:`attnapps.study_report`) hold the tables, figures, diagnostics and a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnapps.errors import AttnappsError, ConfigError
+
+TASKS = ["translation", "classification", "captioning", "generation"]
+PRESETS = {  # the budgets the presets name (per cell); any override given on the command line wins
+    "quick": ["trainer.max_steps=30", "trainer.max_minutes=0", "trainer.max_epochs=0", "diag.examples=8"],
+    "full": ["trainer.max_minutes=1.5", "trainer.max_steps=0", "diag.examples=32"],
+}
+PRESET_EXTRA = {  # what keeps a quick look quick per task (smaller evaluation subsets)
+    "quick": {"translation": ["decode.valid_subset=100", "decode.beam=2"], "captioning": ["decode.strategy=greedy"],
+              "classification": ["report.baseline=false"], "generation": ["sample.max_new_tokens=40"]},
+    "full": {},
+}
+
+
+@dataclass
+class Study:
+    tasks: list[str]
+    attention: list[str]
+    seeds: list[int]
+    out: Path
+    preset: str = "full"
+    parallel: int = 1
+    overrides: list[str] = field(default_factory=list)  # for every task
+    scoped: dict[str, list[str]] = field(default_factory=dict)  # task -> its own overrides
+
+    def task_overrides(self, task: str) -> list[str]:
+        given = self.overrides + self.scoped.get(task, [])
+        keys = {o.split("=", 1)[0] for o in given}
+        base = [o for o in PRESETS[self.preset] + PRESET_EXTRA[self.preset].get(task, [])
+                if o.split("=", 1)[0] not in keys]
+        return base + given
+
+    def run_dir(self, task: str, variant: str, seed: int) -> Path:
+        return self.out / "runs" / task / variant / f"seed_{seed}"
+
+
+def parse(argv: list[str]) -> Study:
+    from attnapps.attention import list_attention
+
+    values, overrides, scoped = {}, [], {}
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq:
+            raise ConfigError(f"{arg!r}: expected key=value (see python -m attnapps.study --help)")
+        if key in ("tasks", "attention", "seeds", "out", "study.preset", "study.parallel"):
+            values[key] = value
+        elif ":" in key:
+            task, _, sub = key.partition(":")
+            if task not in TASKS:
+                raise ConfigError(f"{arg!r}: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+            scoped.setdefault(task, []).append(f"{sub}={value}")
+        else:
+            overrides.append(arg)
+    tasks = values.get("tasks", ",".join(TASKS)).split(",")
+    variants = values.get("attention", ",".join(list_attention())).split(",")
+    for t in tasks:
+        if t not in TASKS:
+            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(TASKS)}")
+    for v in variants:
+        if v not in list_attention():
+            raise ConfigError(f"attention={v}: unknown variant; choose from {', '.join(list_attention())}")
+    preset = values.get("study.preset", "full")
+    if preset not in PRESETS:
+        raise ConfigError(f"study.preset={preset}: choose quick or full")
+    try:
+        n_seeds, parallel = int(values.get("seeds", "3")), int(values.get("study.parallel", "1"))
+    except ValueError:
+        raise ConfigError("seeds= and study.parallel= take whole numbers") from None
+    if n_seeds < 1 or parallel < 1:
+        raise ConfigError("seeds= and study.parallel= must be at least 1")
+    out = Path(values.get("out", f"studies/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
+    return Study(tasks, variants, [1234 + k for k in range(n_seeds)], out, preset, parallel, overrides, scoped)
+
+
+def default_attention(task: str) -> str:
+    from attnapps.task import get_task
+
+    return str(get_task(task).config_class().model.attention)
+
+
+def applicability(study: Study, task: str, variant: str) -> str | None:
+    """None when the cell can run, else why not (the config's own one-line error)."""
+    from attnapps.run import validate
+
+    try:
+        validate([f"task={task}", f"model.attention={variant}", *study.task_overrides(task)])
+    except AttnappsError as e:
+        return str(e)
+    return None
+
+
+def cell_state(run_dir: Path) -> str:
+    if (run_dir / "metrics.json").is_file():
+        return "done"
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return "interrupted"
+    return "new"
+
+
+def run_cell(study: Study, task: str, variant: str, seed: int, threads: int) -> tuple[str, float]:
+    run_dir = study.run_dir(task, variant, seed)
+    state = cell_state(run_dir)
+    if state == "done":
+        return "skipped (done)", 0.0
+    cmd = [sys.executable, "-m", "attnapps.run", f"task={task}", f"model.attention={variant}", f"seed={seed}",
+           *study.task_overrides(task), f"hydra.run.dir={run_dir}", "trainer.progress=false"]
+    if threads:
+        cmd.append(f"trainer.threads={threads}")
+    if state == "interrupted":
+        cmd.append("trainer.resume=true")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(run_dir / "study.log", "a") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HYDRA_FULL_ERROR="0"))
+    if proc.returncode != 0:
+        raise AttnappsError(f"cell {task}/{variant}/seed_{seed} failed (exit {proc.returncode}); see {run_dir / 'study.log'}")
+    return ("resumed" if state == "interrupted" else "ran"), time.perf_counter() - start
+
+
+def run(study: Study, log=print) -> dict:
+    """Run (or finish) every applicable cell; write ``study.json`` (the plan) and the reports."""
+    study.out.mkdir(parents=True, exist_ok=True)
+    plan = {"tasks": study.tasks, "attention": study.attention, "seeds": study.seeds, "preset": study.preset,
+            "overrides": study.overrides, "scoped": study.scoped, "default": {}, "not_applicable": {}}
+    cells = []
+    for task in study.tasks:
+        plan["default"][task] = default_attention(task)
+        for variant in dict.fromkeys([*study.attention, plan["default"][task]]):  # the default is always run
+            why = applicability(study, task, variant)
+            if why is not None:
+                plan["not_applicable"].setdefault(task, {})[variant] = why
+                log(f"{task}/{variant}: not applicable ({why})")
+                continue
+            cells += [(task, variant, seed) for seed in study.seeds]
+    (study.out / "study.json").write_text(json.dumps(plan, indent=2))
+    threads = max(1, (os.cpu_count() or 1) // study.parallel) if study.parallel > 1 else 0
+    start = time.perf_counter()
+
+    def one(cell):
+        what, seconds = run_cell(study, *cell, threads)
+        log(f"{'/'.join(map(str, cell))}: {what}" + (f" in {seconds:.0f} s" if seconds else ""))
+
+    with ThreadPoolExecutor(max_workers=study.parallel) as pool:
+        list(pool.map(one, cells))
+    plan["wall_seconds"] = time.perf_counter() - start
+    from attnapps.study_report import write
+
+    return write(study.out, plan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return 0
+    try:
+        from attnapps.run import _register_primary
+
+        _register_primary()  # the tasks, and the config every cell is checked against
+        study = parse(argv)
+        run(study)
+    except AttnappsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {study.out / 'report.md'}\nexplorer: {study.out / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
