@@ -31,7 +31,7 @@ from attnapps.errors import AttnappsError, ConfigError
 TASKS = ["translation", "classification", "captioning", "generation"]
 PRESETS = {  # the budgets the presets name (per cell); any override given on the command line wins
     "quick": ["trainer.max_steps=30", "trainer.max_minutes=0", "trainer.max_epochs=0", "diag.examples=8"],
-    "full": ["trainer.max_minutes=1.5", "trainer.max_steps=0", "diag.examples=32"],
+    "full": ["trainer.max_minutes=0.5", "trainer.max_steps=0", "diag.examples=32"],
 }
 PRESET_EXTRA = {  # what keeps a quick look quick per task (smaller evaluation subsets)
     "quick": {"translation": ["decode.valid_subset=100", "decode.beam=2"], "captioning": ["decode.strategy=greedy"],
