@@ -149,9 +149,7 @@ def compare(paths: list[str]) -> tuple[list[str], list[list[str]]]:
 
 
 def to_markdown(header, rows) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(out) + "\n"
+    return "\n".join(table(header, rows)) + "\n"
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,8 @@ permuted across the tokens, and input x gradient on the token embeddings."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import torch
 
 from attnapps.diagnostics import EmbeddingGrad, ModelProbe
@@ -44,16 +46,9 @@ def probes(task, model, indices: list[int]) -> list[ModelProbe]:
         def saliency(ids=ids, target=target):
             if any(isinstance(m, HierarchicalAttention) for m in members(model)):
                 return torch.full((len(ids),), float("nan"))  # its embeddings are of a sentence grid
-            grads = [EmbeddingGrad(m.embedding) for m in members(model)]
-            for g in grads:
-                g.__enter__()
-            try:
-                with torch.enable_grad():
-                    p = run(ids)
-                    torch.log(p[target]).backward()
-            finally:
-                for g in grads:
-                    g.__exit__()
+            with ExitStack() as stack, torch.enable_grad():
+                grads = [stack.enter_context(EmbeddingGrad(m.embedding)) for m in members(model)]
+                torch.log(run(ids)[target]).backward()
             return sum(g.saliency()[0, : len(ids)] for g in grads).cpu()
 
         out.append(ModelProbe(ids, run, w[0, : len(ids)].cpu(), target, attention_modules(model), saliency))
