@@ -175,6 +175,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "trainer.eval_every": at_least(0), "trainer.eval_max_batches": at_least(0), "trainer.patience": at_least(0),
     "trainer.checkpoint_every": at_least(0), "trainer.log_every": at_least(1), "trainer.num_workers": at_least(0),
     "trainer.threads": at_least(0), "diag.examples": at_least(0), "diag.permutations": at_least(1),
+    "explorer.examples": at_least(0), "explorer.max_mb": positive,
 }
 
 
@@ -233,6 +234,14 @@ class DiagConfig:
 
 
 @dataclass
+class ExplorerConfig:
+    """``report.html``, the interactive attention explorer of every run (:mod:`attnapps.explorer`)."""
+
+    examples: int = opt(16, "test examples explained in report.html (0 = no report.html)")
+    max_mb: float = opt(4.0, "size budget of report.html in MB: examples past it are left out")
+
+
+@dataclass
 class RunConfig:
     """Root of every run's config: task-independent keys. Tasks subclass it."""
 
@@ -240,6 +249,7 @@ class RunConfig:
     seed: int = opt(1234, "seed of weights, sampling and data order")
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     diag: DiagConfig = field(default_factory=DiagConfig)
+    explorer: ExplorerConfig = field(default_factory=ExplorerConfig)
 
 
 def hydra_defaults() -> dict:

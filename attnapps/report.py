@@ -75,12 +75,38 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
         model.eval()
         for section in task.report(model, run_dir, outputs or {}):
             lines += ["", section.rstrip()]
+    html = write_explorer(run_dir, cfg, metrics, task, model, outputs or {})
+    if html is not None:
+        lines[4:4] = [f"Interactive attention explorer: [`report.html`]({html.name}) (opens from disk).", ""]
     if provenance is not None:
         from attnapps.provenance import markdown
 
         lines += [""] + markdown(provenance)
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_explorer(run_dir: Path, cfg, metrics: dict, task=None, model=None, outputs: dict | None = None):
+    """``report.html``: the task's explained test examples, the learning curves and the metrics;
+    None with ``explorer.examples=0``."""
+    from omegaconf import OmegaConf
+
+    from attnapps.explorer import learning_curves as curves, write_report_html
+
+    n = OmegaConf.select(cfg, "explorer.examples", default=16)
+    if not n:
+        return None
+    examples = []
+    if task is not None and model is not None:
+        import torch
+
+        with torch.no_grad():
+            examples = task.explore(model.eval(), outputs or {}, int(n))
+    primary = getattr(task, "primary_metric", None)
+    path, _ = write_report_html(run_dir, f"{cfg.task_name} run: {Path(run_dir).name}", metrics,
+                                curves(Path(run_dir) / "log.csv", primary), examples,
+                                float(OmegaConf.select(cfg, "explorer.max_mb", default=4.0)))
     return path
 
 

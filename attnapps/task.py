@@ -145,6 +145,25 @@ class Task:
     def predict(self, model: nn.Module, options) -> None:
         raise NotImplementedError(f"task {self.name} has no predict")
 
+    # -- the explorer (report.html) and attnapps.serve ------------------------------------------
+    serve_input: ClassVar[str] = "text"  # what a served request gives: "text" (strings) or "image" (RGB PIL images)
+    serve_options: ClassVar[tuple[str, ...]] = ()  # the predict options a served request may set
+
+    def infer(self, model: nn.Module, inputs: list, options) -> list[dict]:
+        """New inputs (texts, or RGB PIL images when ``serve_input == "image"``) -> one explained output
+        each, in :mod:`attnapps.explorer`'s format with ``text`` = the output: what ``attnapps.serve``
+        returns. ``options``: the task's predict options (``predict_config_class``)."""
+        raise NotImplementedError(f"task {self.name} cannot explain new inputs")
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of an input text, for the server's ``max_tokens`` limit (the task's tokenizer)."""
+        return len(text.split())
+
+    def explore(self, model: nn.Module, outputs: dict[str, Any], n: int) -> list[dict]:
+        """``report.html``'s examples: up to ``n`` test examples explained as :meth:`infer` does, with
+        what the test set knows besides (gold label, references). ``outputs`` as for :meth:`report`."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

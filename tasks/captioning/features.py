@@ -129,13 +129,16 @@ def cache_key(kind: str, encoder: str, weights: str, image_size: int, paths: lis
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def load_pixels(path: Path, image_size: int) -> Tensor:
-    """An image file -> ``uint8 (3, S, S)`` (RGB, resized to S x S). Transparent pixels (icons and clip
-    art are PNGs with an alpha channel) are laid over white: ``convert("RGB")`` alone would keep whatever
-    colour the file stores under them, often black."""
+def load_pixels(path, image_size: int) -> Tensor:
+    """An image file (or an open PIL image) -> ``uint8 (3, S, S)`` (RGB, resized to S x S). Transparent
+    pixels (icons and clip art are PNGs with an alpha channel) are laid over white: ``convert("RGB")``
+    alone would keep whatever colour the file stores under them, often black."""
+    import contextlib
+
     from PIL import Image
 
-    with Image.open(path) as im:
+    opened = contextlib.nullcontext(path) if isinstance(path, Image.Image) else Image.open(path)
+    with opened as im:
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
             rgba = im.convert("RGBA")
             im = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -58,11 +58,12 @@ class RetrievedMemory:
         return self.tokens(self.neighbours[split][i].tolist())
 
     def of_features(self, features: torch.Tensor) -> dict:
-        """The batch memory of new images from their region features ``(1, regions, channels)``."""
+        """The batch memory of new images from their region features ``(batch, regions, channels)``."""
         if self.index is None:
             return {}
-        query = global_features(features)  # (1, channels)
-        return collate_memory([self.tokens(neighbours(query, self.index["keys"].float(), self.k)[0].tolist())])
+        query = global_features(features)  # (batch, channels)
+        near = neighbours(query, self.index["keys"].float(), self.k)  # (batch, k)
+        return collate_memory([self.tokens(row.tolist()) for row in near])
 
 
 def collate_memory(memories: list) -> dict:

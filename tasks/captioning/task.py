@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from attnapps.config import PROBABILITY, arch_config, at_least, check_heads
 from attnapps.data import Vocab, pad_batch
@@ -21,6 +22,7 @@ from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import decode_batches, search
 from attnapps.errors import ConfigError
+from attnapps.explorer import example, image_uri, view
 from attnapps.losses import sequence_loss
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
@@ -391,6 +393,51 @@ class CaptioningTask(Task):
                 if len(paths) > 1:
                     plot = plot.with_name(f"{plot.stem}_{n}{plot.suffix or '.png'}")
                 self.figure(p, words, out.attention[0], plot)
+
+    serve_input = "image"
+    serve_options = ("beam", "alpha")
+
+    @torch.no_grad()
+    def infer(self, model, inputs, options):
+        """RGB PIL images -> their captions, with the decoder's attention over the image's grid of
+        regions for each word (and over the retrieved captions, with the memory)."""
+        pixels = torch.stack([load_pixels(im, model.images.encoder.image_size) for im in inputs])  # (b, 3, S, S)
+        memory = self.predict_memory(model, pixels)
+        hyps = self.caption_images(model, pixels, options.beam, options.alpha, memory)
+        out = []
+        for i, (image, tokens, attn) in enumerate(zip(inputs, hyps.tokens, hyps.attention)):
+            mem = memory["memory"][i].tolist() if "memory" in memory else []
+            out.append(self.explain_caption(image, self.vocab.decode(tokens), attn, mem, title="your image"))
+        return out
+
+    def explore(self, model, outputs, n):
+        test, r = outputs["test"], self.regions()
+        out = []
+        for i, ((_, it), words) in enumerate(list(zip(self.items["test"], test["words"]))[:n]):
+            attn, mem = test["attention"][i], test["memory_attention"][i]
+            if attn is not None and mem is not None:
+                attn = torch.cat([attn, mem], 1)  # (len, regions + memory)
+            with Image.open(it.path) as image:
+                ex = self.explain_caption(image.convert("RGB"), words, attn, self.datasets["test"][i][2][0]
+                                          if mem is not None else [], title=it.name)
+            ex["refs"] = [" ".join(c) for c in it.captions]
+            out.append(ex)
+        return out
+
+    def explain_caption(self, image, words: list[str], attn, memory_ids: list[int], title: str) -> dict:
+        """One captioned image for the explorer: ``attn (len, regions [+ memory])``."""
+        r = self.regions()
+        k = int(round(math.sqrt(r)))
+        seqs = {"caption": list(words) or ["(empty)"]}
+        views = []
+        if attn is not None and words and k * k == r:
+            a = attn[: len(words)].float().cpu()  # (words, regions [+ memory])
+            views.append(view("attention over the image's regions", "caption", "image", a[:, :r]))
+            if memory_ids and a.size(1) > r:
+                seqs["memory"] = [self.vocab.itos[t] if t != EOS else "|" for t in memory_ids][: a.size(1) - r]
+                views.append(view("attention over the retrieved captions", "caption", "memory",
+                                  a[:, r: r + len(seqs["memory"])]))
+        return example(seqs, views, image={"src": image_uri(image), "grid": [k, k]}, text=" ".join(words), title=title)
 
     def predict_memory(self, model, pixels) -> dict:
         """The retrieved memory of a new image: its nearest training images by the saved index."""

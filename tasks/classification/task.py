@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 from attnapps.config import PROBABILITY_OR_AUTO, arch_config, at_least, between, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.attention.record import record
 from attnapps.data.files import read_input
+from attnapps.explorer import example, recorded_views, view
 from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
 from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
@@ -279,6 +281,66 @@ class ClassificationTask(Task):
             + "".join(parts) + "</body></html>", encoding="utf-8")
         lines.append("Every sentence and word, shaded: `attention_documents.html`.")
         return lines
+
+    def count_tokens(self, text):
+        return len(self.tok.encode(text))
+
+    @torch.no_grad()
+    def infer(self, model, inputs, options):
+        """Texts -> the predicted label with its probabilities and the attention over the tokens: the
+        weights the classifier pooled with, then every attention module's heads (per hop)."""
+        return self.explain_ids(model, [self.encode(t) or [self.tok.unk_id] for t in inputs],
+                                titles=[t[:120] for t in inputs])
+
+    def explore(self, model, outputs, n):
+        gold, pred = outputs["test"]["gold"], outputs["test"]["pred"]
+        right = [i for i in range(len(gold)) if gold[i] == pred[i]]
+        wrong = [i for i in range(len(gold)) if gold[i] != pred[i]]
+        k_right = min(len(right), n - min(len(wrong), n // 2))  # half and half, or as many as there are
+        picked = sorted(right[:k_right] + wrong[: n - k_right])
+        examples = self.explain_ids(model, [self.datasets["test"][i][0] for i in picked],
+                                    titles=[f"test {i}" for i in picked])
+        for ex, i in zip(examples, picked):
+            ex["label"]["gold"] = self.labels[gold[i]]
+            ex["title"] += " · " + ("right" if gold[i] == pred[i] else "wrong")
+        return examples
+
+    def explain_ids(self, model, ids: list[list[int]], titles: list[str]) -> list[dict]:
+        x, lengths = pad_batch(ids)  # (batch, len)
+        x, lengths = x.to(self.device), lengths.to(self.device)
+        n_max, han = x.size(1), self.cfg.model.arch == "han"
+        hops = max(1, getattr(self.cfg.model, "hops", 1))
+        with record(model) as maps:
+            logits, w = model(x, lengths)  # (batch, outputs), (batch, len)
+        probs = self.probabilities(logits)
+        if han:
+            inner = model.members[0] if isinstance(model, Ensemble) else model
+            parts = inner.explain(x, lengths)
+
+        def route(name, weights):  # (batch, heads, q, k) -> which sequences; the HAN's are per sentence
+            q, k = weights.shape[-2:]
+            if han or k not in (n_max, n_max + 1):
+                return None
+            keys = "tokens" if k == n_max else "cls_tokens"
+            return (keys, keys) if q == k else ("hops", keys) if q == hops else None
+
+        out = []
+        for i, row in enumerate(ids):
+            tokens = [self.tok.id_to_piece(t) for t in row]
+            k = int(probs[i].argmax())
+            seqs = {"decision": [self.labels[k]], "tokens": tokens, "cls_tokens": ["[CLS]"] + tokens,
+                    "hops": [f"hop {h + 1}" for h in range(hops)]}
+            views = [view("token weights the classifier pooled with", "decision", "tokens", w[i, : len(row)][None])]
+            if han:
+                where = parts["where"][i, : len(row)]  # (len, 2): sentence, word (-1: separator)
+                inside = torch.where(where[:, 0] >= 0, parts["word_weights"][i][where[:, 0], where[:, 1]], 0.0)
+                views.append(view("word attention within each sentence", "decision", "tokens", inside[None]))
+            views += recorded_views(maps, i, seqs, route)
+            used = {v["q"] for v in views} | {v["k"] for v in views}
+            out.append(example({s: t for s, t in seqs.items() if s in used}, views, title=titles[i],
+                               text=self.labels[k], label={"pred": self.labels[k], "probs": {
+                                   lab: round(float(p), 4) for lab, p in zip(self.labels, probs[i])}}))
+        return out
 
     def predict(self, model, options):
         text = read_input(options.input)

@@ -19,6 +19,7 @@ from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
 from attnapps.errors import ConfigError, DataError
+from attnapps.explorer import example, view
 from attnapps.losses import sequence_loss
 from attnapps.metrics import bits_per_char, perplexity
 from attnapps.plots import attention_heatmap
@@ -224,6 +225,39 @@ class GenerationTask(Task):
     def piece(self, i: int) -> str:
         p = "\n" if i == EOS and self.tok.kind != "char" else self.tok.id_to_piece(i)  # sentencepiece: EOS = newline
         return {" ": "␣", "\n": "⏎"}.get(p, p)
+
+    serve_options = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+    explore_tokens = 96  # the attention of the last N tokens of a passage: (layers, heads, N, N) numbers
+
+    def count_tokens(self, text):
+        return len(self.encode(text))
+
+    @torch.no_grad()
+    def infer(self, model, inputs, options):
+        """Prompts -> their continuations, with every layer's and head's causal attention over the last
+        :attr:`explore_tokens` tokens of prompt + continuation."""
+        out = []
+        for prompt in inputs:
+            text = self.generate(model, prompt, options.max_new_tokens, options.temperature, options.top_k,
+                                 options.top_p, options.seed, options.stop, options.cache)
+            out.append(self.explain_text(model, prompt, text))
+        return out
+
+    def explain_text(self, model, prompt: str, text: str) -> dict:
+        ids = self.encode(prompt + text)[-min(self.explore_tokens, self.cfg.model.context):]
+        tokens = [self.piece(i) for i in ids]
+        views = []
+        if len(ids) >= 1:
+            maps = model.attention_maps(torch.tensor([ids], device=self.device))  # (layers, heads, len, len)
+            views = [view(f"layer {n + 1}", "text", "text", m) for n, m in enumerate(maps)]
+        cut = len(self.encode(prompt + text)) - len(ids)
+        return example({"text": tokens}, views, text=text, title=f"prompt: {prompt[:100]!r}"
+                       + (f" (attention over the last {len(ids)} tokens)" if cut > 0 else ""))
+
+    def explore(self, model, outputs, n):
+        s = self.cfg.sample
+        return [self.explain_text(model, s.prompt, self.generate(model, s.prompt, s.max_new_tokens, temp, s.top_k,
+                                                                 s.top_p, s.seed)) for temp in s.temperatures[:n]]
 
     def predict(self, model, options):
         text = self.generate(model, options.prompt, options.max_new_tokens, options.temperature, options.top_k,

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from attnapps.config import PROBABILITY, arch_config, at_least, check_heads, positive
 from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.attention.record import record
 from attnapps.data.files import read_input, write_output
 from attnapps.decoding import decode_batches
+from attnapps.explorer import example, recorded_views
 from attnapps.losses import sequence_loss
 from attnapps.metrics import sacrebleu_scores
 from attnapps.plots import attention_heatmap
@@ -92,7 +96,7 @@ class TranslationTask(Task):
         return sequence_loss(logits, batch["tgt_out"], self.tgt_tok.pad_id, self.cfg.model.label_smoothing)
 
     # ------------------------------------------------------------------ evaluation
-    def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6):
+    def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1):
         """Token ids -> Hypotheses in input order (batches sorted by length)."""
         dec = self.cfg.decode
 
@@ -103,7 +107,7 @@ class TranslationTask(Task):
 
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
-                              order=order, device=self.device)
+                              n_best, order=order, device=self.device)
 
     def evaluate(self, model, split, final=False):
         dec = self.cfg.decode
@@ -155,6 +159,48 @@ class TranslationTask(Task):
         title = f"{self.cfg.model.arch}" + (f" / {self.cfg.model.attention}" if self.cfg.model.arch == "rnn" else "")
         return attention_heatmap(hyps.attention[0].cpu(), [self.src_tok.id_to_piece(i) for i in ids],
                                  [self.tgt_tok.id_to_piece(i) for i in hyps.tokens[0]], out, title=title)
+
+    serve_options = ("beam", "alpha")
+
+    def count_tokens(self, text):
+        return len(self.src_tok.encode(text))
+
+    @torch.no_grad()
+    def infer(self, model, inputs, options):
+        """Sentences -> their translations, each with the n-best list and every attention module's weights
+        (the RNN's attention; the Transformer's encoder self-, decoder self- and cross-attention per layer
+        and head), recorded on the best hypothesis forced through the model."""
+        ids = [self.src_tok.encode(s) or [self.src_tok.unk_id] for s in inputs]
+        hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5))
+        bos, eos, piece = self.tgt_tok.bos_id, self.tgt_tok.eos_id, self.tgt_tok.id_to_piece
+        src, src_len = pad_batch(ids)  # (batch, src_len)
+        tgt_in, _ = pad_batch([[bos] + h for h in hyps.tokens])  # (batch, tgt_len + 1)
+        with record(model) as maps:
+            model(src.to(self.device), src_len.to(self.device), tgt_in.to(self.device))
+
+        def route(name, w):  # which sequences a module's queries and keys are
+            if "encoder" in name:
+                return "source", "source"
+            return ("output", "output_in") if "self_attn" in name else ("output", "source")
+
+        out = []
+        for i, (s, h) in enumerate(zip(ids, hyps.tokens)):
+            seqs = {"source": [self.src_tok.id_to_piece(t) for t in s], "output": [piece(t) for t in h] + ["</s>"],
+                    "output_in": ["<s>"] + [piece(t) for t in h]}
+            views = recorded_views(maps, i, seqs, route)
+            views.sort(key=lambda v: ({"source": 0, "output_in": 1}[v["k"]] if v["q"] == "output" else 2, v["name"]))
+            nbest = [[self.tgt_tok.decode(t), round(sc, 3)] for t, sc, _ in (hyps.nbest[i] if hyps.nbest else [])]
+            out.append(example(seqs, views, text=self.tgt_tok.decode(h), nbest=nbest or None,
+                               title=inputs[i]))
+        return out
+
+    def explore(self, model, outputs, n):
+        k = min(n, len(self.sources["test"]))
+        options = TranslationPredict(beam=self.cfg.decode.beam, alpha=self.cfg.decode.alpha)
+        examples = self.infer(model, self.sources["test"][:k], options)
+        for ex, ref in zip(examples, self.refs["test"][:k]):
+            ex["refs"] = [ref]
+        return examples
 
     def predict(self, model, options):
         sentences = [line.strip() for line in read_input(options.input).splitlines()]
