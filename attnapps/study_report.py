@@ -2,7 +2,7 @@
 intervals, the paired difference to the task's default variant (seeds paired; "within noise" when its
 interval holds 0), throughput, peak memory, parameters, the diagnostics side by side, the same test
 examples' attention figures, and a summary written from the numbers. ``report.md`` + a self-contained
-``index.html`` (figures inlined)."""
+``index.html`` = ``report.html`` (figures inlined, linking each cell's own ``report.html`` explorer)."""
 
 from __future__ import annotations
 
@@ -133,12 +133,19 @@ def write(out: Path, plan: dict) -> dict:
         lines += section + ["", "Attention on the same test example, by variant (first seed):", ""]
         figs = figures(out, task, data[task], plan)
         lines += [f"**{v}**: ![{task} {v}]({p.relative_to(out)})" for v, p in figs] + [""]
-        body_html.append(section_html(section, figs))
+        explorers = sorted((out / "runs" / task).glob("*/seed_*/report.html"))
+        if explorers:  # each cell's interactive explorer
+            lines += ["Explore each run: " + ", ".join(f"[{p.parent.parent.name} {p.parent.name}]"
+                                                         f"({p.relative_to(out)})" for p in explorers), ""]
+        body_html.append(section_html(section, figs) + "<p>Explore each run: " + " · ".join(
+            f"<a href='{html.escape(str(p.relative_to(out)))}'>{html.escape(p.parent.parent.name)} "
+            f"{html.escape(p.parent.name)}</a>" for p in explorers) + "</p>")
     text = ("In this study " + "; ".join(summary) + ". Differences marked 'within noise' have a paired 95% interval "
             "that contains zero.") if summary else "No finished cells yet."
     lines[4:4] = ["## Summary", "", text, ""]
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "index.html").write_text(page(lines[:4], text, body_html), encoding="utf-8")
+    for name in ("index.html", "report.html"):  # report.html: the same name as in every run directory
+        (out / name).write_text(page(lines[:4], text, body_html), encoding="utf-8")
     return {"summary": text, "cells": sum(len(s) for t in data.values() for s in t.values())}
 
 

@@ -148,6 +148,7 @@ class Task:
     # -- the explorer (report.html) and attnapps.serve ------------------------------------------
     serve_input: ClassVar[str] = "text"  # what a served request gives: "text" (strings) or "image" (RGB PIL images)
     serve_options: ClassVar[tuple[str, ...]] = ()  # the predict options a served request may set
+    infer_batches: ClassVar[bool] = True  # infer() runs its inputs as one batch: the server micro-batches requests
 
     def infer(self, model: nn.Module, inputs: list, options) -> list[dict]:
         """New inputs (texts, or RGB PIL images when ``serve_input == "image"``) -> one explained output

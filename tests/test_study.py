@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -94,6 +95,9 @@ def test_killed_study_rerun_ends_with_the_same_tables(tmp_path):
     report = (tmp_path / "whole" / "report.md").read_text()
     assert "## classification" in report and "| additive |" in report and "(default)" in report
     assert (tmp_path / "whole" / "index.html").read_text().count("data:image/png;base64") == 2  # dot, additive
+    study_page = (tmp_path / "whole" / "report.html").read_text()  # the study folder's report.html ...
+    links = re.findall(r"href='(runs/classification/[^']+/report\.html)'", study_page)
+    assert len(links) == 4 and all((tmp_path / "whole" / link).is_file() for link in links)  # ... and each cell's
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(study_cmd(out, data), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

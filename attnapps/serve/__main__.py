@@ -15,12 +15,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = parse(argv)
-        try:
-            import fastapi  # noqa: F401
-            import fastapi_offline  # noqa: F401
-            import uvicorn
-        except ImportError as e:
-            raise AttnappsError(f"{e.name} is not installed: pip install -e \".[serve]\"") from None
+        import importlib.util
+
+        for name in ("fastapi", "fastapi_offline", "uvicorn", "multipart"):
+            if importlib.util.find_spec(name) is None:
+                raise AttnappsError(f"{name} is not installed: pip install -e \".[serve]\"")
         from attnapps.serve.app import create_app
         from attnapps.serve.runner import load_runs
 
@@ -34,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs.values():
         print(f"loaded {r.id}: task={r.task.name} from {r.dir}")
     print(f"serving on http://{cfg.host}:{cfg.port}/ (API docs: /docs)")
-    from attnapps.serve.app import BodyLimit
+    app = create_app(runs, cfg)
+    import uvicorn
 
-    app = BodyLimit(create_app(runs, cfg), int(cfg.max_body_mb * 1e6))
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
     for r in runs.values():
         r.close()

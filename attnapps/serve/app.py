@@ -94,6 +94,7 @@ def create_app(runs: dict[str, LoadedRun], cfg: ServeConfig | None = None):
     cfg = cfg or ServeConfig()
     app = FastAPIOffline(title="attnapps", version=_version(), description=__doc__.split("\n\n")[0])
     app.state.runs = runs
+    app.add_middleware(BodyLimit, max_bytes=int(cfg.max_body_mb * 1e6))
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, e: RequestError):

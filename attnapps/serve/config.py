@@ -14,7 +14,8 @@ class ServeConfig:
     host: str = opt("127.0.0.1", "address to bind: loopback by default; 0.0.0.0 exposes the API to the network")
     port: int = opt(8000, "TCP port")
     device: str = opt("cpu", "cpu, cuda or cuda:N")
-    batching: str = opt("batch", "batch: micro-batch concurrent requests per run; lock: one request at a time")
+    batching: str = opt("auto", "batch: micro-batch concurrent requests per run; lock: one request at a time; "
+                                "auto: batch where the task's infer batches its inputs (Task.infer_batches)")
     batch_window_ms: float = opt(5.0, "micro-batching: how long a batch waits for more requests")
     max_batch: int = opt(16, "micro-batching: most inputs per model call")
     max_body_mb: float = opt(8.0, "largest request body (413 above)")
@@ -46,8 +47,8 @@ def parse(argv: list[str]) -> ServeConfig:
             raise ConfigError(f"{key}={value!r}: expected {kind.__name__}") from None
     if not cfg.run:
         raise ConfigError("missing run=RUN_DIR (usage: python -m attnapps.serve run=DIR [run=DIR ...])")
-    if cfg.batching not in ("batch", "lock"):
-        raise ConfigError(f"batching={cfg.batching!r}: choose batch or lock")
+    if cfg.batching not in ("auto", "batch", "lock"):
+        raise ConfigError(f"batching={cfg.batching!r}: choose auto, batch or lock")
     for key in ("port", "max_batch", "max_texts", "max_tokens", "max_image_pixels", "max_beam", "max_new_tokens"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key}={getattr(cfg, key)} must be at least 1")

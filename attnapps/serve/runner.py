@@ -1,5 +1,6 @@
 """A loaded run and how requests reach its model: one at a time (``batching=lock``) or gathered into
-micro-batches by one worker thread per run (``batching=batch``).
+micro-batches by one worker thread per run (``batching=batch``); ``auto`` batches the tasks whose
+``infer`` runs its inputs as one batch (``Task.infer_batches``) and locks the others.
 
 Either way a model runs one forward pass at a time -- the attention recorder
 (:func:`attnapps.attention.record`) keeps state on the model's modules -- so correctness under
@@ -43,9 +44,11 @@ class _Job:
 class LoadedRun:
     """A run directory's task and best model, loaded once, with its request queue."""
 
-    def __init__(self, run_id: str, run_dir: Path, task, model, batching: str = "batch", window_ms: float = 5.0,
+    def __init__(self, run_id: str, run_dir: Path, task, model, batching: str = "auto", window_ms: float = 5.0,
                  max_batch: int = 16):
         self.id, self.dir, self.task, self.model = run_id, Path(run_dir), task, model
+        if batching == "auto":  # measured (scripts/bench_serve.py): batching pays where infer batches
+            batching = "batch" if task.infer_batches else "lock"
         self.batching, self.window, self.max_batch = batching, window_ms / 1000.0, max_batch
         metrics = self.dir / "metrics.json"
         import json
@@ -151,10 +154,11 @@ class LoadedRun:
     def describe(self) -> dict:
         return {"id": self.id, "task": self.task.name, "dir": str(self.dir), "input": self.task.serve_input,
                 "options": {k: (v if not isinstance(v, float) else float(v)) for k, v in self.defaults.items()},
-                "metrics": {k: v for k, v in self.metrics.items() if k.startswith(("test.", "valid."))}}
+                "metrics": {k: v for k, v in self.metrics.items() if k.startswith(("test.", "valid."))},
+                "stats": {"model_calls": self.calls, "inputs": self.batched_inputs, "batching": self.batching}}
 
 
-def load_runs(dirs: list[str], device: str = "cpu", batching: str = "batch", window_ms: float = 5.0,
+def load_runs(dirs: list[str], device: str = "cpu", batching: str = "auto", window_ms: float = 5.0,
               max_batch: int = 16) -> dict[str, LoadedRun]:
     """``{run id: LoadedRun}``; ids are the directories' names (made unique with ``-2``, ``-3``, ...)."""
     from attnapps.predict import load_run

@@ -411,7 +411,7 @@ class CaptioningTask(Task):
         return out
 
     def explore(self, model, outputs, n):
-        test, r = outputs["test"], self.regions()
+        test = outputs["test"]
         out = []
         for i, ((_, it), words) in enumerate(list(zip(self.items["test"], test["words"]))[:n]):
             attn, mem = test["attention"][i], test["memory_attention"][i]

@@ -227,6 +227,7 @@ class GenerationTask(Task):
         return {" ": "␣", "\n": "⏎"}.get(p, p)
 
     serve_options = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+    infer_batches = False  # prompts are sampled one after another: batching them only adds waiting
     explore_tokens = 96  # the attention of the last N tokens of a passage: (layers, heads, N, N) numbers
 
     def count_tokens(self, text):

@@ -172,7 +172,7 @@ class TranslationTask(Task):
         and head), recorded on the best hypothesis forced through the model."""
         ids = [self.src_tok.encode(s) or [self.src_tok.unk_id] for s in inputs]
         hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5))
-        bos, eos, piece = self.tgt_tok.bos_id, self.tgt_tok.eos_id, self.tgt_tok.id_to_piece
+        bos, piece = self.tgt_tok.bos_id, self.tgt_tok.id_to_piece
         src, src_len = pad_batch(ids)  # (batch, src_len)
         tgt_in, _ = pad_batch([[bos] + h for h in hyps.tokens])  # (batch, tgt_len + 1)
         with record(model) as maps:

@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from attnapps.serve import ServeConfig, create_app, load_runs  # noqa: E402
-from attnapps.serve.app import BodyLimit  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the tiny runs take about a minute to train
@@ -36,8 +35,7 @@ def runs(tiny_runs):
 
 @pytest.fixture(scope="module")
 def client(runs):
-    return TestClient(BodyLimit(create_app(runs, ServeConfig(max_texts=4, max_tokens=50, max_image_pixels=10**6)),
-                                200_000))
+    return TestClient(create_app(runs, ServeConfig(max_texts=4, max_tokens=50, max_image_pixels=10**6, max_body_mb=0.2)))
 
 
 def png(w=48, h=48, colour=(200, 30, 30)) -> bytes:
@@ -191,3 +189,12 @@ def test_a_real_server_on_loopback(tiny_runs):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_auto_batching_batches_where_infer_batches(tiny_runs):
+    loaded = load_runs([str(tiny_runs[t][0]) for t in ("translation", "generation")])  # batching=auto
+    try:
+        assert [r.batching for r in loaded.values()] == ["batch", "lock"]
+    finally:
+        for r in loaded.values():
+            r.close()

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from attnapps.explorer import example, fit_budget, learning_curves, page, permille, view, write_report_html
+from attnapps.explorer import example, fit_budget, learning_curves, permille, view, write_report_html
 
 
 def page_data(html: str) -> dict:
@@ -148,3 +148,13 @@ def test_size_budget_drops_examples_and_says_so(tiny_runs, tmp_path):
     path, dropped = write_report_html(tmp_path, "t", metrics, {}, exs, max_mb=2.5 * one / 1e6)
     data = page_data(path.read_text())
     assert dropped == len(exs) - len(data["examples"]) > 0 and "left out" in data["notes"][0]
+
+
+def test_explorer_examples_zero_writes_no_page(tmp_path, dummy_cfg):
+    import tests.dummy_task as dummy
+    from attnapps.run import train
+
+    train(dummy_cfg("trainer.max_steps=3", "trainer.progress=false", "explorer.examples=0"), tmp_path / "run",
+          dummy.DummyTask)
+    assert (tmp_path / "run" / "report.md").is_file() and not (tmp_path / "run" / "report.html").exists()
+    assert "report.html" not in (tmp_path / "run" / "report.md").read_text()

@@ -61,6 +61,12 @@ def test_run_directory_contents_and_predict(tmp_path):
     report = (run / "report.md").read_text()
     assert "## Final metrics" in report and "plots/learning_curves.png" in report and "## Dummy section" in report
     assert "task_name: dummy" in (run / "config.yaml").read_text()
+    # a task without explore() still gets report.html: its curves and metrics, no examples
+    from tests.serving.test_explorer import page_data
+
+    page = page_data((run / "report.html").read_text())
+    assert page["examples"] == [] and page["metrics"]["test.accuracy"] == metrics["test.accuracy"]
+    assert set(page["curves"]) >= {"train.loss", "valid.loss"} and "(report.html)" in report
 
     pred = run_cli("task=dummy", f"run={run}", module="attnapps.predict", input="1 1 1 1 -1 -1 -1 -1\n-1 -1 -1 -1 1 1 1 1\n")
     assert pred.returncode == 0, pred.stderr
