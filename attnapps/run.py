@@ -210,8 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     argv = expand_aliases(sys.argv[1:] if argv is None else argv)
     from attnapps import provenance
 
-    launcher = ["torchrun"] if "TORCHELASTIC_RUN_ID" in os.environ else ["python"]
-    provenance.set_command(launcher + ["-m", "attnapps.run", *argv])
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        command = ["torchrun", "-m", "attnapps.run"]
+    elif sys.argv and sys.argv[0] == "attnapps run":  # the console script (attnapps.cli)
+        command = ["attnapps", "run"]
+    else:
+        command = ["python", "-m", "attnapps.run"]
+    provenance.set_command(command + argv)
     try:
         _register_primary()
         if "--help" in argv or "-h" in argv:

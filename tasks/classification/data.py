@@ -19,10 +19,9 @@ import io
 from pathlib import Path
 
 from attnapps import provenance
-from attnapps.data.files import SPLIT_NAMES, ErrorPolicy, carve, find_split, read_lines
+from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, data_dir, find_split, read_lines
 from attnapps.errors import ConfigError, DataError
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "classification"
 Example = tuple[str, str, str, int]  # (text, label, file, line)
 
 
@@ -90,7 +89,7 @@ def read_imdb(directory: Path, policy: ErrorPolicy) -> list[Example]:
 def load_examples(path: str, fmt: str = "tsv", text_column: str = "text", label_column: str = "label",
                   on_error: str = "raise", seed: int = 0):
     """``({"train", "valid", "test"}: [(text, label)]), labels, policy``; labels sorted, from train."""
-    directory = Path(path) if path else DEFAULT_DIR
+    directory = data_dir(path, "classification")
     if not directory.is_dir():
         raise DataError(directory, None, "data.path is not a directory")
     policy = ErrorPolicy(on_error)

@@ -202,7 +202,7 @@ class ClassificationTask(Task):
             rows.append(["TF-IDF (1-2-grams) + logistic regression", f"{base['accuracy']:.4f}", f"{base['macro_f1']:.4f}"])
             (run_dir / "baseline.json").write_text(json.dumps({f"test.{k}": v for k, v in base.items()}, indent=2))
         else:
-            rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install -e \".[dev]\"`)", ""])
+            rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install scikit-learn`)", ""])
         lines += ["", "### Test set: this model against TF-IDF + logistic regression", ""]
         lines += table(["model", "accuracy", "macro-F1"], rows)
         lines += ["", "### Per class (test)", ""]

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 from attnapps import provenance
-from attnapps.data.files import ErrorPolicy, check_not_utf16
+from attnapps.data.files import ErrorPolicy, check_not_utf16, data_dir
 from attnapps.errors import ConfigError, DataError
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "generation"
 SPLITS = ("train", "valid", "test")
 
 
@@ -82,7 +81,7 @@ def load_corpus(path: str = "", fmt: str = "txt", on_error: str = "raise") -> tu
     policy = ErrorPolicy(on_error)
     if fmt not in ("txt", "wikitext"):
         raise ConfigError(f"data.format={fmt!r}: choose txt or wikitext")
-    root = Path(path) if path else DEFAULT_DIR
+    root = data_dir(path, "generation")
     if root.is_file():
         text = decode_text(root, policy)
         return _checked(split_contiguous(text), root), policy, f"{root} (split 90/5/5 by contiguous chunks)"

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnapps.data.files import SPLIT_NAMES, ErrorPolicy, carve, find_split, read_lines
+from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, data_dir, find_split, read_lines
 from attnapps.errors import DataError
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "translation"
 Pair = tuple[str, str]
 
 
@@ -61,7 +60,7 @@ def read_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> list[P
 def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,
                reverse: bool = False) -> tuple[dict[str, list[Pair]], ErrorPolicy]:
     """``({"train", "valid", "test"}: [(source, target)]), policy`` with the skip counts."""
-    directory = Path(path) if path else DEFAULT_DIR
+    directory = data_dir(path, "translation")
     if not directory.is_dir():
         raise DataError(directory, None, "data.path is not a directory")
     policy = ErrorPolicy(on_error)

@@ -1,0 +1,55 @@
+"""The ``attnapps`` command: ``attnapps COMMAND [key=value ...]``, the same as ``python -m attnapps.COMMAND``.
+
+    attnapps run task=translation [key=value ...]     train, evaluate, report (attnapps.run)
+    attnapps predict task=NAME run=DIR [key=value ...]  use a trained run (attnapps.predict)
+    attnapps report DIR [DIR ...]                       compare runs (attnapps.report)
+    attnapps study [tasks=...] [attention=...]          the cross-task attention study (attnapps.study)
+    attnapps serve run=DIR [run=DIR ...]                the HTTP API and demo page (attnapps.serve)
+    attnapps --version
+
+``attnapps COMMAND --help`` gives each command's keys.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {  # command -> (module with main(argv), what it does)
+    "run": ("attnapps.run", "train, evaluate and report a task (task=NAME)"),
+    "predict": ("attnapps.predict", "use a trained run on new inputs"),
+    "report": ("attnapps.report", "compare runs side by side"),
+    "study": ("attnapps.study", "every attention variant on every task, diagnostics side by side"),
+    "serve": ("attnapps.serve.__main__", "serve trained runs: HTTP API and live attention page"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    return ("usage: attnapps COMMAND [key=value ...]   (attnapps COMMAND --help for its keys)\n\ncommands:\n"
+            + "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
+            + "\n\noptions:\n  -h, --help     this message\n  -V, --version  the installed version")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version", "version"):
+        from attnapps import __version__
+
+        print(f"attnapps {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command '{name}'; choose one of {', '.join(COMMANDS)} (attnapps --help)",
+              file=sys.stderr)
+        return 2
+    sys.argv = [f"attnapps {name}", *rest]
+    code = importlib.import_module(COMMANDS[name][0]).main(rest)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
