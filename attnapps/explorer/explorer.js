@@ -52,10 +52,11 @@
     if (ex.label) {
       const probs = el("div", {class: "probs"});
       for (const [lab, p] of Object.entries(ex.label.probs || {}))
-        probs.append(el("span", {}, `${lab} `, el("span", {class: "bar", style: `width:${Math.round(p * 80)}px`}), ` ${p.toFixed(3)}  `));
+        probs.append(el("div", {}, el("span", {class: "lab", text: lab}),
+                        el("span", {class: "bar", style: `width:${Math.max(1, Math.round(p * 160))}px`}), p.toFixed(3)));
       card.append(el("div", {text: `predicted: ${ex.label.pred}` + (ex.label.gold != null ? `   gold: ${ex.label.gold}` : "")}), probs);
     }
-    if (ex.text != null) card.append(el("div", {class: "output-text", text: ex.text}));
+    if (ex.text != null && !ex.label) card.append(el("div", {class: "output-text", text: ex.text}));
     const views = ex.views || [];
     const state = {view: 0, head: "avg", row: 0};
     const controls = el("div", {class: "controls"});
