@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {  # command -> (module with main(argv), what it does)
@@ -47,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sys.argv = [f"attnapps {name}", *rest]
-    code = importlib.import_module(COMMANDS[name][0]).main(rest)
+    try:
+        code = importlib.import_module(COMMANDS[name][0]).main(rest)
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return int(code or 0)
 
 
