@@ -152,6 +152,8 @@ def create_app(runs: dict[str, LoadedRun], cfg: ServeConfig | None = None):
                 body = TextRequest.model_validate(json.loads(await request.body()))
             except json.JSONDecodeError as e:
                 raise RequestError(422, f"body is not valid JSON ({e.msg} at character {e.pos})") from None
+            except UnicodeDecodeError as e:
+                raise RequestError(422, f"body is not UTF-8 (byte {e.start}); JSON must be UTF-8") from None
             except Exception as e:
                 err = e.errors()[0] if hasattr(e, "errors") else {"loc": (), "msg": str(e)}
                 where = ".".join(str(x) for x in err.get("loc", ())) or "body"
