@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from attnapps.attention.record import record
 from attnapps.config import PROBABILITY, arch_config, at_least, check_heads
 from attnapps.data import Vocab, pad_batch
 from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import decode_batches, search
 from attnapps.errors import ConfigError
-from attnapps.explorer import example, image_uri, view
+from attnapps.explorer import example, image_uri, recorded_views, view
 from attnapps.losses import sequence_loss
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
@@ -404,10 +405,29 @@ class CaptioningTask(Task):
         pixels = torch.stack([load_pixels(im, model.images.encoder.image_size) for im in inputs])  # (b, 3, S, S)
         memory = self.predict_memory(model, pixels)
         hyps = self.caption_images(model, pixels, options.beam, options.alpha, memory)
+        layers = self.layer_views(model, pixels, hyps.tokens)
         out = []
         for i, (image, tokens, attn) in enumerate(zip(inputs, hyps.tokens, hyps.attention)):
             mem = memory["memory"][i].tolist() if "memory" in memory else []
-            out.append(self.explain_caption(image, self.vocab.decode(tokens), attn, mem, title="your image"))
+            out.append(self.explain_caption(image, self.vocab.decode(tokens), attn, mem, title="your image",
+                                            layers=layers[i]))
+        return out
+
+    def layer_views(self, model, images, captions: list[list[int]]) -> list[list[dict]]:
+        """The Transformer captioner's every layer and head (cross-attention over the regions, causal
+        self-attention), recorded with each caption forced through the decoder; none for Show, Attend
+        and Tell (its one attention is the decoding attention already shown)."""
+        if self.cfg.model.arch != "transformer":
+            return [[] for _ in captions]
+        cap_in, _ = pad_batch([[BOS] + c for c in captions])  # (batch, len + 1)
+        with record(model) as maps:
+            model(images.to(self.device), cap_in.to(self.device), torch.arange(len(captions), device=self.device))
+        out = []
+        for i, c in enumerate(captions):
+            words = self.vocab.decode(c)
+            seqs = {"caption": words, "caption_in": ["<s>"] + words[:-1], "image": [None] * self.regions()}
+            out.append(recorded_views(maps, i, seqs, lambda name, w: (
+                "caption", "caption_in" if "self_attn" in name else "image")) if words else [])
         return out
 
     def explore(self, model, outputs, n):
@@ -417,15 +437,20 @@ class CaptioningTask(Task):
             attn, mem = test["attention"][i], test["memory_attention"][i]
             if attn is not None and mem is not None:
                 attn = torch.cat([attn, mem], 1)  # (len, regions + memory)
+            row = self.datasets["test"][i][0]
+            tokens = self.vocab.encode(words)
+            layers = self.layer_views(model, self.store[torch.tensor([row])], [tokens])[0]
             with Image.open(it.path) as image:
                 ex = self.explain_caption(image.convert("RGB"), words, attn, self.datasets["test"][i][2][0]
-                                          if mem is not None else [], title=it.name)
+                                          if mem is not None else [], title=it.name, layers=layers)
             ex["refs"] = [" ".join(c) for c in it.captions]
             out.append(ex)
         return out
 
-    def explain_caption(self, image, words: list[str], attn, memory_ids: list[int], title: str) -> dict:
-        """One captioned image for the explorer: ``attn (len, regions [+ memory])``."""
+    def explain_caption(self, image, words: list[str], attn, memory_ids: list[int], title: str,
+                        layers: list[dict] = ()) -> dict:
+        """One captioned image for the explorer: ``attn (len, regions [+ memory])`` (the decoding
+        attention), and ``layers``, further views (:meth:`layer_views`)."""
         r = self.regions()
         k = int(round(math.sqrt(r)))
         seqs = {"caption": list(words) or ["(empty)"]}
@@ -437,6 +462,9 @@ class CaptioningTask(Task):
                 seqs["memory"] = [self.vocab.itos[t] if t != EOS else "|" for t in memory_ids][: a.size(1) - r]
                 views.append(view("attention over the retrieved captions", "caption", "memory",
                                   a[:, r: r + len(seqs["memory"])]))
+            if layers:
+                seqs["caption_in"] = ["<s>"] + list(words[:-1])
+                views += list(layers)
         return example(seqs, views, image={"src": image_uri(image), "grid": [k, k]}, text=" ".join(words), title=title)
 
     def predict_memory(self, model, pixels) -> dict:

@@ -158,3 +158,27 @@ def test_explorer_examples_zero_writes_no_page(tmp_path, dummy_cfg):
           dummy.DummyTask)
     assert (tmp_path / "run" / "report.md").is_file() and not (tmp_path / "run" / "report.html").exists()
     assert "report.html" not in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_captioning_transformer_has_every_layer_and_head_matching_decoding(tiny_runs, tmp_path):
+    from tests.serving.conftest import _run
+    from attnapps_tasks.captioning.task import CaptioningTask
+
+    root = tiny_runs["captioning"][0].parent
+    run_dir, _ = _run(CaptioningTask, tmp_path, f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}",
+                      "data.min_freq=1", "model.arch=transformer", "model.hidden_size=32", "model.layers=2",
+                      "model.heads=2", "model.ff_size=64", "trainer.max_epochs=0", "trainer.max_steps=10",
+                      "trainer.batch_size=6", "decode.beam=1", "diag.examples=0")
+    captioned = [ex for ex in explorer_of(run_dir)["examples"] if ex["text"]]
+    assert captioned
+    for ex in captioned:
+        check_views(ex)
+        names = [v["name"] for v in ex["views"]]
+        assert names == ["attention over the image's regions"] + [
+            f"decoder · layer {n} · {m}" for n in (1, 2) for m in ("self_attn", "cross_attn")]
+        decoding = torch.tensor(ex["views"][0]["heads"][0], dtype=torch.float32)  # the model's own (head average)
+        recorded = torch.tensor(ex["views"][-1]["heads"], dtype=torch.float32).mean(0)  # last layer, heads averaged
+        assert torch.allclose(decoding, recorded, atol=1.0)  # per mille rounding
+        self_w = torch.tensor(ex["views"][1]["heads"])
+        assert torch.all(self_w.triu(1) == 0) and len(ex["views"][1]["heads"]) == 2
