@@ -62,6 +62,29 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
     return task, model.to(device).eval()
 
 
+def predict_options(task, given: dict, allowed=None, what: str = "predict option"):
+    """The task's predict options (``predict_config_class``) with the ``given`` values: typed ("5" -> 5
+    for an int option, "abc" rejected) and checked by ``predict_rules``; a name outside ``allowed``
+    (default: every option) or a bad value raises :class:`ConfigError` naming it as ``what``."""
+    from attnapps.config import check_rules
+
+    cls = task.predict_config_class
+    options = OmegaConf.structured(cls) if cls is not None else OmegaConf.create({})
+    known = list(options.keys()) if allowed is None else list(allowed)
+    for k, v in given.items():
+        if k not in known:
+            raise ConfigError(f"unknown {what} '{k}' for task={task.name}; known: {', '.join(known) or 'none'}")
+        try:
+            setattr(options, k, v)
+        except Exception as e:
+            raise ConfigError(f"bad value for {what} '{k}': {str(e).splitlines()[0]}") from None
+    try:
+        check_rules(options, task.predict_rules)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("config key", what)) from None
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -77,21 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         task, model = load_run(run, task_name, device)
         if task.predict_config_class is None:
             raise ConfigError(f"task {task.name} has no predict options")
-        options = OmegaConf.structured(task.predict_config_class)
-        for k, v in args.items():
-            if k not in options:
-                raise ConfigError(f"unknown predict option '{k}' for task={task.name}; "
-                                  f"known: {', '.join(options.keys())}")
-            try:
-                setattr(options, k, v)  # typed: "5" -> 5 for an int option, "abc" rejected
-            except Exception as e:
-                raise ConfigError(f"bad value for predict option '{k}': {str(e).splitlines()[0]}") from None
-        from attnapps.config import check_rules
-
-        try:
-            check_rules(options, task.predict_rules)
-        except ConfigError as e:
-            raise ConfigError(str(e).replace("config key", "predict option")) from None
+        options = predict_options(task, args)
         import torch
 
         with torch.no_grad():

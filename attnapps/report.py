@@ -90,8 +90,6 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
 def write_explorer(run_dir: Path, cfg, metrics: dict, task=None, model=None, outputs: dict | None = None):
     """``report.html``: the task's explained test examples, the learning curves and the metrics;
     None with ``explorer.examples=0``."""
-    from omegaconf import OmegaConf
-
     from attnapps.explorer import learning_curves as curves, write_report_html
 
     n = OmegaConf.select(cfg, "explorer.examples", default=16)

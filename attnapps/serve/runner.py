@@ -66,24 +66,17 @@ class LoadedRun:
 
     # -- options -----------------------------------------------------------------------------------
     def options(self, given: dict, max_beam: int, max_new_tokens: int):
-        """The task's predict options with a request's values: unknown names and bad values -> 422."""
-        from attnapps.config import check_rules
+        """The task's predict options with a request's values (``attnapps.predict.predict_options``, only
+        ``serve_options`` allowed) and this server's caps: unknown names and bad values -> 422."""
+        from attnapps.predict import predict_options
 
-        options = OmegaConf.structured(self.task.predict_config_class) if self.task.predict_config_class else None
         for k, v in given.items():
-            if k not in self.defaults:
-                allowed = ", ".join(self.defaults) or "none"
-                raise RequestError(422, f"unknown option '{k}' for task={self.task.name}; allowed: {allowed}")
             if isinstance(v, (dict, list)) or v is None:
                 raise RequestError(422, f"option '{k}': expected a single value, got {type(v).__name__}")
-            try:
-                setattr(options, k, v)
-            except Exception as e:  # omegaconf's typed assignment: "abc" for an int
-                raise RequestError(422, f"option '{k}': {str(e).splitlines()[0]}") from None
         try:
-            check_rules(options, self.task.predict_rules) if options is not None else None
+            options = predict_options(self.task, given, allowed=self.defaults, what="option")
         except ConfigError as e:
-            raise RequestError(422, str(e).replace("config key ", "option ")) from None
+            raise RequestError(422, str(e)) from None
         if "beam" in self.defaults and options.beam > max_beam:
             raise RequestError(422, f"option 'beam': {options.beam} is over this server's limit of {max_beam}")
         if "max_new_tokens" in self.defaults and options.max_new_tokens > max_new_tokens:
