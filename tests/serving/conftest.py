@@ -4,9 +4,15 @@ one deciding word, a captioner of six synthetic scenes, a two-layer character LM
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -92,3 +98,30 @@ def tiny_runs(tmp_path_factory):
         else:
             out[name] = make(Path(keep) / name if keep else tmp_path_factory.mktemp(name))
     return out
+
+
+@contextlib.contextmanager
+def served(*args: str):
+    """``python -m attnapps.serve *args`` on a free loopback port, as a user starts it; yields its base URL
+    (``http://127.0.0.1:PORT/``) once ``/v1/runs`` answers, and stops it after."""
+    from tests.conftest import ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "attnapps.serve", *args, f"port={port}"],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "v1/runs", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

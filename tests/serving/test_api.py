@@ -3,12 +3,7 @@ each task answers, every bad request's 4xx JSON error, micro-batching equal to o
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -20,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from attnapps.serve import ServeConfig, create_app, load_runs  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.serving.conftest import served  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the tiny runs take about a minute to train
 
@@ -160,26 +155,10 @@ def test_concurrent_requests_equal_one_at_a_time(runs, tiny_runs):
     assert inputs == 16 and calls < 16  # requests were gathered into batches
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_real_server_on_loopback(tiny_runs):
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "attnapps.serve", f"run={tiny_runs['classification'][0]}",
-                             f"port={port}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                runs = json.load(urllib.request.urlopen(f"{base}/v1/runs", timeout=1))
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                time.sleep(0.1)
+    with served(f"run={tiny_runs['classification'][0]}") as base:
+        base = base.rstrip("/")
+        runs = json.load(urllib.request.urlopen(f"{base}/v1/runs", timeout=5))
         assert [r["task"] for r in runs["runs"]] == ["classification"]
         req = urllib.request.Request(f"{base}/v1/classification/predict", method="POST",
                                      data=json.dumps({"text": "the film was awful and dull overall"}).encode(),
@@ -190,9 +169,6 @@ def test_a_real_server_on_loopback(tiny_runs):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(bad, timeout=30)
         assert e.value.code == 422 and "exactly one" in json.load(e.value)["error"]["message"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_auto_batching_batches_where_infer_batches(tiny_runs):

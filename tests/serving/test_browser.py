@@ -6,15 +6,11 @@ chromium-driver) driven by Selenium. Skipped, saying why, only where no browser 
 ``ATTNAPPS_DEMO_RUN=DIR`` serves that captioning run instead of the tiny one."""
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from tests.browser.driver import chromium, missing
-from tests.conftest import ROOT
+from tests.serving.conftest import served
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=f"no browser: {missing()}")]
 
@@ -125,25 +121,9 @@ def test_generation_report_hover_shades_the_context(browser, tiny_runs):
 
 @pytest.fixture(scope="module")
 def server(tiny_runs):
-    from tests.serving.test_api import free_port
-
-    port = free_port()
     cap = os.environ.get("ATTNAPPS_DEMO_RUN") or str(tiny_runs["captioning"][0])
-    proc = subprocess.Popen([sys.executable, "-m", "attnapps.serve", f"run={cap}",
-                             f"run={tiny_runs['translation'][0]}", f"port={port}"],
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}/"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "v1/runs", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    with served(f"run={cap}", f"run={tiny_runs['translation'][0]}") as base:
+        yield base
 
 
 def test_served_page_uploads_an_image_and_shows_the_caption_with_its_attention(browser, server, tiny_runs):
