@@ -1,4 +1,5 @@
-"""Tokenizers with one interface: character, word (regex, needs no nltk data) and sentencepiece.
+"""Tokenizers with one interface: character, word (a Unicode regex for every script, needs no nltk data)
+and sentencepiece.
 
 Every tokenizer maps text <-> ids with ``<pad>`` = 0, ``<unk>`` = 1, ``<bos>`` = 2, ``<eos>`` = 3, is
 fitted on training text only, and round-trips through ``state_dict()`` / :func:`tokenizer_from_state`
@@ -8,11 +9,11 @@ fitted on training text only, and round-trips through ``state_dict()`` / :func:`
 from __future__ import annotations
 
 import io
-import re
 from typing import Iterable
 
 import torch
 
+from attnapps.data import scripts
 from attnapps.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from attnapps.errors import AttnappsError, ConfigError
 
@@ -77,35 +78,49 @@ class _VocabTokenizer(Tokenizer):
 
 
 class CharTokenizer(_VocabTokenizer):
-    """One id per Unicode character."""
+    """One id per Unicode character. ``normalize`` (default ``none``: the text exactly as it is, as a
+    character language model needs): ``auto`` / ``nfkc`` / ``nfc`` also collapse each run of whitespace
+    into one space (:func:`attnapps.data.scripts.normalize`); optional lowercasing."""
 
     kind = "char"
 
+    def __init__(self, vocab: Vocab | None = None, lowercase: bool = False, normalize: str = "none"):
+        super().__init__(vocab)
+        self.lowercase, self.normalize = lowercase, normalize
+
     def split(self, text: str) -> list[str]:
-        return list(text)
+        if self.normalize != "none":
+            text = " ".join(scripts.normalize(text, self.normalize).split())
+        return list(text.lower() if self.lowercase else text)
 
     def join(self, tokens: list[str]) -> str:
         return "".join(tokens)
 
+    def extra_state(self) -> dict:
+        return {"lowercase": self.lowercase, "normalize": self.normalize}
+
 
 class WordTokenizer(_VocabTokenizer):
-    """Words and punctuation by a Unicode regex (``\\w+(?:'\\w+)?|[^\\w\\s]``); optional lowercasing."""
+    """Words and punctuation of any script (:func:`attnapps.data.scripts.split_words`: ``\\w+(?:'\\w+)?|[^\\w\\s]``
+    on spaced scripts, one token per character of Chinese, Japanese kana, Thai, ..., combining marks
+    kept with their letter), after Unicode normalisation (``normalize``: ``auto`` = NFKC for East Asian
+    text, NFC otherwise; see :func:`attnapps.data.scripts.normalize`); optional lowercasing."""
 
     kind = "word"
-    pattern = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
-    def __init__(self, vocab: Vocab | None = None, lowercase: bool = True):
+    def __init__(self, vocab: Vocab | None = None, lowercase: bool = True, normalize: str = "auto"):
         super().__init__(vocab)
-        self.lowercase = lowercase
+        self.lowercase, self.normalize = lowercase, normalize
 
     def split(self, text: str) -> list[str]:
-        return self.pattern.findall(text.lower() if self.lowercase else text)
+        text = scripts.normalize(text, self.normalize)
+        return scripts.split_words(text.lower() if self.lowercase else text)
 
     def join(self, tokens: list[str]) -> str:
-        return re.sub(r" ([.,!?;:)\]}'])", r"\1", " ".join(tokens))
+        return scripts.join_words(tokens)
 
     def extra_state(self) -> dict:
-        return {"lowercase": self.lowercase}
+        return {"lowercase": self.lowercase, "normalize": self.normalize}
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -176,21 +191,35 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
     if kind == "sentencepiece":
         return SentencePieceTokenizer(state["model"].numpy().tobytes())
     if kind == "char":
-        return CharTokenizer(Vocab(state["itos"]))
+        return CharTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", False),
+                             normalize=state.get("normalize", "none"))
     if kind == "word":
-        return WordTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", True))
+        # checkpoints from before normalisation existed split the text as it came
+        return WordTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", True),
+                             normalize=state.get("normalize", "none"))
     raise ValueError(f"unknown tokenizer kind {kind!r}")
 
 
 def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model_type: str = "unigram",
-                  min_freq: int = 1, max_size: int = 0) -> Tokenizer:
+                  min_freq: int = 1, max_size: int = 0, normalize: str = "auto", lowercase: bool | None = None
+                  ) -> Tokenizer:
     """A tokenizer of ``kind`` (``char`` | ``word`` | ``sentencepiece``) fitted on ``texts``: the one place a
     task's ``tokenizer.*`` keys become a tokenizer. ``min_freq``/``max_size``: char and word;
-    ``vocab_size``/``model_type``: sentencepiece."""
+    ``normalize``: word (:func:`attnapps.data.scripts.normalize`; char only when ``lowercase`` is given,
+    so that a character language model sees its text unchanged); ``lowercase``: word (default true), char
+    (default false); ``vocab_size``/``model_type``: sentencepiece (which normalises with its own NFKC rule)."""
     if kind == "char":
-        return CharTokenizer().fit(texts, min_freq=min_freq, max_size=max_size)
+        if lowercase is None:
+            return CharTokenizer().fit(texts, min_freq=min_freq, max_size=max_size)
+        return CharTokenizer(lowercase=lowercase, normalize=str(normalize)).fit(texts, min_freq=min_freq,
+                                                                                max_size=max_size)
     if kind == "word":
-        return WordTokenizer().fit(texts, min_freq=min_freq, max_size=max_size)
+        return WordTokenizer(lowercase=True if lowercase is None else lowercase,
+                             normalize=str(normalize)).fit(texts, min_freq=min_freq, max_size=max_size)
     if kind == "sentencepiece":
-        return SentencePieceTokenizer().fit(texts, vocab_size, model_type)
+        texts = list(texts)
+        # sentencepiece's advice: cover 99.95% of the characters of scripts with thousands of them (CJK), all
+        # of the others
+        coverage = 0.9995 if scripts.profile(texts).share(scripts.EAST_ASIAN) > 0.3 else 1.0
+        return SentencePieceTokenizer().fit(texts, vocab_size, model_type, character_coverage=coverage)
     raise ConfigError(f"tokenizer.kind={kind!r}: choose char, word or sentencepiece")
