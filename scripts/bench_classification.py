@@ -127,7 +127,7 @@ class PlainTransformer(nn.Module):
 
 def ours_and_plain(arch: str):
     if arch == "ngram_attention":
-        return NgramAttention(NgramConfig(embed_size=64, hops=2, dropout=0.0), VOCAB, CLASSES), PlainNgram()
+        return NgramAttention(NgramConfig(embed_size=64, hops=2, ngrams=2, buckets=262144, dropout=0.0), VOCAB, CLASSES), PlainNgram()
     if arch == "han":
         return HierarchicalAttention(HANConfig(embed_size=100, hidden_size=50, dropout=0.0), VOCAB, CLASSES,
                                      sep_id=SEP), PlainHAN()

@@ -1,6 +1,7 @@
-"""TF-IDF (word 1-2-grams) + logistic regression on a classification dataset, for comparison.
+"""TF-IDF + logistic regression on a classification dataset, for comparison (word 1-2-grams, or character
+1-5-grams for text written without spaces; ``--features`` forces one).
 
-    python scripts/classification_baseline.py [--path DIR] [--format tsv|csv|imdb]
+    python scripts/classification_baseline.py [--path DIR] [--format tsv|csv|imdb] [--features auto|word|char]
 
 Reads data exactly as ``task=classification`` does (same splits, same errors); needs scikit-learn
 (``pip install -e ".[dev]"``). Every classification run's report.md shows the same baseline beside
@@ -21,12 +22,17 @@ def main():
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--features", default="auto", choices=["auto", "word", "char"])
     args = p.parse_args()
     splits, _, _ = load_examples(args.path, args.format, args.text_column, args.label_column, seed=args.seed)
-    result = tfidf_logreg(splits["train"], splits["test"], args.seed)
-    if result is None:
-        raise SystemExit("scikit-learn is not installed: pip install -e \".[dev]\"")
-    print(json.dumps({f"test.{k}": round(v, 4) for k, v in result.items()}))
+    out = {}
+    for split in ("valid", "test"):
+        result = tfidf_logreg(splits["train"], splits[split], args.seed, args.features)
+        if result is None:
+            raise SystemExit("scikit-learn is not installed: pip install -e \".[dev]\"")
+        out["features"] = result.pop("features")
+        out.update({f"{split}.{k}": round(v, 4) for k, v in result.items()})
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

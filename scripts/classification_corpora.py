@@ -7,13 +7,18 @@ at a time (two at once on a small machine slow each other), then prints a Markdo
 the baseline fitted on train and scored on the same splits. Finished runs are kept and skipped, so an interrupted
 study continues where it stopped.
 
-    python scripts/build_classification_corpora.py            # news, healthtweets, spam (once)
-    python scripts/classification_corpora.py [--corpora rt,news,healthtweets,spam]
+    python scripts/build_classification_corpora.py            # news, healthtweets (once)
+    python scripts/build_language_sets.py                      # apps-zh, apps-ja, apps-ar, langid (once)
+    python scripts/classification_corpora.py [--corpora rt,news,healthtweets]
         [--configs default,ngram_attention,han,bilstm_attention] [--seeds 1234,0,1] [--minutes 3]
         [--out runs/classification-corpora]
 
-``rt`` is the embedded Rotten Tomatoes data; the others are read from ``--corpus-dir`` (default
-``$ATTNAPPS_CACHE/classification/corpora``, where the build script writes them).
+``rt`` is the embedded Rotten Tomatoes data and ``zh`` the embedded Chinese set (``data.embedded=zh``);
+``news`` and ``healthtweets`` are read from ``--corpus-dir`` (default
+``$ATTNAPPS_CACHE/classification/corpora``), ``apps-zh``, ``apps-ja``, ``apps-ar`` and ``langid`` from
+``--language-dir`` (default ``$ATTNAPPS_CACHE/languages/classification``), where the build scripts write
+them. The baseline row is TF-IDF + logistic regression over word 1-2-grams, or character 1-5-grams for
+text written without spaces (``tasks/classification/baseline.py``).
 """
 
 from __future__ import annotations
@@ -35,11 +40,20 @@ from attnapps_tasks.classification.baseline import tfidf_logreg  # noqa: E402
 from attnapps_tasks.classification.data import load_examples  # noqa: E402
 
 
-def corpus_args(name: str, corpus_dir: Path) -> tuple[str, str]:
-    return ("", "tsv") if name == "rt" else (str(corpus_dir / name), "csv")
+LANGUAGE_SETS = ("apps-zh", "apps-ja", "apps-ar", "langid")
 
 
-def run_one(path: str, fmt: str, config: str, seed: int, minutes: float, out: Path, extra: list[str]) -> dict:
+def corpus_args(name: str, corpus_dir: Path, language_dir: Path) -> tuple[str, str, str]:
+    """(data.path, data.format, data.embedded) of a corpus name."""
+    if name in ("rt", "zh"):
+        return "", "tsv", {"rt": "en", "zh": "zh"}[name]
+    if name in LANGUAGE_SETS:
+        return str(language_dir / name), "tsv", "en"
+    return str(corpus_dir / name), "csv", "en"
+
+
+def run_one(path: str, fmt: str, embedded: str, config: str, seed: int, minutes: float, out: Path,
+            extra: list[str]) -> dict:
     metrics = out / "metrics.json"
     if not metrics.is_file():
         cmd = [sys.executable, "-m", "attnapps.run", "task=classification", f"seed={seed}",
@@ -47,6 +61,8 @@ def run_one(path: str, fmt: str, config: str, seed: int, minutes: float, out: Pa
                f"hydra.run.dir={out}", *extra]
         if path:
             cmd += [f"data.path={path}", f"data.format={fmt}"]
+        elif embedded != "en":
+            cmd.append(f"data.embedded={embedded}")
         if config != "default":
             cmd.append(f"model.arch={config}")
         t0 = time.time()
@@ -70,23 +86,26 @@ def stats(values: list[float]) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpora", default="rt,news,healthtweets,spam")
+    p.add_argument("--corpora", default="rt,news,healthtweets")
     p.add_argument("--configs", default="default")
     p.add_argument("--seeds", default="1234,0,1")
     p.add_argument("--minutes", type=float, default=3.0)
     p.add_argument("--corpus-dir", type=Path, default=cache_root() / "classification" / "corpora")
+    p.add_argument("--language-dir", type=Path, default=cache_root() / "languages" / "classification")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "classification-corpora")
     p.add_argument("extra", nargs="*", help="more key=value overrides for every run")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = ["| corpus | train / valid / test | mean words | classes | model | valid accuracy | valid macro-F1 "
+    rows = ["| corpus | train / valid / test | mean words (space-separated) / characters | classes | model "
+            "| valid accuracy | valid macro-F1 "
             "| test accuracy | test macro-F1 |", "|---|---|---|---|---|---|---|---|---|"]
     for corpus in args.corpora.split(","):
-        path, fmt = corpus_args(corpus, args.corpus_dir)
-        splits, labels, _ = load_examples(path, fmt, seed=1234)
+        path, fmt, embedded = corpus_args(corpus, args.corpus_dir, args.language_dir)
+        splits, labels, _ = load_examples(path, fmt, seed=1234, embedded=embedded)
         sizes = " / ".join(f"{len(splits[s]):,}" for s in ("train", "valid", "test"))
         words = statistics.mean(len(t.split()) for t, _ in splits["train"])
-        info = f"| {corpus} | {sizes} | {words:.0f} | {len(labels)} |"
+        chars = statistics.mean(len(t) for t, _ in splits["train"])
+        info = f"| {corpus} | {sizes} | {words:.0f} / {chars:.0f} | {len(labels)} |"
         cache = args.out / corpus / "baseline.json"
         if cache.is_file():
             base = json.loads(cache.read_text())
@@ -95,15 +114,15 @@ def main():
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(base))
         for config in args.configs.split(","):
-            runs = [run_one(path, fmt, config, seed, args.minutes, args.out / corpus / config / f"seed{seed}",
-                            args.extra) for seed in seeds]
+            runs = [run_one(path, fmt, embedded, config, seed, args.minutes,
+                            args.out / corpus / config / f"seed{seed}", args.extra) for seed in seeds]
             archs = sorted({r["arch"] for r in runs})
             name = config if config != "default" else f"**default** ({', '.join(archs)})"
             cells = [stats([r[f"{split}.{k}"] for r in runs]) for split in ("valid", "test")
                      for k in ("accuracy", "macro_f1")]
             rows.append(f"{info} {name} | " + " | ".join(cells) + " |")
         cells = [f"{base[split][k]:.3f}" for split in ("valid", "test") for k in ("accuracy", "macro_f1")]
-        rows.append(f"{info} TF-IDF + LR | " + " | ".join(cells) + " |")
+        rows.append(f"{info} TF-IDF ({base['test'].get('features', 'word')} n-grams) + LR | " + " | ".join(cells) + " |")
     print("\n".join(rows))
 
 

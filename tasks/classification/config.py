@@ -11,12 +11,16 @@ from .model import ARCHS
 
 
 DataFormat = choice("DataFormat", ["tsv", "csv", "imdb"])
-TokenizerKind = choice("TokenizerKind", ["word", "sentencepiece"])
+TokenizerKind = choice("TokenizerKind", ["auto", "word", "char", "sentencepiece"])
+Normalization = choice("Normalization", ["auto", "nfkc", "nfc", "none"])
+Embedded = choice("Embedded", ["en", "zh"])
 
 
 @dataclass
 class ClassificationData:
-    path: str = opt("", "DIR in data.format's layout; \"\" = embedded Rotten Tomatoes snippets")
+    path: str = opt("", "DIR in data.format's layout; \"\" = the embedded dataset data.embedded")
+    embedded: Embedded = opt("en", "with data.path unset: en = Rotten Tomatoes snippets (fresh/rotten), zh = Chinese "
+                             "user-interface strings by program (10 labels)")
     format: DataFormat = opt("tsv", "tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)")
     text_column: str = opt("text", "csv")
     label_column: str = opt("label", "csv")
@@ -26,7 +30,10 @@ class ClassificationData:
 
 @dataclass
 class ClassificationTokenizer:
-    kind: TokenizerKind = opt("word", "word (regex, lowercased) | sentencepiece")
+    kind: TokenizerKind = opt("auto", "auto (from the scripts of the training text: tasks/classification/auto.py) | "
+                              "word (Unicode regex, lowercased; one token per Chinese/Japanese/Thai character) | "
+                              "char (every character, lowercased) | sentencepiece")
+    normalize: Normalization = opt("auto", "word: Unicode normalisation; auto = NFKC for East Asian text, else NFC")
     min_freq: int = opt(2, "word: rarer words -> <unk>")
     max_size: int = opt(30000, "word: vocabulary cap")
     vocab_size: int = opt(8000, "sentencepiece")

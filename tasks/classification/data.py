@@ -86,10 +86,14 @@ def read_imdb(directory: Path, policy: ErrorPolicy) -> list[Example]:
     return out
 
 
+EMBEDDED = {"en": "classification", "zh": "classification_zh"}  # data.embedded -> folder under data/
+
+
 def load_examples(path: str, fmt: str = "tsv", text_column: str = "text", label_column: str = "label",
-                  on_error: str = "raise", seed: int = 0):
-    """``({"train", "valid", "test"}: [(text, label)]), labels, policy``; labels sorted, from train."""
-    directory = data_dir(path, "classification")
+                  on_error: str = "raise", seed: int = 0, embedded: str = "en"):
+    """``({"train", "valid", "test"}: [(text, label)]), labels, policy``; labels sorted, from train.
+    ``embedded``: the embedded dataset read when ``path`` is empty (``en`` or ``zh``)."""
+    directory = data_dir(path, EMBEDDED[str(embedded)])
     if not directory.is_dir():
         raise DataError(directory, None, "data.path is not a directory")
     policy = ErrorPolicy(on_error)

@@ -34,8 +34,8 @@ class NgramConfig:
     embed_size: int = EMBED
     heads: int = HEADS
     hops: int = HOPS
-    ngrams: int = opt(2, "n-gram orders 1..N (2 and 3 hashed)")
-    buckets: int = opt(262144, "hash buckets per n-gram order")
+    ngrams: int = opt(0, "n-gram orders 1..N (2..5 hashed); 0 = 2 for word tokens, 5 for characters")
+    buckets: int = opt(0, "hash buckets per n-gram order; 0 = 262144 for word tokens, 65536 for characters")
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
 
@@ -191,10 +191,15 @@ class TransformerClassifier(nn.Module):
         return self.head(self.dropout(pooled)), token_w
 
 
+HASH_FOLD = 2**40 - 87  # a prime; (2**40) * 1_000_003 + 10**6 < 2**63
+
+
 def hashed_ngrams(ids: Tensor, n: int, buckets: int) -> Tensor:
     """Ids of the ``n``-grams starting at each position, hashed into ``buckets``: ``(batch, len - n + 1)``."""
     h = ids[:, : ids.size(1) - n + 1]
     for k in range(1, n):
+        if k >= 3:  # 4- and 5-grams: fold first, so that h * 1_000_003 stays below 2**63
+            h = h % HASH_FOLD
         h = h * 1_000_003 + ids[:, k: ids.size(1) - n + 1 + k]  # < 2**63 for vocabularies below 10**6 and n <= 3
     return h % buckets
 

@@ -27,11 +27,12 @@ from attnapps.report import section, table
 from attnapps.task import Evaluation, Task, register_task
 
 from . import auto, diagnostics
-from .baseline import tfidf_logreg
+from .baseline import describe as describe_baseline, tfidf_logreg
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import load_examples
 from .model import ARCHS, Ensemble
 
+EMBEDDED_NAMES = {"en": "embedded Rotten Tomatoes snippets", "zh": "embedded Chinese program strings (data.embedded=zh)"}
 PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them all)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # where han cuts a text into sentences
 
@@ -51,8 +52,8 @@ class ClassificationTask(Task):
     config_rules = {
         "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
-        "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(1, 3),
-        "model.buckets": at_least(1), "model.layers": at_least(1), "model.ff_size": at_least(1),
+        "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(0, 5),
+        "model.buckets": at_least(0), "model.layers": at_least(1), "model.ff_size": at_least(1),
         "model.dropout": PROBABILITY_OR_AUTO,
         "model.ensemble": at_least(0), "trainer.lr": at_least(0), "trainer.batch_size": at_least(0),
         "report.examples": at_least(0)}
@@ -78,16 +79,19 @@ class ClassificationTask(Task):
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
         splits, self.labels, self.policy = load_examples(d.path, d.format, d.text_column, d.label_column,
-                                                         d.on_error, self.cfg.seed)
+                                                         d.on_error, self.cfg.seed, d.embedded)
         self.raw = splits
         train_texts = [text for text, _ in splits["train"]]
+        notes = auto.resolve_tokenizer(self.cfg, train_texts)
         if self.restored:  # resume: the checkpoint's tokenizer and labels
             if list(self.labels) != list(self.saved_labels):
                 raise DataError(d.path or "data/classification", None, f"the labels {self.labels} differ from the "
                                 f"checkpoint's {self.saved_labels}")
         else:
-            self.tok = fit_tokenizer(t.kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size)
-        self.auto_notes = auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts], len(train_texts))
+            self.tok = fit_tokenizer(t.kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size,
+                                     normalize=t.normalize, lowercase=True)
+        self.auto_notes = notes + auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts],
+                                               len(train_texts))
         index = {label: i for i, label in enumerate(self.labels)}
         return {split: [(self.encode(text), index[label]) for text, label in examples]
                 for split, examples in splits.items()}
@@ -187,7 +191,7 @@ class ClassificationTask(Task):
         uses = lambda key: str(m.arch) in ClassificationModel.users[key]  # noqa: E731  (the arch has this key)
         attention = f"attention {m.attention}" if uses("attention") else "multi-head self-attention"
         lines = section("Classification", [
-            f"data: {self.cfg.data.path or 'embedded Rotten Tomatoes snippets'} ({self.cfg.data.format}); "
+            f"data: {self.cfg.data.path or EMBEDDED_NAMES[str(self.cfg.data.embedded)]} ({self.cfg.data.format}); "
             f"train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test {len(self.datasets['test'])}; "
             f"labels: {', '.join(self.labels)}",
             f"malformed lines skipped: {self.policy.skipped if self.policy else 0}",
@@ -199,8 +203,10 @@ class ClassificationTask(Task):
                  f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
         base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed) if self.cfg.report.baseline else None
         if base is not None:
-            rows.append(["TF-IDF (1-2-grams) + logistic regression", f"{base['accuracy']:.4f}", f"{base['macro_f1']:.4f}"])
-            (run_dir / "baseline.json").write_text(json.dumps({f"test.{k}": v for k, v in base.items()}, indent=2))
+            kind = base.pop("features")
+            rows.append([describe_baseline(kind), f"{base['accuracy']:.4f}", f"{base['macro_f1']:.4f}"])
+            (run_dir / "baseline.json").write_text(json.dumps({**{f"test.{k}": v for k, v in base.items()},
+                                                               "features": kind}, indent=2))
         else:
             rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install scikit-learn`)", ""])
         lines += ["", "### Test set: this model against TF-IDF + logistic regression", ""]
@@ -271,7 +277,7 @@ class ClassificationTask(Task):
             rows = "".join(
                 f'<div style="border-left: 8px solid rgba(0,90,255,{float(sent_w[k]) / float(sent_w.max()):.3f}); '
                 f'padding-left: 6px; margin: 2px 0" title="sentence weight {float(sent_w[k]):.3f}">'
-                + shade_tokens_html([w for w, _ in words], [a for _, a in words])[3:-4] + "</div>"
+                + shade_tokens_html([w for w, _ in words], [a for _, a in words]) + "</div>"
                 for k, words in enumerate(sentences))
             parts.append(f"<h4>{verdict}: gold {html.escape(self.labels[gold[i]])}, predicted "
                          f"{html.escape(self.labels[pred[i]])}</h4>{rows}")

@@ -8,9 +8,9 @@ from attnapps.run import train as run_training
 from attnapps.errors import DataError
 from attnapps_tasks.classification.data import load_examples
 from attnapps_tasks.classification import auto
-from attnapps_tasks.classification.model import (BiLSTMAttention, BiLSTMConfig, Ensemble, HANConfig,
+from attnapps_tasks.classification.model import (HASH_FOLD, BiLSTMAttention, BiLSTMConfig, Ensemble, HANConfig,
                                                   HierarchicalAttention, NgramAttention, NgramConfig, TransformerConfig,
-                                         TransformerClassifier, hashed_ngrams, split_sentences)
+                                                  TransformerClassifier, hashed_ngrams, split_sentences)
 from attnapps_tasks.classification.task import ClassificationConfig, ClassificationTask
 from tests.conftest import run_cli
 
@@ -24,7 +24,7 @@ def transformer(**kw):
 
 
 def ngram(**kw):
-    return NgramConfig(**{"embed_size": 16, "hops": 2, "dropout": 0.0, **kw})
+    return NgramConfig(**{"embed_size": 16, "hops": 2, "ngrams": 2, "buckets": 262144, "dropout": 0.0, **kw})
 
 
 def han(**kw):
@@ -187,7 +187,7 @@ def test_predict_cli_round_trip(overfit_run):
 def test_tokenizer_shorthand_and_bad_choice_are_one_line_errors(tmp_path):
     r = run_cli("task=classification", "tokenizer=bogus", f"hydra.run.dir={tmp_path}")
     lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert r.returncode == 2 and lines == ["error: bad value for config key 'tokenizer.kind': 'bogus'; choose one of word, sentencepiece"]
+    assert r.returncode == 2 and lines == ["error: bad value for config key 'tokenizer.kind': 'bogus'; choose one of auto, word, char, sentencepiece"]
 
 
 def test_hashed_ngrams_are_the_hash_of_consecutive_ids():
@@ -196,6 +196,12 @@ def test_hashed_ngrams_are_the_hash_of_consecutive_ids():
                                                      (7 * 1_000_003 + 9) % 1000]]
     assert hashed_ngrams(ids, 3, 10**15).tolist() == [[(3 * 1_000_003 + 5) * 1_000_003 + 7,
                                                        (5 * 1_000_003 + 7) * 1_000_003 + 9]]
+    # 4- and 5-grams fold the running hash by a prime first, so that nothing overflows 64 bits
+    p, fold = 1_000_003, HASH_FOLD
+    assert hashed_ngrams(ids, 4, 10**15).tolist() == [[((((3 * p + 5) * p + 7) % fold) * p + 9) % 10**15]]
+    big = torch.full((1, 5), 999_999)
+    h5 = (((((999_999 * p + 999_999) * p + 999_999) % fold) * p + 999_999) % fold) * p + 999_999
+    assert hashed_ngrams(big, 5, 2**62).tolist() == [[h5 % 2**62]] and h5 < 2**63
 
 
 def test_ngram_model_sees_bigrams_only_inside_the_text():
