@@ -10,6 +10,7 @@ so an interrupted study continues where it stopped.
     python scripts/decision_tables.py --table generation_gpt --seeds 1234,0,1   # the GPT at 6 min
     python scripts/decision_tables.py --table captioning_synthetic  # 5 settings x 3 min
     python scripts/decision_tables.py --table translation_default --seeds 1234,0,1   # headline, with test
+    python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from attnapps.data.files import cache_root  # noqa: E402
+
+LANGUAGES = cache_root() / "languages" / "translation"  # scripts/build_language_sets.py writes them here
 
 TABLES = {
     "generation": {
@@ -59,6 +64,9 @@ TABLES = {
     "generation_gpt": {  # the GPT at the default's 6-minute budget (it was the default until re-measured)
         "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
         "settings": {"GPT 128 wide, dropout 0 (model.arch=transformer)": ["model.arch=transformer"]}},
+    "translation_languages": {  # the default on the language development sets (README, "Your language")
+        "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
+        "settings": {f"en -> {lang}": [f"data.path={LANGUAGES / f'en-{lang}'}"] for lang in ("zh", "ja", "ar")}},
     "generation_default": {"task": "generation", "budget": [], "metrics": ["bpc", "perplexity"],
                            "speed": "train.tokens_per_sec", "settings": {"default": []}},
     "captioning_default": {"task": "captioning", "budget": [], "metrics": ["bleu4", "cider", "grounding"],

@@ -4,9 +4,14 @@ detokenized text):
 * **copy**: the source sentence as the translation (what shared words and names alone score);
 * **word-by-word**: IBM Model 1 (Brown et al. 1993; EM, 5 iterations, with a NULL source word) fitted
   on the training pairs; each source word is replaced by its most probable target word, in source order
-  (a source word aligned mostly to NULL is dropped; unknown words are copied).
+  (a source word aligned mostly to NULL is dropped; unknown words are copied). Words are those of
+  :func:`attnapps.data.scripts.split_words`; a target written without spaces (Chinese, Japanese) is cut
+  into sentencepiece pieces fitted on the training targets instead of single characters, so that a
+  source word can become a whole target word.
 
-    python scripts/translation_baseline.py [--path DIR] [--src-lang en --tgt-lang de] [--reverse]
+    python scripts/translation_baseline.py [--path DIR | --embedded en-zh] [--src-lang en --tgt-lang de] [--reverse]
+
+BLEU uses the task's tokenizer for the target language (``zh``, ``ja-mecab``, ``ko-mecab``, else ``13a``).
 
 Prints a Markdown table of valid and test scores. Pure Python: about a minute on the embedded data.
 """
@@ -14,26 +19,31 @@ Prints a Markdown table of valid and test scores. Pure Python: about a minute on
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnapps.metrics import sacrebleu_scores  # noqa: E402
-from attnapps_tasks.translation.data import load_pairs  # noqa: E402
+from attnapps.data import fit_tokenizer, scripts  # noqa: E402
+from attnapps.metrics import bleu_tokenizer, sacrebleu_scores  # noqa: E402
+from attnapps_tasks.translation.data import directory_of, languages, load_pairs  # noqa: E402
 
-WORD = re.compile(r"\w+|[^\w\s]")
 NULL = "<null>"
 
 
 def words(text: str) -> list[str]:
-    return WORD.findall(text)
+    return scripts.split_words(text)
 
 
 def detok(tokens: list[str]) -> str:
-    return re.sub(r" ([.,!?;:)\]}])", r"\1", " ".join(tokens))
+    return scripts.join_words(tokens)
+
+
+def piece_words(targets: list[str]):
+    """Target segmentation for scripts without spaces: sentencepiece pieces (no word-boundary marks)."""
+    sp = fit_tokenizer("sentencepiece", targets, vocab_size=8000)
+    return lambda text: [p.lstrip("\u2581") for p in sp.tokens(text) if p.lstrip("\u2581")]
 
 
 def ibm1(pairs: list[tuple[list[str], list[str]]], iterations: int = 5) -> dict[str, dict[str, float]]:
@@ -73,24 +83,33 @@ def word_by_word(src: list[str], t, null_best: dict[str, bool]) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--path", default="")
-    ap.add_argument("--src-lang", default="en")
-    ap.add_argument("--tgt-lang", default="de")
+    ap.add_argument("--embedded", default="en-de", help="with no --path: en-de or en-zh")
+    ap.add_argument("--src-lang", default="")
+    ap.add_argument("--tgt-lang", default="")
     ap.add_argument("--reverse", action="store_true")
     ap.add_argument("--seed", type=int, default=1234, help="the run's seed (carves valid when missing)")
     args = ap.parse_args(argv)
-    splits, _ = load_pairs(args.path, args.src_lang, args.tgt_lang, seed=args.seed, reverse=args.reverse)
-    train = [(words(s), words(g)) for s, g in splits["train"]]
+    splits, _ = load_pairs(args.path, args.src_lang, args.tgt_lang, seed=args.seed, reverse=args.reverse,
+                           embedded=args.embedded)
+    src_lang, tgt_lang = languages(directory_of(args.path, args.embedded), args.src_lang, args.tgt_lang) \
+        if args.path else args.embedded.split("-")
+    targets = [g for _, g in splits["train"]]
+    lang = (src_lang if args.reverse else tgt_lang) or scripts.profile(targets).language()
+    tokenize = bleu_tokenizer(lang)
+    target_words = piece_words(targets) if scripts.profile(targets).unspaced >= 0.1 else words
+    train = [(words(s), target_words(g)) for s, g in splits["train"]]
     t = ibm1(train)
     # Does a source word's target mass go mostly to words that NULL explains better? Drop it if its
     # best target is more probable from NULL than from the word itself (articles, particles).
     null_best = {e: (max(fs.values()) < t[NULL].get(max(fs, key=fs.get), 0.0)) for e, fs in t.items() if e != NULL}
+    print(f"target language {lang or 'unknown'}, BLEU tokenizer {tokenize}")
     print("| baseline | valid sacreBLEU | valid chrF | test sacreBLEU | test chrF |\n|---|---|---|---|---|")
     for name, translate in (("copy the source", lambda s: s),
                             ("word-by-word, IBM Model 1", lambda s: detok(word_by_word(words(s), t, null_best)))):
         cells = []
         for split in ("valid", "test"):
             hyps = [translate(s) for s, _ in splits[split]]
-            scores = sacrebleu_scores(hyps, [g for _, g in splits[split]])
+            scores = sacrebleu_scores(hyps, [g for _, g in splits[split]], tokenize)
             cells += [f"{scores['bleu']:.1f}", f"{scores['chrf']:.1f}"]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0

@@ -12,12 +12,45 @@ import warnings
 from typing import Sequence
 
 
+# sacreBLEU's own choice when the target language is given (``sacrebleu -l src-tgt``): BLEU.__init__
+BLEU_TOKENIZERS = {"zh": "zh", "ja": "ja-mecab", "ko": "ko-mecab"}
+EXTRAS = {"ja-mecab": "ja", "ko-mecab": "ko"}  # attnapps extras that install what those tokenizers import
+
+
+def bleu_tokenizer(lang: str, tokenize: str = "auto") -> str:
+    """The sacreBLEU tokenizer for target language ``lang`` (``zh``, ``zh_CN``, ``ja-JP``, ... or ``""``):
+    ``tokenize`` when set, else what ``sacrebleu -l xx-<lang>`` uses (``zh``, ``ja-mecab``, ``ko-mecab``,
+    otherwise ``13a``)."""
+    if tokenize and tokenize != "auto":
+        return tokenize
+    return BLEU_TOKENIZERS.get(primary_language(lang), "13a")
+
+
+def primary_language(code: str) -> str:
+    """``zh_CN`` / ``zh-Hans`` / ``ZH`` -> ``zh``."""
+    return code.replace("-", "_").split("_")[0].lower()
+
+
+def check_bleu_tokenizer(name: str) -> str | None:
+    """None if sacreBLEU's tokenizer ``name`` can be built here, else the reason with the install command."""
+    from sacrebleu.metrics.bleu import _get_tokenizer
+
+    try:
+        _get_tokenizer(name)()
+    except (ImportError, RuntimeError) as e:
+        extra = EXTRAS.get(name)
+        hint = f'pip install "attnapps[{extra}]"' if extra else "see sacreBLEU's documentation"
+        return f"sacreBLEU's {name} tokenizer cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {hint}"
+    return None
+
+
 def sacrebleu_scores(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]],
                      tokenize: str = "13a") -> dict:
     """``{"bleu", "chrf", "bleu_signature", "chrf_signature"}`` for one or several reference streams.
 
     ``references``: one string per hypothesis, or a list of reference streams (each one string per
-    hypothesis), as sacrebleu takes them.
+    hypothesis), as sacrebleu takes them. ``tokenize``: sacreBLEU's BLEU tokenizer (:func:`bleu_tokenizer`
+    picks it from the target language).
     """
     from sacrebleu.metrics import BLEU, CHRF
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attnapps.config import OnError, RunConfig, SentencePieceType, TrainerConfig, model_section, opt
+from attnapps.config import OnError, RunConfig, SentencePieceType, TrainerConfig, choice, model_section, opt
 
 from .model import ARCHS
+
+Embedded = choice("Embedded", ["en-de", "en-zh"])
 
 
 @dataclass
 class TranslationData:
-    path: str = opt("", "DIR with {train,valid,test}.tsv or train.<src_lang>/train.<tgt_lang>; \"\" = embedded en-de")
-    src_lang: str = opt("en", "file suffixes of the line-aligned layout")
-    tgt_lang: str = opt("de", "target-language file suffix")
+    path: str = opt("", "DIR with {train,valid,test}.tsv or train.<src_lang>/train.<tgt_lang>; \"\" = the embedded "
+                    "dataset data.embedded")
+    embedded: Embedded = opt("en-de", "with data.path unset: en-de = Ding dictionary sentences (English->German), "
+                             "en-zh = GNOME/GIMP/Inkscape user-interface strings (English->Chinese)")
+    src_lang: str = opt("", "source language = file suffix of the line-aligned layout; \"\" = from the file names "
+                        "(en when present)")
+    tgt_lang: str = opt("", "target language (file suffix; picks sacreBLEU's tokenizer: zh, ja, ko); \"\" = from the "
+                        "file names, else from the target text's script")
     reverse: bool = opt(False, "swap source and target (German -> English on the default data)")
     max_len: int = opt(50, "drop training pairs with more subword tokens than this on either side")
     on_error: OnError = opt("raise", "raise | skip (skip and count malformed lines)")
@@ -39,6 +46,8 @@ class TranslationDecode:
     alpha: float = opt(0.6, "GNMT length penalty")
     max_len_ratio: float = opt(1.5, "max target tokens = ratio * source tokens + max_len_add")
     max_len_add: int = opt(10, "max target tokens = max_len_ratio * source tokens + this")
+    bleu_tokenize: str = opt("auto", "sacreBLEU tokenizer: auto = as `sacrebleu -l src-tgt` (zh -> zh, ja -> ja-mecab, "
+                             "ko -> ko-mecab, else 13a) | 13a | zh | ja-mecab | ko-mecab | char | intl | none")
     valid_subset: int = opt(400, "sentences scored by greedy BLEU at each evaluation during training")
     samples: int = opt(10, "sample translations in the report")
     plots: int = opt(4, "alignment heatmaps in the report")

@@ -57,17 +57,48 @@ def read_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> list[P
     return pairs
 
 
+EMBEDDED = {"en-de": "translation", "en-zh": "translation_zh"}  # data.embedded -> folder under data/
+
+
+def directory_of(path: str, embedded: str = "en-de") -> Path:
+    """``data.path``, or the folder of the embedded dataset ``data.embedded``."""
+    return data_dir(path, EMBEDDED[str(embedded)])
+
+
+def languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:
+    """``data.src_lang`` / ``data.tgt_lang`` where set; else from the names of the line-aligned files
+    (``train.<lang>``): ``en`` is the source when present (``en`` -> ``de`` when both exist, as Multi30k),
+    the one other language the target. ``("", "")`` for a TSV layout with neither set."""
+    if src_lang and tgt_lang:
+        return src_lang, tgt_lang
+    found = sorted({f.suffix[1:] for names in SPLIT_NAMES.values() for name in names
+                    for f in directory.glob(f"{name}.*") if f.suffix not in (".tsv", ".gz", ".txt") and f.suffix})
+    if not found:
+        return src_lang, tgt_lang
+    if src_lang or tgt_lang:
+        rest = [x for x in found if x not in (src_lang, tgt_lang)]
+        if len(rest) == 1:
+            return src_lang or rest[0], tgt_lang or rest[0]
+    if {"en", "de"} <= set(found) and not src_lang and not tgt_lang:
+        return "en", "de"
+    if len(found) == 2 and "en" in found:
+        return "en", next(x for x in found if x != "en")
+    raise DataError(directory, None, f"line-aligned files in languages {', '.join(found)}: set data.src_lang= and "
+                                     "data.tgt_lang=")
+
+
 def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,
-               reverse: bool = False) -> tuple[dict[str, list[Pair]], ErrorPolicy]:
+               reverse: bool = False, embedded: str = "en-de") -> tuple[dict[str, list[Pair]], ErrorPolicy]:
     """``({"train", "valid", "test"}: [(source, target)]), policy`` with the skip counts."""
-    directory = data_dir(path, "translation")
+    directory = directory_of(path, embedded)
     if not directory.is_dir():
         raise DataError(directory, None, "data.path is not a directory")
+    src_lang, tgt_lang = languages(directory, src_lang, tgt_lang)
     policy = ErrorPolicy(on_error)
     splits: dict[str, list[Pair]] = {}
     for split, names in SPLIT_NAMES.items():
         tsv = find_split(directory, names, ".tsv")
-        src = find_split(directory, names, f".{src_lang}")
+        src = find_split(directory, names, f".{src_lang}") if src_lang else None
         if tsv is not None:
             splits[split] = read_tsv(tsv, policy)
         elif src is not None:
@@ -76,7 +107,8 @@ def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise",
                 raise DataError(tgt, None, f"missing: {src.name} has no aligned .{tgt_lang} file")
             splits[split] = read_parallel(src, tgt, policy)
     if "train" not in splits:
-        raise DataError(directory, None, f"no train.tsv or train.{src_lang}/train.{tgt_lang} found")
+        raise DataError(directory, None, f"no train.tsv or train.{src_lang or '<src_lang>'}/train."
+                                         f"{tgt_lang or '<tgt_lang>'} found")
     if "test" not in splits:
         raise DataError(directory, None, f"no test split (test.tsv or test.{src_lang}/test.{tgt_lang})")
     if "valid" not in splits:

@@ -12,21 +12,24 @@ from pathlib import Path
 import torch
 
 from attnapps.config import PROBABILITY, arch_config, at_least, check_heads, positive
-from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.data import fit_tokenizer, pad_batch, scripts, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import read_input, write_output
 from attnapps.decoding import decode_batches
+from attnapps.errors import ConfigError
 from attnapps.explorer import example, recorded_views
 from attnapps.losses import sequence_loss
-from attnapps.metrics import sacrebleu_scores
+from attnapps.metrics import bleu_tokenizer, check_bleu_tokenizer, sacrebleu_scores
 from attnapps.plots import attention_heatmap
 from attnapps.report import section, table
 from attnapps.task import Evaluation, Task, register_task
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
-from .data import load_pairs
+from .data import directory_of, languages, load_pairs
 from .model import ARCHS
+
+EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
 
 
 @register_task("translation")
@@ -53,10 +56,37 @@ class TranslationTask(Task):
         check_heads(cfg.model, cfg.model.hidden_size, "model.hidden_size")
 
     # ------------------------------------------------------------------ data
+    def metric_language(self, targets: list[str]) -> tuple[str, str]:
+        """sacreBLEU's tokenizer for the target language and how the language was known: ``data.tgt_lang``
+        (``data.src_lang`` when reversed), the file names, the embedded dataset, or the target text's script.
+        A tokenizer that cannot be loaded here (``ja-mecab`` without the ``ja`` extra) stops the run now."""
+        d = self.cfg.data
+        if d.path:
+            src, tgt = languages(directory_of(d.path), d.src_lang, d.tgt_lang)
+            how = "data.src_lang/data.tgt_lang or the file names"
+        else:
+            src, tgt = str(d.embedded).split("-")
+            how = f"data.embedded={d.embedded}"
+        lang = src if d.reverse else tgt
+        if not lang:
+            lang, how = scripts.profile(targets).language(), "the target text's script"
+            how += "" if lang else " (no language-specific tokenizer applies)"
+        name = bleu_tokenizer(lang, self.cfg.decode.bleu_tokenize)
+        problem = check_bleu_tokenizer(name)
+        if problem:
+            raise ConfigError(f"decode.bleu_tokenize={self.cfg.decode.bleu_tokenize} (target language "
+                              f"{lang or 'unknown'}): {problem}, or set decode.bleu_tokenize=char")
+        note = (f"target language {lang or 'not known'} (from {how}); BLEU tokenizer {name}"
+                + (" as set by decode.bleu_tokenize" if self.cfg.decode.bleu_tokenize != "auto" else
+                   " (as `sacrebleu -l xx-" + (lang or "xx") + "` picks it)"))
+        return name, note
+
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
-        splits, self.skipped = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse)
+        splits, self.skipped = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse,
+                                          d.embedded)
         train = splits["train"]
+        self.bleu_tokenize, self.lang_note = self.metric_language([g for _, g in train])
         if not self.restored:  # resume: the checkpoint's tokenizers
             fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type)  # noqa: E731
             if t.joint:
@@ -114,7 +144,7 @@ class TranslationTask(Task):
         n = len(self.datasets[split]) if final else min(dec.valid_subset, len(self.datasets[split]))
         hyps = self.translate(model, [s for s, _ in self.datasets[split][:n]], dec.beam if final else 1, dec.alpha)
         texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
-        scores = sacrebleu_scores(texts, self.refs[split][:n])
+        scores = sacrebleu_scores(texts, self.refs[split][:n], self.bleu_tokenize)
         return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
 
     def probes(self, model, indices):
@@ -131,7 +161,7 @@ class TranslationTask(Task):
         texts, scores = outputs["test"]["texts"], outputs["test"]["scores"]
         (Path(run_dir) / "test_hypotheses.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
         lines = section("Translation", [
-            f"direction: {'reversed ' if d.reverse else ''}{d.path or 'embedded en-de (Ding dictionary)'}",
+            f"direction: {'reversed ' if d.reverse else ''}{d.path or EMBEDDED_NAMES[str(d.embedded)]}",
             f"pairs: train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test "
             f"{len(self.datasets['test'])}; {self.filtered} training pairs longer than data.max_len={d.max_len} "
             "tokens dropped",
@@ -139,6 +169,7 @@ class TranslationTask(Task):
             f"tokenizer: sentencepiece {self.cfg.tokenizer.model_type}, vocabulary {self.src_tok.vocab_size}"
             f"{' (joint)' if self.src_tok is self.tgt_tok else ''}",
             f"test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}",
+            self.lang_note,
             f"sacreBLEU {scores['bleu']:.2f} (`{scores['bleu_signature']}`)",
             f"chrF {scores['chrf']:.2f} (`{scores['chrf_signature']}`)"])
         lines += ["", "Test hypotheses: `test_hypotheses.txt`.", "", "### Sample translations", ""]
