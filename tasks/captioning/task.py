@@ -19,6 +19,7 @@ from PIL import Image
 from attnapps.attention.record import record
 from attnapps.config import PROBABILITY, arch_config, at_least, check_heads
 from attnapps.data import Vocab, pad_batch
+from attnapps.data.scripts import join_words
 from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import decode_batches, search
@@ -301,7 +302,7 @@ class CaptioningTask(Task):
                           f"{g['hallucinated']}."]
         lines += ["", "Test captions: `test_captions.txt`.", "", "### Samples (test)", ""]
         lines += table(["image", "generated", "references (first two)"],
-                       [[it.name, " ".join(w), " / ".join(" ".join(c) for c in it.captions[:2])]
+                       [[it.name, join_words(w), " / ".join(join_words(c) for c in it.captions[:2])]
                         for (_, it), w in list(zip(self.items["test"], words))[: dec.samples]])
         lines += ["", "### Where the decoder looked (test images, test decoding)", ""]
         for n, ((_, it), w, a) in enumerate(list(zip(self.items["test"], words, attns))[: dec.figures]):
@@ -372,7 +373,7 @@ class CaptioningTask(Task):
             image.thumbnail((256, 256))
             pixels = np.asarray(image)
         maps = attn[: len(words)].float().cpu().view(-1, k, k)
-        return attention_over_image(pixels, words, maps, out, title=" ".join(words))
+        return attention_over_image(pixels, words, maps, out, title=join_words(words))
 
     def predict(self, model, options):
         if not options.image:
@@ -388,7 +389,7 @@ class CaptioningTask(Task):
                 raise ConfigError(f"image={p}: cannot read image ({type(e).__name__})") from None
             out = self.caption_images(model, pixels, options.beam, options.alpha, self.predict_memory(model, pixels))
             words = self.vocab.decode(out.tokens[0])
-            print(" ".join(words) if len(paths) == 1 else f"{p}\t{' '.join(words)}")
+            print(join_words(words) if len(paths) == 1 else f"{p}\t{join_words(words)}")
             if options.plot and out.attention[0] is not None and words:
                 plot = Path(options.plot)
                 if len(paths) > 1:
@@ -443,7 +444,7 @@ class CaptioningTask(Task):
             with Image.open(it.path) as image:
                 ex = self.explain_caption(image.convert("RGB"), words, attn, self.datasets["test"][i][2][0]
                                           if mem is not None else [], title=it.name, layers=layers)
-            ex["refs"] = [" ".join(c) for c in it.captions]
+            ex["refs"] = [join_words(c) for c in it.captions]
             out.append(ex)
         return out
 
@@ -465,7 +466,7 @@ class CaptioningTask(Task):
             if layers:
                 seqs["caption_in"] = ["<s>"] + list(words[:-1])
                 views += list(layers)
-        return example(seqs, views, image={"src": image_uri(image), "grid": [k, k]}, text=" ".join(words), title=title)
+        return example(seqs, views, image={"src": image_uri(image), "grid": [k, k]}, text=join_words(words), title=title)
 
     def predict_memory(self, model, pixels) -> dict:
         """The retrieved memory of a new image: its nearest training images by the saved index."""
