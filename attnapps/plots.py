@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import html
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -16,13 +17,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+# Matplotlib takes each glyph from the first family in the list that has it (font fallback): fonts for
+# Chinese, Japanese, Korean, Arabic, Hebrew, Devanagari and Thai are used when installed (Debian:
+# fonts-noto-cjk, fonts-noto-core); without them those characters are drawn as boxes, and Arabic is not
+# joined or ordered right to left in any case -- report.html and the HTML pages show every script properly.
+FALLBACK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Noto Sans Arabic",
+                  "Noto Sans Hebrew", "Noto Sans Devanagari", "Noto Sans Thai"]
+_installed = {f.name for f in font_manager.fontManager.ttflist}
+for _family in ("font.sans-serif", "font.monospace"):
+    plt.rcParams[_family] = list(plt.rcParams[_family]) + [f for f in FALLBACK_FONTS if f in _installed]
+# a glyph that no installed font has is drawn as a box (said above), not warned about once per glyph
+warnings.filterwarnings("ignore", message="Glyph .* missing from font")
 
 
 def save(fig, out: str | Path) -> Path:
     """Lay out, write ``out`` (creating its folder) and close the figure."""
-    fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -82,10 +96,12 @@ def shade_tokens_html(tokens: Sequence[str], weights: Sequence[float], caption: 
     """One HTML paragraph with each token's background shaded by its (max-normalised) weight."""
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.max() if w.size and w.max() > 0 else w
-    spans = [f'<span style="background: rgba(255,80,0,{a:.3f})" title="{a:.3f}">{html.escape(t)}</span>'
-             for t, a in zip(tokens, w)]
-    head = f"<b>{html.escape(caption)}</b><br>" if caption else ""
-    return f"<p>{head}{' '.join(spans)}</p>"
+    # the paragraph's direction comes from its first strong character (right to left for Arabic or Hebrew);
+    # each token is a bidi isolate, so its shading stays on it whatever the scripts around it
+    spans = [f'<span style="background: rgba(255,80,0,{a:.3f}); unicode-bidi: plaintext" title="{a:.3f}">'
+             f'{html.escape(t)}</span>' for t, a in zip(tokens, w)]
+    head = f"<div><b>{html.escape(caption)}</b></div>" if caption else ""
+    return f"{head}<p dir=\"auto\">{' '.join(spans)}</p>"
 
 
 def shade_tokens_png(rows: Sequence[tuple[Sequence[str], Sequence[float], str]], out: str | Path,

@@ -48,7 +48,7 @@
     const card = el("div", {class: "example", "data-index": idx});
     if (ex.label) { card.classList.add(ex.label.gold == null ? "nolabel" : (ex.label.gold === ex.label.pred ? "right" : "wrong"));
                     card.dataset.gold = ex.label.gold ?? ""; }
-    card.append(el("h3", {text: ex.title || `example ${idx + 1}`}));
+    card.append(el("h3", {dir: "auto", text: ex.title || `example ${idx + 1}`}));
     if (ex.label) {
       const probs = el("div", {class: "probs"});
       for (const [lab, p] of Object.entries(ex.label.probs || {}))
@@ -56,7 +56,7 @@
                         el("span", {class: "bar", style: `width:${Math.max(1, Math.round(p * 160))}px`}), p.toFixed(3)));
       card.append(el("div", {text: `predicted: ${ex.label.pred}` + (ex.label.gold != null ? `   gold: ${ex.label.gold}` : "")}), probs);
     }
-    if (ex.text != null && !ex.label) card.append(el("div", {class: "output-text", text: ex.text}));
+    if (ex.text != null && !ex.label) card.append(el("div", {class: "output-text", dir: "auto", text: ex.text}));
     const views = ex.views || [];
     const state = {view: 0, head: "avg", row: 0};
     const controls = el("div", {class: "controls"});
@@ -79,9 +79,11 @@
     card.append(body);
     let paint = () => {};
     function tokens(name, cls) {
-      const line = el("div", {class: "seq", "data-seq": name}, el("span", {class: "seqname", text: name}));
+      // the tokens' own box takes its direction from their first strong character (dir="auto"): an Arabic or
+      // Hebrew row runs right to left; each token is a bidi isolate with its own direction (CSS .tok)
       const toks = (ex.seqs[name] || []).map((t, i) => el("span", {class: `tok ${cls}`, "data-i": i, text: t}));
-      line.append(...toks);
+      const line = el("div", {class: "seq", "data-seq": name}, el("span", {class: "seqname", text: name}),
+                      el("div", {class: "toks", dir: "auto"}, ...toks));
       return [line, toks];
     }
     function draw() {
@@ -128,11 +130,11 @@
     }
     draw();
     if (ex.nbest && ex.nbest.length > 1) {
-      const ol = el("ol", {class: "nbest"}); ex.nbest.forEach(([t, s]) => ol.append(el("li", {text: `${t}   (${fmt(s)})`})));
+      const ol = el("ol", {class: "nbest"}); ex.nbest.forEach(([t, s]) => ol.append(el("li", {}, el("bdi", {text: t}), `   (${fmt(s)})`)));
       card.append(el("div", {class: "nbest", text: "beam hypotheses:"}), ol);
     }
     if (ex.refs && ex.refs.length) {
-      const ul = el("ul", {class: "refs"}); ex.refs.forEach(r => ul.append(el("li", {text: r})));
+      const ul = el("ul", {class: "refs"}); ex.refs.forEach(r => ul.append(el("li", {dir: "auto", text: r})));
       card.append(el("div", {class: "refs", text: "references:"}), ul);
     }
     return card;
@@ -143,7 +145,7 @@
   function filters(box, examples) {
     if (!examples.some(e => e.label && e.label.gold != null)) return null;
     const verdict = el("select", {class: "verdict"}, ...["all", "right", "wrong"].map(v => el("option", {value: v, text: v})));
-    const golds = [...new Set(examples.map(e => e.label.gold))];
+    const golds = [...new Set(examples.filter(e => e.label).map(e => e.label.gold))];
     const cls = el("select", {class: "klass"}, el("option", {value: "", text: "every class"}),
                    ...golds.map(g => el("option", {value: g, text: `gold ${g}`})));
     const apply = () => box.querySelectorAll(".example").forEach(c => {
@@ -180,7 +182,7 @@
     try { runs = (await (await fetch("v1/runs")).json()).runs; } catch (e) { error.textContent = `cannot list runs: ${e}`; }
     const rsel = el("select", {class: "run", name: "run"});
     runs.forEach(r => rsel.append(el("option", {value: r.id, text: `${r.id} (${r.task})`})));
-    const text = el("textarea", {class: "text", name: "text", placeholder: "type a sentence or a prompt"});
+    const text = el("textarea", {class: "text", name: "text", dir: "auto", placeholder: "type a sentence or a prompt"});
     const file = el("input", {type: "file", class: "image", name: "image", accept: "image/*"});
     const opts = el("div", {class: "form options"});
     const go = el("button", {type: "submit", class: "go", text: "run"});
