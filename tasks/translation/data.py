@@ -13,6 +13,7 @@ and line, or are skipped and counted with ``data.on_error=skip``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, data_dir, find_split, read_lines
@@ -58,6 +59,8 @@ def read_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> list[P
 
 
 EMBEDDED = {"en-de": "translation", "en-zh": "translation_zh"}  # data.embedded -> folder under data/
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")  # en, zh_CN, pt-BR (not align, ...)
+NOT_LANGUAGES = {"tsv", "txt", "csv", "gz", "bz2", "xz", "zip", "tar", "xml", "sgm", "log", "py", "md"}
 
 
 def directory_of(path: str, embedded: str = "en-de") -> Path:
@@ -71,8 +74,8 @@ def languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:
     the one other language the target. ``("", "")`` for a TSV layout with neither set."""
     if src_lang and tgt_lang:
         return src_lang, tgt_lang
-    found = sorted({f.suffix[1:] for names in SPLIT_NAMES.values() for name in names
-                    for f in directory.glob(f"{name}.*") if f.suffix not in (".tsv", ".gz", ".txt") and f.suffix})
+    found = sorted({f.suffix[1:] for name in SPLIT_NAMES["train"] for f in directory.glob(f"{name}.*")
+                    if LANGUAGE_CODE.fullmatch(f.suffix[1:]) and f.suffix[1:].lower() not in NOT_LANGUAGES})
     if not found:
         return src_lang, tgt_lang
     if src_lang or tgt_lang:

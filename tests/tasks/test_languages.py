@@ -51,7 +51,7 @@ def test_bleu_tokenizer_follows_sacrebleu_choice_and_an_explicit_setting():
 def test_languages_from_keys_and_file_names(tmp_path):
     assert languages(tmp_path, "fr", "en") == ("fr", "en")
     assert languages(tmp_path, "", "") == ("", "")  # a TSV layout: the target's script decides later
-    for name in ("train.en", "train.ja", "test.en", "test.ja"):
+    for name in ("train.en", "train.ja", "test.en", "test.ja", "test.align", "train.tsv.gz"):
         (tmp_path / name).write_text("x\n")
     assert languages(tmp_path, "", "") == ("en", "ja")
     assert languages(tmp_path, "ja", "") == ("ja", "en")
