@@ -70,8 +70,9 @@ def directory_of(path: str, embedded: str = "en-de") -> Path:
 
 def languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:
     """``data.src_lang`` / ``data.tgt_lang`` where set; else from the names of the line-aligned files
-    (``train.<lang>``): ``en`` is the source when present (``en`` -> ``de`` when both exist, as Multi30k),
-    the one other language the target. ``("", "")`` for a TSV layout with neither set."""
+    (``train.<lang>``): ``en`` is the source when present (``en`` -> ``de`` when both exist, as Multi30k,
+    or when only one of them does, as the defaults were), the one other language the target.
+    ``("", "")`` for a TSV layout with neither set."""
     if src_lang and tgt_lang:
         return src_lang, tgt_lang
     found = sorted({f.suffix[1:] for name in SPLIT_NAMES["train"] for f in directory.glob(f"{name}.*")
@@ -82,10 +83,12 @@ def languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:
         rest = [x for x in found if x not in (src_lang, tgt_lang)]
         if len(rest) == 1:
             return src_lang or rest[0], tgt_lang or rest[0]
-    if {"en", "de"} <= set(found) and not src_lang and not tgt_lang:
-        return "en", "de"
+    if (set(found) <= {"en", "de"} or {"en", "de"} <= set(found)) and not src_lang and not tgt_lang:
+        return "en", "de"  # the defaults before languages were read from the names: a missing train.de is named
     if len(found) == 2 and "en" in found:
         return "en", next(x for x in found if x != "en")
+    if set(found) <= {"en", "de"}:
+        return src_lang or "en", tgt_lang or "de"
     raise DataError(directory, None, f"line-aligned files in languages {', '.join(found)}: set data.src_lang= and "
                                      "data.tgt_lang=")
 
