@@ -11,7 +11,7 @@ the model.
 import argparse
 import json
 
-from attnapps_tasks.classification.baseline import tfidf_logreg
+from attnapps_tasks.classification.baseline import features, tfidf_logreg
 from attnapps_tasks.classification.data import load_examples
 
 
@@ -26,8 +26,9 @@ def main():
     args = p.parse_args()
     splits, _, _ = load_examples(args.path, args.format, args.text_column, args.label_column, seed=args.seed)
     out = {}
+    kind = features([t for t, _ in splits["train"]]) if args.features == "auto" else args.features
     for split in ("valid", "test"):
-        result = tfidf_logreg(splits["train"], splits[split], args.seed, args.features)
+        result = tfidf_logreg(splits["train"], splits[split], args.seed, kind)
         if result is None:
             raise SystemExit("scikit-learn is not installed: pip install -e \".[dev]\"")
         out["features"] = result.pop("features")

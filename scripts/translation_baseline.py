@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attnapps.data import fit_tokenizer, scripts  # noqa: E402
 from attnapps.metrics import bleu_tokenizer, sacrebleu_scores  # noqa: E402
-from attnapps_tasks.translation.data import directory_of, languages, load_pairs  # noqa: E402
+from attnapps_tasks.translation.data import load_pairs, target_language  # noqa: E402
 
 NULL = "<null>"
 
@@ -91,10 +91,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     splits, _ = load_pairs(args.path, args.src_lang, args.tgt_lang, seed=args.seed, reverse=args.reverse,
                            embedded=args.embedded)
-    src_lang, tgt_lang = languages(directory_of(args.path, args.embedded), args.src_lang, args.tgt_lang) \
-        if args.path else args.embedded.split("-")
     targets = [g for _, g in splits["train"]]
-    lang = (src_lang if args.reverse else tgt_lang) or scripts.profile(targets).language()
+    lang, _ = target_language(args.path, args.embedded, args.src_lang, args.tgt_lang, args.reverse, targets)
     tokenize = bleu_tokenizer(lang)
     target_words = piece_words(targets) if scripts.profile(targets).unspaced >= 0.1 else words
     train = [(words(s), target_words(g)) for s, g in splits["train"]]

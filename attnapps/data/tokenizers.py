@@ -201,21 +201,20 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
 
 
 def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model_type: str = "unigram",
-                  min_freq: int = 1, max_size: int = 0, normalize: str = "auto", lowercase: bool | None = None
+                  min_freq: int = 1, max_size: int = 0, normalize: str | None = None, lowercase: bool | None = None
                   ) -> Tokenizer:
     """A tokenizer of ``kind`` (``char`` | ``word`` | ``sentencepiece``) fitted on ``texts``: the one place a
     task's ``tokenizer.*`` keys become a tokenizer. ``min_freq``/``max_size``: char and word;
-    ``normalize``: word (:func:`attnapps.data.scripts.normalize`; char only when ``lowercase`` is given,
-    so that a character language model sees its text unchanged); ``lowercase``: word (default true), char
-    (default false); ``vocab_size``/``model_type``: sentencepiece (which normalises with its own NFKC rule)."""
+    ``normalize`` (:func:`attnapps.data.scripts.normalize`) / ``lowercase``: char and word, None = the
+    tokenizer's own default (word: ``auto``, lowercased; char: the text exactly as it is, as a character
+    language model needs); ``vocab_size``/``model_type``: sentencepiece (which normalises with its own
+    NFKC rule)."""
+    options = {k: v for k, v in (("normalize", None if normalize is None else str(normalize)),
+                                 ("lowercase", lowercase)) if v is not None}
     if kind == "char":
-        if lowercase is None:
-            return CharTokenizer().fit(texts, min_freq=min_freq, max_size=max_size)
-        return CharTokenizer(lowercase=lowercase, normalize=str(normalize)).fit(texts, min_freq=min_freq,
-                                                                                max_size=max_size)
+        return CharTokenizer(**options).fit(texts, min_freq=min_freq, max_size=max_size)
     if kind == "word":
-        return WordTokenizer(lowercase=True if lowercase is None else lowercase,
-                             normalize=str(normalize)).fit(texts, min_freq=min_freq, max_size=max_size)
+        return WordTokenizer(**options).fit(texts, min_freq=min_freq, max_size=max_size)
     if kind == "sentencepiece":
         texts = list(texts)
         # sentencepiece's advice: cover 99.95% of the characters of scripts with thousands of them (CJK), all

@@ -94,15 +94,21 @@ def choose_tokenizer(profile, oov: float) -> tuple[str, str]:
     return "word", f"words separated by spaces ({mix}), {oov:.0%} of held-out training words rarer than twice"
 
 
-def resolve_tokenizer(cfg, texts: list[str]) -> list[str]:
-    """Fill ``tokenizer.kind=auto`` (in place) from the training texts; return the reasons. With character
-    tokens, the n-gram model's unset n-gram order and hash size become 5 and 2^16 (notes say so)."""
+def text_units(texts: list[str]) -> tuple[str, str]:
+    """``char`` or ``word`` for these training texts, and why (:func:`choose_tokenizer` on their scripts and
+    on how sparse their words are): what ``tokenizer.kind=auto`` takes and what the baseline reads."""
+    return choose_tokenizer(scripts.profile(texts), held_out_oov(texts))
+
+
+def resolve_tokenizer(cfg, units: tuple[str, str]) -> list[str]:
+    """Fill ``tokenizer.kind=auto`` (in place) with ``units`` (:func:`text_units`); return the reasons. With
+    character tokens, the n-gram model's unset n-gram order and hash size become 5 and 2^16 (notes say so)."""
     t, m = cfg.tokenizer, cfg.model
-    profile = scripts.profile(texts)
+    kind, why = units
     if t.kind != "auto":
-        notes = [f"scripts of the training text: {profile.top()} (tokenizer.kind={t.kind} as set)"]
+        notes = [f"tokenizer.kind={t.kind} as set (auto would take {kind}: {why})"]
     else:
-        t.kind, why = choose_tokenizer(profile, held_out_oov(texts, t.min_freq))
+        t.kind = kind
         notes = [f"tokenizer.kind={t.kind}: {why}"]
     if t.kind == "char" and m.ngrams == 0:
         m.ngrams, m.buckets = CHAR_NGRAMS, m.buckets or CHAR_BUCKETS

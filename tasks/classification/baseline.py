@@ -11,14 +11,12 @@ scikit-learn is a dev-only dependency (``pip install -e ".[dev]"``); without it 
 
 from __future__ import annotations
 
-from attnapps.data import scripts
-
 from . import auto
 
 
 def features(train_texts: list[str]) -> str:
     """``word`` or ``char``: the n-grams the baseline uses for this training text."""
-    return auto.choose_tokenizer(scripts.profile(train_texts), auto.held_out_oov(train_texts))[0]
+    return auto.text_units(train_texts)[0]
 
 
 def describe(kind: str) -> str:

@@ -82,7 +82,8 @@ class ClassificationTask(Task):
                                                          d.on_error, self.cfg.seed, d.embedded)
         self.raw = splits
         train_texts = [text for text, _ in splits["train"]]
-        notes = auto.resolve_tokenizer(self.cfg, train_texts)
+        self.units = auto.text_units(train_texts)  # char or word n-grams: for the tokenizer and the baseline
+        notes = auto.resolve_tokenizer(self.cfg, self.units)
         if self.restored:  # resume: the checkpoint's tokenizer and labels
             if list(self.labels) != list(self.saved_labels):
                 raise DataError(d.path or "data/classification", None, f"the labels {self.labels} differ from the "
@@ -201,7 +202,8 @@ class ClassificationTask(Task):
             *[f"chosen from the data: {note}" for note in self.auto_notes]])
         rows = [[f"{m.arch} ({attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})",
                  f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
-        base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed) if self.cfg.report.baseline else None
+        base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed, self.units[0]) \
+            if self.cfg.report.baseline else None
         if base is not None:
             kind = base.pop("features")
             rows.append([describe_baseline(kind), f"{base['accuracy']:.4f}", f"{base['macro_f1']:.4f}"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from attnapps.data import scripts
 from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, data_dir, find_split, read_lines
 from attnapps.errors import DataError
 
@@ -91,6 +92,24 @@ def languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:
         return src_lang or "en", tgt_lang or "de"
     raise DataError(directory, None, f"line-aligned files in languages {', '.join(found)}: set data.src_lang= and "
                                      "data.tgt_lang=")
+
+
+def target_language(path: str, embedded: str, src_lang: str, tgt_lang: str, reverse: bool,
+                    targets: list[str]) -> tuple[str, str]:
+    """The target language (``data.src_lang`` side when ``reverse``) and how it was known: the keys or the
+    line-aligned file names (:func:`languages`), the embedded dataset, else the script of ``targets``
+    (``zh``/``ja``/``ko``, or ``""`` where the script names no language)."""
+    if path:
+        src, tgt = languages(Path(path), src_lang, tgt_lang)
+        how = "data.src_lang/data.tgt_lang or the file names"
+    else:
+        src, tgt = str(embedded).split("-")
+        how = f"data.embedded={embedded}"
+    lang = src if reverse else tgt
+    if not lang:
+        lang = scripts.profile(targets).language()
+        how = "the target text's script" + ("" if lang else " (no language-specific tokenizer applies)")
+    return lang, how
 
 
 def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,

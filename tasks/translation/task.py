@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from attnapps.config import PROBABILITY, arch_config, at_least, check_heads, positive
-from attnapps.data import fit_tokenizer, pad_batch, scripts, tokenizer_from_state
+from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import read_input, write_output
 from attnapps.decoding import decode_batches
@@ -26,7 +26,7 @@ from attnapps.task import Evaluation, Task, register_task
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
-from .data import directory_of, languages, load_pairs
+from .data import load_pairs, target_language
 from .model import ARCHS
 
 EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
@@ -61,16 +61,7 @@ class TranslationTask(Task):
         (``data.src_lang`` when reversed), the file names, the embedded dataset, or the target text's script.
         A tokenizer that cannot be loaded here (``ja-mecab`` without the ``ja`` extra) stops the run now."""
         d = self.cfg.data
-        if d.path:
-            src, tgt = languages(directory_of(d.path), d.src_lang, d.tgt_lang)
-            how = "data.src_lang/data.tgt_lang or the file names"
-        else:
-            src, tgt = str(d.embedded).split("-")
-            how = f"data.embedded={d.embedded}"
-        lang = src if d.reverse else tgt
-        if not lang:
-            lang, how = scripts.profile(targets).language(), "the target text's script"
-            how += "" if lang else " (no language-specific tokenizer applies)"
+        lang, how = target_language(d.path, d.embedded, d.src_lang, d.tgt_lang, d.reverse, targets)
         name = bleu_tokenizer(lang, self.cfg.decode.bleu_tokenize)
         problem = check_bleu_tokenizer(name)
         if problem:

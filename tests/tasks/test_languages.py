@@ -180,16 +180,16 @@ def test_auto_tokenizer_follows_the_script_and_the_sparsity_of_words():
     assert auto.choose_tokenizer(scripts.profile(chinese), auto.held_out_oov(chinese))[0] == "char"
     # what the user sets is kept; n-gram order and hash size follow character tokens only when unset
     cfg = OmegaConf.structured(ClassificationConfig)
-    notes = auto.resolve_tokenizer(cfg, chinese)
+    notes = auto.resolve_tokenizer(cfg, auto.text_units(chinese))
     assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("char", 5, 65536) and len(notes) == 2
     cfg = OmegaConf.structured(ClassificationConfig)
     cfg.tokenizer.kind, cfg.model.ngrams = "word", 3
-    auto.resolve_tokenizer(cfg, chinese)
+    auto.resolve_tokenizer(cfg, auto.text_units(chinese))
     assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("word", 3, 0)
     auto.resolve(cfg, [10] * 20, 20)  # short texts, ample budget: the BiLSTM, which has no n-grams to fill
     assert cfg.model.arch == "bilstm_attention" and cfg.model.buckets == 0 and cfg.model.ngrams == 3
     cfg = OmegaConf.structured(ClassificationConfig)
     cfg.tokenizer.kind = "word"
-    auto.resolve_tokenizer(cfg, english)
+    auto.resolve_tokenizer(cfg, auto.text_units(english))
     auto.resolve(cfg, [500] * 20, 20)  # long texts: the n-gram model, with the word defaults as before
     assert (cfg.model.arch, cfg.model.ngrams, cfg.model.buckets) == ("ngram_attention", 2, 262144)
