@@ -1,7 +1,7 @@
 """TF-IDF + logistic regression on a classification dataset, for comparison (word 1-2-grams, or character
 1-5-grams for text written without spaces; ``--features`` forces one).
 
-    python scripts/classification_baseline.py [--path DIR] [--format tsv|csv|imdb] [--features auto|word|char]
+    python scripts/classification_baseline.py [--path DIR] [--format tsv|csv|imdb] [--features auto|word|char] [--C 4]
 
 Reads data exactly as ``task=classification`` does (same splits, same errors); needs scikit-learn
 (``pip install -e ".[dev]"``). Every classification run's report.md shows the same baseline beside
@@ -23,12 +23,13 @@ def main():
     p.add_argument("--label-column", default="label")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--features", default="auto", choices=["auto", "word", "char"])
+    p.add_argument("--C", type=float, default=4.0, help="inverse strength of the L2 penalty (the report's: 4)")
     args = p.parse_args()
     splits, _, _ = load_examples(args.path, args.format, args.text_column, args.label_column, seed=args.seed)
     out = {}
     kind = features([t for t, _ in splits["train"]]) if args.features == "auto" else args.features
     for split in ("valid", "test"):
-        result = tfidf_logreg(splits["train"], splits[split], args.seed, kind)
+        result = tfidf_logreg(splits["train"], splits[split], args.seed, kind, args.C)
         if result is None:
             raise SystemExit("scikit-learn is not installed: pip install -e \".[dev]\"")
         out["features"] = result.pop("features")

@@ -62,6 +62,9 @@ def choose_arch(p95: int, n_train: int, minutes: float) -> tuple[str, str]:
 UNSPACED_SHARE = 0.1  # a corpus is treated as unspaced once a tenth of its letters are of such scripts
 SPARSE_WORDS = 0.1  # ... and its words as too sparse once a tenth of held-out words are rarer than min_freq
 CHAR_NGRAMS, CHAR_BUCKETS = 5, 65536  # with character tokens: hashed 2..5-grams (the baseline's 1..5), 2^16 rows each
+# ... and, against the memorising of rare n-grams (README, "Your language"): an n-gram vocabulary of those in at
+# least 2 training texts (the baseline's min_df), label smoothing and a moving average of the weights
+CHAR_MIN_COUNT, CHAR_SMOOTHING, CHAR_EMA = 2, 0.1, 0.999
 
 
 def held_out_oov(texts: list[str], min_freq: int = 2) -> float:
@@ -113,6 +116,13 @@ def resolve_tokenizer(cfg, units: tuple[str, str]) -> list[str]:
     if t.kind == "char" and m.ngrams == 0:
         m.ngrams, m.buckets = CHAR_NGRAMS, m.buckets or CHAR_BUCKETS
         notes.append(f"model.ngrams={m.ngrams}, model.buckets={m.buckets}: character tokens")
+    chars = t.kind == "char"
+    if m.label_smoothing < 0:
+        m.label_smoothing = CHAR_SMOOTHING if chars else 0.0
+    if cfg.trainer.ema < 0:
+        cfg.trainer.ema = CHAR_EMA if chars else 0.0
+    if chars:
+        notes.append(f"model.label_smoothing={m.label_smoothing}, trainer.ema={cfg.trainer.ema}: character tokens")
     return notes
 
 
@@ -133,6 +143,10 @@ def resolve(cfg, lengths: list[int], n_train: int) -> list[str]:
     for key in ("embed_size", "hidden_size", "hops", "ensemble", "ngrams", "buckets"):
         if key in used and getattr(m, key) <= 0:
             setattr(m, key, a[key])
+    if "min_count" in used and m.min_count < 0:
+        m.min_count = CHAR_MIN_COUNT if cfg.tokenizer.kind == "char" else 0
+        if m.min_count:
+            notes.append(f"model.min_count={m.min_count}: character tokens")
     if m.dropout < 0:
         # Less data, more regularisation: 0.5 below 5k training texts, 0.3 up to 50k, then 0.2.
         m.dropout = 0.5 if n_train < 5000 else 0.3 if n_train < 50000 else 0.2

@@ -25,9 +25,10 @@ def describe(kind: str) -> str:
 
 
 def tfidf_logreg(train: list[tuple[str, str]], test: list[tuple[str, str]], seed: int = 0,
-                 kind: str = "auto") -> dict | None:
+                 kind: str = "auto", C: float = 4.0) -> dict | None:  # noqa: N803  (scikit-learn's name)
     """Fit on ``train`` (text, label) pairs, score on ``test``: ``{"accuracy", "macro_f1", "features"}``
-    or None when scikit-learn is not installed. ``kind``: ``word``, ``char`` or ``auto`` (:func:`features`)."""
+    or None when scikit-learn is not installed. ``kind``: ``word``, ``char`` or ``auto`` (:func:`features`);
+    ``C``: the inverse strength of the L2 penalty."""
     try:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -41,7 +42,7 @@ def tfidf_logreg(train: list[tuple[str, str]], test: list[tuple[str, str]], seed
     else:
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
     x_train = vec.fit_transform([t for t, _ in train])
-    clf = LogisticRegression(C=4.0, max_iter=2000, random_state=seed)
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
     clf.fit(x_train, [y for _, y in train])
     pred = clf.predict(vec.transform([t for t, _ in test]))
     gold = [y for _, y in test]

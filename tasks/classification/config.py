@@ -58,9 +58,9 @@ class ClassificationConfig(RunConfig):
     report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
         max_epochs=0, max_minutes=3.0, batch_size=0, lr=0.0, warmup_steps=100, schedule="linear",
-        weight_decay=0.01, eval_every=0, patience=3))
+        weight_decay=0.01, eval_every=0, patience=3, ema=-1.0))
     # lr 0 / batch_size 0 = the architecture's (auto.ARCH_DEFAULTS); max_epochs 0 = until the time budget
-    # or early stopping (15 when there is no budget at all)
+    # or early stopping (15 when there is no budget at all); ema < 0 = from the tokens (auto.py)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
 from attnapps.config import Attention, choice, opt
+from attnapps.data.batching import pad_batch
 from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
 
 
@@ -26,6 +27,8 @@ HOPS = opt(0, "learned queries of the attention pooling; 0 = the architecture's"
 DROPOUT = opt(-1.0, "dropout; < 0 = from the data size (auto.py)")
 ENSEMBLE = opt(0, "independently initialised models trained side by side, logits averaged; 0 = the architecture's")
 POOLING = opt("attention", "bilstm_attention: attention | flatten; transformer: mean | cls (attention = mean)")
+SMOOTHING = opt(-1.0, "label smoothing of the cross-entropy; < 0 = from the data (auto.py): 0.1 with character "
+                "tokens, else 0")
 
 
 @dataclass
@@ -35,9 +38,14 @@ class NgramConfig:
     heads: int = HEADS
     hops: int = HOPS
     ngrams: int = opt(0, "n-gram orders 1..N (2..5 hashed); 0 = 2 for word tokens, 5 for characters")
-    buckets: int = opt(0, "hash buckets per n-gram order; 0 = 262144 for word tokens, 65536 for characters")
+    buckets: int = opt(0, "hash buckets per n-gram order (with model.min_count > 0: the most n-grams kept per order); "
+                       "0 = 262144 for word tokens, 65536 for characters")
+    min_count: int = opt(-1, "> 0: an n-gram vocabulary -- n-grams in at least this many training texts get a row "
+                         "each (the most frequent model.buckets per order), rarer ones add nothing; 0 = hash every "
+                         "n-gram into model.buckets rows; < 0 = from the tokens: 2 for characters, 0 for words")
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
+    label_smoothing: float = SMOOTHING
 
 
 @dataclass
@@ -48,6 +56,7 @@ class HANConfig:
     heads: int = HEADS
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
+    label_smoothing: float = SMOOTHING
 
 
 @dataclass
@@ -60,6 +69,7 @@ class BiLSTMConfig:
     hops: int = HOPS
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
+    label_smoothing: float = SMOOTHING
 
 
 @dataclass
@@ -71,6 +81,7 @@ class TransformerConfig:
     ff_size: int = opt(256, "feed-forward size of each Transformer layer")
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
+    label_smoothing: float = SMOOTHING
 
 
 class BiLSTMAttention(nn.Module):
@@ -204,27 +215,90 @@ def hashed_ngrams(ids: Tensor, n: int, buckets: int) -> Tensor:
     return h % buckets
 
 
+KEY_SPAN = HASH_FOLD  # n-gram keys: hash of the k-gram (< HASH_FOLD) + (k - 2) * HASH_FOLD, distinct per order
+
+
+def ngram_key(ids: Tensor, n: int) -> Tensor:
+    """Keys of the ``n``-grams starting at each position ``(batch, len - n + 1)``: practically one per
+    distinct n-gram (hashed modulo a prime near 2**40), orders apart."""
+    return hashed_ngrams(ids, n, HASH_FOLD) + (n - 2) * KEY_SPAN
+
+
+def ngram_vocabulary(docs: list[list[int]], ngrams: int, min_count: int, max_per_order: int,
+                     batch: int = 512) -> Tensor:
+    """The sorted keys (:func:`ngram_key`) of the 2..``ngrams``-grams found in at least ``min_count`` of
+    ``docs`` (token-id lists), at most ``max_per_order`` of each order (the most frequent; ties by key).
+
+    Document frequencies as scikit-learn's ``min_df``: a rare n-gram is seen by one training text
+    only, so its row would just memorise that text -- and at test time it would stand for noise.
+    """
+    keys, counts = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    pending = []
+
+    def merge(keys, counts, pending):
+        k = torch.cat([keys, *pending])
+        c = torch.cat([counts, *[torch.ones_like(p) for p in pending]])
+        keys, inverse = torch.unique(k, return_inverse=True)  # sorted
+        return keys, torch.zeros_like(keys).scatter_add_(0, inverse, c)
+
+    span = (ngrams - 1) * KEY_SPAN  # keys of one text are < span: (row in batch) * span + key is distinct per text
+    for start in range(0, len(docs), batch):
+        ids, lengths = pad_batch(docs[start:start + batch])  # (batch, len)
+        mask = lengths_to_mask(lengths, ids.size(1))
+        rows = torch.arange(ids.size(0)).unsqueeze(1)  # (batch, 1)
+        for k in range(2, min(ngrams, ids.size(1)) + 1):
+            whole = mask[:, k - 1:]  # (batch, len - k + 1): the whole n-gram is text
+            per_text = torch.unique((rows * span + ngram_key(ids, k))[whole])  # each n-gram once per text
+            pending.append(per_text % span)
+        if len(pending) >= 64:  # bound the memory of long corpora
+            keys, counts = merge(keys, counts, pending)
+            pending = []
+    keys, counts = merge(keys, counts, pending)
+    keep = counts >= min_count
+    keys, counts = keys[keep], counts[keep]
+    kept = []
+    for k in range(ngrams - 1):  # the most frequent max_per_order of each order
+        in_order = (keys // KEY_SPAN) == k
+        order_keys, order_counts = keys[in_order], counts[in_order]
+        if len(order_keys) > max_per_order:
+            order_keys = order_keys[torch.argsort(-order_counts, stable=True)[:max_per_order]]
+        kept.append(order_keys)
+    return torch.sort(torch.cat(kept)).values
+
+
 class NgramAttention(nn.Module):
-    """``NgramAttention(NgramConfig, vocab_size, outputs)``: a fastText-style classifier (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification")
+    """``NgramAttention(NgramConfig, vocab_size, outputs, keys=)``: a fastText-style classifier (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification")
     whose mean over n-gram embeddings is replaced by attention pooling.
 
     Each position ``i`` gets ``e_i = E[w_i] + sum_{k=2..ngrams} H_k[hash(w_i .. w_{i+k-1})]`` (unigram
-    embedding plus hashed n-gram embeddings) ``(batch, len, embed)``; ``hops`` learned queries attend
+    embedding plus hashed n-gram embeddings) ``(batch, len, embed)`` -- or, given ``keys`` (an n-gram
+    vocabulary, :func:`ngram_vocabulary`), ``G[row of the n-gram]`` from one table with a row per known
+    n-gram and a zero row for all others; ``hops`` learned queries attend
     over the ``e_i`` with any core variant; their contexts (and, with ``mean=True``, the plain fastText
     mean) go to a linear layer. No recurrence, no convolution: thousands of documents per second on a CPU.
     """
 
     config_class = NgramConfig
 
-    def __init__(self, cfg: NgramConfig, vocab_size: int, outputs: int, pad_id: int = 0, mean: bool = True):
+    def __init__(self, cfg: NgramConfig, vocab_size: int, outputs: int, pad_id: int = 0, mean: bool = True,
+                 keys: Tensor | None = None):
         super().__init__()
         embed_size, ngrams, buckets, attention = cfg.embed_size, cfg.ngrams, cfg.buckets, cfg.attention
         hops, dropout, heads = cfg.hops, cfg.dropout, cfg.heads
         self.ngrams, self.buckets, self.use_mean = ngrams, buckets, mean
         self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=pad_id)
-        self.hashed = nn.ModuleList(nn.Embedding(buckets, embed_size) for _ in range(ngrams - 1))
-        for table in [self.embedding, *self.hashed]:
+        if keys is None:  # hashing: one table of model.buckets rows per order
+            self.hashed = nn.ModuleList(nn.Embedding(buckets, embed_size) for _ in range(ngrams - 1))
+            self.keys, tables = None, [self.embedding, *self.hashed]
+        else:  # a vocabulary: row 0 (zeros) for every n-gram it lacks
+            self.register_buffer("keys", keys, persistent=False)  # sorted; the task's state keeps them
+            self.grams = nn.Embedding(len(keys) + 1, embed_size, padding_idx=0)
+            tables = [self.embedding, self.grams]
+        for table in tables:
             nn.init.normal_(table.weight, std=embed_size ** -0.5)
+        if keys is not None:
+            with torch.no_grad():
+                self.grams.weight[0].zero_()  # unknown n-grams add nothing
         self.attention = build_attention(attention, embed_size, embed_size, heads=heads)
         self.query = nn.Parameter(torch.randn(1, hops, embed_size) * embed_size ** -0.5)  # (1, hops, embed)
         self.dropout = nn.Dropout(dropout)
@@ -236,13 +310,21 @@ class NgramAttention(nn.Module):
         n = ids.size(1)
         mask = lengths_to_mask(lengths, n)  # (batch, len)
         e = self.embedding(ids)  # (batch, len, embed)
-        for k, table in enumerate(self.hashed, start=2):
-            if n < k:
-                break
+        for k in range(2, min(self.ngrams, n) + 1):
             valid = mask[:, k - 1:].unsqueeze(-1)  # (batch, len - k + 1, 1): the whole n-gram is text
-            grams = table(hashed_ngrams(ids, k, self.buckets)) * valid  # (batch, len - k + 1, embed)
-            e = e + nn.functional.pad(grams, (0, 0, 0, k - 1))
+            if self.keys is None:
+                rows = self.hashed[k - 2](hashed_ngrams(ids, k, self.buckets))  # (batch, len - k + 1, embed)
+            else:
+                rows = self.grams(self.vocabulary_rows(ids, k))
+            e = e + nn.functional.pad(rows * valid, (0, 0, 0, k - 1))
         return e, mask
+
+    def vocabulary_rows(self, ids: Tensor, k: int) -> Tensor:
+        """Rows of ``self.grams`` for the ``k``-grams at each position ``(batch, len - k + 1)``; 0 = unknown."""
+        key = ngram_key(ids, k)
+        i = torch.searchsorted(self.keys, key).clamp(max=max(len(self.keys) - 1, 0))
+        found = self.keys[i] == key if len(self.keys) else torch.zeros_like(key, dtype=torch.bool)
+        return (i + 1) * found
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         e, mask = self.embed(ids, lengths)

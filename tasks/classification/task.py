@@ -30,7 +30,7 @@ from . import auto, diagnostics
 from .baseline import describe as describe_baseline, tfidf_logreg
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import load_examples
-from .model import ARCHS, Ensemble
+from .model import ARCHS, Ensemble, ngram_vocabulary
 
 EMBEDDED_NAMES = {"en": "embedded Rotten Tomatoes snippets", "zh": "embedded Chinese program strings (data.embedded=zh)"}
 PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them all)
@@ -53,7 +53,8 @@ class ClassificationTask(Task):
         "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
         "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(0, 5),
-        "model.buckets": at_least(0), "model.layers": at_least(1), "model.ff_size": at_least(1),
+        "model.buckets": at_least(0), "model.label_smoothing": PROBABILITY_OR_AUTO,
+        "model.min_count": at_least(-1), "trainer.ema": PROBABILITY_OR_AUTO, "model.layers": at_least(1), "model.ff_size": at_least(1),
         "model.dropout": PROBABILITY_OR_AUTO,
         "model.ensemble": at_least(0), "trainer.lr": at_least(0), "trainer.batch_size": at_least(0),
         "report.examples": at_least(0)}
@@ -73,7 +74,7 @@ class ClassificationTask(Task):
         check_heads(m, width, "the attention width (model.embed_size)" if m.arch == "ngram_attention"
                     else "the attention width (from model.hidden_size)")
 
-    tok, labels, policy, auto_notes = None, (), None, ()
+    tok, labels, policy, auto_notes, ngram_keys = None, (), None, (), None
 
     # ------------------------------------------------------------------ data
     def build_data(self):
@@ -94,8 +95,14 @@ class ClassificationTask(Task):
         self.auto_notes = notes + auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts],
                                                len(train_texts))
         index = {label: i for i, label in enumerate(self.labels)}
-        return {split: [(self.encode(text), index[label]) for text, label in examples]
+        data = {split: [(self.encode(text), index[label]) for text, label in examples]
                 for split, examples in splits.items()}
+        m = self.cfg.model
+        if m.arch == "ngram_attention" and m.min_count > 0 and not self.restored:
+            self.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
+            self.auto_notes = [*self.auto_notes, f"n-gram vocabulary: {len(self.ngram_keys)} n-grams of 2..{m.ngrams} "
+                               f"tokens in at least {m.min_count} training texts (rarer ones add nothing)"]
+        return data
 
     def encode(self, text: str) -> list[int]:
         """Token ids, at most ``data.max_len``; for ``han`` the sentences are separated by ``<eos>``."""
@@ -132,7 +139,8 @@ class ClassificationTask(Task):
     def build_single(self):
         model = ARCHS[str(self.cfg.model.arch)]
         extra = {"max_len": self.cfg.data.max_len} if model is ARCHS["bilstm_attention"] else \
-            {"sep_id": self.tok.eos_id} if model is ARCHS["han"] else {}
+            {"sep_id": self.tok.eos_id} if model is ARCHS["han"] else \
+            {"keys": self.ngram_keys} if model is ARCHS["ngram_attention"] else {}
         return model(arch_config(self.cfg.model, model.config_class), self.tok.vocab_size, self.outputs,
                      pad_id=self.tok.pad_id, **extra)
 
@@ -149,10 +157,12 @@ class ClassificationTask(Task):
         members = logits.size(0) if logits.dim() == 3 else 1
         logits = logits.reshape(-1, logits.size(-1)).float()  # (members * batch, outputs)
         y = y.repeat(members)  # each member is scored on the batch; the loss is their mean
-        if logits.size(-1) == 1:
-            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float(), reduction="sum")
+        eps = max(0.0, self.cfg.model.label_smoothing)  # < 0 only before auto.py resolved it
+        if logits.size(-1) == 1:  # smoothed towards 1/2, as cross_entropy's towards 1/classes
+            target = y.float() * (1 - eps) + eps / 2
+            loss = F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, reduction="sum")
         else:
-            loss = F.cross_entropy(logits, y, reduction="sum")
+            loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=eps)
         return loss / members, torch.tensor(len(y) // members)
 
     # ------------------------------------------------------------------ evaluation
@@ -365,8 +375,12 @@ class ClassificationTask(Task):
             print(f"{self.labels[k]}\t{float(p[k]):.4f}\t{words}")
 
     def state_dict(self):
-        return {"tokenizer": self.tok.state_dict(), "labels": list(self.labels)}
+        state = {"tokenizer": self.tok.state_dict(), "labels": list(self.labels)}
+        if self.ngram_keys is not None:
+            state["ngram_keys"] = self.ngram_keys
+        return state
 
     def load_state_dict(self, state):
         self.tok = tokenizer_from_state(state["tokenizer"])
         self.labels = self.saved_labels = list(state["labels"])
+        self.ngram_keys = state.get("ngram_keys")

@@ -10,7 +10,8 @@ from attnapps_tasks.classification.data import load_examples
 from attnapps_tasks.classification import auto
 from attnapps_tasks.classification.model import (HASH_FOLD, BiLSTMAttention, BiLSTMConfig, Ensemble, HANConfig,
                                                   HierarchicalAttention, NgramAttention, NgramConfig, TransformerConfig,
-                                                  TransformerClassifier, hashed_ngrams, split_sentences)
+                                                  TransformerClassifier, hashed_ngrams, ngram_vocabulary,
+                                                  split_sentences)
 from attnapps_tasks.classification.task import ClassificationConfig, ClassificationTask
 from tests.conftest import run_cli
 
@@ -109,6 +110,7 @@ def test_keras_imdb_layout_shapes_and_parameter_count():
     lambda: Ensemble([BiLSTMAttention(bilstm(), 50, 3) for _ in range(2)]).eval(),
     lambda: NgramAttention(ngram(ngrams=3, buckets=97), 50, 3),
     lambda: NgramAttention(ngram(attention="multihead", heads=2, hops=3), 50, 1, mean=False),
+    lambda: NgramAttention(ngram(ngrams=3), 50, 3, keys=torch.tensor([6 * 1_000_003 + 7, 8 * 1_000_003 + 9])),
     lambda: HierarchicalAttention(han(), 50, 3, sep_id=7),
     lambda: HierarchicalAttention(han(attention="scaled_dot"), 50, 1, sep_id=7),
 ])
@@ -213,6 +215,53 @@ def test_ngram_model_sees_bigrams_only_inside_the_text():
     assert torch.allclose(e[0, 0], model.embedding.weight[4] + gram)
     assert torch.allclose(e[0, 1], model.embedding.weight[5])  # no (5, pad) bigram
     assert mask.tolist() == [[True, True, False, False]]
+
+
+P = 1_000_003  # the n-gram hash's multiplier
+
+
+def test_ngram_vocabulary_counts_texts_not_occurrences_and_keeps_the_most_frequent():
+    docs = [[1, 2, 3], [1, 2, 4], [5, 1, 2, 1, 2], [7], [8, 9, 8, 9]]
+    bigram = lambda a, b: a * P + b  # noqa: E731  (below HASH_FOLD: the key is the plain hash)
+    trigram = lambda a, b, c: ((a * P + b) * P + c) % HASH_FOLD + HASH_FOLD  # noqa: E731  (order 3: one span up)
+    # (1, 2) is in three texts (twice in the third: counted once); every other n-gram in one ((8, 9) twice)
+    assert ngram_vocabulary(docs, 3, 2, 100).tolist() == [bigram(1, 2)]
+    everything = sorted([bigram(1, 2), bigram(2, 3), bigram(2, 4), bigram(5, 1), bigram(2, 1),
+                         bigram(8, 9), bigram(9, 8), trigram(1, 2, 3), trigram(1, 2, 4), trigram(5, 1, 2),
+                         trigram(1, 2, 1), trigram(2, 1, 2), trigram(8, 9, 8), trigram(9, 8, 9)])
+    assert ngram_vocabulary(docs, 3, 1, 100, batch=2).tolist() == everything  # batches merge the same
+    # at most 2 per order: the most frequent, then the smallest keys
+    assert ngram_vocabulary(docs, 3, 1, 2).tolist() == sorted([bigram(1, 2), bigram(2, 1),
+                                                               *sorted(k for k in everything if k >= HASH_FOLD)[:2]])
+    assert ngram_vocabulary([[1], [2]], 3, 1, 10).tolist() == []
+
+
+def test_vocabulary_model_embeds_known_ngrams_and_nothing_for_the_others():
+    torch.manual_seed(0)
+    keys = ngram_vocabulary([[4, 5, 6], [4, 5, 9]], 3, 2, 100)  # only the bigram (4, 5) is in both
+    model = NgramAttention(ngram(embed_size=8, ngrams=3), 20, 2, keys=keys).eval()
+    assert model.grams.weight.shape == (2, 8) and not model.grams.weight[0].any()
+    e, _ = model.embed(torch.tensor([[4, 5, 6, 4]]), torch.tensor([4]))
+    assert torch.allclose(e[0, 0], model.embedding.weight[4] + model.grams.weight[1])  # (4, 5); (4, 5, 6) unknown
+    assert torch.allclose(e[0, 1], model.embedding.weight[5])  # (5, 6), (5, 6, 4): unknown, zero
+    assert torch.allclose(e[0, 3], model.embedding.weight[4])
+    assert "keys" not in model.state_dict()  # the task's state keeps them (checkpoints hold them once)
+
+
+def test_label_smoothing_of_the_loss_by_hand():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    y = torch.tensor([0, 2])
+    task = ClassificationTask(OmegaConf.merge(OmegaConf.structured(ClassificationConfig),
+                                              OmegaConf.from_dotlist(["model.label_smoothing=0.3"])))
+    loss, n = task.loss(lambda ids, lengths: (logits, None), {"ids": None, "lengths": None, "label": y})
+    logp = torch.log_softmax(logits, -1)  # the target: 1 - 0.3 on the gold class plus 0.3 spread over all three
+    target = torch.full_like(logp, 0.1).scatter_add_(1, y.unsqueeze(1), torch.full((2, 1), 0.7))
+    assert n.item() == 2 and loss.item() == pytest.approx(-(target * logp).sum().item(), rel=1e-6)  # summed
+    one = torch.tensor([[1.5], [-0.5]])  # two classes, one logit: the target moves 0.15 towards 1/2
+    loss, _ = task.loss(lambda ids, lengths: (one, None), {"ids": None, "lengths": None, "label": torch.tensor([1, 0])})
+    p = torch.sigmoid(one[:, 0])
+    t = torch.tensor([0.85, 0.15])
+    assert loss.item() == pytest.approx(-(t * p.log() + (1 - t) * (1 - p).log()).sum().item(), rel=1e-6)
 
 
 def test_split_sentences_by_hand():

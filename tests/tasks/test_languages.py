@@ -18,6 +18,7 @@ from attnapps_tasks.classification.data import load_examples
 from attnapps_tasks.classification.task import ClassificationConfig, ClassificationTask
 from attnapps_tasks.translation.data import languages, load_pairs
 from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
+from tests.conftest import run_cli
 
 ZH_HYPS = ["猫坐在垫子上。", "今天天气很好", "我们明天去北京吧", "这是一个测试"]
 ZH_REFS = ["猫坐在垫子上。", "今天的天气很好", "我们明天去上海吧", "这是测试"]
@@ -140,8 +141,14 @@ def test_chinese_classification_learns_from_characters(tmp_path):
     report = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
     assert "tokenizer.kind=char: 100% of the training letters are of scripts written without spaces (Han 100%)" in report
     assert "model.ngrams=5, model.buckets=65536: character tokens" in report
+    assert "n-gram vocabulary: " in report and "in at least 2 training texts" in report
     assert "TF-IDF (character 1-5-grams)" in report
     assert json.loads((tmp_path / "run" / "baseline.json").read_text())["features"] == "char"
+    # the checkpoint carries the n-gram vocabulary: attnapps.predict rebuilds the same model from it
+    r = run_cli("task=classification", f"run={tmp_path / 'run'}", "top=1", module="attnapps.predict",
+                input="的一是在好不了有\n的一是在坏不了有\n")
+    assert r.returncode == 0, r.stderr
+    assert [row.split("\t")[0] for row in r.stdout.splitlines()] == ["pos", "neg"]
 
 
 def test_baseline_uses_character_ngrams_only_for_unspaced_text(tmp_path):
@@ -181,15 +188,20 @@ def test_auto_tokenizer_follows_the_script_and_the_sparsity_of_words():
     # what the user sets is kept; n-gram order and hash size follow character tokens only when unset
     cfg = OmegaConf.structured(ClassificationConfig)
     notes = auto.resolve_tokenizer(cfg, auto.text_units(chinese))
-    assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("char", 5, 65536) and len(notes) == 2
+    assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("char", 5, 65536) and len(notes) == 3
+    assert (cfg.model.label_smoothing, cfg.trainer.ema) == (0.1, 0.999)  # against memorising rare n-grams
+    auto.resolve(cfg, [500] * 20, 20)
+    assert (cfg.model.arch, cfg.model.min_count) == ("ngram_attention", 2)  # an n-gram vocabulary, min_df 2
     cfg = OmegaConf.structured(ClassificationConfig)
-    cfg.tokenizer.kind, cfg.model.ngrams = "word", 3
+    cfg.tokenizer.kind, cfg.model.ngrams, cfg.trainer.ema = "word", 3, 0.5
     auto.resolve_tokenizer(cfg, auto.text_units(chinese))
     assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("word", 3, 0)
+    assert (cfg.model.label_smoothing, cfg.trainer.ema) == (0.0, 0.5)  # words: as before; the set value kept
     auto.resolve(cfg, [10] * 20, 20)  # short texts, ample budget: the BiLSTM, which has no n-grams to fill
     assert cfg.model.arch == "bilstm_attention" and cfg.model.buckets == 0 and cfg.model.ngrams == 3
     cfg = OmegaConf.structured(ClassificationConfig)
     cfg.tokenizer.kind = "word"
     auto.resolve_tokenizer(cfg, auto.text_units(english))
     auto.resolve(cfg, [500] * 20, 20)  # long texts: the n-gram model, with the word defaults as before
-    assert (cfg.model.arch, cfg.model.ngrams, cfg.model.buckets) == ("ngram_attention", 2, 262144)
+    assert (cfg.model.arch, cfg.model.ngrams, cfg.model.buckets, cfg.model.min_count) == ("ngram_attention", 2, 262144, 0)
+    assert (cfg.model.label_smoothing, cfg.trainer.ema) == (0.0, 0.0)
