@@ -53,9 +53,9 @@ class ClassificationTask(Task):
         "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
         "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(0, 5),
-        "model.buckets": at_least(0), "model.label_smoothing": PROBABILITY_OR_AUTO,
-        "model.min_count": at_least(-1), "trainer.ema": PROBABILITY_OR_AUTO, "model.layers": at_least(1), "model.ff_size": at_least(1),
-        "model.dropout": PROBABILITY_OR_AUTO,
+        "model.buckets": at_least(0), "model.min_count": at_least(-1), "model.layers": at_least(1),
+        "model.ff_size": at_least(1), "model.dropout": PROBABILITY_OR_AUTO,
+        "model.label_smoothing": PROBABILITY_OR_AUTO, "trainer.ema": PROBABILITY_OR_AUTO,
         "model.ensemble": at_least(0), "trainer.lr": at_least(0), "trainer.batch_size": at_least(0),
         "report.examples": at_least(0)}
 

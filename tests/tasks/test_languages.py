@@ -203,5 +203,6 @@ def test_auto_tokenizer_follows_the_script_and_the_sparsity_of_words():
     cfg.tokenizer.kind = "word"
     auto.resolve_tokenizer(cfg, auto.text_units(english))
     auto.resolve(cfg, [500] * 20, 20)  # long texts: the n-gram model, with the word defaults as before
-    assert (cfg.model.arch, cfg.model.ngrams, cfg.model.buckets, cfg.model.min_count) == ("ngram_attention", 2, 262144, 0)
+    m = cfg.model
+    assert (m.arch, m.ngrams, m.buckets, m.min_count) == ("ngram_attention", 2, 262144, 0)
     assert (cfg.model.label_smoothing, cfg.trainer.ema) == (0.0, 0.0)
