@@ -5,7 +5,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from omegaconf import OmegaConf
+
+# Property tests draw the same examples on every run (CI, a fresh clone): a failure reproduces. To explore
+# new examples: HYPOTHESIS_PROFILE=explore pytest ...
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 

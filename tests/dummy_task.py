@@ -3,7 +3,8 @@
 Linearly separable points -> 2 classes, an MLP with dropout. Hooks for failure tests:
 ``data.nan_at_call`` makes the N-th training loss NaN, ``data.inf_grad_at_call`` its gradient inf (the
 loss stays finite), ``data.crash_at_call`` kills the process (``os._exit``) in the middle of the N-th
-training step, ``data.collate_sleep`` makes every batch take that long to load.
+training step, ``data.collate_sleep`` makes every batch take that long to load, ``data.calls_file`` counts
+each process's training steps in a file.
 """
 
 import os
@@ -27,6 +28,7 @@ class DummyData:
     crash_at_call: int = opt(0, "failure hook: os._exit in the N-th training step")
     inf_grad_at_call: int = opt(0, "failure hook: a finite loss whose gradient is inf")
     collate_sleep: float = opt(0.0, "seconds of 'data loading' per batch")
+    calls_file: str = opt("", "test hook: write this process's count of training-loss calls to FILE.rank<RANK>")
 
 
 @dataclass
@@ -83,6 +85,9 @@ class DummyTask(Task):
         loss = F.cross_entropy(model(batch["x"]), batch["y"], reduction="sum")
         if model.training:
             self.calls += 1
+            if self.cfg.data.calls_file:
+                with open(f"{self.cfg.data.calls_file}.rank{os.environ.get('RANK', '0')}", "w") as f:
+                    f.write(str(self.calls))
             if self.calls == self.cfg.data.crash_at_call:
                 os._exit(3)  # as abrupt as a kill: no cleanup, no finally blocks
             if self.calls == self.cfg.data.nan_at_call:

@@ -229,15 +229,26 @@ def test_bad_data_is_one_line_error_naming_the_file(case, tmp_path):
 
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
 def test_bad_config_is_one_line_error_before_any_data_is_read(case, tmp_path, monkeypatch):
+    """The data path named does not exist, and opening anything under it raises: had the task read its data
+    before checking the config, the one error line would be about the data, not the key."""
+    import builtins
+    import io
+
     _, argv, expected = case
-    import attnapps.data.files as files
+    absent = tmp_path / "data-never-read"
+    real_open = builtins.open
 
-    def no_reading(*a, **k):
-        raise AssertionError("data was read before the config was checked")
+    def guarded_open(file, *a, **k):
+        if str(absent) in str(file):
+            raise AssertionError(f"data was read before the config was checked: {file}")
+        return real_open(file, *a, **k)
 
-    monkeypatch.setattr(files, "read_lines", no_reading)
-    code, err = call(run_cli_module.main, [*argv, f"hydra.run.dir={tmp_path / 'run'}"])
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    data = [] if "task=summarization" in argv else [f"data.path={absent}"]
+    code, err = call(run_cli_module.main, [*argv, *data, f"hydra.run.dir={tmp_path / 'run'}"])
     assert_one_line_error(code, err, *expected)
+    assert "data-never-read" not in err
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 

@@ -4,11 +4,12 @@ per-architecture model configs, help texts, predict's input/output, report helpe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
 
 from attnapps.config import Attention, arch_config, check_arch_keys, describe, model_section, opt
 from attnapps.data import fit_tokenizer
@@ -27,8 +28,14 @@ def test_sequence_loss_sums_over_non_padding_targets():
     assert int(n) == 3 and float(loss) == pytest.approx(3 * math.log(4))
     loss, n = sequence_loss(logits, target)  # no padding: every position
     assert int(n) == 6 and float(loss) == pytest.approx(6 * math.log(4))
-    smooth, _ = sequence_loss(torch.randn(2, 3, 4), target, 0, label_smoothing=0.1)
-    assert torch.isfinite(smooth)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4)
+    smooth, _ = sequence_loss(logits, target, 0, label_smoothing=0.1)
+    # by hand: (1 - 0.1) * -log p(target) + 0.1 * mean over the 4 symbols of -log p, at the 3 real targets
+    logp = torch.log_softmax(logits, -1)
+    keep = target != 0
+    by_hand = (0.9 * -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1) + 0.1 * -logp.mean(-1))[keep].sum()
+    assert float(smooth) == pytest.approx(float(by_hand), rel=1e-5)
 
 
 def test_fit_tokenizer_builds_each_kind_and_rejects_others():
@@ -76,15 +83,19 @@ def test_decode_batches_returns_hypotheses_in_input_order_whatever_the_batch_ord
     assert single.tokens[0] == sources[3]
 
 
-def test_the_four_tasks_models_follow_their_decoding_protocol():
+def test_every_decoding_architecture_is_checked_against_teacher_forcing():
+    """The decoding protocol is proven by behaviour -- step by step equals the full forward, beam 1 equals
+    greedy -- in each task's tests; this guards that every registered architecture is among their models,
+    so a new one cannot join the registry untested."""
     from attnapps_tasks.captioning.model import ARCHS as CAPTION
     from attnapps_tasks.generation.model import ARCHS as LM
     from attnapps_tasks.translation.model import ARCHS as MT
+    from tests.tasks import test_captioning, test_generation, test_translation
 
-    for model in [*MT.values(), *CAPTION.values()]:
-        assert hasattr(model, "encode") and hasattr(model, "step") and not hasattr(model, "new_state")
-    for model in LM.values():
-        assert hasattr(model, "new_state") and hasattr(model, "step")
+    assert {type(m) for m in test_translation.tiny_models()} == set(MT.values())
+    assert {type(make()) for make in test_generation.MODELS.values()} == set(LM.values())
+    makers = test_captioning.test_beam_one_equals_greedy_and_steps_match_teacher_forcing.pytestmark[0].args[1]
+    assert {type(make()) for make in makers} == set(CAPTION.values())
 
 
 @dataclass
@@ -114,7 +125,7 @@ def test_model_section_unions_the_architectures_and_rejects_a_key_of_another():
     cfg.attention = "dot"
     with pytest.raises(ConfigError, match="model.attention=dot does not apply to model.arch=b .*its keys: width, depth"):
         check_arch_keys(cfg, section)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="Invalid value 'c'"):
         cfg.arch = "c"  # a choice: rejected by OmegaConf
     with pytest.raises(TypeError, match="model.width: architectures disagree on its default"):
         model_section("Bad", {"a": AConfig, "c": WideConfig}, "a")
@@ -143,4 +154,3 @@ def test_write_output_to_a_file_and_stdout(tmp_path, capsys):
 def test_report_section_and_table():
     assert section("T", ["x", "y"]) == ["## T", "", "- x", "- y"]
     assert table(["a", "b"], [[1, "p|q"]]) == ["| a | b |", "|---|---|", "| 1 | p\\|q |"]
-    assert [f.name for f in fields(AConfig)] == ["attention", "width"]

@@ -92,10 +92,13 @@ def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, k
 
     from attnapps_tasks.generation.task import GenerationConfig, GenerationTask
 
-    text = "".join(f"line {i}:  the   cat    sat on the mat.\n" for i in range(300))
-    (tmp_path / "c.txt").write_text(text)
+    line = "line {}:  the   cat    sat on the mat.\n"
+    test_text = "".join(line.format(i) for i in range(40))  # the test file: its characters are the denominator
+    (tmp_path / "train.txt").write_text("".join(line.format(i) for i in range(300)))
+    (tmp_path / "valid.txt").write_text("".join(line.format(i) for i in range(20)))
+    (tmp_path / "test.txt").write_text(test_text)
     cfg = OmegaConf.merge(OmegaConf.structured(GenerationConfig), OmegaConf.from_dotlist([
-        f"data.path={tmp_path / 'c.txt'}", f"data.cache_dir={tmp_path / 'cache'}", f"tokenizer.kind={kind}",
+        f"data.path={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}", f"tokenizer.kind={kind}",
         "tokenizer.vocab_size=60", "model.arch=transformer", "model.context=16", "model.d_model=16", "model.layers=1", "model.heads=2"]))
     task = GenerationTask(cfg)
     task.load_data()
@@ -103,10 +106,10 @@ def test_bits_per_character_counts_the_characters_of_the_scored_text(tmp_path, k
     with torch.no_grad():
         model.embedding.weight.zero_()  # every logit 0: log2(V) bits per token
     v, ids = task.tok.vocab_size, task.ids["test"]
-    scored = (len(ids) - 1) / len(ids)  # the first token is not predicted
-    test_text = text[len(text) - task.chars["test"]:]
-    assert task.chars["test"] == len(test_text)
-    expected = (len(ids) - 1) * math.log2(v) / (len(test_text) * scored)
+    # the first token is not predicted: (tokens - 1) * log2(V) bits over the characters those tokens cover
+    expected = (len(ids) - 1) * math.log2(v) / (len(test_text) * (len(ids) - 1) / len(ids))
+    if kind == "char":  # one token per character: exactly log2(V) bits per character
+        assert len(ids) == len(test_text) and expected == pytest.approx(math.log2(v))
     assert task.evaluate(model, "test", final=True).metrics["bpc"] == pytest.approx(expected, rel=1e-5)
     if kind == "sentencepiece":
         assert len(task.decode(list(ids))) < len(test_text)  # the pieces lost the runs of spaces

@@ -363,7 +363,8 @@ def test_predict_cli_round_trip(overfit_run, tmp_path):
     assert r.stdout.strip() == doc["images"][0]["sentences"][0]["raw"]
     assert (tmp_path / "a.png").is_file()
     r = run_cli("task=captioning", f"run={root / 'run'}", f"image={tmp_path / 'missing.jpg'}", module="attnapps.predict")
-    assert r.returncode != 0 and "missing.jpg: no such file" in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "missing.jpg: no such file" in lines[0], r.stderr
 
 
 @pytest.mark.slow

@@ -35,11 +35,13 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 def test_two_process_time_budget_stops_together(tmp_path):
     """Under a wall-clock budget the ranks share one clock (no deadlock, same number of updates)."""
     ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", "task=dummy", "trainer.max_epochs=0",
-                  "trainer.max_minutes=0.02", "trainer.eval_every=50", f"hydra.run.dir={tmp_path}",
-                  module="torch.distributed.run", timeout=120)
+                  "trainer.max_minutes=0.02", "trainer.eval_every=50", f"data.calls_file={tmp_path / 'calls'}",
+                  f"hydra.run.dir={tmp_path / 'run'}", module="torch.distributed.run", timeout=120)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
     assert metrics["train.wall_seconds"] >= 1.2 and metrics["train.steps"] > 10
+    updates = [int((tmp_path / f"calls.rank{r}").read_text()) for r in (0, 1)]
+    assert updates[0] == updates[1] == metrics["train.steps"]
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def test_same_seed_same_loss_curve(dummy_cfg, tmp_path):
     assert a == {**b, "train.wall_seconds": a["train.wall_seconds"],  # all but the measured times and memory
                  "train.examples_per_sec": a["train.examples_per_sec"], "train.peak_memory_mb": a["train.peak_memory_mb"]}
     c = train(dummy_cfg("seed=7"), tmp_path / "c")
-    assert losses(tmp_path / "c") != losses(tmp_path / "a") and c
+    assert losses(tmp_path / "c") != losses(tmp_path / "a") and c["valid.loss"] != a["valid.loss"]
 
 
 def test_accumulation_equals_big_batch(dummy_cfg, tmp_path):
@@ -125,11 +125,13 @@ def test_ema_weights_are_evaluated_and_kept_as_best(dummy_cfg, tmp_path):
     plain = train(dummy_cfg("model.dropout=0"), tmp_path / "plain")
     tiny = train(dummy_cfg("model.dropout=0", "trainer.ema=1e-12"), tmp_path / "tiny")
     assert tiny["valid.loss"] == pytest.approx(plain["valid.loss"], rel=1e-6)
-    ema = train(dummy_cfg("model.dropout=0", "trainer.ema=0.9", "trainer.max_epochs=3"), tmp_path / "ema")
-    assert ema["valid.loss"] != pytest.approx(plain["valid.loss"], rel=1e-6)
+    # one evaluation, after the last update: best.pt and last.pt are the same step, whatever the losses
+    once = ("model.dropout=0", "trainer.max_epochs=0", "trainer.max_steps=30", "trainer.eval_every=30")
+    ema = train(dummy_cfg(*once, "trainer.ema=0.9"), tmp_path / "ema")
+    assert ema["valid.loss"] != pytest.approx(train(dummy_cfg(*once), tmp_path / "once")["valid.loss"], rel=1e-6)
     best = load_checkpoint(tmp_path / "ema/checkpoints/best.pt")
     last = load_checkpoint(tmp_path / "ema/checkpoints/last.pt")
     assert set(last["ema"]) == set(best["model"])
-    if best["step"] == last["progress"]["step"]:  # same step: best.pt holds the average, last.pt both
-        assert all(torch.equal(best["model"][k], last["ema"][k]) for k in best["model"])
-        assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    assert best["step"] == last["progress"]["step"] == 30
+    assert all(torch.equal(best["model"][k], last["ema"][k]) for k in best["model"])  # best.pt: the average
+    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # last.pt: both
