@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from attnapps.data.files import cache_root  # noqa: E402
-from attnapps_tasks.classification.baseline import features, tfidf_logreg  # noqa: E402
+from attnapps_tasks.classification.baseline import features, fit  # noqa: E402
 from attnapps_tasks.classification.data import load_examples  # noqa: E402
 
 
@@ -111,7 +111,8 @@ def main():
             base = json.loads(cache.read_text())
         else:
             kind = features([t for t, _ in splits["train"]])
-            base = {s: tfidf_logreg(splits["train"], splits[s], 1234, kind) for s in ("valid", "test")}
+            fitted = fit(splits["train"], splits["valid"], 1234, kind)  # C chosen on valid
+            base = {s: fitted.score(splits[s]) for s in ("valid", "test")}
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(base))
         for config in args.configs.split(","):

@@ -27,7 +27,7 @@ from attnapps.report import section, table
 from attnapps.task import Evaluation, Task, register_task
 
 from . import auto, diagnostics
-from .baseline import describe as describe_baseline, tfidf_logreg
+from .baseline import describe as describe_baseline, fit as fit_baseline
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import load_examples
 from .model import ARCHS, Ensemble, ngram_vocabulary
@@ -212,13 +212,16 @@ class ClassificationTask(Task):
             *[f"chosen from the data: {note}" for note in self.auto_notes]])
         rows = [[f"{m.arch} ({attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})",
                  f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
-        base = tfidf_logreg(self.raw["train"], self.raw["test"], self.cfg.seed, self.units[0]) \
+        fitted = fit_baseline(self.raw["train"], self.raw["valid"], self.cfg.seed, self.units[0]) \
             if self.cfg.report.baseline else None
-        if base is not None:
-            kind = base.pop("features")
-            rows.append([describe_baseline(kind), f"{base['accuracy']:.4f}", f"{base['macro_f1']:.4f}"])
-            (run_dir / "baseline.json").write_text(json.dumps({**{f"test.{k}": v for k, v in base.items()},
-                                                               "features": kind}, indent=2))
+        if fitted is not None:
+            base = {split: fitted.score(self.raw[split]) for split in ("valid", "test")}
+            rows.append([f"{describe_baseline(fitted.kind)}, C={fitted.C:g} (chosen on valid)",
+                         f"{base['test']['accuracy']:.4f}", f"{base['test']['macro_f1']:.4f}"])
+            (run_dir / "baseline.json").write_text(json.dumps({
+                **{f"{split}.{k}": base[split][k] for split in base for k in ("accuracy", "macro_f1")},
+                "features": fitted.kind, "C": fitted.C,
+                "valid_accuracy_by_C": {f"{c:g}": a for c, a in fitted.valid_accuracy.items()}}, indent=2))
         else:
             rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install scikit-learn`)", ""])
         lines += ["", "### Test set: this model against TF-IDF + logistic regression", ""]

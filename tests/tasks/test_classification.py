@@ -339,3 +339,63 @@ def test_transformer_gives_the_same_logits_in_training_without_weights(pooling):
     assert (eval_w[2, 2:] == 0).all()  # cls: what [CLS] gave the text (its own share excluded)
     if pooling == "mean":
         assert torch.allclose(eval_w.sum(-1), torch.ones(3), atol=1e-5)
+
+
+def noisy_reviews(root, seed=3):
+    """Word-spaced two-class texts with label noise: a baseline whose C matters, accuracy below 1."""
+    import random
+
+    rng = random.Random(seed)
+    cue = {"pos": ["great", "lovely", "superb", "moving", "fine"], "neg": ["awful", "boring", "dull", "weak", "poor"]}
+    filler = ["the", "film", "plot", "actor", "scene", "was", "and", "quite", "very", "story"]
+    for split, n in (("train", 160), ("valid", 60), ("test", 60)):
+        rows = []
+        for _ in range(n):
+            label = rng.choice(["pos", "neg"])
+            words = rng.sample(filler, 5) + [rng.choice(cue[label if rng.random() > 0.25 else
+                                                            ("neg" if label == "pos" else "pos")])]
+            rng.shuffle(words)
+            rows.append(f"{' '.join(words)}\t{label}\n")
+        write(root / f"{split}.tsv", "".join(rows))
+    return root
+
+
+def test_report_baseline_chooses_c_on_valid_and_provenance_records_the_data(tmp_path):
+    """The report's TF-IDF + LR is scikit-learn's, its C the best of the grid on valid (the smaller on a
+    tie), scored on valid and test; provenance.json names the command, the data files' SHA-256 and torch."""
+    import hashlib
+    import json
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    data = noisy_reviews(tmp_path / "data")
+    argv = ["task=classification", f"data.path={data}", "trainer.max_epochs=0", "trainer.max_steps=2",
+            "trainer.max_minutes=0", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    r = run_cli(*argv)
+    assert r.returncode == 0, r.stderr[-2000:]
+    split = {s: [line.rstrip("\n").split("\t") for line in open(data / f"{s}.tsv")] for s in ("train", "valid", "test")}
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    x = vec.fit_transform([t for t, _ in split["train"]])
+    fits = {c: LogisticRegression(C=c, max_iter=2000, random_state=1234).fit(x, [y for _, y in split["train"]])
+            for c in (0.25, 1.0, 4.0, 16.0, 64.0)}
+
+    def accuracy(c, s):
+        return float((fits[c].predict(vec.transform([t for t, _ in split[s]])) == [y for _, y in split[s]]).mean())
+
+    best = max(fits, key=lambda c: (accuracy(c, "valid"), -c))
+    base = json.loads((tmp_path / "run" / "baseline.json").read_text())
+    assert base["C"] == best and base["features"] == "word"
+    assert base["valid.accuracy"] == pytest.approx(accuracy(best, "valid"))
+    assert base["test.accuracy"] == pytest.approx(accuracy(best, "test"))
+    assert base["valid_accuracy_by_C"] == pytest.approx({f"{c:g}": accuracy(c, "valid") for c in fits})
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert f"C={best:g} (chosen on valid) | {accuracy(best, 'test'):.4f}" in report
+
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    from importlib.metadata import version
+
+    assert prov["command"][-len(argv):] == argv and prov["software"]["torch"] == version("torch")
+    for s in ("train", "valid", "test"):
+        digest = hashlib.sha256((data / f"{s}.tsv").read_bytes()).hexdigest()
+        assert prov["data"][str((data / f"{s}.tsv").resolve())] == f"sha256:{digest}"
