@@ -8,10 +8,10 @@ width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 a
 * model FLOP/s by nanoGPT's estimate (6 N + 12 L d T FLOPs per token) and its fraction of the matmul
   FLOP/s measured in the same run (a 1024 x 1024 x 1024 matmul, same dtype) -- comparable with other
   implementations' "MFU" on the same machine
-* generation tokens/s with and without the key/value cache (500 new tokens: the window restarts; and
-  1,000 new tokens with a 1,024-token context, where recomputing the window is most expensive)
+* generation tokens/s with and without the key/value cache (``--new-tokens``, 500: the window restarts;
+  and twice as many with a 1,024-token context, where recomputing the window is most expensive)
 
-    python scripts/bench_generation.py [--steps 20] [--device cpu]
+    python scripts/bench_generation.py [--steps 20] [--device cpu] [--new-tokens 500]
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from attnapps.decoding import sample_tokens
 from attnapps_tasks.generation.model import GPT, GPTConfig
-from attnapps_tasks.generation.task import GenerationConfig
+from attnapps_tasks.generation.task import GenerationConfig, GenerationTask
 
 VOCAB = 84
 
@@ -91,9 +92,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--new-tokens", type=int, default=500, help="tokens generated per size (twice as many with the "
+                   "1,024-token context)")
     args = p.parse_args()
     device = torch.device(args.device)
-    m, tr = GenerationConfig().model, GenerationConfig().trainer
+    cfg = OmegaConf.structured(GenerationConfig)
+    cfg.model.arch = "transformer"  # the GPT, with the values task=generation resolves its "auto" defaults to
+    GenerationTask.resolve_config(cfg)
+    m, tr = cfg.model, cfg.trainer
     sizes = {
         f"default ({m.layers}L {m.heads}H {m.d_model}w ctx{m.context} b{tr.batch_size})":
             dict(layers=m.layers, heads=m.heads, d_model=m.d_model, context=m.context, batch=tr.batch_size),
@@ -109,11 +115,11 @@ def main():
             tps, flops = train_speed(size, dtype, device, args.steps)
             print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
     long = dict(sizes[next(iter(sizes))], context=1024)  # a long window: where the cache matters most
-    gen_sizes = dict(sizes, **{"default width, context 1024 (1,000 new tokens)": long})
+    gen_sizes = dict(sizes, **{f"default width, context 1024 ({2 * args.new_tokens:,} new tokens)": long})
     print("\n| size | generation tokens/s, cache | no cache | speed-up |")
     print("|---|---|---|---|")
     for name, size in gen_sizes.items():
-        g = generation_speed(size, device, 1000 if size is long else 500)
+        g = generation_speed(size, device, 2 * args.new_tokens if size is long else args.new_tokens)
         print(f"| {name} | {g['cached']:,.0f} | {g['uncached']:,.0f} | {g['cached'] / g['uncached']:.1f}x |")
 
 

@@ -9,7 +9,7 @@ when both sides have as many (else the first of each), strip annotations, dedupe
 (deduping first means no source sentence is in two splits).
 
     python scripts/build_translation_data.py            # apt-get download + dpkg -x into a temp dir
-    python scripts/build_translation_data.py --dict /usr/share/trans/de-en
+    python scripts/build_translation_data.py --dict /usr/share/trans/de-en [--out DIR]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main():
     p.add_argument("--test", type=int, default=1000)
     p.add_argument("--max-words", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=OUT, help="where train/valid/test.tsv go (default: data/translation)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.dict) if args.dict else fetch_dict(Path(tmp))
@@ -79,9 +80,9 @@ def main():
     random.Random(args.seed).shuffle(pairs)
     splits = {"test": pairs[:args.test], "valid": pairs[args.test:args.test + args.valid],
               "train": pairs[args.test + args.valid:]}
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():
-        with open(OUT / f"{name}.tsv", "w", encoding="utf-8") as f:
+        with open(args.out / f"{name}.tsv", "w", encoding="utf-8") as f:
             f.writelines(f"{en}\t{de}\n" for en, de in rows)
     words = sum(len(en.split()) + len(de.split()) for en, de in pairs) / (2 * max(1, len(pairs)))
     print(f"{len(pairs)} pairs (mean {words:.1f} words): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
