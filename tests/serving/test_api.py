@@ -178,3 +178,40 @@ def test_auto_batching_batches_where_infer_batches(tiny_runs):
     finally:
         for r in loaded.values():
             r.close()
+
+
+def test_run_query_selects_among_runs_of_one_task(tiny_runs):
+    """``?run=ID`` picks that run; without it, the task's first run; an ID of another task's run is a 404
+    that lists the task's runs."""
+    cls, mt = str(tiny_runs["classification"][0]), str(tiny_runs["translation"][0])
+    loaded = load_runs([mt, cls, cls], batching="lock")  # ids from the folder name: run, run-2, run-3
+    assert [(i, r.task.name) for i, r in loaded.items()] == [
+        ("run", "translation"), ("run-2", "classification"), ("run-3", "classification")]
+    c = TestClient(create_app(loaded))
+    text = {"text": "the film was great and lovely overall"}
+    assert c.post("/v1/classification/predict", json=text).json()["run"] == "run-2"
+    assert c.post("/v1/classification/predict?run=run-3", json=text).json()["run"] == "run-3"
+    r = c.post("/v1/classification/predict?run=run", json=text)
+    assert r.status_code == 404
+    assert r.json()["error"]["message"] == "no run 'run' of task=classification; loaded: run-2, run-3"
+
+
+@pytest.mark.parametrize("batching", ["lock", "batch"])
+def test_a_request_that_waits_past_timeout_s_gets_503(tiny_runs, batching):
+    """While another request holds the model (its lock held here), a request gives up after
+    ``timeout_s`` with a 503 JSON error naming the run; once the model is free it is answered."""
+    import time
+
+    loaded = load_runs([str(tiny_runs["classification"][0])], batching=batching)
+    c = TestClient(create_app(loaded, ServeConfig(timeout_s=0.3)))
+    body = {"text": "the film was dull and weak overall"}
+    run = loaded["run"]
+    with run.lock:
+        start = time.monotonic()
+        r = c.post("/v1/classification/predict", json=body)
+        waited = time.monotonic() - start
+    assert r.status_code == 503 and 0.3 <= waited < 5
+    message = r.json()["error"]["message"]
+    assert message.startswith("run run is busy: no") and "within 0.3 s" in message
+    assert c.post("/v1/classification/predict", json=body).json()["outputs"] == ["neg"]
+    run.close()

@@ -90,3 +90,32 @@ def test_multirun_sweep_and_comparison_table(tmp_path):
     assert md[0].startswith("| run | model.hidden |") and "test.accuracy" in md[0]
     assert len(md) == 4 and "| 4 |" in md[2] and "| 8 |" in md[3]
     assert (tmp_path / "cmp.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("task", ["translation", "classification", "captioning", "generation"])
+def test_help_marks_each_model_key_with_the_architectures_that_use_it(task):
+    """``--help`` as printed: a model key used by some architectures only ends with ``[arch, ...]``, those
+    whose config dataclass has the field (in registry order); a key every architecture has is unmarked."""
+    import dataclasses
+    import importlib
+    import re
+
+    archs = importlib.import_module(f"attnapps_tasks.{task}.model").ARCHS
+    fields = {arch: {f.name for f in dataclasses.fields(cls.config_class)} for arch, cls in archs.items()}
+    r = run_cli(f"task={task}", "--help")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    seen = set()
+    for i, line in enumerate(lines):
+        m = re.match(r"  model\.(\w+)=", line)
+        if not m or m.group(1) == "arch":
+            continue
+        key, text = m.group(1), lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("      ") else ""
+        users = [arch for arch in archs if key in fields[arch]]
+        mark = re.search(r" \[([\w, ]+)\]$", text)
+        if len(users) == len(archs):
+            assert mark is None or set(mark.group(1).split(", ")) - set(archs), f"model.{key}: marked but shared"
+        else:
+            assert mark and mark.group(1).split(", ") == users, f"model.{key}: {text!r} vs {users}"
+        seen.add(key)
+    assert seen == set().union(*fields.values())  # every key of every architecture is listed
