@@ -55,6 +55,16 @@ def load(out: Path, plan: dict) -> dict:
     return data
 
 
+def learned(primary: dict, trivial: dict, higher: bool) -> bool:
+    """Whether a cell's primary metric is beyond the task's trivial baseline (majority class, the source
+    copied, a unigram model: ``trivial.test.<metric>`` in metrics.json) by more than rounding, in every seed's
+    mean; True when the task reports no trivial baseline."""
+    if not primary.get("n") or not trivial.get("n"):
+        return True
+    margin = 1e-3 * max(1.0, abs(trivial["mean"]))
+    return primary["mean"] > trivial["mean"] + margin if higher else primary["mean"] < trivial["mean"] - margin
+
+
 def paired(a: dict, b: dict, key: str) -> dict:
     """Per-seed differences a - b on ``key`` over the seeds both have."""
     return stats([a[s][key] - b[s][key] for s in a if s in b and key in a[s] and key in b[s]])
@@ -74,7 +84,13 @@ def task_section(task: str, runs: dict, plan: dict) -> tuple[list[str], list[str
     summary, means = [], {}
     for v in variants:
         col = lambda k: stats([m.get(k) for m in runs[v].values()])  # noqa: E731
-        primary = col(f"test.{key}")
+        primary, trivial = col(f"test.{key}"), col(f"trivial.test.{key}")
+        if not learned(primary, trivial, higher):
+            lines.append(f"| {v} | {fmt(primary)} — **did not learn** (trivial baseline {trivial['mean']:.3f}) | — |"
+                         + " |" * (3 + len(SECONDARY[task])))
+            summary.append(f"{v} did not learn on {task}: its test {key} ({primary['mean']:.3f}) is not beyond the "
+                           f"trivial baseline's ({trivial['mean']:.3f}); train longer before comparing it")
+            continue
         if v == default:
             delta = "(default)"
         elif default in runs:

@@ -125,6 +125,13 @@ class Task:
         ``metrics.json``, ``extra_metrics`` included)."""
         return []
 
+    def trivial_baseline(self, split: str) -> dict[str, float]:
+        """The metrics on ``split`` of a predictor that learns nothing about the inputs -- the majority
+        class, the source copied, a unigram model: ``{metric: value}`` with at least the primary metric,
+        written to ``metrics.json`` as ``trivial.<split>.<metric>``. A run not beyond it did not learn
+        (the study says so instead of comparing it). ``{}``: the task has none."""
+        return {}
+
     def extra_metrics(self, model: nn.Module) -> dict[str, float]:
         """Run-level numbers for ``metrics.json`` besides the split metrics (e.g. extraction or
         generation speed), called once with the final (best) model."""

@@ -119,3 +119,28 @@ def test_killed_study_rerun_ends_with_the_same_tables(tmp_path):
                           line.startswith("| additive")]
     strip = lambda rows: [" | ".join(r.split(" | ")[:4]) for r in rows]  # noqa: E731  (metric columns, not speed)
     assert strip(table(out / "report.md")) == strip(table(tmp_path / "whole" / "report.md"))
+
+
+def test_a_cell_not_beyond_the_trivial_baseline_did_not_learn_and_is_no_tie():
+    """Two variants at the majority-class macro-F1 are not "a tie at the best": they did not learn; the
+    one beyond it is the best."""
+    from attnapps.study_report import learned, task_section
+
+    def cell(f1):
+        return {s: {"test.macro_f1": f1, "trivial.test.macro_f1": 0.366, "test.accuracy": 0.5} for s in (1, 2)}
+
+    runs = {"dot": cell(0.366), "general": cell(0.366), "additive": cell(0.81)}
+    plan = {"attention": ["dot", "general", "additive"], "default": {"classification": "additive"},
+            "not_applicable": {}}
+    lines, summary = task_section("classification", runs, plan)
+    rows = {}
+    for line in lines:  # the metrics table's row of each variant (the diagnostics table follows)
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].lstrip("| "), line)
+    assert "did not learn" in rows["dot"] and "did not learn" in rows["general"]
+    assert "did not learn" not in rows["additive"]
+    assert summary[0] == "on classification, additive has the best mean test macro_f1 (0.810)"
+    assert sum("did not learn" in s for s in summary) == 2 and not any("tie" in s for s in summary)
+    assert learned({"n": 2, "mean": 0.37}, {"n": 2, "mean": 0.366}, True)
+    assert not learned({"n": 2, "mean": 1.70}, {"n": 2, "mean": 1.70}, False)  # bpc: lower is better
+    assert learned({"n": 2, "mean": 1.2}, {}, False)  # no trivial baseline reported: nothing to say

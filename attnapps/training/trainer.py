@@ -294,6 +294,7 @@ class Trainer:
             f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
             "train.peak_memory_mb": peak_memory_mb(self.device)})
+        metrics.update({f"trivial.test.{k}": v for k, v in self.task.trivial_baseline("test").items()})
         metrics.update(self.task.extra_metrics(self.model))
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         outputs["run"] = metrics  # the report may cite any final number

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,14 @@ class CaptioningTask(Task):
             out["grounding"], out["grounding_chance"] = g["accuracy"], g["chance"]
         return Evaluation(out, {"words": words, "attention": attns, "grounding": g, "memory_attention": mem_attns,
                                 "metrics": out})
+
+    def trivial_baseline(self, split):
+        """Every image gets the training split's most frequent caption."""
+        counts = Counter(tuple(c) for _, it in self.items["train"] for c in it.captions)
+        top = list(max(counts, key=lambda c: (counts[c], c)))
+        refs = [it.captions for _, it in self.items[split]]
+        out = corpus_bleu_nltk([top] * len(refs), refs)
+        return {"bleu4": out["bleu4"], "cider": cider_d([top] * len(refs), refs)[0]}
 
     def extra_metrics(self, model):
         info = self.feature_info

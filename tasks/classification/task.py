@@ -188,6 +188,14 @@ class ClassificationTask(Task):
                     out[f"{label}.{k}"] = c[k]
         return Evaluation(out, {"gold": gold, "pred": pred, "probs": probs, "weights": weights, "report": r})
 
+    def trivial_baseline(self, split):
+        """Every text gets the training split's most frequent label."""
+        labels = [y for _, y in self.datasets["train"]]
+        majority = max(set(labels), key=lambda y: (labels.count(y), -y))
+        gold = [y for _, y in self.datasets[split]]
+        r = classification_report(gold, [majority] * len(gold), len(self.labels))
+        return {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+
     diag_decision = True
 
     def probes(self, model, indices):

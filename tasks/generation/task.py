@@ -153,6 +153,16 @@ class GenerationTask(Task):
         chars_per_token = self.chars[split] / max(1, len(self.ids[split]))
         return Evaluation({"perplexity": perplexity(total, count), "bpc": bits_per_char(total, count * chars_per_token)})
 
+    def trivial_baseline(self, split):
+        """A unigram model of the training tokens (add-one), scored as :meth:`evaluate` scores the model:
+        every token but the first, bits over the characters of the split."""
+        counts = torch.bincount(torch.as_tensor(self.ids["train"].astype("int64")), minlength=self.tok.vocab_size)
+        log_p = torch.log((counts + 1.0) / (counts.sum() + self.tok.vocab_size))
+        ids = torch.as_tensor(self.ids[split].astype("int64"))
+        total, count = float(-log_p[ids[1:]].sum()), max(0, len(ids) - 1)
+        chars_per_token = self.chars[split] / max(1, len(ids))
+        return {"perplexity": perplexity(total, count), "bpc": bits_per_char(total, count * chars_per_token)}
+
     def measure_generation(self, model, new_tokens: int = 200) -> dict:
         """Generation tokens/s with and without the key/value cache (same prompt, seed and tokens)."""
         model.eval()

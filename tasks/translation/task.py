@@ -138,6 +138,11 @@ class TranslationTask(Task):
         scores = sacrebleu_scores(texts, self.refs[split][:n], self.bleu_tokenize)
         return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
 
+    def trivial_baseline(self, split):
+        """The source sentence copied as its translation (what shared words and names alone score)."""
+        scores = sacrebleu_scores(self.sources[split], self.refs[split], self.bleu_tokenize)
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
     def probes(self, model, indices):
         return diagnostics.probes(self, model, indices)
 

@@ -354,6 +354,23 @@ def test_tiny_model_overfits_a_handful_of_images(overfit_run):
 
 
 @pytest.mark.slow
+def test_trivial_baseline_is_the_most_frequent_training_caption(overfit_run):
+    """Scored by hand: the training split's most frequent caption (ties: the greater) for every test image."""
+    from collections import Counter
+
+    from attnapps.metrics import cider_d, corpus_bleu_nltk
+
+    root, metrics, doc = overfit_run
+    words = lambda s: s["tokens"]  # noqa: E731
+    train = Counter(tuple(words(s)) for im in doc["images"] if im["split"] == "train" for s in im["sentences"])
+    top = list(max(train, key=lambda c: (train[c], c)))
+    refs = [[words(s) for s in im["sentences"]] for im in doc["images"] if im["split"] == "test"]
+    assert metrics["trivial.test.cider"] == pytest.approx(cider_d([top] * len(refs), refs)[0])
+    assert metrics["trivial.test.bleu4"] == pytest.approx(corpus_bleu_nltk([top] * len(refs), refs)["bleu4"])
+    assert metrics["test.cider"] > metrics["trivial.test.cider"] + 3
+
+
+@pytest.mark.slow
 def test_predict_cli_round_trip(overfit_run, tmp_path):
     root, _, doc = overfit_run
     image = root / "data" / "images" / doc["images"][0]["filename"]

@@ -399,3 +399,14 @@ def test_report_baseline_chooses_c_on_valid_and_provenance_records_the_data(tmp_
     for s in ("train", "valid", "test"):
         digest = hashlib.sha256((data / f"{s}.tsv").read_bytes()).hexdigest()
         assert prov["data"][str((data / f"{s}.tsv").resolve())] == f"sha256:{digest}"
+
+
+def test_trivial_baseline_is_the_majority_class_by_hand(tmp_path):
+    """Train 3:1 pos; test 6 pos, 2 neg: always 'pos' scores accuracy 6/8 and macro-F1 (2*0.75/1.75 + 0)/2."""
+    rows = lambda pos, neg: "".join(["good film\tpos\n"] * pos + ["bad film\tneg\n"] * neg)  # noqa: E731
+    write(tmp_path / "train.tsv", rows(9, 3))
+    write(tmp_path / "valid.tsv", rows(2, 2))
+    write(tmp_path / "test.tsv", rows(6, 2))
+    task = ClassificationTask(small_cfg(tmp_path))
+    task.load_data()
+    assert task.trivial_baseline("test") == pytest.approx({"accuracy": 0.75, "macro_f1": (2 * 0.75 / 1.75) / 2})

@@ -217,3 +217,19 @@ def test_sentencepiece_round_trip_keeps_newlines(tmp_path):
     text = "line 3: the cat sat on the mat.\nline 4: the mat.\n"
     assert task.decode(task.encode(text)) == text
     assert len(task.ids["train"]) < len(TEXT) * 0.9  # fewer tokens than characters
+
+
+def test_trivial_baseline_is_a_unigram_model_of_the_training_characters(tmp_path):
+    """By hand over the characters: p(c) = (count in train + 1) / (train characters + V); bits of every valid
+    character after the first, over the valid characters (char tokens: one character each)."""
+    from collections import Counter
+
+    cfg = tiny_cfg(write(tmp_path / "c.txt", TEXT), f"data.cache_dir={tmp_path / 'cache'}", "model.arch=transformer")
+    task = GenerationTask(cfg)
+    task.load_data()
+    v, train, valid = task.tok.vocab_size, task.decode(list(task.ids["train"])), task.decode(list(task.ids["valid"]))
+    counts = Counter(train)
+    bits = -sum(math.log2((counts[c] + 1) / (len(train) + v)) for c in valid[1:])
+    out = task.trivial_baseline("valid")
+    assert out["bpc"] == pytest.approx(bits / (len(valid) - 1), rel=1e-6)
+    assert out["perplexity"] == pytest.approx(2 ** (bits / (len(valid) - 1)), rel=1e-6)

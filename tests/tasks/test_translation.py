@@ -208,3 +208,19 @@ def test_separate_vocabularies_build_train_and_round_trip(tmp_path, arch):
     again = TranslationTask(cfg)
     again.load_state_dict(task.state_dict())
     assert again.tgt_tok.encode("a b c") == task.tgt_tok.encode("a b c") and again.src_tok is not again.tgt_tok
+
+
+def test_trivial_baseline_copies_the_source_and_is_in_metrics_json(reverse_run):
+    """The copy baseline is sacreBLEU of the sources against the references (13a for a Latin target)."""
+    import json
+
+    import sacrebleu
+
+    root, metrics = reverse_run
+    pairs = [line.split("\t") for line in (root / "data" / "test.tsv").read_text().splitlines() if line]
+    src, ref = [s for s, _ in pairs], [t for _, t in pairs]
+    expected = sacrebleu.corpus_bleu(src, [ref], tokenize="13a").score
+    saved = json.loads((root / "run" / "metrics.json").read_text())
+    assert saved["trivial.test.bleu"] == pytest.approx(expected) == metrics["trivial.test.bleu"]
+    assert saved["trivial.test.chrf"] == pytest.approx(sacrebleu.corpus_chrf(src, [ref]).score)
+    assert metrics["test.bleu"] > saved["trivial.test.bleu"] + 50  # reversing is learned, copying is not
