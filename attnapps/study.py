@@ -28,16 +28,26 @@ from pathlib import Path
 
 from attnapps.errors import AttnappsError, ConfigError
 
-TASKS = ["translation", "classification", "captioning", "generation"]
-PRESETS = {  # the budgets the presets name (per cell); any override given on the command line wins
+PRESETS = {  # the budgets the presets name (per cell); the task's Task.study_presets and the command line win
     "quick": ["trainer.max_steps=30", "trainer.max_minutes=0", "trainer.max_epochs=0", "diag.examples=8"],
     "full": ["trainer.max_minutes=0.5", "trainer.max_steps=0", "diag.examples=32"],
 }
-PRESET_EXTRA = {  # what keeps a quick look quick per task (smaller evaluation subsets)
-    "quick": {"translation": ["decode.valid_subset=100", "decode.beam=2"], "captioning": ["decode.strategy=greedy"],
-              "classification": ["report.baseline=false"], "generation": ["sample.max_new_tokens=40"]},
-    "full": {},
-}
+
+
+def tasks() -> list[str]:
+    """Every registered task (the four, and any plugin's)."""
+    from attnapps.task import list_tasks
+
+    return list_tasks()
+
+
+def preset_overrides(preset: str, task: str) -> list[str]:
+    """The preset's keys, with the task's own for that preset (``Task.study_presets``) taking precedence."""
+    from attnapps.task import get_task
+
+    own = list(get_task(task).study_presets.get(preset, []))
+    keys = {o.split("=", 1)[0] for o in own}
+    return [o for o in PRESETS[preset] if o.split("=", 1)[0] not in keys] + own
 
 
 @dataclass
@@ -54,8 +64,7 @@ class Study:
     def task_overrides(self, task: str) -> list[str]:
         given = self.overrides + self.scoped.get(task, [])
         keys = {o.split("=", 1)[0] for o in given}
-        base = [o for o in PRESETS[self.preset] + PRESET_EXTRA[self.preset].get(task, [])
-                if o.split("=", 1)[0] not in keys]
+        base = [o for o in preset_overrides(self.preset, task) if o.split("=", 1)[0] not in keys]
         return base + given
 
     def run_dir(self, task: str, variant: str, seed: int) -> Path:
@@ -74,16 +83,16 @@ def parse(argv: list[str]) -> Study:
             values[key] = value
         elif ":" in key:
             task, _, sub = key.partition(":")
-            if task not in TASKS:
-                raise ConfigError(f"{arg!r}: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+            if task not in tasks():
+                raise ConfigError(f"{arg!r}: unknown task {task!r}; choose one of {', '.join(tasks())}")
             scoped.setdefault(task, []).append(f"{sub}={value}")
         else:
             overrides.append(arg)
-    tasks = values.get("tasks", ",".join(TASKS)).split(",")
+    chosen = values.get("tasks", ",".join(tasks())).split(",")
     variants = values.get("attention", ",".join(list_attention())).split(",")
-    for t in tasks:
-        if t not in TASKS:
-            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(TASKS)}")
+    for t in chosen:
+        if t not in tasks():
+            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(tasks())}")
     for v in variants:
         if v not in list_attention():
             raise ConfigError(f"attention={v}: unknown variant; choose from {', '.join(list_attention())}")
@@ -97,7 +106,7 @@ def parse(argv: list[str]) -> Study:
     if n_seeds < 1 or parallel < 1:
         raise ConfigError("seeds= and study.parallel= must be at least 1")
     out = Path(values.get("out", f"studies/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
-    return Study(tasks, variants, [1234 + k for k in range(n_seeds)], out, preset, parallel, overrides, scoped)
+    return Study(chosen, variants, [1234 + k for k in range(n_seeds)], out, preset, parallel, overrides, scoped)
 
 
 def default_attention(task: str) -> str:

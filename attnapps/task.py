@@ -50,6 +50,8 @@ class Task:
     higher_is_better: ClassVar[bool] = False
     count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
     config_rules: ClassVar[dict] = {}  # "key": rule (attnapps.config.at_least(1), ...): value checks
+    # per study preset (quick, full): this task's own keys, over the preset's (attnapps.study)
+    study_presets: ClassVar[dict[str, list[str]]] = {}
     predict_rules: ClassVar[dict] = {}  # the same for predict's options
 
     def __init__(self, cfg, device: str | torch.device | None = None, budget: Callable[[], float] | None = None):

@@ -59,6 +59,7 @@ class DummyTask(Task):
     primary_metric = "accuracy"
     higher_is_better = True
     count_unit = "examples"
+    study_presets = {"quick": ["trainer.max_steps=12", "trainer.warmup_steps=2"]}  # its own quick look
 
     calls, classes = 0, ("neg", "pos")  # training-loss calls (for the failure hooks); label names
 

@@ -144,3 +144,16 @@ def test_a_cell_not_beyond_the_trivial_baseline_did_not_learn_and_is_no_tie():
     assert learned({"n": 2, "mean": 0.37}, {"n": 2, "mean": 0.366}, True)
     assert not learned({"n": 2, "mean": 1.70}, {"n": 2, "mean": 1.70}, False)  # bpc: lower is better
     assert learned({"n": 2, "mean": 1.2}, {}, False)  # no trivial baseline reported: nothing to say
+
+
+def test_a_registered_task_joins_the_study_with_its_own_preset_keys():
+    """No task list in the core: the dummy task (registered from tests/) is a study task, and its
+    study_presets override the preset's keys; a key given on the command line overrides both."""
+    import tests.dummy_task  # noqa: F401  (registers task=dummy)
+
+    study = parse(["tasks=dummy", "study.preset=quick"])
+    assert study.tasks == ["dummy"]
+    assert study.task_overrides("dummy") == ["trainer.max_minutes=0", "trainer.max_epochs=0", "diag.examples=8",
+                                             "trainer.max_steps=12", "trainer.warmup_steps=2"]
+    given = parse(["tasks=dummy", "study.preset=quick", "dummy:trainer.max_steps=3"])
+    assert [o for o in given.task_overrides("dummy") if "max_steps" in o] == ["trainer.max_steps=3"]

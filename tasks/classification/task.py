@@ -49,6 +49,7 @@ class ClassificationTask(Task):
     count_unit = "examples"
 
     predict_rules = {"top": at_least(0)}
+    study_presets = {"quick": ["report.baseline=false"]}  # attnapps.study: what keeps a quick look quick
     config_rules = {
         "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),

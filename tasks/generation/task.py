@@ -43,6 +43,7 @@ class GenerationTask(Task):
     ARCH_DEFAULTS = {"lstm_attention": {"d_model": 192, "dropout": 0.1}, "transformer": {"d_model": 128, "dropout": 0.0}}
     predict_rules = {"max_new_tokens": at_least(1), "temperature": at_least(0), "top_k": at_least(0),
                      "top_p": between(0, 1, lo_open=True)}
+    study_presets = {"quick": ["sample.max_new_tokens=40"]}  # attnapps.study: what keeps a quick look quick
     config_rules = {
         "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(0),
         "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),
