@@ -29,7 +29,8 @@ from pathlib import Path
 from attnapps.errors import AttnappsError, ConfigError
 
 PRESETS = {  # the budgets the presets name (per cell); the task's Task.study_presets and the command line win
-    "quick": ["trainer.max_steps=30", "trainer.max_minutes=0", "trainer.max_epochs=0", "diag.examples=8"],
+    "quick": ["trainer.max_steps=30", "trainer.warmup_steps=3", "trainer.max_minutes=0", "trainer.max_epochs=0",
+              "diag.examples=8"],
     "full": ["trainer.max_minutes=0.5", "trainer.max_steps=0", "diag.examples=32"],
 }
 

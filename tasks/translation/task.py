@@ -40,7 +40,9 @@ class TranslationTask(Task):
     higher_is_better = True
     count_unit = "tokens"
     predict_rules = {"beam": at_least(1), "alpha": at_least(0)}
-    study_presets = {"quick": ["decode.valid_subset=100", "decode.beam=2"]}  # attnapps.study: what keeps a quick look quick
+    # attnapps.study: a quick look that learns something (BLEU 0.54 vs the copy's 0.12 at 200 updates, README)
+    study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
+                               "decode.beam=2"]}
     config_rules = {
         "data.max_len": at_least(1), "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(1),
         "model.hidden_size": at_least(1), "model.layers": at_least(1), "model.heads": at_least(1),
