@@ -70,7 +70,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
                                 primary=getattr(task, "primary_metric", None))
     if curve:
         lines += ["", "## Learning curves", "", f"![learning curves](plots/{curve.name})"]
-    lines += diagnostics_section(metrics, cfg.task_name)
+    lines += diagnostics_section(metrics)
     if task is not None and model is not None:
         model.eval()
         for section in task.report(model, run_dir, outputs or {}):
@@ -122,7 +122,7 @@ DIAGNOSTICS = {  # diag.* key -> what it measures (attnapps/diagnostics.py)
 }
 
 
-def diagnostics_section(metrics: dict, task_name: str = "") -> list[str]:
+def diagnostics_section(metrics: dict) -> list[str]:
     """The attention diagnostics of a run (``diag.*``) with what each means."""
     if not any(k.startswith("diag.") for k in metrics):
         return []
@@ -133,8 +133,6 @@ def diagnostics_section(metrics: dict, task_name: str = "") -> list[str]:
              "|---|---|---|"]
     lines += [f"| `diag.{k}` | {metrics[f'diag.{k}']:.4f} | {text} |" for k, text in DIAGNOSTICS.items()
               if f"diag.{k}" in metrics]
-    if task_name == "translation" and "diag.aer" not in metrics:
-        lines += ["", "No gold word alignments were given (`data.alignments=`), so no alignment error rate."]
     return lines
 
 

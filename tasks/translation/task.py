@@ -170,7 +170,10 @@ class TranslationTask(Task):
             f"test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}",
             self.lang_note,
             f"sacreBLEU {scores['bleu']:.2f} (`{scores['bleu_signature']}`)",
-            f"chrF {scores['chrf']:.2f} (`{scores['chrf_signature']}`)"])
+            f"chrF {scores['chrf']:.2f} (`{scores['chrf_signature']}`)",
+            "alignment error rate (`diag.aer`): " + ("against the gold word alignments of `data.alignments=`"
+                                                     if d.alignments else "none -- no gold word alignments were "
+                                                     "given (`data.alignments=`)")])
         lines += ["", "Test hypotheses: `test_hypotheses.txt`.", "", "### Sample translations", ""]
         lines += table(["source", "reference", "hypothesis"],
                        [[self.sources["test"][i], self.refs["test"][i], texts[i]] for i in range(min(dec.samples, len(texts)))])

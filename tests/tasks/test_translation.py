@@ -163,6 +163,7 @@ def test_tiny_model_learns_to_reverse(reverse_run):
     assert metrics["diag.erase_max"] > 3 * metrics["diag.erase_random"]
     report = (root / "run" / "report.md").read_text()
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "plots/alignment_0.png" in report
+    assert "alignment error rate (`diag.aer`): against the gold word alignments" in report
     assert (root / "run" / "plots" / "alignment_0.png").is_file()
 
 
