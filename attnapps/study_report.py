@@ -12,10 +12,15 @@ import json
 import math
 from pathlib import Path
 
-PRIMARY = {"translation": ("bleu", True), "classification": ("macro_f1", True), "captioning": ("cider", True),
-           "generation": ("bpc", False)}
-SECONDARY = {"translation": ["chrf"], "classification": ["accuracy"], "captioning": ["bleu4", "grounding"],
-             "generation": ["perplexity"]}
+def described(task: str) -> tuple[str, bool, list[str], str]:
+    """What the study reads from the task itself: its primary metric, whether higher is better, the
+    secondary metrics shown beside it and the attention figure (under ``plots/``) shown per variant."""
+    from attnapps.task import get_task
+
+    cls = get_task(task)
+    return cls.primary_metric, cls.higher_is_better, list(cls.secondary_metrics), cls.study_figure
+
+
 DIAG = ["entropy", "top1", "top3", "tau_grad", "tau_loo", "erase_max", "erase_random", "flip_max", "permute_tvd", "aer"]
 FIGURES = {"translation": "alignment_0.png", "classification": "attention_tokens.png",
            "captioning": "attention_0.png", "generation": "attention_heatmap.png"}
@@ -72,22 +77,22 @@ def paired(a: dict, b: dict, key: str) -> dict:
 
 def task_section(task: str, runs: dict, plan: dict) -> tuple[list[str], list[str]]:
     """Markdown lines and the summary sentences of one task."""
-    key, higher = PRIMARY[task]
+    key, higher, secondary, _ = described(task)
     default = plan["default"][task]
     variants = [v for v in plan["attention"] if v in runs] + [v for v in runs if v not in plan["attention"]]
     unit = next((k for m in runs[variants[0]].values() for k in m if k.startswith("train.") and k.endswith("_per_sec")),
                 "train.tokens_per_sec") if variants else ""
     lines = [f"## {task}", "", f"Primary metric: test {key} ({'higher' if higher else 'lower'} is better); mean ± sd "
              f"over seeds [95% CI half-width]; Δ: paired by seed against the default (`{default}`).", "",
-             "| attention | test " + key + " | Δ vs default | " + " | ".join(f"test {m}" for m in SECONDARY[task])
-             + f" | {unit.split('.')[-1]} | peak MB | parameters |", "|---" * (6 + len(SECONDARY[task])) + "|"]
+             "| attention | test " + key + " | Δ vs default | " + " | ".join(f"test {m}" for m in secondary)
+             + f" | {unit.split('.')[-1]} | peak MB | parameters |", "|---" * (6 + len(secondary)) + "|"]
     summary, means = [], {}
     for v in variants:
         col = lambda k: stats([m.get(k) for m in runs[v].values()])  # noqa: E731
         primary, trivial = col(f"test.{key}"), col(f"trivial.test.{key}")
         if not learned(primary, trivial, higher):
             lines.append(f"| {v} | {fmt(primary)} — **did not learn** (trivial baseline {trivial['mean']:.3f}) | — |"
-                         + " |" * (3 + len(SECONDARY[task])))
+                         + " |" * (3 + len(secondary)))
             summary.append(f"{v} did not learn on {task}: its test {key} ({primary['mean']:.3f}) is not beyond the "
                            f"trivial baseline's ({trivial['mean']:.3f}); train longer before comparing it")
             continue
@@ -104,11 +109,11 @@ def task_section(task: str, runs: dict, plan: dict) -> tuple[list[str], list[str
             delta = "—"
         if primary.get("n"):
             means[v] = primary["mean"]
-        lines.append(f"| {v} | {fmt(primary)} | {delta} | " + " | ".join(fmt(col(f"test.{m}")) for m in SECONDARY[task])
+        lines.append(f"| {v} | {fmt(primary)} | {delta} | " + " | ".join(fmt(col(f"test.{m}")) for m in secondary)
                      + f" | {fmt(col(unit), 0)} | {fmt(col('train.peak_memory_mb'), 0)} | "
                      f"{int(col('train.parameters').get('mean', 0)):,} |")
     for v, why in plan["not_applicable"].get(task, {}).items():
-        lines.append(f"| {v} | not applicable: {why} |" + " |" * (5 + len(SECONDARY[task])))
+        lines.append(f"| {v} | not applicable: {why} |" + " |" * (5 + len(secondary)))
     lines += ["", "Diagnostics (mean over seeds; see the run reports for their meaning):", "",
               "| attention | " + " | ".join(DIAG) + " |", "|---" * (1 + len(DIAG)) + "|"]
     for v in variants:
@@ -127,7 +132,7 @@ def figures(out: Path, task: str, runs: dict, plan: dict) -> list[tuple[str, Pat
     seed = plan["seeds"][0]
     found = []
     for v in runs:
-        path = out / "runs" / task / v / f"seed_{seed}" / "plots" / FIGURES[task]
+        path = out / "runs" / task / v / f"seed_{seed}" / "plots" / described(task)[3]
         if path.is_file():
             found.append((v, path))
     return found

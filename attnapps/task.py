@@ -52,6 +52,8 @@ class Task:
     config_rules: ClassVar[dict] = {}  # "key": rule (attnapps.config.at_least(1), ...): value checks
     # per study preset (quick, full): this task's own keys, over the preset's (attnapps.study)
     study_presets: ClassVar[dict[str, list[str]]] = {}
+    secondary_metrics: ClassVar[tuple[str, ...]] = ()  # test metrics the study shows beside the primary one
+    study_figure: ClassVar[str] = ""  # the attention figure under plots/ the study shows per variant
     predict_rules: ClassVar[dict] = {}  # the same for predict's options
 
     def __init__(self, cfg, device: str | torch.device | None = None, budget: Callable[[], float] | None = None):

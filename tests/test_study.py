@@ -157,3 +157,10 @@ def test_a_registered_task_joins_the_study_with_its_own_preset_keys():
                                              "trainer.max_steps=12", "trainer.warmup_steps=2"]
     given = parse(["tasks=dummy", "study.preset=quick", "dummy:trainer.max_steps=3"])
     assert [o for o in given.task_overrides("dummy") if "max_steps" in o] == ["trainer.max_steps=3"]
+    from attnapps.study_report import task_section
+
+    runs = {"additive": {s: {"test.accuracy": a, "trivial.test.accuracy": 0.5} for s, a in ((1, 0.9), (2, 0.8))}}
+    lines, summary = task_section("dummy", runs, {"attention": ["additive"], "default": {"dummy": "additive"},
+                                                  "not_applicable": {}})
+    assert "Primary metric: test accuracy (higher is better)" in lines[2]  # the task's own, not a core table
+    assert summary == ["on dummy, additive has the best mean test accuracy (0.850)"]

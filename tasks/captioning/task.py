@@ -58,6 +58,7 @@ class CaptioningTask(Task):
     predict_rules = {"beam": at_least(1), "alpha": at_least(0)}
     # attnapps.study: a quick look that learns something (CIDEr-D 1.96 vs the most frequent caption's 1.06, README)
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.strategy=greedy"]}
+    secondary_metrics, study_figure = ("bleu4", "grounding"), "attention_0.png"  # what attnapps.study shows of this task
     config_rules = {
         "data.synthetic_seed": at_least(0), "data.max_images": at_least(0), "data.min_freq": at_least(1),
         "data.max_len": at_least(1), "data.captions_per_image": at_least(1), "encoder.image_size": at_least(0),

@@ -50,6 +50,7 @@ class ClassificationTask(Task):
 
     predict_rules = {"top": at_least(0)}
     study_presets = {"quick": ["report.baseline=false"]}  # attnapps.study: what keeps a quick look quick
+    secondary_metrics, study_figure = ("accuracy",), "attention_tokens.png"  # what attnapps.study shows of this task
     config_rules = {
         "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
         "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),

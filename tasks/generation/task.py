@@ -44,6 +44,7 @@ class GenerationTask(Task):
     predict_rules = {"max_new_tokens": at_least(1), "temperature": at_least(0), "top_k": at_least(0),
                      "top_p": between(0, 1, lo_open=True)}
     study_presets = {"quick": ["sample.max_new_tokens=40"]}  # attnapps.study: what keeps a quick look quick
+    secondary_metrics, study_figure = ("perplexity",), "attention_heatmap.png"  # what attnapps.study shows of this task
     config_rules = {
         "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(0),
         "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),

@@ -43,6 +43,7 @@ class TranslationTask(Task):
     # attnapps.study: a quick look that learns something (BLEU 0.54 vs the copy's 0.12 at 200 updates, README)
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
                                "decode.beam=2"]}
+    secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
     config_rules = {
         "data.max_len": at_least(1), "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(1),
         "model.hidden_size": at_least(1), "model.layers": at_least(1), "model.heads": at_least(1),
