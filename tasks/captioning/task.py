@@ -78,10 +78,10 @@ class CaptioningTask(Task):
 
     vocab = encoder = baseline = None
     store = None  # (images, regions, channels) fp16 features or (images, 3, S, S) uint8 pixels
-    feature_info: dict = {}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.feature_info: dict = {}  # the feature extraction's numbers (set by build_data; one dict per task)
         self.strategy = Strategy(self)  # how the final evaluation decodes (chosen on valid after training)
         m = self.cfg.model
         self.memory = RetrievedMemory(m.retrieval_k, self.cfg.data.captions_per_image, m.memory_len)
