@@ -35,20 +35,13 @@ PRESETS = {  # the budgets the presets name (per cell); the task's Task.study_pr
 }
 
 
-def tasks() -> list[str]:
-    """Every registered task (the four, and any plugin's)."""
-    from attnapps.task import list_tasks
-
-    return list_tasks()
-
-
-def preset_overrides(preset: str, task: str) -> list[str]:
-    """The preset's keys, with the task's own for that preset (``Task.study_presets``) taking precedence."""
-    from attnapps.task import get_task
-
-    own = list(get_task(task).study_presets.get(preset, []))
-    keys = {o.split("=", 1)[0] for o in own}
-    return [o for o in PRESETS[preset] if o.split("=", 1)[0] not in keys] + own
+def layered(*groups: list[str]) -> list[str]:
+    """``key=value`` overrides, a later group's key replacing an earlier group's."""
+    out: list[str] = []
+    for group in groups:
+        keys = {o.split("=", 1)[0] for o in group}
+        out = [o for o in out if o.split("=", 1)[0] not in keys] + list(group)
+    return out
 
 
 @dataclass
@@ -63,10 +56,11 @@ class Study:
     scoped: dict[str, list[str]] = field(default_factory=dict)  # task -> its own overrides
 
     def task_overrides(self, task: str) -> list[str]:
-        given = self.overrides + self.scoped.get(task, [])
-        keys = {o.split("=", 1)[0] for o in given}
-        base = [o for o in preset_overrides(self.preset, task) if o.split("=", 1)[0] not in keys]
-        return base + given
+        """The preset's keys, the task's own for that preset (``Task.study_presets``), then the command line's."""
+        from attnapps.task import get_task
+
+        own = get_task(task).study_presets.get(self.preset, [])
+        return layered(PRESETS[self.preset], own, self.overrides + self.scoped.get(task, []))
 
     def run_dir(self, task: str, variant: str, seed: int) -> Path:
         return self.out / "runs" / task / variant / f"seed_{seed}"
@@ -74,8 +68,9 @@ class Study:
 
 def parse(argv: list[str]) -> Study:
     from attnapps.attention import list_attention
+    from attnapps.task import list_tasks
 
-    values, overrides, scoped = {}, [], {}
+    values, overrides, scoped, known = {}, [], {}, list_tasks()  # every registered task: the four, any plugin's
     for arg in argv:
         key, eq, value = arg.partition("=")
         if not eq:
@@ -84,16 +79,16 @@ def parse(argv: list[str]) -> Study:
             values[key] = value
         elif ":" in key:
             task, _, sub = key.partition(":")
-            if task not in tasks():
-                raise ConfigError(f"{arg!r}: unknown task {task!r}; choose one of {', '.join(tasks())}")
+            if task not in known:
+                raise ConfigError(f"{arg!r}: unknown task {task!r}; choose one of {', '.join(known)}")
             scoped.setdefault(task, []).append(f"{sub}={value}")
         else:
             overrides.append(arg)
-    chosen = values.get("tasks", ",".join(tasks())).split(",")
+    chosen = values.get("tasks", ",".join(known)).split(",")
     variants = values.get("attention", ",".join(list_attention())).split(",")
     for t in chosen:
-        if t not in tasks():
-            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(tasks())}")
+        if t not in known:
+            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(known)}")
     for v in variants:
         if v not in list_attention():
             raise ConfigError(f"attention={v}: unknown variant; choose from {', '.join(list_attention())}")
