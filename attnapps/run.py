@@ -145,18 +145,13 @@ def _hydra_main():
 def train(cfg, run_dir, task_cls=None) -> dict | None:
     """Train one run and write its outputs; the metrics (rank 0) or None (other ranks).
 
-    The run directory gets ``config.yaml`` (once the task has filled the values it chooses from the
-    config), ``log.csv`` and ``checkpoints/`` while training, then ``metrics.json``,
+    The run directory gets ``config.yaml`` (written by the trainer once the task has filled every "auto"
+    value, from the config and from the data: the config the model was built from), ``log.csv`` and ``checkpoints/`` while training, then ``metrics.json``,
     ``provenance.json`` and ``report.md`` (+ ``plots/``)."""
-    from omegaconf import OmegaConf
-
     from attnapps.task import get_task
     from attnapps.training import Trainer
 
     trainer = Trainer(task_cls or get_task(cfg.task_name), cfg, run_dir)
-    if trainer.is_main:
-        os.makedirs(run_dir, exist_ok=True)
-        OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
     result = trainer.run()
     if result is None:
         return None

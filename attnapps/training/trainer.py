@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from attnapps import provenance
@@ -260,7 +261,8 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._build()
-        if self.is_main:
+        if self.is_main:  # after the task chose its "auto" values from the data: the config the model was built from
+            OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
             self.loggers = build_loggers(self.run_dir)
             if self.resume_state is not None:  # drop log rows written after the checkpoint by the killed run
                 self.loggers[0].resume_from(self.resume_path.parent.parent / "log.csv", self.resume_state["progress"]["step"])

@@ -362,7 +362,8 @@ def noisy_reviews(root, seed=3):
 
 def test_report_baseline_chooses_c_on_valid_and_provenance_records_the_data(tmp_path):
     """The report's TF-IDF + LR is scikit-learn's, its C the best of the grid on valid (the smaller on a
-    tie), scored on valid and test; provenance.json names the command, the data files' SHA-256 and torch."""
+    tie), scored on valid and test; provenance.json names the command, the data files' SHA-256 and torch;
+    config.yaml holds the values "auto" became."""
     import hashlib
     import json
 
@@ -394,6 +395,13 @@ def test_report_baseline_chooses_c_on_valid_and_provenance_records_the_data(tmp_
 
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     from importlib.metadata import version
+
+    # config.yaml is the config the model was built from: no "auto" / 0 left, equal to the checkpoint's
+    saved = OmegaConf.to_container(OmegaConf.load(tmp_path / "run" / "config.yaml"))
+    assert saved["model"]["arch"] in auto.ARCHS and saved["tokenizer"]["kind"] in ("word", "char")
+    assert saved["trainer"]["lr"] > 0 and saved["trainer"]["batch_size"] > 0 and saved["data"]["max_len"] > 0
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert ckpt["config"] == saved
 
     assert prov["command"][-len(argv):] == argv and prov["software"]["torch"] == version("torch")
     for s in ("train", "valid", "test"):
