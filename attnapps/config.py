@@ -20,7 +20,6 @@ from omegaconf import MISSING, OmegaConf
 
 from attnapps.errors import ConfigError
 
-DEFAULT_TASK = "translation"
 
 
 class Choice(str, Enum):
@@ -58,11 +57,32 @@ def _attention_choice() -> type[Choice]:
 Attention = _attention_choice()
 
 
-def opt(default: Any, help: str) -> Any:
-    """A config field with its help text (printed by ``--help``): ``lr: float = opt(1e-3, "peak rate")``."""
+def opt(default: Any, help: str, check: Callable[[Any], "str | None"] | None = None) -> Any:
+    """A config field with its help text (printed by ``--help``) and, optionally, the rule its value must
+    keep (:data:`Rule`: value -> why it is wrong, or None): ``lr: float = opt(1e-3, "peak rate",
+    check=at_least(0))``. The field is the one place of the rule: :func:`field_rules` collects them, so a
+    rule cannot name a key that does not exist."""
+    meta = {"help": help, **({"check": check} if check is not None else {})}
     if isinstance(default, (list, tuple, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def field_rules(node: Any, prefix: str = "") -> dict[str, Callable]:
+    """``{dotted key: rule}`` of every field with a ``check`` in the dataclass ``node`` (a type or an
+    instance) and, recursively, in its sections (the section's default decides its type, so a task's
+    subclass of a core section brings its own rules)."""
+    if node is None:
+        return {}
+    cls = node if isinstance(node, type) else type(node)
+    rules = {}
+    for f in fields(cls):
+        if "check" in f.metadata:
+            rules[prefix + f.name] = f.metadata["check"]
+        default = f.default_factory() if f.default_factory is not MISSING_FIELD else f.default
+        if is_dataclass(default):
+            rules.update(field_rules(default, f"{prefix}{f.name}."))
+    return rules
 
 
 # ------------------------------------------------------------------------ per-architecture model configs
@@ -92,7 +112,8 @@ def model_section(name: str, archs: dict[str, type], default: str, help: str = "
         used_by = users[key] if len(users[key]) < len(archs) else []
         text = f.metadata.get("help", "") + (f" [{', '.join(used_by)}]" if used_by else "")
         kw = {"default_factory": f.default_factory} if f.default is MISSING_FIELD else {"default": f.default}
-        spec.append((key, types[key], field(metadata={"help": text}, **kw)))
+        check = {"check": f.metadata["check"]} if "check" in f.metadata else {}
+        spec.append((key, types[key], field(metadata={"help": text, **check}, **kw)))
     section = make_dataclass(name, spec)
     section.archs, section.users = archs, users
     return section
@@ -160,23 +181,19 @@ def PROBABILITY_OR_AUTO(v) -> str | None:  # noqa: N802  (a rule, like PROBABILI
 
 
 def check_heads(model, width: int, key: str) -> None:
-    """Multi-head attention (``model.arch=transformer`` or ``model.attention=multihead``) splits ``width``
-    into ``model.heads`` equal parts: reject a head count that does not divide it, naming both keys."""
-    uses_heads = model.arch == "transformer" or model.get("attention") == "multihead"
+    """Multi-head attention splits ``width`` into ``model.heads`` equal parts: reject a head count that
+    does not divide it, naming both keys. The chosen architecture says whether it has heads: its config
+    has a ``heads`` field and either always attends with several heads (no ``attention`` field) or
+    attends with the variant ``model.attention=multihead``."""
+    section = OmegaConf.get_type(model)
+    arch = getattr(section, "archs", {}).get(str(model.get("arch")))
+    if arch is None:  # not a per-architecture section, or an architecture still to be chosen (auto)
+        return
+    keys = {f.name for f in fields(arch)}
+    uses_heads = "heads" in keys and ("attention" not in keys or str(model.attention) == "multihead")
     if uses_heads and width % model.heads:
         raise ConfigError(f"model.heads={model.heads} must divide {key}={width}")
 
-TRAINER_RULES: dict[str, Rule] = {
-    "trainer.max_epochs": at_least(0), "trainer.max_steps": at_least(0), "trainer.max_minutes": at_least(0),
-    "trainer.batch_size": at_least(1), "trainer.max_tokens": at_least(0), "trainer.accumulate": at_least(1),
-    "trainer.lr": at_least(0), "trainer.weight_decay": at_least(0), "trainer.warmup_steps": at_least(0),
-    "trainer.min_lr_ratio": between(0, 1), "trainer.clip_grad_norm": at_least(0), "trainer.ema": PROBABILITY,
-    "trainer.device": matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:N"),
-    "trainer.eval_every": at_least(0), "trainer.eval_max_batches": at_least(0), "trainer.patience": at_least(0),
-    "trainer.checkpoint_every": at_least(0), "trainer.log_every": at_least(1), "trainer.num_workers": at_least(0),
-    "trainer.threads": at_least(0), "diag.examples": at_least(0), "diag.permutations": at_least(1),
-    "explorer.examples": at_least(0), "explorer.max_mb": positive,
-}
 
 
 def check_rules(cfg, rules: dict[str, Rule]) -> None:
@@ -185,60 +202,72 @@ def check_rules(cfg, rules: dict[str, Rule]) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None:
             continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value)
         why = rule(value)
         if why:
             raise ConfigError(f"bad value for config key '{key}': {value!r} {why}")
-    betas = OmegaConf.select(cfg, "trainer.betas")
-    if betas is not None and not all(0 <= b < 1 for b in betas):
-        raise ConfigError(f"bad value for config key 'trainer.betas': {list(betas)} must each be in [0, 1)")
+
+
+def each(rule: Rule) -> Rule:
+    """The rule for a list whose every item keeps ``rule``."""
+    def check(values):
+        why = next((w for w in map(rule, values) if w), None)
+        return f"must each {why.removeprefix('must ')}" if why else None
+    return check
 
 
 @dataclass
 class TrainerConfig:
     """The shared trainer (:class:`attnapps.training.Trainer`)."""
 
-    max_epochs: int = opt(10, "stop after this many passes over the training data (0 = no limit)")
-    max_steps: int = opt(0, "stop after this many optimizer updates (0 = no limit)")
-    max_minutes: float = opt(0.0, "wall-clock budget for training (0 = no limit); resumed runs count it all")
-    batch_size: int = opt(32, "examples per update (per all processes together under torchrun)")
-    max_tokens: int = opt(0, "if > 0: batches are built by length up to this many tokens instead")
-    accumulate: int = opt(1, "gradient accumulation: batches per optimizer update")
-    lr: float = opt(1e-3, "peak learning rate (AdamW)")
-    weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)")
-    betas: tuple[float, float] = opt((0.9, 0.98), "AdamW betas")
+    max_epochs: int = opt(10, "stop after this many passes over the training data (0 = no limit)", check=at_least(0))
+    max_steps: int = opt(0, "stop after this many optimizer updates (0 = no limit)", check=at_least(0))
+    max_minutes: float = opt(0.0, "wall-clock budget for training (0 = no limit); resumed runs count it all",
+                             check=at_least(0))
+    batch_size: int = opt(32, "examples per update (per all processes together under torchrun)", check=at_least(1))
+    max_tokens: int = opt(0, "if > 0: batches are built by length up to this many tokens instead", check=at_least(0))
+    accumulate: int = opt(1, "gradient accumulation: batches per optimizer update", check=at_least(1))
+    lr: float = opt(1e-3, "peak learning rate (AdamW)", check=at_least(0))
+    weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)", check=at_least(0))
+    betas: tuple[float, float] = opt((0.9, 0.98), "AdamW betas", check=each(between(0, 1, hi_open=True)))
     schedule: Schedule = opt("cosine", "constant | linear | cosine | inverse_sqrt (all after linear warmup)")
-    warmup_steps: int = opt(100, "linear warmup updates")
-    min_lr_ratio: float = opt(0.05, "linear/cosine decay to lr * min_lr_ratio")
-    clip_grad_norm: float = opt(1.0, "0 = off")
-    ema: float = opt(0.0, "> 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)")
+    warmup_steps: int = opt(100, "linear warmup updates", check=at_least(0))
+    min_lr_ratio: float = opt(0.05, "linear/cosine decay to lr * min_lr_ratio", check=between(0, 1))
+    clip_grad_norm: float = opt(1.0, "0 = off", check=at_least(0))
+    ema: float = opt(0.0, "> 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)",
+                     check=PROBABILITY)
     precision: Precision = opt("fp32", "fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted)")
-    device: str = opt("auto", "auto (CUDA if present, else CPU) | cpu | cuda | cuda:N")
-    eval_every: int = opt(0, "evaluate every N updates (0 = at the end of each epoch)")
-    eval_max_batches: int = opt(0, "cap validation batches during training (0 = whole valid set)")
-    patience: int = opt(0, "early stopping after N evaluations without improvement (0 = off)")
-    checkpoint_every: int = opt(0, "write checkpoints/last.pt every N updates (0 = at each evaluation)")
-    log_every: int = opt(10, "write a log.csv row every N updates")
+    device: str = opt("auto", "auto (CUDA if present, else CPU) | cpu | cuda | cuda:N",
+                      check=matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:N"))
+    eval_every: int = opt(0, "evaluate every N updates (0 = at the end of each epoch)", check=at_least(0))
+    eval_max_batches: int = opt(0, "cap validation batches during training (0 = whole valid set)", check=at_least(0))
+    patience: int = opt(0, "early stopping after N evaluations without improvement (0 = off)", check=at_least(0))
+    checkpoint_every: int = opt(0, "write checkpoints/last.pt every N updates (0 = at each evaluation)",
+                                check=at_least(0))
+    log_every: int = opt(10, "write a log.csv row every N updates", check=at_least(1))
     resume: str = opt("false", "false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)")
     resume_force: bool = opt(False, "resume even though the data files changed since the checkpoint")
     progress: bool = opt(True, "tqdm progress bar")
-    num_workers: int = opt(0, "DataLoader worker processes")
-    threads: int = opt(0, "torch.set_num_threads (0 = PyTorch's default)")
+    num_workers: int = opt(0, "DataLoader worker processes", check=at_least(0))
+    threads: int = opt(0, "torch.set_num_threads (0 = PyTorch's default)", check=at_least(0))
 
 
 @dataclass
 class DiagConfig:
     """The attention diagnostics of every run (:mod:`attnapps.diagnostics`), written as ``diag.*``."""
 
-    examples: int = opt(32, "test examples whose outputs the diagnostics explain, drawn by the seed (0 = off)")
-    permutations: int = opt(3, "random permutations of the attention per explained output")
+    examples: int = opt(32, "test examples whose outputs the diagnostics explain, drawn by the seed (0 = off)",
+                        check=at_least(0))
+    permutations: int = opt(3, "random permutations of the attention per explained output", check=at_least(1))
 
 
 @dataclass
 class ExplorerConfig:
     """``report.html``, the interactive attention explorer of every run (:mod:`attnapps.explorer`)."""
 
-    examples: int = opt(16, "test examples explained in report.html (0 = no report.html)")
-    max_mb: float = opt(4.0, "size budget of report.html in MB: examples past it are left out")
+    examples: int = opt(16, "test examples explained in report.html (0 = no report.html)", check=at_least(0))
+    max_mb: float = opt(4.0, "size budget of report.html in MB: examples past it are left out", check=positive)
 
 
 @dataclass
@@ -252,10 +281,11 @@ class RunConfig:
     explorer: ExplorerConfig = field(default_factory=ExplorerConfig)
 
 
-def hydra_defaults() -> dict:
-    """The primary config: which task by default, and where runs go."""
+def hydra_defaults(default_task: str | None) -> dict:
+    """The primary config: which task by default (the registered one marked ``Task.default``), and where
+    runs go."""
     return {
-        "defaults": [{"task": DEFAULT_TASK}, "_self_"],
+        "defaults": ([{"task": default_task}] if default_task else []) + ["_self_"],
         "hydra": {
             "run": {"dir": "runs/${task_name}/${now:%Y-%m-%d_%H-%M-%S}"},
             "sweep": {"dir": "multirun/${task_name}/${now:%Y-%m-%d_%H-%M-%S}",

@@ -45,7 +45,7 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
         raise AttnappsError(f"run={run} was trained for task={saved_task}, not task={task_name}")
     task_cls = get_task(saved_task)
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(task_cls.config_class), state["config"])
+        cfg = OmegaConf.merge(OmegaConf.structured(task_cls.config_class), task_cls.upgrade_config(state["config"]))
     except Exception as e:  # a key or value this version does not know
         raise AttnappsError(f"{ckpt_path}: its config does not fit this version of task {saved_task} "
                             f"({str(e).splitlines()[0]})") from None
@@ -64,11 +64,11 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
 
 def predict_options(task, given: dict, allowed=None, what: str = "predict option"):
     """The task's predict options (``predict_config_class``) with the ``given`` values: typed ("5" -> 5
-    for an int option, "abc" rejected) and checked by ``predict_rules``; a name outside ``allowed``
+    for an int option, "abc" rejected) and checked by their fields' rules; a name outside ``allowed``
     (default: every option) or a bad value raises :class:`ConfigError` naming it as ``what``."""
-    from attnapps.config import check_rules
+    from attnapps.config import check_rules, field_rules
 
-    cls = task.predict_config_class
+    cls = getattr(task, "predict_config_class", None)
     options = OmegaConf.structured(cls) if cls is not None else OmegaConf.create({})
     known = list(options.keys()) if allowed is None else list(allowed)
     for k, v in given.items():
@@ -79,7 +79,7 @@ def predict_options(task, given: dict, allowed=None, what: str = "predict option
         except Exception as e:
             raise ConfigError(f"bad value for {what} '{k}': {str(e).splitlines()[0]}") from None
     try:
-        check_rules(options, task.predict_rules)
+        check_rules(options, field_rules(cls))
     except ConfigError as e:
         raise ConfigError(str(e).replace("config key", what)) from None
     return options
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
             raise ConfigError(f"device={device!r}: choose cpu, cuda or cuda:N")
         task, model = load_run(run, task_name, device)
-        if task.predict_config_class is None:
-            raise ConfigError(f"task {task.name} has no predict options")
+        if not hasattr(task, "predict"):
+            raise ConfigError(f"task {task.name} has no predict (it is no attnapps.task.Explainer and defines none)")
         options = predict_options(task, args)
         import torch
 

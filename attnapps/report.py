@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from attnapps.plots import learning_curves
+from attnapps.task import Explainer, Reporter
 
 SUMMARY_KEYS = ("task_name", "seed", "model", "data.path", "trainer.max_epochs", "trainer.max_steps",
                 "trainer.max_minutes", "trainer.batch_size", "trainer.lr", "trainer.precision")
@@ -73,7 +74,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
     lines += diagnostics_section(metrics)
     if task is not None and model is not None:
         model.eval()
-        for section in task.report(model, run_dir, outputs or {}):
+        for section in task.report(model, run_dir, outputs or {}) if isinstance(task, Reporter) else []:
             lines += ["", section.rstrip()]
     html = write_explorer(run_dir, cfg, metrics, task, model, outputs or {})
     if html is not None:
@@ -96,7 +97,7 @@ def write_explorer(run_dir: Path, cfg, metrics: dict, task=None, model=None, out
     if not n:
         return None
     examples = []
-    if task is not None and model is not None:
+    if isinstance(task, Explainer) and model is not None:
         import torch
 
         with torch.no_grad():

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from attnapps.config import DEFAULT_TASK, describe, hydra_defaults
+from attnapps.config import describe, hydra_defaults
 from attnapps.errors import AttnappsError, ConfigError
 
 CONFIG_NAME = "attnapps"
@@ -21,10 +21,9 @@ CONFIG_NAME = "attnapps"
 def _register_primary() -> None:
     from hydra.core.config_store import ConfigStore
 
-    from attnapps.task import load_plugins
+    from attnapps.task import default_task
 
-    load_plugins()
-    ConfigStore.instance().store(name=CONFIG_NAME, node=hydra_defaults())
+    ConfigStore.instance().store(name=CONFIG_NAME, node=hydra_defaults(default_task()))
 
 
 def _user_overrides(argv: list[str]) -> list[str]:
@@ -36,7 +35,9 @@ def _task_of(overrides: list[str]) -> str:
     for o in overrides:
         if o.startswith("task="):
             return o.split("=", 1)[1]
-    return DEFAULT_TASK
+    from attnapps.task import default_task
+
+    return default_task()
 
 
 def _explain(exc: BaseException, task: str) -> str:
@@ -96,11 +97,11 @@ def validate(argv: list[str]) -> None:
 
 
 def print_help(argv: list[str]) -> None:
-    from attnapps.task import get_task, list_tasks
+    from attnapps.task import default_task, get_task, list_tasks
 
     task = _task_of(_user_overrides(argv))
     print(__doc__.strip().splitlines()[0])
-    print("\nTasks: " + ", ".join(list_tasks()) + f"   (default: {DEFAULT_TASK})")
+    print("\nTasks: " + ", ".join(list_tasks()) + f"   (default: {default_task()})")
     print(f"\nOptions of task={task} (key=value; defaults shown):")
     for key, typ, default, help_text in describe(get_task(task).config_class):
         if key != "task_name":
@@ -190,19 +191,31 @@ def check_run_dir(argv: list[str]) -> None:
         raise ConfigError(f"{key}={target}: cannot create the run directory ({reason})") from None
 
 
-ALIASES = {"tokenizer": "tokenizer.kind", "encoder": "encoder.name"}  # `tokenizer=X` is short for `tokenizer.kind=X`
-
-
 def expand_aliases(argv: list[str]) -> list[str]:
+    """``KEY=value`` for a short name the chosen task declares (``Task.aliases``, e.g. ``tokenizer=X`` for
+    ``tokenizer.kind=X``) -> the full key; a key the task renamed (``Task.renamed``) -> its new name, with
+    a deprecation line on stderr."""
+    from attnapps.task import get_task
+
+    try:
+        task = get_task(_task_of(_user_overrides(argv)))
+    except ConfigError:  # an unknown task= is reported, with the known ones, by validate()
+        return list(argv)
     out = []
     for a in argv:
         key, eq, value = a.partition("=")
-        out.append(f"{ALIASES[key]}={value}" if eq and key in ALIASES else a)
+        if eq and key in task.aliases:
+            a = f"{task.aliases[key]}={value}"
+        elif eq and key in task.renamed:
+            print(f"warning: {key}= is deprecated and will be removed in the next release; use "
+                  f"{task.renamed[key]}=", file=sys.stderr)
+            a = f"{task.renamed[key]}={value}"
+        out.append(a)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = expand_aliases(sys.argv[1:] if argv is None else argv)
+    argv = expand_aliases(sys.argv[1:] if argv is None else argv)  # (loads the task plugins)
     from attnapps import provenance
 
     if "TORCHELASTIC_RUN_ID" in os.environ:

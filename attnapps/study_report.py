@@ -22,8 +22,6 @@ def described(task: str) -> tuple[str, bool, list[str], str]:
 
 
 DIAG = ["entropy", "top1", "top3", "tau_grad", "tau_loo", "erase_max", "erase_random", "flip_max", "permute_tvd", "aer"]
-FIGURES = {"translation": "alignment_0.png", "classification": "attention_tokens.png",
-           "captioning": "attention_0.png", "generation": "attention_heatmap.png"}
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]  # t(0.975, df = 1..10)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
+from attnapps.config import opt
 from attnapps.errors import ConfigError
 
 _TASKS: dict[str, type["Task"]] = {}
@@ -37,24 +38,26 @@ class Task:
     """One application of attention. The trainer builds it as ``Task(cfg, device=, budget=)`` and calls,
     in order:
 
-    ``build_data()`` -> ``build_model()`` -> per batch ``loss(model, batch)`` -> ``evaluate(model, split)``
-    -> ``report(model, run_dir, outputs)``. ``predict(model, options)`` serves ``attnapps.predict``.
+    ``build_data()`` -> ``build_model()`` -> per batch ``loss(model, batch)`` -> ``evaluate(model, split)``.
     ``state_dict``/``load_state_dict`` carry what besides the weights a saved model needs (tokenizer,
-    label names); it is stored in every checkpoint.
+    label names); it is stored in every checkpoint. That is the whole required contract; reports,
+    explained outputs (``report.html``, ``attnapps.serve``, ``attnapps.predict``) and diagnostics are
+    the optional components below (:class:`Reporter`, :class:`Explainer`, :class:`Diagnoser`). A task
+    may also define ``predict(model, options)`` itself (options: ``predict_config_class``).
     """
 
     name: ClassVar[str]
+    default: ClassVar[bool] = False  # the task `attnapps.run` trains when no task= is given (one task says so)
     config_class: ClassVar[type]  # a dataclass subclassing attnapps.config.RunConfig
-    predict_config_class: ClassVar[type | None] = None  # dataclass of predict's key=value options
+    aliases: ClassVar[dict[str, str]] = {}  # short command-line names: {"tokenizer": "tokenizer.kind"}
+    renamed: ClassVar[dict[str, str]] = {}  # old key -> new key, accepted with a deprecation line for one release
     primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result used for early stopping
     higher_is_better: ClassVar[bool] = False
     count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
-    config_rules: ClassVar[dict] = {}  # "key": rule (attnapps.config.at_least(1), ...): value checks
     # per study preset (quick, full): this task's own keys, over the preset's (attnapps.study)
     study_presets: ClassVar[dict[str, list[str]]] = {}
     secondary_metrics: ClassVar[tuple[str, ...]] = ()  # test metrics the study shows beside the primary one
     study_figure: ClassVar[str] = ""  # the attention figure under plots/ the study shows per variant
-    predict_rules: ClassVar[dict] = {}  # the same for predict's options
 
     def __init__(self, cfg, device: str | torch.device | None = None, budget: Callable[[], float] | None = None):
         self.cfg = cfg
@@ -73,17 +76,39 @@ class Task:
     # -- config ---------------------------------------------------------------------------------
     @classmethod
     def check_config(cls, cfg) -> None:
-        """Reject a bad config before any data is read (raise ``ConfigError`` naming the key): value
-        ranges from ``TRAINER_RULES`` and ``config_rules``; override to add checks across keys (and
-        call ``super().check_config(cfg)``)."""
+        """Reject a bad config before any data is read (raise ``ConfigError`` naming the key): every
+        field's own rule (``opt(..., check=...)``, collected by :func:`attnapps.config.field_rules`), then
+        keys set for an architecture that does not use them; override to add checks across keys (and call
+        ``super().check_config(cfg)``)."""
         from dataclasses import fields
 
-        from attnapps.config import TRAINER_RULES, check_arch_keys, check_rules
+        from attnapps.config import check_arch_keys, check_rules, field_rules
 
-        check_rules(cfg, {**TRAINER_RULES, **cls.config_rules})
+        check_rules(cfg, field_rules(cls.config_class))
         model = next((f.default_factory for f in fields(cls.config_class) if f.name == "model"), None)
         if hasattr(model, "archs"):  # a per-architecture model section (attnapps.config.model_section)
             check_arch_keys(cfg.model, model)
+
+    @classmethod
+    def upgrade_config(cls, saved: dict) -> dict:
+        """A saved config (``config.yaml``, a checkpoint's) with each key the task renamed since
+        (``renamed``) moved to its new name, so runs of the previous release still load."""
+        import copy
+
+        saved = copy.deepcopy(saved)
+        for old, new in cls.renamed.items():
+            *path, last = old.split(".")
+            node = saved
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and last in node:
+                value = node.pop(last)
+                *new_path, new_last = new.split(".")
+                target = saved
+                for part in new_path:
+                    target = target.setdefault(part, {})
+                target[new_last] = value
+        return saved
 
     # -- data -----------------------------------------------------------------------------------
     def load_data(self) -> dict[str, Sequence]:
@@ -122,60 +147,6 @@ class Task:
         adds ``loss`` itself."""
         return Evaluation({})
 
-    # -- after training -------------------------------------------------------------------------
-    def report(self, model: nn.Module, run_dir: Path, outputs: dict[str, Any]) -> list[str]:
-        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``outputs``: split ->
-        the final evaluation's ``Evaluation.outputs``, and ``"run"`` -> the run's final metrics (those of
-        ``metrics.json``, ``extra_metrics`` included)."""
-        return []
-
-    def trivial_baseline(self, split: str) -> dict[str, float]:
-        """The metrics on ``split`` of a predictor that learns nothing about the inputs -- the majority
-        class, the source copied, a unigram model: ``{metric: value}`` with at least the primary metric,
-        written to ``metrics.json`` as ``trivial.<split>.<metric>``. A run not beyond it did not learn
-        (the study says so instead of comparing it). ``{}``: the task has none."""
-        return {}
-
-    def extra_metrics(self, model: nn.Module) -> dict[str, float]:
-        """Run-level numbers for ``metrics.json`` besides the split metrics (e.g. extraction or
-        generation speed), called once with the final (best) model."""
-        return {}
-
-    # -- attention diagnostics (attnapps.diagnostics) -----------------------------------------
-    diag_decision: ClassVar[bool] = False  # the explained output is a decision: erasure reports flip rates
-
-    def probes(self, model: nn.Module, indices: list[int]) -> list:
-        """:class:`attnapps.diagnostics.Probe` s explaining the outputs on test examples ``indices``;
-        none = no ``diag.*`` for this task."""
-        return []
-
-    def diag_extra(self, model: nn.Module) -> dict[str, float]:
-        """Further ``diag.*`` numbers (e.g. translation's alignment error rate against gold alignments)."""
-        return {}
-
-    def predict(self, model: nn.Module, options) -> None:
-        raise NotImplementedError(f"task {self.name} has no predict")
-
-    # -- the explorer (report.html) and attnapps.serve ------------------------------------------
-    serve_input: ClassVar[str] = "text"  # what a served request gives: "text" (strings) or "image" (RGB PIL images)
-    serve_options: ClassVar[tuple[str, ...]] = ()  # the predict options a served request may set
-    infer_batches: ClassVar[bool] = True  # infer() runs its inputs as one batch: the server micro-batches requests
-
-    def infer(self, model: nn.Module, inputs: list, options) -> list[dict]:
-        """New inputs (texts, or RGB PIL images when ``serve_input == "image"``) -> one explained output
-        each, in :mod:`attnapps.explorer`'s format with ``text`` = the output: what ``attnapps.serve``
-        returns. ``options``: the task's predict options (``predict_config_class``)."""
-        raise NotImplementedError(f"task {self.name} cannot explain new inputs")
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of an input text, for the server's ``max_tokens`` limit (the task's tokenizer)."""
-        return len(text.split())
-
-    def explore(self, model: nn.Module, outputs: dict[str, Any], n: int) -> list[dict]:
-        """``report.html``'s examples: up to ``n`` test examples explained as :meth:`infer` does, with
-        what the test set knows besides (gold label, references). ``outputs`` as for :meth:`report`."""
-        return []
-
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -203,6 +174,93 @@ class Task:
         size = batch_size or self.cfg.trainer.batch_size
         for start in range(0, len(order), size):
             yield to_device(self.collate([ds[i] for i in order[start:start + size]]), self.device)
+
+
+# ------------------------------------------------------------------------------- optional components
+# A task adds what it offers beyond data -> model -> loss -> evaluate by subclassing these as well
+# (``class MyTask(Task, Reporter, Explainer)``); the core asks ``isinstance(task, Explainer)`` and so on.
+
+
+class Reporter:
+    """Adds to a run's outputs: ``report.md`` sections and figures, the trivial baseline beside the
+    metrics, run-level numbers."""
+
+    def report(self, model: nn.Module, run_dir: Path, outputs: dict[str, Any]) -> list[str]:
+        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``outputs``: split ->
+        the final evaluation's ``Evaluation.outputs``, and ``"run"`` -> the run's final metrics (those of
+        ``metrics.json``, ``extra_metrics`` included)."""
+        return []
+
+    def trivial_baseline(self, split: str) -> dict[str, float]:
+        """The metrics on ``split`` of a predictor that learns nothing about the inputs -- the majority
+        class, the source copied, a unigram model: ``{metric: value}`` with at least the primary metric,
+        written to ``metrics.json`` as ``trivial.<split>.<metric>``. A run not beyond it did not learn
+        (the study says so instead of comparing it). ``{}``: the task has none."""
+        return {}
+
+    def extra_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Run-level numbers for ``metrics.json`` besides the split metrics (e.g. extraction or
+        generation speed), called once with the final (best) model."""
+        return {}
+
+
+class Diagnoser:
+    """Explains outputs for the attention diagnostics (:mod:`attnapps.diagnostics`): ``diag.*`` in
+    ``metrics.json`` and the report."""
+
+    diag_decision: ClassVar[bool] = False  # the explained output is a decision: erasure reports flip rates
+
+    def probes(self, model: nn.Module, indices: list[int]) -> list:
+        """:class:`attnapps.diagnostics.Probe` s explaining the outputs on test examples ``indices``;
+        none = no ``diag.*`` for this task."""
+        return []
+
+    def diag_extra(self, model: nn.Module) -> dict[str, float]:
+        """Further ``diag.*`` numbers (e.g. translation's alignment error rate against gold alignments)."""
+        return {}
+
+
+@dataclass
+class PredictConfig:
+    """``attnapps.predict``'s options for an :class:`Explainer` that declares none of its own."""
+
+    input: str = opt("-", "file with one input per line, or - for stdin")
+    output: str = opt("-", "file for the outputs, or - for stdout")
+
+
+class Explainer:
+    """Explains outputs on new inputs and on test examples: what ``attnapps.serve`` answers, the examples
+    of ``report.html`` and (unless the task has its own ``predict``) what ``attnapps.predict`` prints."""
+
+    predict_config_class: ClassVar[type] = PredictConfig  # attnapps.predict's key=value options (a dataclass)
+    serve_input: ClassVar[str] = "text"  # what a served request gives: "text" (strings) or "image" (RGB PIL images)
+    serve_options: ClassVar[tuple[str, ...]] = ()  # the predict options a served request may set
+    serve_limits: ClassVar[dict[str, str]] = {}  # option -> the attnapps.serve key capping it ({"beam": "max_beam"})
+    infer_batches: ClassVar[bool] = True  # infer() runs its inputs as one batch: the server micro-batches requests
+
+    def infer(self, model: nn.Module, inputs: list, options) -> list[dict]:
+        """New inputs (texts, or RGB PIL images when ``serve_input == "image"``) -> one explained output
+        each, in :mod:`attnapps.explorer`'s format with ``text`` = the output: what ``attnapps.serve``
+        returns. ``options``: the task's predict options (``predict_config_class``)."""
+        raise NotImplementedError(f"task {self.name} cannot explain new inputs")
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of an input text, for the server's ``max_tokens`` limit (the task's tokenizer)."""
+        return len(text.split())
+
+    def explore(self, model: nn.Module, outputs: dict[str, Any], n: int) -> list[dict]:
+        """``report.html``'s examples: up to ``n`` test examples explained as :meth:`infer` does, with
+        what the test set knows besides (gold label, references). ``outputs`` as for :meth:`report`."""
+        return []
+
+    def predict(self, model: nn.Module, options) -> None:
+        """``attnapps.predict``: each line of ``options.input`` -> its output's text, one line each."""
+        from attnapps.data.files import read_input, write_output
+
+        lines = read_input(options.input).splitlines()
+        outputs = [o["text"] for start in range(0, len(lines), 32)
+                   for o in self.infer(model, lines[start:start + 32], options)]
+        write_output(options.output, outputs)
 
 
 def register_task(name: str):
@@ -239,6 +297,13 @@ def load_plugins() -> None:
 def list_tasks() -> list[str]:
     load_plugins()
     return sorted(_TASKS)
+
+
+def default_task() -> str | None:
+    """The registered task that says it is the default (``Task.default``), else the first by name."""
+    names = list_tasks()
+    marked = [n for n in names if _TASKS[n].default]
+    return (marked or names or [None])[0]
 
 
 def get_task(name: str) -> type[Task]:

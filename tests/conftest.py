@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, timeout=300):
     """Run ``python -m module args`` as a user would, with the test-only dummy task registered.
     It runs in a fresh temporary folder, so runs without ``hydra.run.dir=`` leave nothing in the repo."""
-    env = dict(os.environ, ATTNAPPS_TASKS="tests.dummy_task", PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="0",
-               **(env_extra or {}))
+    env = {**os.environ, "ATTNAPPS_TASKS": "tests.dummy_task", "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0",
+           **(env_extra or {})}
     with tempfile.TemporaryDirectory(prefix="attnapps-cli-") as scratch:
         return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or scratch, env=env, input=input,
                               capture_output=True, text=True, timeout=timeout)

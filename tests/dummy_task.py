@@ -17,7 +17,7 @@ from torch import nn
 
 from attnapps.config import RunConfig, TrainerConfig, opt
 from attnapps.data.files import read_input
-from attnapps.task import Task, register_task
+from attnapps.task import Reporter, Task, register_task
 
 
 @dataclass
@@ -53,7 +53,7 @@ class DummyConfig(RunConfig):
 
 
 @register_task("dummy")
-class DummyTask(Task):
+class DummyTask(Task, Reporter):
     config_class = DummyConfig
     predict_config_class = DummyPredict
     primary_metric = "accuracy"

@@ -4,14 +4,16 @@ per-architecture model configs, help texts, predict's input/output, report helpe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from attnapps.config import Attention, arch_config, check_arch_keys, describe, model_section, opt
+from attnapps.config import (
+    Attention, TrainerConfig, arch_config, at_least, check_arch_keys, check_rules, describe, field_rules, model_section,
+    opt)
 from attnapps.data import fit_tokenizer
 from attnapps.data.files import write_output
 from attnapps.decoding import LanguageModel, Seq2SeqDecoder, decode_batches, greedy
@@ -131,11 +133,53 @@ def test_model_section_unions_the_architectures_and_rejects_a_key_of_another():
         model_section("Bad", {"a": AConfig, "c": WideConfig}, "a")
 
 
+@dataclass
+class Inner:
+    n: int = opt(2, "a count", check=at_least(1))
+    free: int = opt(0, "no rule")
+
+
+@dataclass
+class LooseTrainer(TrainerConfig):
+    batch_size: int = opt(0, "0 = chosen later", check=at_least(0))
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    trainer: LooseTrainer = field(default_factory=LooseTrainer)
+    model: object = field(default_factory=model_section("RuleModel", {"a": Inner}, "a"))
+
+
+def test_rules_are_collected_from_the_fields_a_subclass_bringing_its_own():
+    rules = field_rules(Outer)
+    assert {"inner.n", "trainer.batch_size", "trainer.lr", "model.n"} <= set(rules) and "inner.free" not in rules
+    cfg = OmegaConf.structured(Outer)
+    check_rules(cfg, rules)  # the defaults keep every rule; batch_size 0 is the subclass's, not the core's >= 1
+    assert field_rules(TrainerConfig)["batch_size"](0) == "must be >= 1"
+    for key, value, why in [("inner.n", 0, "must be >= 1"), ("model.n", 0, "must be >= 1"),
+                            ("trainer.batch_size", -1, "must be >= 0"), ("trainer.betas", [0.9, 1.0], "must each be in")]:
+        bad = OmegaConf.structured(Outer)
+        OmegaConf.update(bad, key, value)
+        with pytest.raises(ConfigError, match=f"config key '{key}': .* {why}"):
+            check_rules(bad, rules)
+
+
+@pytest.mark.parametrize("task", ["translation", "classification", "captioning", "generation"])
+def test_every_rule_of_every_task_names_a_key_its_defaults_keep(task):
+    cls = get_task(task)
+    cfg = OmegaConf.structured(cls.config_class)
+    rules = field_rules(cls.config_class)
+    assert len(rules) >= 20 and all(OmegaConf.select(cfg, k, default="absent") != "absent" for k in rules)
+    check_rules(cfg, rules)
+    cls.check_config(cfg)
+
+
 @pytest.mark.parametrize("task", ["translation", "classification", "captioning", "generation"])
 def test_every_config_field_of_every_task_has_help_and_choices_list_their_values(task):
     assert task in list_tasks()
     cls = get_task(task)
-    rows = describe(cls.config_class) + (describe(cls.predict_config_class) if cls.predict_config_class else [])
+    rows = describe(cls.config_class) + describe(cls.predict_config_class)
     missing = [key for key, _, _, text in rows if not text and key != "task_name"]
     assert not missing
     arch = next(r for r in rows if r[0] == "model.arch")
@@ -154,3 +198,16 @@ def test_write_output_to_a_file_and_stdout(tmp_path, capsys):
 def test_report_section_and_table():
     assert section("T", ["x", "y"]) == ["## T", "", "- x", "- y"]
     assert table(["a", "b"], [[1, "p|q"]]) == ["| a | b |", "|---|---|", "| 1 | p\\|q |"]
+
+
+def test_a_config_saved_before_a_rename_loads_with_the_new_names():
+    cls = get_task("translation")
+    current = OmegaConf.to_container(OmegaConf.structured(cls.config_class))
+    old = OmegaConf.to_container(OmegaConf.structured(cls.config_class))
+    old["decode"]["samples"], old["decode"]["plots"] = 3, 1  # as the previous release saved it
+    del old["report"]
+    upgraded = cls.upgrade_config(old)
+    assert upgraded["report"] == {"examples": 3, "figures": 1} and "samples" not in upgraded["decode"]
+    merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(cls.config_class), upgraded))
+    assert merged == {**current, "report": {"examples": 3, "figures": 1}}
+    assert "samples" in old["decode"]  # the saved dict itself is left as it was

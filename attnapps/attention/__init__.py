@@ -18,10 +18,11 @@ from attnapps.attention.dot import DotAttention
 from attnapps.attention.general import GeneralAttention
 from attnapps.attention.scaled_dot import ScaledDotAttention
 from attnapps.attention.multihead import KVCache, MultiheadAttention
+from attnapps.attention.record import record  # noqa: E402  (the one path to every module's weights)
 
 __all__ = [
     "Attention", "AdditiveAttention", "DotAttention", "GeneralAttention", "ScaledDotAttention",
     "MultiheadAttention", "KVCache", "build_attention", "get_attention_class", "list_attention",
     "register_attention", "intervene", "masked_softmax", "dot_product_attention", "lengths_to_mask", "causal_mask",
-    "combine", "expand_mask", "invert",
+    "combine", "expand_mask", "invert", "record",
 ]

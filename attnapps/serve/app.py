@@ -160,7 +160,7 @@ def create_app(runs: dict[str, LoadedRun], cfg: ServeConfig | None = None):
                 raise RequestError(422, f"{where}: {err.get('msg')}") from None
             inputs = check_texts(loaded, body, cfg)
             given = body.options
-        options = loaded.options(given, cfg.max_beam, cfg.max_new_tokens)
+        options = loaded.options(given, cfg)
         start = time.perf_counter()
         import anyio
 

@@ -22,8 +22,9 @@ class ServeConfig:
     max_texts: int = opt(32, "most texts per request")
     max_tokens: int = opt(512, "most tokens per text (the run's tokenizer)")
     max_image_pixels: int = opt(20_000_000, "largest image, width x height (413 above)")
-    max_beam: int = opt(10, "largest beam a request may ask for")
-    max_new_tokens: int = opt(400, "most tokens a generation request may ask for")
+    # limits of the tasks' request options (each task names the option a key caps: Task.serve_limits)
+    max_beam: int = opt(10, "largest beam a request may ask for (option 'beam')")
+    max_new_tokens: int = opt(400, "most new tokens a request may ask for (option 'max_new_tokens')")
     timeout_s: float = opt(120.0, "a request waiting longer for its model gets 503")
 
 

@@ -54,7 +54,7 @@ class LoadedRun:
         import json
 
         self.metrics = json.loads(metrics.read_text()) if metrics.is_file() else {}
-        defaults = OmegaConf.structured(task.predict_config_class) if task.predict_config_class else OmegaConf.create()
+        defaults = OmegaConf.structured(task.predict_config_class)
         self.defaults = {k: defaults[k] for k in task.serve_options}
         self.lock = threading.Lock()
         self.calls = self.batched_inputs = 0  # model calls and the inputs they carried (for the benchmark)
@@ -65,9 +65,10 @@ class LoadedRun:
             self._worker.start()
 
     # -- options -----------------------------------------------------------------------------------
-    def options(self, given: dict, max_beam: int, max_new_tokens: int):
+    def options(self, given: dict, server_config):
         """The task's predict options with a request's values (``attnapps.predict.predict_options``, only
-        ``serve_options`` allowed) and this server's caps: unknown names and bad values -> 422."""
+        ``serve_options`` allowed) and this server's caps (``Task.serve_limits``: option -> the server key
+        holding its largest value): unknown names and bad values -> 422."""
         from attnapps.predict import predict_options
 
         for k, v in given.items():
@@ -77,11 +78,11 @@ class LoadedRun:
             options = predict_options(self.task, given, allowed=self.defaults, what="option")
         except ConfigError as e:
             raise RequestError(422, str(e)) from None
-        if "beam" in self.defaults and options.beam > max_beam:
-            raise RequestError(422, f"option 'beam': {options.beam} is over this server's limit of {max_beam}")
-        if "max_new_tokens" in self.defaults and options.max_new_tokens > max_new_tokens:
-            raise RequestError(422, f"option 'max_new_tokens': {options.max_new_tokens} is over this server's "
-                                    f"limit of {max_new_tokens}")
+        for option, key in self.task.serve_limits.items():
+            limit = getattr(server_config, key)
+            if option in self.defaults and options[option] > limit:
+                raise RequestError(422, f"option '{option}': {options[option]} is over this server's limit of "
+                                        f"{limit} ({key})")
         return options
 
     # -- inference ---------------------------------------------------------------------------------
@@ -154,11 +155,16 @@ class LoadedRun:
 def load_runs(dirs: list[str], device: str = "cpu", batching: str = "auto", window_ms: float = 5.0,
               max_batch: int = 16) -> dict[str, LoadedRun]:
     """``{run id: LoadedRun}``; ids are the directories' names (made unique with ``-2``, ``-3``, ...)."""
+    from attnapps.errors import AttnappsError
     from attnapps.predict import load_run
+    from attnapps.task import Explainer
 
     runs: dict[str, LoadedRun] = {}
     for d in dirs:
         task, model = load_run(d, device=device)
+        if not isinstance(task, Explainer):
+            raise AttnappsError(f"run={d}: task {task.name} explains no outputs (it is no attnapps.task.Explainer), "
+                                "so there is nothing to serve")
         base = Path(d).resolve().name or "run"
         run_id, k = base, 1
         while run_id in runs:

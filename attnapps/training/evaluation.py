@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from attnapps.task import Evaluation
+from attnapps.task import Diagnoser, Evaluation
 
 
 @dataclass
@@ -60,6 +60,8 @@ def run_diagnostics(task, model: nn.Module, cfg, train_seconds: float) -> dict:
 
     from attnapps.diagnostics import diagnose
 
+    if not isinstance(task, Diagnoser):
+        return {}
     test = task.datasets.get("test") or []
     n = min(cfg.diag.examples, len(test))
     if n <= 0:

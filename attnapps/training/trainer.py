@@ -27,6 +27,7 @@ from attnapps import provenance
 from attnapps.config import plain
 from attnapps.data.batching import BucketBatchSampler, to_device
 from attnapps.errors import AttnappsError, ConfigError
+from attnapps.task import Reporter
 from attnapps.training import distributed as dist
 from attnapps.training.checkpoint import Checkpointer, check_same_data, load_checkpoint, rng_state
 from attnapps.training.clock import Budget, Progress
@@ -296,8 +297,9 @@ class Trainer:
             f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
             "train.peak_memory_mb": peak_memory_mb(self.device)})
-        metrics.update({f"trivial.test.{k}": v for k, v in self.task.trivial_baseline("test").items()})
-        metrics.update(self.task.extra_metrics(self.model))
+        if isinstance(self.task, Reporter):
+            metrics.update({f"trivial.test.{k}": v for k, v in self.task.trivial_baseline("test").items()})
+            metrics.update(self.task.extra_metrics(self.model))
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         outputs["run"] = metrics  # the report may cite any final number
         return RunResult(metrics, outputs, self.task, self.model, self.data_fingerprints, self.device)

@@ -25,34 +25,37 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention
-from attnapps.config import Attention, opt
+from attnapps.config import Attention, PROBABILITY, at_least, opt
 from attnapps.data.vocab import BOS, PAD, UNK
 from attnapps.layers import SinusoidalPositions, TransformerDecoder, rnn_states
 
 
-HIDDEN = opt(256, "LSTM size / Transformer d_model")
-HEADS = opt(4, "attention heads (transformer; show_attend_tell with attention=multihead)")
-DROPOUT = opt(0.3, "dropout probability")
-SMOOTHING = opt(0.1, "label smoothing of the cross-entropy")
+HIDDEN = opt(256, "LSTM size / Transformer d_model", check=at_least(2))
+HEADS = opt(4, "attention heads (transformer; show_attend_tell with attention=multihead)", check=at_least(1))
+DROPOUT = opt(0.3, "dropout probability", check=PROBABILITY)
+SMOOTHING = opt(0.1, "label smoothing of the cross-entropy", check=PROBABILITY)
 SCST_AFTER = opt(-1.0, "from this fraction of the budget on, optimise CIDEr-D (self-critical); >= 1 = never; "
-                 "-1 = 0.5 over a frozen encoder's features, never when the encoder trains")
-SCST_SAMPLES = opt(5, "captions sampled per image for the self-critical baseline")
+                 "-1 = 0.5 over a frozen encoder's features, never when the encoder trains",
+                 check=lambda v: None if v == -1 or v >= 0 else "must be -1 (auto) or >= 0")
+SCST_SAMPLES = opt(5, "captions sampled per image for the self-critical baseline", check=at_least(2))
 
 
 @dataclass
 class ShowAttendTellConfig:
     attention: Attention = opt("additive", "attention variant over the regions (any core variant)")
-    embed_size: int = opt(128, "word embedding size")
+    embed_size: int = opt(128, "word embedding size", check=at_least(1))
     hidden_size: int = HIDDEN
     heads: int = HEADS
     dropout: float = DROPOUT
-    doubly_stochastic: float = opt(0.0, "lambda of the doubly stochastic regulariser (the paper: 1; see README)")
+    doubly_stochastic: float = opt(0.0, "lambda of the doubly stochastic regulariser (the paper: 1; see README)",
+                                   check=at_least(0))
     init_from_mean: bool = opt(False, "h0, c0 from the mean region (the paper) or zeros")
     region_positions: bool = opt(True, "add a learned embedding of each region's grid cell")
-    retrieval_k: int = opt(8, "attend over (and copy from) the captions of the k nearest training images; 0 = off")
-    memory_len: int = opt(160, "at most this many retrieved tokens per image")
+    retrieval_k: int = opt(8, "attend over (and copy from) the captions of the k nearest training images; 0 = off",
+                           check=at_least(0))
+    memory_len: int = opt(160, "at most this many retrieved tokens per image", check=at_least(1))
     label_smoothing: float = SMOOTHING
-    word_dropout: float = opt(0.1, "fraction of input words replaced by <unk> in training")
+    word_dropout: float = opt(0.1, "fraction of input words replaced by <unk> in training", check=PROBABILITY)
     tie_embeddings: bool = opt(True, "the output layer shares the word embedding")
     scst_after: float = SCST_AFTER
     scst_samples: int = SCST_SAMPLES
@@ -62,8 +65,8 @@ class ShowAttendTellConfig:
 class TransformerCaptionerConfig:
     hidden_size: int = HIDDEN
     heads: int = HEADS
-    layers: int = opt(2, "Transformer decoder layers")
-    ff_size: int = opt(512, "feed-forward size of each Transformer layer")
+    layers: int = opt(2, "Transformer decoder layers", check=at_least(1))
+    ff_size: int = opt(512, "feed-forward size of each Transformer layer", check=at_least(1))
     dropout: float = DROPOUT
     label_smoothing: float = SMOOTHING
     scst_after: float = SCST_AFTER

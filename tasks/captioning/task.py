@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from attnapps.attention.record import record
-from attnapps.config import PROBABILITY, arch_config, at_least, check_heads
+from attnapps.config import arch_config, check_heads
 from attnapps.data import Vocab, pad_batch
 from attnapps.data.scripts import join_words
 from attnapps.data.files import cache_root, carve
@@ -30,7 +30,7 @@ from attnapps.losses import sequence_loss
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
 from attnapps.report import section, table
-from attnapps.task import Evaluation, Task, register_task
+from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
 from . import diagnostics
 from .config import CaptioningConfig, CaptioningPredict
@@ -49,27 +49,17 @@ METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
 
 
 @register_task("captioning")
-class CaptioningTask(Task):
+class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     config_class = CaptioningConfig
+    aliases = {"encoder": "encoder.name"}  # `encoder=X` is short for `encoder.name=X`
+    renamed = {"decode.samples": "report.examples", "decode.figures": "report.figures"}  # old names, for one release
     predict_config_class = CaptioningPredict
     primary_metric = "cider"
     higher_is_better = True
     count_unit = "captions"
-    predict_rules = {"beam": at_least(1), "alpha": at_least(0)}
     # attnapps.study: a quick look that learns something (CIDEr-D 1.96 vs the most frequent caption's 1.06, README)
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.strategy=greedy"]}
     secondary_metrics, study_figure = ("bleu4", "grounding"), "attention_0.png"  # what attnapps.study shows of this task
-    config_rules = {
-        "data.synthetic_seed": at_least(0), "data.max_images": at_least(0), "data.min_freq": at_least(1),
-        "data.max_len": at_least(1), "data.captions_per_image": at_least(1), "encoder.image_size": at_least(0),
-        "encoder.batch_size": at_least(1), "model.embed_size": at_least(1), "model.hidden_size": at_least(2),
-        "model.heads": at_least(1), "model.layers": at_least(1), "model.ff_size": at_least(1),
-        "model.dropout": PROBABILITY, "model.doubly_stochastic": at_least(0), "model.retrieval_k": at_least(0),
-        "model.memory_len": at_least(1), "model.label_smoothing": PROBABILITY, "model.word_dropout": PROBABILITY,
-        "model.scst_after": lambda v: None if v == -1 or v >= 0 else "must be -1 (auto) or >= 0",
-        "model.scst_samples": at_least(2), "decode.beam": at_least(1), "decode.rerank_k": at_least(0),
-        "decode.alpha": at_least(0), "decode.max_len": at_least(1), "decode.valid_subset": at_least(0),
-        "decode.samples": at_least(0), "decode.figures": at_least(0)}
 
     @classmethod
     def check_config(cls, cfg):
@@ -262,7 +252,7 @@ class CaptioningTask(Task):
     # ------------------------------------------------------------------ report and predict
     def report(self, model, run_dir, outputs):
         run_dir, m = Path(run_dir), self.cfg.model
-        dec, info, test = self.cfg.decode, self.feature_info, outputs["test"]
+        info, test = self.feature_info, outputs["test"]
         words, attns, scores, g, mem_attns = (test["words"], test["attention"], test["metrics"], test["grounding"],
                                               test["memory_attention"])
         (run_dir / "test_captions.txt").write_text(
@@ -315,9 +305,9 @@ class CaptioningTask(Task):
         lines += ["", "Test captions: `test_captions.txt`.", "", "### Samples (test)", ""]
         lines += table(["image", "generated", "references (first two)"],
                        [[it.name, join_words(w), " / ".join(join_words(c) for c in it.captions[:2])]
-                        for (_, it), w in list(zip(self.items["test"], words))[: dec.samples]])
+                        for (_, it), w in list(zip(self.items["test"], words))[: self.cfg.report.examples]])
         lines += ["", "### Where the decoder looked (test images, test decoding)", ""]
-        for n, ((_, it), w, a) in enumerate(list(zip(self.items["test"], words, attns))[: dec.figures]):
+        for n, ((_, it), w, a) in enumerate(list(zip(self.items["test"], words, attns))[: self.cfg.report.figures]):
             if a is None or not w:
                 continue
             path = self.figure(it.path, w, a, run_dir / "plots" / f"attention_{n}.png")
@@ -410,6 +400,7 @@ class CaptioningTask(Task):
 
     serve_input = "image"
     serve_options = ("beam", "alpha")
+    serve_limits = {"beam": "max_beam"}  # what attnapps.serve caps (its max_* keys)
 
     @torch.no_grad()
     def infer(self, model, inputs, options):

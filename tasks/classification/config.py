@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attnapps.config import OnError, RunConfig, TrainerConfig, choice, model_section, opt
+from attnapps.config import (
+    PROBABILITY_OR_AUTO, OnError, RunConfig, Schedule, TrainerConfig, at_least, choice, model_section, opt)
 
 from .model import ARCHS
 
@@ -24,7 +25,8 @@ class ClassificationData:
     format: DataFormat = opt("tsv", "tsv (text<TAB>label) | csv (header) | imdb (aclImdb folders)")
     text_column: str = opt("text", "csv")
     label_column: str = opt("label", "csv")
-    max_len: int = opt(0, "tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)")
+    max_len: int = opt(0, "tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)",
+                       check=at_least(0))
     on_error: OnError = opt("raise", "raise | skip")
 
 
@@ -34,9 +36,9 @@ class ClassificationTokenizer:
                               "word (Unicode regex, lowercased; one token per Chinese/Japanese/Thai character) | "
                               "char (every character, lowercased) | sentencepiece")
     normalize: Normalization = opt("auto", "word: Unicode normalisation; auto = NFKC for East Asian text, else NFC")
-    min_freq: int = opt(2, "word: rarer words -> <unk>")
-    max_size: int = opt(30000, "word: vocabulary cap")
-    vocab_size: int = opt(8000, "sentencepiece")
+    min_freq: int = opt(2, "word: rarer words -> <unk>", check=at_least(1))
+    max_size: int = opt(30000, "word: vocabulary cap", check=at_least(0))
+    vocab_size: int = opt(8000, "sentencepiece", check=at_least(8))
 
 
 ClassificationModel = model_section("ClassificationModel", ARCHS, "auto",
@@ -44,8 +46,27 @@ ClassificationModel = model_section("ClassificationModel", ARCHS, "auto",
 
 
 @dataclass
+class ClassificationTrainer(TrainerConfig):
+    """The shared trainer's keys with classification's defaults: until the 3-minute budget (or early
+    stopping), and three values chosen from the data unless set."""
+
+    max_epochs: int = opt(0, "stop after this many passes over the training data (0 = until the time budget)",
+                          check=at_least(0))
+    max_minutes: float = opt(3.0, "wall-clock budget for training (0 = no limit); resumed runs count it all",
+                             check=at_least(0))
+    batch_size: int = opt(0, "examples per update; 0 = the architecture's (tasks/classification/auto.py)",
+                          check=at_least(0))
+    lr: float = opt(0.0, "peak learning rate (AdamW); 0 = the architecture's (tasks/classification/auto.py)",
+                    check=at_least(0))
+    schedule: Schedule = opt("linear", "constant | linear | cosine | inverse_sqrt (all after linear warmup)")
+    patience: int = opt(3, "early stopping after N evaluations without improvement (0 = off)", check=at_least(0))
+    ema: float = opt(-1.0, "> 0: evaluate and keep a moving average of the weights; < 0 = from the tokens: "
+                     "0.999 for characters, else 0 (auto.py)", check=PROBABILITY_OR_AUTO)
+
+
+@dataclass
 class ClassificationReportConfig:
-    examples: int = opt(8, "shaded test examples in the report (half correct, half wrong)")
+    examples: int = opt(8, "shaded test examples in the report (half correct, half wrong)", check=at_least(0))
     baseline: bool = opt(True, "TF-IDF + logistic regression on the same split (needs scikit-learn)")
 
 
@@ -56,9 +77,7 @@ class ClassificationConfig(RunConfig):
     tokenizer: ClassificationTokenizer = field(default_factory=ClassificationTokenizer)
     model: ClassificationModel = field(default_factory=ClassificationModel)
     report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
-        max_epochs=0, max_minutes=3.0, batch_size=0, lr=0.0, warmup_steps=100, schedule="linear",
-        weight_decay=0.01, eval_every=0, patience=3, ema=-1.0))
+    trainer: ClassificationTrainer = field(default_factory=ClassificationTrainer)
     # lr 0 / batch_size 0 = the architecture's (auto.ARCH_DEFAULTS); max_epochs 0 = until the time budget
     # or early stopping (15 when there is no budget at all); ema < 0 = from the tokens (auto.py)
 
@@ -66,4 +85,4 @@ class ClassificationConfig(RunConfig):
 @dataclass
 class ClassificationPredict:
     input: str = opt("-", "file with one text per line, or - for stdin")
-    top: int = opt(5, "most-attended tokens to print")
+    top: int = opt(5, "most-attended tokens to print", check=at_least(0))

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
-from attnapps.config import Attention, choice, opt
+from attnapps.config import Attention, PROBABILITY_OR_AUTO, at_least, between, choice, opt
 from attnapps.data.batching import pad_batch
 from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
 
@@ -20,15 +20,17 @@ from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states,
 Pooling = choice("Pooling", ["attention", "flatten", "mean", "cls"])
 # The help texts and defaults every architecture shares (0 / negative = chosen from the data, auto.py).
 ATTENTION = opt("additive", "core variant of the attention pooling (dot + pooling=flatten = the Keras example)")
-EMBED = opt(0, "embedding size; 0 = the architecture's (ngram 64, han 100, bilstm 256)")
-HIDDEN = opt(0, "hidden size; 0 = the architecture's (han 50, bilstm 128 per direction, transformer d_model 128)")
-HEADS = opt(4, "attention heads (transformer; attention=multihead)")
-HOPS = opt(0, "learned queries of the attention pooling; 0 = the architecture's")
-DROPOUT = opt(-1.0, "dropout; < 0 = from the data size (auto.py)")
-ENSEMBLE = opt(0, "independently initialised models trained side by side, logits averaged; 0 = the architecture's")
+EMBED = opt(0, "embedding size; 0 = the architecture's (ngram 64, han 100, bilstm 256)", check=at_least(0))
+HIDDEN = opt(0, "hidden size; 0 = the architecture's (han 50, bilstm 128 per direction, transformer d_model 128)",
+             check=at_least(0))
+HEADS = opt(4, "attention heads (transformer; attention=multihead)", check=at_least(1))
+HOPS = opt(0, "learned queries of the attention pooling; 0 = the architecture's", check=at_least(0))
+DROPOUT = opt(-1.0, "dropout; < 0 = from the data size (auto.py)", check=PROBABILITY_OR_AUTO)
+ENSEMBLE = opt(0, "independently initialised models trained side by side, logits averaged; 0 = the architecture's",
+               check=at_least(0))
 POOLING = opt("attention", "bilstm_attention: attention | flatten; transformer: mean | cls (attention = mean)")
 SMOOTHING = opt(-1.0, "label smoothing of the cross-entropy; < 0 = from the data (auto.py): 0.1 with character "
-                "tokens, else 0")
+                "tokens, else 0", check=PROBABILITY_OR_AUTO)
 
 
 @dataclass
@@ -37,12 +39,14 @@ class NgramConfig:
     embed_size: int = EMBED
     heads: int = HEADS
     hops: int = HOPS
-    ngrams: int = opt(0, "n-gram orders 1..N (2..5 hashed); 0 = 2 for word tokens, 5 for characters")
+    ngrams: int = opt(0, "n-gram orders 1..N (2..5 hashed); 0 = 2 for word tokens, 5 for characters",
+                      check=between(0, 5))
     buckets: int = opt(0, "hash buckets per n-gram order (with model.min_count > 0: the most n-grams kept per order); "
-                       "0 = 262144 for word tokens, 65536 for characters")
+                       "0 = 262144 for word tokens, 65536 for characters", check=at_least(0))
     min_count: int = opt(-1, "> 0: an n-gram vocabulary -- n-grams in at least this many training texts get a row "
                          "each (the most frequent model.buckets per order), rarer ones add nothing; 0 = hash every "
-                         "n-gram into model.buckets rows; < 0 = from the tokens: 2 for characters, 0 for words")
+                         "n-gram into model.buckets rows; < 0 = from the tokens: 2 for characters, 0 for words",
+                         check=at_least(-1))
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING
@@ -77,8 +81,8 @@ class TransformerConfig:
     pooling: Pooling = POOLING
     hidden_size: int = HIDDEN
     heads: int = HEADS
-    layers: int = opt(2, "Transformer layers")
-    ff_size: int = opt(256, "feed-forward size of each Transformer layer")
+    layers: int = opt(2, "Transformer layers", check=at_least(1))
+    ff_size: int = opt(256, "feed-forward size of each Transformer layer", check=at_least(1))
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnapps.config import PROBABILITY_OR_AUTO, arch_config, at_least, between, check_heads
+from attnapps.config import arch_config, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import read_input
@@ -25,7 +25,7 @@ from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
 from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_tokens_png
 from attnapps.report import section, table
-from attnapps.task import Evaluation, Task, register_task
+from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
 from . import auto, diagnostics
 from .baseline import describe as describe_baseline, fit as fit_baseline
@@ -42,25 +42,16 @@ POOLINGS = {"bilstm_attention": ("attention", "flatten"), "transformer": ("atten
 
 
 @register_task("classification")
-class ClassificationTask(Task):
+class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
     config_class = ClassificationConfig
+    aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = ClassificationPredict
     primary_metric = "macro_f1"
     higher_is_better = True
     count_unit = "examples"
 
-    predict_rules = {"top": at_least(0)}
     study_presets = {"quick": ["report.baseline=false"]}  # attnapps.study: what keeps a quick look quick
     secondary_metrics, study_figure = ("accuracy",), "attention_tokens.png"  # what attnapps.study shows of this task
-    config_rules = {
-        "data.max_len": at_least(0), "tokenizer.min_freq": at_least(1), "tokenizer.max_size": at_least(0),
-        "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(0), "model.hidden_size": at_least(0),
-        "model.heads": at_least(1), "model.hops": at_least(0), "model.ngrams": between(0, 5),
-        "model.buckets": at_least(0), "model.min_count": at_least(-1), "model.layers": at_least(1),
-        "model.ff_size": at_least(1), "model.dropout": PROBABILITY_OR_AUTO,
-        "model.label_smoothing": PROBABILITY_OR_AUTO, "trainer.ema": PROBABILITY_OR_AUTO,
-        "model.ensemble": at_least(0), "trainer.lr": at_least(0), "trainer.batch_size": at_least(0),
-        "report.examples": at_least(0)}
 
     @classmethod
     def check_config(cls, cfg):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attnapps.config import OnError, RunConfig, SentencePieceType, TrainerConfig, choice, model_section, opt
+from attnapps.config import (
+    OnError, RunConfig, SentencePieceType, TrainerConfig, at_least, between, choice, model_section, opt)
 
 from .model import ARCHS
 
@@ -25,7 +26,7 @@ class GenerationData:
 @dataclass
 class GenerationTokenizer:
     kind: TokenizerKind = opt("char", "char | sentencepiece")
-    vocab_size: int = opt(2000, "sentencepiece")
+    vocab_size: int = opt(2000, "sentencepiece", check=at_least(8))
     model_type: SentencePieceType = opt("unigram", "sentencepiece: unigram | bpe")
 
 
@@ -36,15 +37,17 @@ GenerationModel = model_section("GenerationModel", ARCHS, "lstm_attention",
 @dataclass
 class GenerationSample:
     prompt: str = opt("It is a truth", "report samples start here")
-    max_new_tokens: int = opt(300, "tokens generated")
+    max_new_tokens: int = opt(300, "tokens generated", check=at_least(1))
     temperatures: list[float] = opt([0.5, 0.8, 1.0], "one report sample per temperature (0 = greedy)")
-    top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)")
-    top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)")
+    top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)", check=at_least(0))
+    top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)",
+                       check=between(0, 1, lo_open=True))
     seed: int = opt(0, "sampling seed")
     heatmap_layer: int = opt(-1, "the attention heatmap's layer (-1 = last) and head")
     heatmap_head: int = opt(0, "the attention heatmap's head")
-    heatmap_tokens: int = opt(48, "the last N tokens of a generated passage")
-    eval_tokens: int = opt(65536, "tokens of valid scored at each evaluation during training (0 = all)")
+    heatmap_tokens: int = opt(48, "the last N tokens of a generated passage", check=at_least(1))
+    eval_tokens: int = opt(65536, "tokens of valid scored at each evaluation during training (0 = all)",
+                           check=at_least(0))
 
 
 @dataclass
@@ -62,10 +65,11 @@ class GenerationConfig(RunConfig):
 @dataclass
 class GenerationPredict:
     prompt: str = opt("It is a truth", "the text to continue")
-    max_new_tokens: int = opt(200, "tokens generated")
-    temperature: float = opt(0.8, "0 = greedy")
-    top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)")
-    top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)")
+    max_new_tokens: int = opt(200, "tokens generated", check=at_least(1))
+    temperature: float = opt(0.8, "0 = greedy", check=at_least(0))
+    top_k: int = opt(0, "sample from the k most likely tokens only (0 = off)", check=at_least(0))
+    top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)",
+                       check=between(0, 1, lo_open=True))
     seed: int = opt(0, "sampling seed")
     stop: str = opt("", "stop once the continuation contains this string")
     cache: bool = opt(True, "incremental key/value cache (false: recompute the window each token)")

@@ -18,17 +18,19 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import KVCache, build_attention
-from attnapps.config import Attention, choice, opt
+from attnapps.config import Attention, PROBABILITY_OR_AUTO, at_least, choice, opt
 from attnapps.layers import LearnedPositions, SinusoidalPositions
 from attnapps.layers.transformer import EncoderLayer
 
 
 Positions = choice("Positions", ["learned", "sinusoidal"])
-CONTEXT = opt(128, "tokens the model sees")
-WIDTH = opt(0, "transformer width / LSTM hidden and embedding size; 0 = the architecture's (task ARCH_DEFAULTS)")
-LAYERS = opt(4, "layers (transformer blocks / LSTM layers)")
-HEADS = opt(4, "attention heads (transformer; lstm_attention with attention=multihead)")
-DROPOUT = opt(-1.0, "dropout; < 0 = the architecture's (a 6-minute run sees the corpus about twice)")
+CONTEXT = opt(128, "tokens the model sees", check=at_least(1))
+WIDTH = opt(0, "transformer width / LSTM hidden and embedding size; 0 = the architecture's (task ARCH_DEFAULTS)",
+            check=at_least(0))
+LAYERS = opt(4, "layers (transformer blocks / LSTM layers)", check=at_least(1))
+HEADS = opt(4, "attention heads (transformer; lstm_attention with attention=multihead)", check=at_least(1))
+DROPOUT = opt(-1.0, "dropout; < 0 = the architecture's (a 6-minute run sees the corpus about twice)",
+              check=PROBABILITY_OR_AUTO)
 TIE = opt(True, "output layer = token embedding")
 
 
@@ -38,7 +40,7 @@ class GPTConfig:
     d_model: int = WIDTH
     layers: int = LAYERS
     heads: int = HEADS
-    ff_size: int = opt(0, "MLP size; 0 = 4 * d_model")
+    ff_size: int = opt(0, "MLP size; 0 = 4 * d_model", check=at_least(0))
     dropout: float = DROPOUT
     positions: Positions = opt("learned", "position embeddings: learned | sinusoidal")
     tie_weights: bool = TIE

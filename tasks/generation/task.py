@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attnapps.config import PROBABILITY_OR_AUTO, arch_config, at_least, between, check_heads
+from attnapps.config import arch_config, check_heads
 from attnapps.data import fit_tokenizer, tokenizer_from_state
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
@@ -24,7 +24,7 @@ from attnapps.losses import sequence_loss
 from attnapps.metrics import bits_per_char, perplexity
 from attnapps.plots import attention_heatmap
 from attnapps.report import section
-from attnapps.task import Evaluation, Task, register_task
+from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
 from . import diagnostics
 from .config import GenerationConfig, GenerationPredict
@@ -33,25 +33,17 @@ from .model import ARCHS
 
 
 @register_task("generation")
-class GenerationTask(Task):
+class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     config_class = GenerationConfig
+    aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = GenerationPredict
     primary_metric = "bpc"
     higher_is_better = False
     count_unit = "tokens"
     # Per architecture: width and dropout when model.d_model=0 / model.dropout<0 (chosen on valid, README).
     ARCH_DEFAULTS = {"lstm_attention": {"d_model": 192, "dropout": 0.1}, "transformer": {"d_model": 128, "dropout": 0.0}}
-    predict_rules = {"max_new_tokens": at_least(1), "temperature": at_least(0), "top_k": at_least(0),
-                     "top_p": between(0, 1, lo_open=True)}
     study_presets = {"quick": ["sample.max_new_tokens=40"]}  # attnapps.study: what keeps a quick look quick
     secondary_metrics, study_figure = ("perplexity",), "attention_heatmap.png"  # what attnapps.study shows of this task
-    config_rules = {
-        "tokenizer.vocab_size": at_least(8), "model.context": at_least(1), "model.d_model": at_least(0),
-        "model.layers": at_least(1), "model.heads": at_least(1), "model.ff_size": at_least(0),
-        "model.dropout": PROBABILITY_OR_AUTO,
-        "sample.max_new_tokens": at_least(1), "sample.top_k": at_least(0),
-        "sample.top_p": between(0, 1, lo_open=True), "sample.heatmap_tokens": at_least(1),
-        "sample.eval_tokens": at_least(0)}
 
     tok = None
 
@@ -239,6 +231,7 @@ class GenerationTask(Task):
         return {" ": "␣", "\n": "⏎"}.get(p, p)
 
     serve_options = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+    serve_limits = {"max_new_tokens": "max_new_tokens"}  # what attnapps.serve caps (its max_* keys)
     infer_batches = False  # prompts are sampled one after another: batching them only adds waiting
     explore_tokens = 96  # the attention of the last N tokens of a passage: (layers, heads, N, N) numbers
 

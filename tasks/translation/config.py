@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attnapps.config import OnError, RunConfig, SentencePieceType, TrainerConfig, choice, model_section, opt
+from attnapps.config import (
+    OnError, RunConfig, SentencePieceType, TrainerConfig, at_least, choice, model_section, opt, positive)
 
 from .model import ARCHS
 
@@ -23,7 +24,7 @@ class TranslationData:
     tgt_lang: str = opt("", "target language (file suffix; picks sacreBLEU's tokenizer: zh, ja, ko); \"\" = from the "
                         "file names, else from the target text's script")
     reverse: bool = opt(False, "swap source and target (German -> English on the default data)")
-    max_len: int = opt(50, "drop training pairs with more subword tokens than this on either side")
+    max_len: int = opt(50, "drop training pairs with more subword tokens than this on either side", check=at_least(1))
     on_error: OnError = opt("raise", "raise | skip (skip and count malformed lines)")
     alignments: str = opt("", "gold word alignments of the test split, one Pharaoh line per pair (i-j sure, i?j "
                           "possible; 0-based source-target word indices): the run reports diag.aer")
@@ -31,7 +32,7 @@ class TranslationData:
 
 @dataclass
 class TranslationTokenizer:
-    vocab_size: int = opt(4000, "sentencepiece vocabulary (joint, or per side)")
+    vocab_size: int = opt(4000, "sentencepiece vocabulary (joint, or per side)", check=at_least(8))
     model_type: SentencePieceType = opt("unigram", "unigram | bpe")
     joint: bool = opt(True, "one vocabulary for both languages (needed for model.share_embeddings)")
 
@@ -42,15 +43,20 @@ TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
 
 @dataclass
 class TranslationDecode:
-    beam: int = opt(5, "beam size (1 = greedy)")
-    alpha: float = opt(0.6, "GNMT length penalty")
-    max_len_ratio: float = opt(1.5, "max target tokens = ratio * source tokens + max_len_add")
-    max_len_add: int = opt(10, "max target tokens = max_len_ratio * source tokens + this")
+    beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
+    alpha: float = opt(0.6, "GNMT length penalty", check=at_least(0))
+    max_len_ratio: float = opt(1.5, "max target tokens = ratio * source tokens + max_len_add", check=positive)
+    max_len_add: int = opt(10, "max target tokens = max_len_ratio * source tokens + this", check=at_least(0))
     bleu_tokenize: str = opt("auto", "sacreBLEU tokenizer: auto = as `sacrebleu -l src-tgt` (zh -> zh, ja -> ja-mecab, "
                              "ko -> ko-mecab, else 13a) | 13a | zh | ja-mecab | ko-mecab | char | intl | none")
-    valid_subset: int = opt(400, "sentences scored by greedy BLEU at each evaluation during training")
-    samples: int = opt(10, "sample translations in the report")
-    plots: int = opt(4, "alignment heatmaps in the report")
+    valid_subset: int = opt(400, "sentences scored by greedy BLEU at each evaluation during training",
+                            check=at_least(0))
+
+
+@dataclass
+class TranslationReport:
+    examples: int = opt(10, "sample translations listed in report.md (was decode.samples)", check=at_least(0))
+    figures: int = opt(4, "alignment heatmaps in report.md (was decode.plots)", check=at_least(0))
 
 
 @dataclass
@@ -60,6 +66,7 @@ class TranslationConfig(RunConfig):
     tokenizer: TranslationTokenizer = field(default_factory=TranslationTokenizer)
     model: TranslationModel = field(default_factory=TranslationModel)
     decode: TranslationDecode = field(default_factory=TranslationDecode)
+    report: TranslationReport = field(default_factory=TranslationReport)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
         max_epochs=40, max_minutes=6.0, batch_size=64, lr=3e-3, warmup_steps=200, schedule="cosine",
         eval_every=500, eval_max_batches=0, clip_grad_norm=1.0, betas=(0.9, 0.98)))
@@ -69,6 +76,6 @@ class TranslationConfig(RunConfig):
 class TranslationPredict:
     input: str = opt("-", "file with one source sentence per line, or - for stdin")
     output: str = opt("-", "file for the translations, or - for stdout")
-    beam: int = opt(5, "beam size (1 = greedy)")
-    alpha: float = opt(0.6, "GNMT length penalty")
+    beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
+    alpha: float = opt(0.6, "GNMT length penalty", check=at_least(0))
     plot_dir: str = opt("", "if set: an alignment heatmap per sentence, DIR/align_<n>.png")

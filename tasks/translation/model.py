@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
-from attnapps.config import Attention, choice, opt
+from attnapps.config import Attention, PROBABILITY, at_least, choice, opt
 from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
 
 Cell = choice("Cell", ["gru", "lstm"])
@@ -25,23 +25,23 @@ Cell = choice("Cell", ["gru", "lstm"])
 class RNNConfig:
     attention: Attention = opt("additive", "attention variant of the decoder (any core variant)")
     cell: Cell = opt("gru", "recurrent cell: gru | lstm")
-    embed_size: int = opt(256, "token embedding size")
-    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model")
-    layers: int = opt(1, "layers of the encoder and of the decoder")
-    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)")
-    dropout: float = opt(0.2, "dropout probability")
-    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy")
+    embed_size: int = opt(256, "token embedding size", check=at_least(1))
+    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model", check=at_least(1))
+    layers: int = opt(1, "layers of the encoder and of the decoder", check=at_least(1))
+    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)", check=at_least(1))
+    dropout: float = opt(0.2, "dropout probability", check=PROBABILITY)
+    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy", check=PROBABILITY)
     share_embeddings: bool = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
 
 
 @dataclass
 class TransformerConfig:
-    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model")
-    layers: int = opt(1, "layers of the encoder and of the decoder")
-    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)")
-    ff_size: int = opt(1024, "feed-forward size of each Transformer layer")
-    dropout: float = opt(0.2, "dropout probability")
-    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy")
+    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model", check=at_least(1))
+    layers: int = opt(1, "layers of the encoder and of the decoder", check=at_least(1))
+    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)", check=at_least(1))
+    ff_size: int = opt(1024, "feed-forward size of each Transformer layer", check=at_least(1))
+    dropout: float = opt(0.2, "dropout probability", check=PROBABILITY)
+    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy", check=PROBABILITY)
     share_embeddings: bool = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
 
 

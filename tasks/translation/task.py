@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from attnapps.config import PROBABILITY, arch_config, at_least, check_heads, positive
+from attnapps.config import arch_config, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import read_input, write_output
@@ -22,7 +22,7 @@ from attnapps.losses import sequence_loss
 from attnapps.metrics import bleu_tokenizer, check_bleu_tokenizer, sacrebleu_scores
 from attnapps.plots import attention_heatmap
 from attnapps.report import section, table
-from attnapps.task import Evaluation, Task, register_task
+from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
@@ -33,24 +33,19 @@ EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedde
 
 
 @register_task("translation")
-class TranslationTask(Task):
+class TranslationTask(Task, Reporter, Explainer, Diagnoser):
+    default = True  # `python -m attnapps.run` with no task= trains this one (the README's main job)
     config_class = TranslationConfig
+    aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
+    renamed = {"decode.samples": "report.examples", "decode.plots": "report.figures"}  # old names, for one release
     predict_config_class = TranslationPredict
     primary_metric = "bleu"
     higher_is_better = True
     count_unit = "tokens"
-    predict_rules = {"beam": at_least(1), "alpha": at_least(0)}
     # attnapps.study: a quick look that learns something (BLEU 0.54 vs the copy's 0.12 at 200 updates, README)
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
                                "decode.beam=2"]}
     secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
-    config_rules = {
-        "data.max_len": at_least(1), "tokenizer.vocab_size": at_least(8), "model.embed_size": at_least(1),
-        "model.hidden_size": at_least(1), "model.layers": at_least(1), "model.heads": at_least(1),
-        "model.ff_size": at_least(1), "model.dropout": PROBABILITY, "model.label_smoothing": PROBABILITY,
-        "decode.beam": at_least(1), "decode.alpha": at_least(0), "decode.max_len_ratio": positive,
-        "decode.max_len_add": at_least(0), "decode.valid_subset": at_least(0), "decode.samples": at_least(0),
-        "decode.plots": at_least(0)}
     src_tok = tgt_tok = None
     filtered, skipped = 0, None
 
@@ -177,9 +172,10 @@ class TranslationTask(Task):
                                                      "given (`data.alignments=`)")])
         lines += ["", "Test hypotheses: `test_hypotheses.txt`.", "", "### Sample translations", ""]
         lines += table(["source", "reference", "hypothesis"],
-                       [[self.sources["test"][i], self.refs["test"][i], texts[i]] for i in range(min(dec.samples, len(texts)))])
+                       [[self.sources["test"][i], self.refs["test"][i], texts[i]]
+                        for i in range(min(self.cfg.report.examples, len(texts)))])
         lines += ["", "### Attention alignments (greedy decoding, test sentences)", ""]
-        for k in range(min(dec.plots, len(texts))):
+        for k in range(min(self.cfg.report.figures, len(texts))):
             path = self.plot_alignment(model, self.sources["test"][k], Path(run_dir) / "plots" / f"alignment_{k}.png")
             if path is not None:
                 lines.append(f"![alignment {k}](plots/{path.name})")
@@ -195,6 +191,7 @@ class TranslationTask(Task):
                                  [self.tgt_tok.id_to_piece(i) for i in hyps.tokens[0]], out, title=title)
 
     serve_options = ("beam", "alpha")
+    serve_limits = {"beam": "max_beam"}  # what attnapps.serve caps (its max_* keys)
 
     def count_tokens(self, text):
         return len(self.src_tok.encode(text))

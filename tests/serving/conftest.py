@@ -68,7 +68,7 @@ def captioning_run(root):
     return _run(CaptioningTask, root, f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}",
                 "data.min_freq=1", "model.dropout=0", "model.hidden_size=64", "model.embed_size=32",
                 "model.doubly_stochastic=0", "trainer.max_epochs=60", "trainer.batch_size=6", "trainer.lr=3e-3",
-                "trainer.warmup_steps=5", "trainer.patience=0", "decode.figures=1", "decode.beam=1")
+                "trainer.warmup_steps=5", "trainer.patience=0", "report.figures=1", "decode.beam=1")
 
 
 def generation_run(root):

@@ -336,7 +336,7 @@ def overfit_run(tmp_path_factory):
         f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}", "data.min_freq=1",
         "model.dropout=0", "model.hidden_size=64", "model.embed_size=32", "model.doubly_stochastic=0",
         "trainer.max_minutes=0", "trainer.max_epochs=150", "trainer.batch_size=6", "trainer.lr=3e-3",
-        "trainer.warmup_steps=5", "trainer.patience=0", "trainer.progress=false", "decode.figures=1",
+        "trainer.warmup_steps=5", "trainer.patience=0", "trainer.progress=false", "report.figures=1",
         "decode.beam=1"]))  # greedy: the best checkpoint is the first to reach the top valid CIDEr
     random.seed(0)
     metrics = run_training(cfg, root / "run", CaptioningTask)

@@ -94,7 +94,7 @@ def memory_run(tmp_path_factory):
         f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}", "encoder.name=resnet18",
         "encoder.image_size=64", "model.hidden_size=32", "model.embed_size=16", "model.retrieval_k=2",
         "trainer.max_minutes=0", "trainer.max_epochs=12", "trainer.batch_size=4", "trainer.progress=false",
-        "decode.figures=1", "decode.beam=2"]))
+        "report.figures=1", "decode.beam=2"]))
     trainer = Trainer(CaptioningTask, cfg, root / "run")
     result = trainer.run()
     write_outputs(root / "run", cfg, result)

@@ -40,6 +40,26 @@ def test_bad_sweep_value_and_unknown_task():
     assert "unknown task 'dumy'" in one_line_error(run_cli("task=dumy"))
 
 
+@pytest.mark.parametrize("task, old, new", [("translation", "decode.samples", "report.examples"),
+                                           ("translation", "decode.plots", "report.figures"),
+                                           ("captioning", "decode.figures", "report.figures")])
+def test_a_renamed_key_still_works_for_a_release_with_a_deprecation_line(task, old, new):
+    out = run_cli(f"task={task}", f"{old}=-1")  # -1: rejected by the new key's rule, before any data is read
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"warning: {old}= is deprecated and will be removed in the next release; use {new}=",
+        f"error: bad value for config key '{new}': -1 must be >= 0"]
+
+
+def test_no_task_given_runs_the_task_that_says_it_is_the_default():
+    from attnapps.task import default_task
+
+    assert default_task() == "translation" and get_task("translation").default
+    assert [n for n in list_tasks() if get_task(n).default] == ["translation"]
+    out = run_cli("--help")
+    assert "(default: translation)" in out.stdout and "Options of task=translation" in out.stdout
+
+
 def test_help_lists_tasks_and_options():
     out = run_cli("task=dummy", "--help")
     assert out.returncode == 0

@@ -81,7 +81,7 @@ def test_translation_resume(tmp_path):
     check_kill_and_resume(TranslationTask, TranslationConfig, [
         f"data.path={tmp_path / 'd'}", "tokenizer.vocab_size=20", "model.embed_size=16", "model.hidden_size=16",
         "trainer.max_minutes=0", "trainer.max_steps=14", "trainer.batch_size=8", "trainer.checkpoint_every=4",
-        "trainer.eval_every=6", "decode.beam=2", "decode.samples=2", "decode.plots=1"], tmp_path, kill_at=11)
+        "trainer.eval_every=6", "decode.beam=2", "report.examples=2", "report.figures=1"], tmp_path, kill_at=11)
 
 
 def test_classification_resume(tmp_path):
@@ -123,8 +123,8 @@ def test_captioning_resume(tmp_path, encoder):
         f"data.path={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'cache'}", f"encoder.name={encoder}",
         "encoder.image_size=32", "model.hidden_size=16", "model.embed_size=8", "model.retrieval_k=2",
         "model.scst_samples=2", "trainer.max_minutes=0", "trainer.max_steps=10", "trainer.batch_size=4",
-        "trainer.checkpoint_every=3", "trainer.eval_every=4", "decode.beam=2", "decode.figures=1",
-        "decode.samples=1"], tmp_path, kill_at=8)
+        "trainer.checkpoint_every=3", "trainer.eval_every=4", "decode.beam=2", "report.figures=1",
+        "report.examples=1"], tmp_path, kill_at=8)
 
 
 @pytest.mark.slow
