@@ -20,6 +20,8 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
+from attnapps.config import at_least, opt
+
 StepFn = Callable[[Tensor, object], tuple[Tensor, object, Tensor | None]]
 
 
@@ -61,6 +63,17 @@ def reorder_state(state, index: Tensor):
     if isinstance(state, (list, tuple)):
         return type(state)(reorder_state(v, index) for v in state)
     return state
+
+
+@dataclass
+class BeamOptions:
+    """The search options of a sequence-to-sequence task, declared once: its config's ``decode`` section
+    and its predict options both subclass it (a task with another length penalty subclasses it once and
+    overrides ``alpha``), and predict and the server default to the run's own ``decode`` values
+    (``Task.predict_defaults``)."""
+
+    beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
+    alpha: float = opt(0.6, "GNMT length penalty (0 = none)", check=at_least(0))
 
 
 @dataclass

@@ -63,13 +63,19 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
 
 
 def predict_options(task, given: dict, allowed=None, what: str = "predict option"):
-    """The task's predict options (``predict_config_class``) with the ``given`` values: typed ("5" -> 5
+    """The task's predict options (``predict_config_class``; an option its ``predict_defaults`` section of the
+    run's config also has starts at the run's value) with the ``given`` values: typed ("5" -> 5
     for an int option, "abc" rejected) and checked by their fields' rules; a name outside ``allowed``
     (default: every option) or a bad value raises :class:`ConfigError` naming it as ``what``."""
     from attnapps.config import check_rules, field_rules
 
     cls = getattr(task, "predict_config_class", None)
     options = OmegaConf.structured(cls) if cls is not None else OmegaConf.create({})
+    name = getattr(task, "predict_defaults", "")
+    run_section = OmegaConf.select(task.cfg, name, default=None) if name else None
+    for k in options.keys() if run_section is not None else ():  # the run's own settings, e.g. decode.beam
+        if k in run_section:
+            options[k] = run_section[k]
     known = list(options.keys()) if allowed is None else list(allowed)
     for k, v in given.items():
         if k not in known:

@@ -235,6 +235,7 @@ class Explainer:
     predict_config_class: ClassVar[type] = PredictConfig  # attnapps.predict's key=value options (a dataclass)
     serve_input: ClassVar[str] = "text"  # what a served request gives: "text" (strings) or "image" (RGB PIL images)
     serve_options: ClassVar[tuple[str, ...]] = ()  # the predict options a served request may set
+    predict_defaults: ClassVar[str] = ""  # a config section whose keys predict options share default them ("decode")
     serve_limits: ClassVar[dict[str, str]] = {}  # option -> the attnapps.serve key capping it ({"beam": "max_beam"})
     infer_batches: ClassVar[bool] = True  # infer() runs its inputs as one batch: the server micro-batches requests
 

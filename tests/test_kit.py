@@ -211,3 +211,20 @@ def test_a_config_saved_before_a_rename_loads_with_the_new_names():
     merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(cls.config_class), upgraded))
     assert merged == {**current, "report": {"examples": 3, "figures": 1}}
     assert "samples" in old["decode"]  # the saved dict itself is left as it was
+
+
+@pytest.mark.parametrize("task, alpha", [("translation", 0.6), ("captioning", 0.0)])
+def test_decode_options_are_declared_once_and_predict_decodes_as_the_run_did(task, alpha):
+    from attnapps.decoding import BeamOptions
+    from attnapps.predict import predict_options
+
+    cls = get_task(task)
+    decode, options = cls.config_class().decode, cls.predict_config_class()
+    assert isinstance(decode, BeamOptions) and isinstance(options, BeamOptions)
+    assert (decode.beam, decode.alpha) == (options.beam, options.alpha) == (5, alpha)
+    cfg = OmegaConf.merge(OmegaConf.structured(cls.config_class), {"decode": {"beam": 3, "alpha": 0.25}})
+    run = cls(cfg)
+    assert (predict_options(run, {}).beam, predict_options(run, {}).alpha) == (3, 0.25)  # the run's settings
+    assert predict_options(run, {"beam": "7"}).beam == 7  # ... unless asked otherwise
+    with pytest.raises(ConfigError, match="predict option 'beam': 0 must be >= 1"):
+        predict_options(run, {"beam": "0"})

@@ -54,7 +54,9 @@ class LoadedRun:
         import json
 
         self.metrics = json.loads(metrics.read_text()) if metrics.is_file() else {}
-        defaults = OmegaConf.structured(task.predict_config_class)
+        from attnapps.predict import predict_options
+
+        defaults = predict_options(task, {})  # the run's own decoding settings where the task says so
         self.defaults = {k: defaults[k] for k in task.serve_options}
         self.lock = threading.Lock()
         self.calls = self.batched_inputs = 0  # model calls and the inputs they carried (for the benchmark)

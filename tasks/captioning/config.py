@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from attnapps.config import OnError, RunConfig, TrainerConfig, at_least, choice, model_section, opt
 
+from attnapps.decoding import BeamOptions
+
 from .features import ENCODERS
 from .model import ARCHS
 
@@ -44,12 +46,15 @@ CaptioningModel = model_section("CaptioningModel", ARCHS, "show_attend_tell",
 
 
 @dataclass
-class CaptioningDecode:
+class CaptioningBeam(BeamOptions):
+    alpha: float = opt(0.0, "GNMT length penalty (0 = none)", check=at_least(0))  # captions: none (README)
+
+
+@dataclass
+class CaptioningDecode(CaptioningBeam):  # beam (beam, rerank: the n-best re-ranked), alpha
     strategy: Strategy = opt("auto", "auto (the best of the three on valid, after training) | greedy | beam | rerank")
-    beam: int = opt(5, "beam size (beam, rerank: the n-best re-ranked)", check=at_least(1))
     rerank_k: int = opt(0, "rerank: neighbours whose captions judge the n-best (0 = the k-NN baseline's k)",
                         check=at_least(0))
-    alpha: float = opt(0.0, "GNMT length penalty", check=at_least(0))
     max_len: int = opt(30, "longest caption decoded (tokens)", check=at_least(1))
     valid_subset: int = opt(250, "images scored (greedy) at each evaluation during training", check=at_least(0))
 
@@ -74,8 +79,6 @@ class CaptioningConfig(RunConfig):
 
 
 @dataclass
-class CaptioningPredict:
+class CaptioningPredict(CaptioningBeam):  # beam, alpha: by default the run's decode.beam, decode.alpha
     image: str = opt("", "an image file (or several, comma-separated)")
-    beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
-    alpha: float = opt(0.0, "GNMT length penalty", check=at_least(0))
     plot: str = opt("", "save the attention figure here (several images: plot_<n>.png next to it)")

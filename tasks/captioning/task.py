@@ -401,6 +401,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     serve_input = "image"
     serve_options = ("beam", "alpha")
     serve_limits = {"beam": "max_beam"}  # what attnapps.serve caps (its max_* keys)
+    predict_defaults = "decode"  # predict and the server decode as the run did unless asked otherwise
 
     @torch.no_grad()
     def infer(self, model, inputs, options):

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from attnapps.config import (
     OnError, RunConfig, SentencePieceType, TrainerConfig, at_least, choice, model_section, opt, positive)
 
+from attnapps.decoding import BeamOptions
+
 from .model import ARCHS
 
 Embedded = choice("Embedded", ["en-de", "en-zh"])
@@ -42,9 +44,7 @@ TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
 
 
 @dataclass
-class TranslationDecode:
-    beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
-    alpha: float = opt(0.6, "GNMT length penalty", check=at_least(0))
+class TranslationDecode(BeamOptions):  # beam, alpha (attnapps.decoding.BeamOptions)
     max_len_ratio: float = opt(1.5, "max target tokens = ratio * source tokens + max_len_add", check=positive)
     max_len_add: int = opt(10, "max target tokens = max_len_ratio * source tokens + this", check=at_least(0))
     bleu_tokenize: str = opt("auto", "sacreBLEU tokenizer: auto = as `sacrebleu -l src-tgt` (zh -> zh, ja -> ja-mecab, "
@@ -73,9 +73,7 @@ class TranslationConfig(RunConfig):
 
 
 @dataclass
-class TranslationPredict:
+class TranslationPredict(BeamOptions):  # beam, alpha: by default the run's decode.beam, decode.alpha
     input: str = opt("-", "file with one source sentence per line, or - for stdin")
     output: str = opt("-", "file for the translations, or - for stdout")
-    beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
-    alpha: float = opt(0.6, "GNMT length penalty", check=at_least(0))
     plot_dir: str = opt("", "if set: an alignment heatmap per sentence, DIR/align_<n>.png")

@@ -192,6 +192,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     serve_options = ("beam", "alpha")
     serve_limits = {"beam": "max_beam"}  # what attnapps.serve caps (its max_* keys)
+    predict_defaults = "decode"  # predict and the server decode as the run did unless asked otherwise
 
     def count_tokens(self, text):
         return len(self.src_tok.encode(text))
