@@ -119,6 +119,13 @@ def model_section(name: str, archs: dict[str, type], default: str, help: str = "
     return section
 
 
+def arch_keys(model) -> set[str]:
+    """The keys the chosen architecture of a ``model`` section (:func:`model_section`) uses: what a task
+    asks (``"attention" in arch_keys(cfg.model)``) instead of testing the architecture's name."""
+    arch = getattr(OmegaConf.get_type(model), "archs", {}).get(str(model.arch))
+    return {f.name for f in fields(arch)} if arch is not None else set()
+
+
 def arch_config(model, cls: type):
     """``cls`` (the chosen architecture's config dataclass) filled from the ``model`` section."""
     return cls(**{f.name: _plain_value(model[f.name]) for f in fields(cls)})
@@ -185,11 +192,7 @@ def check_heads(model, width: int, key: str) -> None:
     does not divide it, naming both keys. The chosen architecture says whether it has heads: its config
     has a ``heads`` field and either always attends with several heads (no ``attention`` field) or
     attends with the variant ``model.attention=multihead``."""
-    section = OmegaConf.get_type(model)
-    arch = getattr(section, "archs", {}).get(str(model.get("arch")))
-    if arch is None:  # not a per-architecture section, or an architecture still to be chosen (auto)
-        return
-    keys = {f.name for f in fields(arch)}
+    keys = arch_keys(model)  # none: not a per-architecture section, or an architecture still to be chosen (auto)
     uses_heads = "heads" in keys and ("attention" not in keys or str(model.attention) == "multihead")
     if uses_heads and width % model.heads:
         raise ConfigError(f"model.heads={model.heads} must divide {key}={width}")

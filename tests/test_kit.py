@@ -228,3 +228,22 @@ def test_decode_options_are_declared_once_and_predict_decodes_as_the_run_did(tas
     assert predict_options(run, {"beam": "7"}).beam == 7  # ... unless asked otherwise
     with pytest.raises(ConfigError, match="predict option 'beam': 0 must be >= 1"):
         predict_options(run, {"beam": "0"})
+
+
+@pytest.mark.parametrize("task, overrides, error", [
+    ("translation", {"arch": "rnn", "attention": "additive", "heads": 3}, None),  # the RNN's additive has no heads
+    ("translation", {"arch": "rnn", "attention": "multihead", "heads": 3}, "model.heads=3 must divide model.hidden_size"),
+    ("translation", {"arch": "transformer", "heads": 3}, "model.heads=3 must divide model.hidden_size"),
+    ("classification", {"arch": "transformer", "heads": 3}, "model.heads=3 must divide the attention width"),
+    ("classification", {"arch": "bilstm_attention", "attention": "dot", "heads": 3}, None),
+    ("generation", {"arch": "transformer", "heads": 5}, "model.heads=5 must divide model.d_model"),
+    ("generation", {"arch": "lstm_attention", "attention": "general", "heads": 5}, None),
+])
+def test_the_chosen_architecture_says_whether_its_heads_must_divide_the_width(task, overrides, error):
+    cls = get_task(task)
+    cfg = OmegaConf.merge(OmegaConf.structured(cls.config_class), {"model": overrides})
+    if error is None:
+        cls.check_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match=error):
+            cls.check_config(cfg)

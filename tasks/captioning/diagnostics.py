@@ -11,14 +11,9 @@ from attnapps.data.vocab import BOS
 from attnapps.diagnostics import ModelProbe
 
 from .memory import collate_memory
-from .model import ShowAttendTell
 
 
 WORDS = 8  # explained words per caption (the first ones)
-
-
-def attention_modules(model) -> list:
-    return [model.attention] if isinstance(model, ShowAttendTell) else [model.decoder.layers[-1].cross_attn]
 
 
 class Caption:
@@ -26,10 +21,10 @@ class Caption:
 
     def __init__(self, task, model, example, tokens: list[int]):
         self.model, self.device, self.regions = model, task.device, task.regions()
-        self.modules = attention_modules(model)
+        self.modules = model.explained_attention()
         with torch.no_grad():
             self.feats = model.images(task.store[example[0]].unsqueeze(0).to(self.device)).float()  # (1, R, C)
-        memory = collate_memory([example[2]]) if isinstance(model, ShowAttendTell) else {}
+        memory = collate_memory([example[2]]) if model.reads_memory else {}
         self.memory = {k: v.to(self.device) for k, v in memory.items()}
         self.cap_in = torch.tensor([[BOS] + tokens], device=self.device)  # (1, T + 1)
         self.owner = torch.zeros(1, dtype=torch.long, device=self.device)

@@ -134,6 +134,12 @@ class ShowAttendTell(nn.Module):
     fraction of the input words by ``<unk>`` in training.
     """
 
+    reads_memory, layered = True, False  # retrieved captions as extra keys; one attention, no layers
+
+    def explained_attention(self) -> list:
+        """The attention whose weights explain a word (what the diagnostics perturb): over the regions."""
+        return [self.attention]
+
     def __init__(self, cfg: ShowAttendTellConfig, vocab: int, feature_dim: int, encoder: nn.Module | None = None,
                  trainable_encoder: bool = False, regions: int = 0, memory: bool = False, pad_id: int = 0):
         super().__init__()
@@ -249,6 +255,13 @@ class TransformerCaptioner(nn.Module):
     linear projection plus a learned position embedding per region. Tied input/output embeddings;
     incremental decoding with key/value caches. The attention maps returned are the last layer's
     cross-attention, averaged over heads."""
+
+    reads_memory, layered = False, True  # no retrieved captions; per-layer attention to show
+
+    def explained_attention(self) -> list:
+        """The attention whose weights explain a word (what the diagnostics perturb): the last layer's
+        cross-attention."""
+        return [self.decoder.layers[-1].cross_attn]
 
     def __init__(self, cfg: TransformerCaptionerConfig, vocab: int, feature_dim: int, encoder: nn.Module | None = None,
                  trainable_encoder: bool = False, regions: int = 0, memory: bool = False, pad_id: int = 0):

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from attnapps.attention.record import record
-from attnapps.config import arch_config, check_heads
+from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import Vocab, pad_batch
 from attnapps.data.scripts import join_words
 from attnapps.data.files import cache_root, carve
@@ -115,7 +115,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         encoded = {split: [[self.vocab.encode(c[: d.max_len]) for c in it.captions] for _, it in kept]
                    for split, kept in self.items.items()}
         self.memory.build(self.store, self.items, encoded["train"])
-        memory = (lambda split, i: self.memory.of_example(split, i)) if self.cfg.model.arch == "show_attend_tell" \
+        memory = (lambda split, i: self.memory.of_example(split, i)) if self.arch.reads_memory \
             else (lambda split, i: None)
         return {split: [(row, caps, memory(split, i)) for i, ((row, _), caps) in enumerate(zip(kept, encoded[split]))]
                 for split, kept in self.items.items()}
@@ -140,17 +140,22 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         return {"images": images, "cap_in": cap_in, "cap_out": cap_out, "owner": torch.tensor(owner)}
 
     # ------------------------------------------------------------------ model
+    @property
+    def arch(self) -> type:
+        """The chosen architecture's model class: what the task asks about it instead of testing its name."""
+        return ARCHS[str(self.cfg.model.arch)]
+
     def build_model(self):
         if self.encoder is None:  # rebuilding a saved run: the checkpoint holds the weights
             e = self.cfg.encoder
             self.encoder = build_encoder(e.name, "", e.image_size)
-        model = ARCHS[str(self.cfg.model.arch)]
+        model = self.arch
         return model(arch_config(self.cfg.model, model.config_class), len(self.vocab), self.encoder.out_channels,
                      self.encoder, self.trains_encoder, self.regions(), memory=self.uses_memory, pad_id=PAD)
 
     @property
     def uses_memory(self) -> bool:
-        return (self.cfg.model.retrieval_k > 0 and self.cfg.model.arch == "show_attend_tell"
+        return (self.cfg.model.retrieval_k > 0 and self.arch.reads_memory
                 and not self.trains_encoder)
 
     def regions(self) -> int:
@@ -174,7 +179,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         target = batch["cap_out"]
         nll, _ = sequence_loss(logits, target, PAD, self.cfg.model.label_smoothing)
         lam = self.cfg.model.doubly_stochastic
-        if lam > 0 and self.cfg.model.arch == "show_attend_tell":
+        if lam > 0:  # a key of show_attend_tell's only (another architecture's run rejects it when set)
             if "memory" in batch:  # the regions' weights come first, then one per memory slot (at least one)
                 alphas = alphas[..., : alphas.size(-1) - max(batch["memory"].size(1), 1)]
             # Xu et al. eq. 14: lambda * sum_i (1 - sum_t alpha_ti)^2, over the caption's real steps
@@ -257,7 +262,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                                               test["memory_attention"])
         (run_dir / "test_captions.txt").write_text(
             "".join(f"{it.name}\t{' '.join(w)}\n" for (_, it), w in zip(self.items["test"], words)), encoding="utf-8")
-        sat = m.arch == "show_attend_tell"
+        sat = "attention" in arch_keys(m)  # one attention variant to name
         memory = ("off (" + ("the encoder trains, so there are no fixed features to retrieve with"
                              if self.trains_encoder and m.retrieval_k > 0 else "model.retrieval_k=0") + ")")
         if self.uses_memory:
@@ -422,7 +427,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         """The Transformer captioner's every layer and head (cross-attention over the regions, causal
         self-attention), recorded with each caption forced through the decoder; none for Show, Attend
         and Tell (its one attention is the decoding attention already shown)."""
-        if self.cfg.model.arch != "transformer":
+        if not self.arch.layered:
             return [[] for _ in captions]
         cap_in, _ = pad_batch([[BOS] + c for c in captions])  # (batch, len + 1)
         with record(model) as maps:

@@ -10,23 +10,11 @@ import torch
 
 from attnapps.diagnostics import EmbeddingGrad, ModelProbe
 
-from .model import Ensemble, HierarchicalAttention, TransformerClassifier
+from .model import Ensemble
 
 
 def members(model) -> list:
     return list(model.members) if isinstance(model, Ensemble) else [model]
-
-
-def attention_modules(model) -> list:
-    """The modules whose weights form the token attention: the pooling (or, for the Transformer, the
-    last layer's self-attention). None for the hierarchical model: its token weights are a product of
-    two levels, with no one module whose keys are the tokens (no permutation test)."""
-    out = []
-    for m in members(model):
-        if isinstance(m, HierarchicalAttention):
-            return []
-        out.append(m.encoder.layers[-1].attn if isinstance(m, TransformerClassifier) else m.attention)
-    return out
 
 
 def probes(task, model, indices: list[int]) -> list[ModelProbe]:
@@ -44,12 +32,12 @@ def probes(task, model, indices: list[int]) -> list[ModelProbe]:
         target = int(task.probabilities(logits)[0].argmax())
 
         def saliency(ids=ids, target=target):
-            if any(isinstance(m, HierarchicalAttention) for m in members(model)):
+            if any(m.reads_sentences for m in members(model)):
                 return torch.full((len(ids),), float("nan"))  # its embeddings are of a sentence grid
             with ExitStack() as stack, torch.enable_grad():
                 grads = [stack.enter_context(EmbeddingGrad(m.embedding)) for m in members(model)]
                 torch.log(run(ids)[target]).backward()
             return sum(g.saliency()[0, : len(ids)] for g in grads).cpu()
 
-        out.append(ModelProbe(ids, run, w[0, : len(ids)].cpu(), target, attention_modules(model), saliency))
+        out.append(ModelProbe(ids, run, w[0, : len(ids)].cpu(), target, model.explained_attention(), saliency))
     return out

@@ -103,6 +103,12 @@ class BiLSTMAttention(nn.Module):
 
     config_class = BiLSTMConfig
 
+    reads_sentences, ngram_vocabulary = False, False  # documents as sentences; an n-gram vocabulary (model.min_count)
+
+    def explained_attention(self) -> list:
+        """The attention whose weights over the tokens explain the decision (what the diagnostics perturb)."""
+        return [self.attention]
+
     def __init__(self, cfg: BiLSTMConfig, vocab_size: int, outputs: int, max_len: int = 200, pad_id: int = 0):
         super().__init__()
         embed_size, hidden_size, attention, pooling = cfg.embed_size, cfg.hidden_size, cfg.attention, cfg.pooling
@@ -150,6 +156,10 @@ class Ensemble(nn.Module):
     probabilities. Token weights are the members' mean ``(batch, len)``.
     """
 
+    def explained_attention(self) -> list:
+        """Every member's."""
+        return [a for m in self.members for a in m.explained_attention()]
+
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         self.members = nn.ModuleList(members)
@@ -166,6 +176,12 @@ class TransformerClassifier(nn.Module):
     encoder on the core's ``multihead``, mean or [CLS] pooling (``pooling=attention`` means mean)."""
 
     config_class = TransformerConfig
+
+    reads_sentences, ngram_vocabulary = False, False  # documents as sentences; an n-gram vocabulary (model.min_count)
+
+    def explained_attention(self) -> list:
+        """The attention whose weights over the tokens explain the decision (what the diagnostics perturb)."""
+        return [self.encoder.layers[-1].attn]
 
     def __init__(self, cfg: TransformerConfig, vocab_size: int, outputs: int, pad_id: int = 0):
         super().__init__()
@@ -284,6 +300,12 @@ class NgramAttention(nn.Module):
 
     config_class = NgramConfig
 
+    reads_sentences, ngram_vocabulary = False, True  # documents as sentences; an n-gram vocabulary (model.min_count)
+
+    def explained_attention(self) -> list:
+        """The attention whose weights over the tokens explain the decision (what the diagnostics perturb)."""
+        return [self.attention]
+
     def __init__(self, cfg: NgramConfig, vocab_size: int, outputs: int, pad_id: int = 0, mean: bool = True,
                  keys: Tensor | None = None):
         super().__init__()
@@ -394,6 +416,13 @@ class HierarchicalAttention(nn.Module):
     """
 
     config_class = HANConfig
+
+    reads_sentences, ngram_vocabulary = True, False  # documents as sentences; an n-gram vocabulary (model.min_count)
+
+    def explained_attention(self) -> list:
+        """No one module: its token weights are the product of two levels, whose keys are not the tokens
+        (no permutation test)."""
+        return []
 
     def __init__(self, cfg: HANConfig, vocab_size: int, outputs: int, pad_id: int = 0, sep_id: int = 3):
         super().__init__()

@@ -8,6 +8,7 @@ which tokens it attended to.
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import re
 from collections import Counter
@@ -92,7 +93,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         data = {split: [(self.encode(text), index[label]) for text, label in examples]
                 for split, examples in splits.items()}
         m = self.cfg.model
-        if m.arch == "ngram_attention" and m.min_count > 0 and not self.restored:
+        if self.arch.ngram_vocabulary and m.min_count > 0 and not self.restored:
             self.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
             self.auto_notes = [*self.auto_notes, f"n-gram vocabulary: {len(self.ngram_keys)} n-grams of 2..{m.ngrams} "
                                f"tokens in at least {m.min_count} training texts (rarer ones add nothing)"]
@@ -100,7 +101,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
 
     def encode(self, text: str) -> list[int]:
         """Token ids, at most ``data.max_len``; for ``han`` the sentences are separated by ``<eos>``."""
-        if self.cfg.model.arch == "han":
+        if self.arch.reads_sentences:
             ids = []
             for sentence in SENTENCE_END.split(text):
                 piece = self.tok.encode(sentence)
@@ -131,12 +132,17 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         return Ensemble([self.build_single() for _ in range(m.ensemble)])
 
     def build_single(self):
-        model = ARCHS[str(self.cfg.model.arch)]
-        extra = {"max_len": self.cfg.data.max_len} if model is ARCHS["bilstm_attention"] else \
-            {"sep_id": self.tok.eos_id} if model is ARCHS["han"] else \
-            {"keys": self.ngram_keys} if model is ARCHS["ngram_attention"] else {}
+        model = self.arch
+        # what the data gives besides the vocabulary; each architecture takes those its constructor names
+        given = {"max_len": self.cfg.data.max_len, "sep_id": self.tok.eos_id, "keys": self.ngram_keys}
+        takes = inspect.signature(model.__init__).parameters
         return model(arch_config(self.cfg.model, model.config_class), self.tok.vocab_size, self.outputs,
-                     pad_id=self.tok.pad_id, **extra)
+                     pad_id=self.tok.pad_id, **{k: v for k, v in given.items() if k in takes})
+
+    @property
+    def arch(self) -> type:
+        """The chosen architecture's model class: what the task asks about it instead of testing its name."""
+        return ARCHS[str(self.cfg.model.arch)]
 
     def probabilities(self, logits):
         """``(batch, classes)`` probabilities from one logit (2 classes, sigmoid) or one per class."""
@@ -240,7 +246,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         right = [i for i in range(len(gold)) if gold[i] == pred[i]][: (n + 1) // 2]
         wrong = [i for i in range(len(gold)) if gold[i] != pred[i]][: n // 2]
         lines += self.shaded_examples(right + wrong, gold, pred, probs, weights, run_dir)
-        if m.arch == "han":
+        if self.arch.reads_sentences:
             lines += self.document_attention(model, right + wrong, gold, pred, run_dir)
         return ["\n".join(lines)]
 
@@ -331,7 +337,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
     def explain_ids(self, model, ids: list[list[int]], titles: list[str]) -> list[dict]:
         x, lengths = pad_batch(ids)  # (batch, len)
         x, lengths = x.to(self.device), lengths.to(self.device)
-        n_max, han = x.size(1), self.cfg.model.arch == "han"
+        n_max, han = x.size(1), self.arch.reads_sentences
         hops = max(1, getattr(self.cfg.model, "hops", 1))
         with record(model) as maps:
             logits, w = model(x, lengths)  # (batch, outputs), (batch, len)

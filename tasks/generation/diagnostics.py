@@ -9,16 +9,10 @@ import torch
 
 from attnapps.diagnostics import EmbeddingGrad, ModelProbe
 
-from .model import GPT
-
-
-def attention_module(model):
-    return model.blocks[-1].attn if isinstance(model, GPT) else model.attention
-
 
 def probes(task, model, indices: list[int]) -> list[ModelProbe]:
     device, length = task.device, min(task.cfg.sample.heatmap_tokens, task.cfg.model.context)
-    modules = [attention_module(model)]
+    modules = model.explained_attention()
 
     def run(ids: list[int]) -> torch.Tensor:
         return torch.softmax(model(torch.tensor([ids], device=device))[0, -1].float(), -1)  # (vocab,)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attnapps.attention import KVCache, build_attention
+from attnapps.attention import KVCache, build_attention, record
 from attnapps.config import Attention, PROBABILITY_OR_AUTO, at_least, choice, opt
 from attnapps.layers import LearnedPositions, SinusoidalPositions
 from attnapps.layers.transformer import EncoderLayer
@@ -33,6 +33,15 @@ DROPOUT = opt(-1.0, "dropout; < 0 = the architecture's (a 6-minute run sees the 
               check=PROBABILITY_OR_AUTO)
 TIE = opt(True, "output layer = token embedding")
 
+
+@torch.no_grad()
+def layer_maps(model: nn.Module, ids: Tensor) -> Tensor:
+    """``attention_maps(ids)`` of either model: the weights of every attention module (in call order: the
+    layers, bottom up) for one sequence ``ids (1, len)``, as ``(layers, heads, len, len)`` -- a view over
+    :func:`attnapps.attention.record`, the one path to weights."""
+    with record(model) as maps:
+        model(ids)
+    return torch.stack([w[0] for w in maps.values()])  # each w: (1, heads, len, len)
 
 @dataclass
 class GPTConfig:
@@ -61,6 +70,10 @@ class GPT(nn.Module):
     """``GPT(GPTConfig, vocab)``: a pre-LN decoder-only Transformer (Radford et al. 2018/2019): token + position embeddings ->
     ``layers`` x (causal self-attention on the core's ``multihead`` with its SDPA fast path, MLP) ->
     LayerNorm -> logits with the token embedding matrix (weight tying, Press & Wolf 2017)."""
+
+    def explained_attention(self) -> list:
+        """The attention whose weights explain the next token (what the diagnostics perturb): the last block's."""
+        return [self.blocks[-1].attn]
 
     def __init__(self, cfg: GPTConfig, vocab: int):
         super().__init__()
@@ -116,13 +129,7 @@ class GPT(nn.Module):
         state["length"] += ids.size(1)
         return self.head(self.norm(x)), state  # (batch, new, vocab)
 
-    @torch.no_grad()
-    def attention_maps(self, ids: Tensor) -> Tensor:
-        x, maps = self._embed(ids), []
-        for block in self.blocks:
-            x, w = block(x, is_causal=True, need_weights=True)  # w: (batch, heads, len, len)
-            maps.append(w[0])
-        return torch.stack(maps)  # (layers, heads, len, len)
+    attention_maps = layer_maps  # (the one path to weights: attnapps.attention.record)
 
 
 class LSTMAttentionLM(nn.Module):
@@ -130,6 +137,10 @@ class LSTMAttentionLM(nn.Module):
     "Frustratingly Short Attention Spans"): ``h_t = LSTM(x_<=t)``; ``c_t = attention(h_t, h_<=t)``
     (causal, any core variant); ``logits = W_o tanh(W_c [h_t; c_t])``, tied to the embedding when sizes
     allow. The cache is the LSTM state plus the states attended over (and their key projection)."""
+
+    def explained_attention(self) -> list:
+        """The attention whose weights explain the next token (what the diagnostics perturb): over the past states."""
+        return [self.attention]
 
     def __init__(self, cfg: LSTMAttentionConfig, vocab: int):
         super().__init__()
@@ -167,11 +178,7 @@ class LSTMAttentionLM(nn.Module):
         state = {"lstm": lstm, "h": all_h, "keys": all_k, "length": state["length"] + ids.size(1)}
         return self._out(h, c), state
 
-    @torch.no_grad()
-    def attention_maps(self, ids: Tensor) -> Tensor:
-        h, _ = self.lstm(self.embedding(ids))
-        _, w = self.attention(h, h, is_causal=True, need_weights=True)
-        return self.attention.per_head(w)  # (1 layer, heads, len, len)
+    attention_maps = layer_maps
 
 
 GPT.config_class, LSTMAttentionLM.config_class = GPTConfig, LSTMAttentionConfig

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attnapps.config import arch_config, check_heads
+from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import fit_tokenizer, tokenizer_from_state
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
@@ -193,7 +193,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
             f"lines skipped (not UTF-8): {self.policy.skipped}",
             f"tokenizer: {self.tok.kind}, vocabulary {self.tok.vocab_size}",
             f"model: {m.arch}, context {m.context}, width {m.d_model}, {m.layers} layers"
-            + (f", {m.heads} heads" if m.arch == "transformer" else f", attention {m.attention}")])
+            + (f", attention {m.attention}" if "attention" in arch_keys(m) else f", {m.heads} heads")])
         run = outputs.get("run", {})  # the run's final metrics, with extra_metrics' generation speeds
         cached, uncached = run.get("generate.tokens_per_sec_cached"), run.get("generate.tokens_per_sec_uncached")
         if cached and uncached:

@@ -9,22 +9,12 @@ import torch
 
 from attnapps.diagnostics import EmbeddingGrad, ModelProbe, alignment_error_rate, read_alignments
 
-from .model import RNNSeq2Seq
-
 
 WORDS = 8  # explained target tokens per sentence (the first ones)
 
 
-def source_embedding(model):
-    return model.encoder.embedding if isinstance(model, RNNSeq2Seq) else model.src_embedding
-
-
-def attention_modules(model) -> list:
-    return [model.attention] if isinstance(model, RNNSeq2Seq) else [model.decoder.layers[-1].cross_attn]
-
-
 def probes(task, model, indices: list[int]) -> list[ModelProbe]:
-    tok, device, modules = task.tgt_tok, task.device, attention_modules(model)
+    tok, device, modules = task.tgt_tok, task.device, model.explained_attention()
     out = []
     for i in indices:
         src = task.datasets["test"][i][0] or [task.src_tok.unk_id]
@@ -46,7 +36,7 @@ def probes(task, model, indices: list[int]) -> list[ModelProbe]:
 
         for t, y in list(enumerate(tokens))[:WORDS]:
             def saliency(t=t, y=y, src=src, tgt_in=tgt_in):
-                grad = EmbeddingGrad(source_embedding(model))
+                grad = EmbeddingGrad(model.input_embedding())
                 with grad, torch.enable_grad():
                     logits = model(torch.tensor([src], device=device), torch.tensor([len(src)], device=device), tgt_in)
                     torch.log_softmax(logits[0, t].float(), -1)[y].backward()

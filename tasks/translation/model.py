@@ -54,6 +54,15 @@ class RNNSeq2Seq(nn.Module):
     general attention is computed once per batch (``project_keys``), not once per step.
     """
 
+    def explained_attention(self) -> list:
+        """The attention whose weights explain an output token (what the diagnostics perturb): the
+        decoder's over the source."""
+        return [self.attention]
+
+    def input_embedding(self) -> nn.Embedding:
+        """The embedding of the inputs the attention reads (input x gradient saliency)."""
+        return self.encoder.embedding
+
     def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = False, pad_id: int = 0):
         super().__init__()
         embed_size, hidden_size, layers, dropout = cfg.embed_size, cfg.hidden_size, cfg.layers, cfg.dropout
@@ -119,6 +128,15 @@ class TransformerSeq2Seq(nn.Module):
     target embeddings (joint vocabulary) and, always, the target embedding with the output layer.
     Decoding is incremental with key/value caches (``step``).
     """
+
+    def explained_attention(self) -> list:
+        """The attention whose weights explain an output token (what the diagnostics perturb): the last
+        decoder layer's cross-attention."""
+        return [self.decoder.layers[-1].cross_attn]
+
+    def input_embedding(self) -> nn.Embedding:
+        """The embedding of the inputs the attention reads (input x gradient saliency)."""
+        return self.src_embedding
 
     def __init__(self, cfg: TransformerConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = True,
                  pad_id: int = 0):

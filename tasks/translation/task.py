@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from attnapps.config import arch_config, check_heads
+from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import read_input, write_output
@@ -186,7 +186,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         hyps = self.translate(model, [ids], beam=1)
         if hyps.attention[0] is None or not hyps.tokens[0]:
             return None
-        title = f"{self.cfg.model.arch}" + (f" / {self.cfg.model.attention}" if self.cfg.model.arch == "rnn" else "")
+        m = self.cfg.model
+        title = f"{m.arch}" + (f" / {m.attention}" if "attention" in arch_keys(m) else "")
         return attention_heatmap(hyps.attention[0].cpu(), [self.src_tok.id_to_piece(i) for i in ids],
                                  [self.tgt_tok.id_to_piece(i) for i in hyps.tokens[0]], out, title=title)
 

@@ -233,3 +233,31 @@ def test_trivial_baseline_is_a_unigram_model_of_the_training_characters(tmp_path
     out = task.trivial_baseline("valid")
     assert out["bpc"] == pytest.approx(bits / (len(valid) - 1), rel=1e-6)
     assert out["perplexity"] == pytest.approx(2 ** (bits / (len(valid) - 1)), rel=1e-6)
+
+
+@pytest.mark.parametrize("arch, attention", [("transformer", None), ("lstm_attention", "general"),
+                                             ("lstm_attention", "multihead")])
+def test_attention_maps_are_the_recorded_weights_of_each_layer(arch, attention):
+    """``attention_maps`` is a view over ``record``: equal to the weights each layer returns when asked."""
+    from attnapps_tasks.generation.model import ARCHS
+
+    cls = ARCHS[arch]
+    cfg = cls.config_class(**({"attention": attention} if attention else {}))
+    cfg.d_model, cfg.layers, cfg.heads, cfg.context, cfg.dropout = 32, 2, 4, 64, 0.0
+    torch.manual_seed(0)
+    model = cls(cfg, 50).eval()
+    ids = torch.randint(0, 50, (1, 20))
+    with torch.no_grad():
+        if arch == "transformer":
+            x, expected = model._embed(ids), []
+            for block in model.blocks:
+                x, w = block(x, is_causal=True, need_weights=True)  # (1, heads, len, len)
+                expected.append(w[0])
+            expected = torch.stack(expected)
+        else:
+            h, _ = model.lstm(model.embedding(ids))
+            _, w = model.attention(h, h, is_causal=True, need_weights=True)
+            expected = model.attention.per_head(w)  # (1 layer, heads, len, len)
+    got = model.attention_maps(ids)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(got.sum(-1), torch.ones(got.shape[:-1]), atol=1e-5)  # rows of probabilities
