@@ -39,8 +39,9 @@ class Task:
     in order:
 
     ``build_data()`` -> ``build_model()`` -> per batch ``loss(model, batch)`` -> ``evaluate(model, split)``.
-    ``state_dict``/``load_state_dict`` carry what besides the weights a saved model needs (tokenizer,
-    label names); it is stored in every checkpoint. That is the whole required contract; reports,
+    ``state`` (a ``state_class``: tokenizer, label names) is what besides the weights a saved model needs,
+    fitted once on the training data (:meth:`fitted`) or given by a checkpoint; it is stored in every
+    checkpoint. That is the whole required contract; reports,
     explained outputs (``report.html``, ``attnapps.serve``, ``attnapps.predict``) and diagnostics are
     the optional components below (:class:`Reporter`, :class:`Explainer`, :class:`Diagnoser`). A task
     may also define ``predict(model, options)`` itself (options: ``predict_config_class``).
@@ -49,6 +50,9 @@ class Task:
     name: ClassVar[str]
     default: ClassVar[bool] = False  # the task `attnapps.run` trains when no task= is given (one task says so)
     config_class: ClassVar[type]  # a dataclass subclassing attnapps.config.RunConfig
+    # what a trained model needs besides its weights (tokenizers, labels, vocabulary): a dataclass with
+    # to_dict() and a classmethod from_dict(dict); saved in every checkpoint (None: the task fits nothing)
+    state_class: ClassVar[type | None] = None
     aliases: ClassVar[dict[str, str]] = {}  # short command-line names: {"tokenizer": "tokenizer.kind"}
     renamed: ClassVar[dict[str, str]] = {}  # old key -> new key, accepted with a deprecation line for one release
     primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result used for early stopping
@@ -64,7 +68,7 @@ class Task:
         self.device = torch.device(device if device is not None else "cpu")
         self._budget = budget  # how far training is through its budget, 0..1 (the trainer's clock)
         self.datasets: dict[str, Sequence] = {}
-        self.restored = False  # True when restore() gave the tokenizer/vocabulary: build_data must not refit
+        self.state = None  # the fitted state (a state_class): a checkpoint's (resume, predict), or fitted by build_data
         self.resolve_config(cfg)
 
     @classmethod
@@ -147,17 +151,28 @@ class Task:
         adds ``loss`` itself."""
         return Evaluation({})
 
+    def fitted(self, fit: Callable[[], Any]) -> Any:
+        """``self.state``: the one a checkpoint gave (resume, predict), else ``fit()`` -- fitted on the
+        training split by ``build_data`` -- kept for the checkpoints. The one place a task fits its state::
+
+            state = self.fitted(lambda: MyState(tokenizer=fit_tokenizer(...train...)))
+        """
+        if self.state is None:
+            self.state = fit()
+        return self.state
+
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        """The fitted state as plain values (``state_class.to_dict``): what checkpoints store."""
+        return self.state.to_dict() if self.state is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Take a checkpoint's state (``state_class.from_dict``); ``build_data`` then reads the data with
+        it instead of fitting a new one."""
+        self.state = self.state_class.from_dict(state) if self.state_class is not None else None
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Resume: take the tokenizer/vocabulary/labels of a checkpoint; ``build_data`` then reads the
-        data with them instead of fitting new ones."""
+        """Resume: the checkpoint's fitted state (tokenizer, vocabulary, labels) instead of a new fit."""
         self.load_state_dict(state)
-        self.restored = True
 
     def budget_fraction(self) -> float:
         """How far training is through its time/step budget (0..1), from the trainer's clock (0 outside

@@ -247,3 +247,27 @@ def test_the_chosen_architecture_says_whether_its_heads_must_divide_the_width(ta
     else:
         with pytest.raises(ConfigError, match=error):
             cls.check_config(cfg)
+
+
+def test_fitted_state_is_fitted_once_or_taken_from_a_checkpoint_and_round_trips():
+    from attnapps.data import TokenizerState
+    from attnapps_tasks.classification.task import ClassificationState
+
+    texts = ["a cat sat", "a dog ran", "the cat ran"]
+    tok = fit_tokenizer("word", texts, normalize="auto", lowercase=True)
+    state = ClassificationState(tok, ["neg", "pos"], torch.tensor([[1, 2], [3, 4]]))
+    again = ClassificationState.from_dict(state.to_dict())
+    assert again.labels == ["neg", "pos"] and torch.equal(again.ngram_keys, state.ngram_keys)
+    assert again.tok.encode("the dog sat") == tok.encode("the dog sat")
+    assert "ngram_keys" not in ClassificationState(tok, ["a"]).to_dict()
+    assert TokenizerState.from_dict(TokenizerState(tok).to_dict()).tok.encode("a cat") == tok.encode("a cat")
+
+    cls = get_task("classification")
+    task = cls(OmegaConf.structured(cls.config_class))
+    calls = []
+    assert task.fitted(lambda: calls.append(1) or state) is state and calls == [1]
+    assert task.fitted(lambda: calls.append(2) or again) is state and calls == [1]  # fitted once
+    resumed = cls(OmegaConf.structured(cls.config_class))
+    resumed.restore(task.state_dict())  # what a checkpoint holds
+    assert resumed.fitted(lambda: calls.append(3)) is resumed.state and calls == [1]  # the checkpoint's, no fit
+    assert resumed.labels == ["neg", "pos"] and resumed.tok.encode("a cat") == tok.encode("a cat")

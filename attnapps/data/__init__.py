@@ -2,9 +2,10 @@
 
 from attnapps.data.batching import BucketBatchSampler, pad_batch, to_device
 from attnapps.data.tokenizers import (
-    CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer, fit_tokenizer, tokenizer_from_state,
+    CharTokenizer, SentencePieceTokenizer, Tokenizer, TokenizerState, WordTokenizer, fit_tokenizer,
+    tokenizer_from_state,
 )
 from attnapps.data.vocab import Vocab
 
 __all__ = ["BucketBatchSampler", "pad_batch", "to_device", "Tokenizer", "CharTokenizer", "WordTokenizer",
-           "SentencePieceTokenizer", "fit_tokenizer", "tokenizer_from_state", "Vocab"]
+           "SentencePieceTokenizer", "TokenizerState", "fit_tokenizer", "tokenizer_from_state", "Vocab"]

@@ -9,6 +9,7 @@ fitted on training text only, and round-trips through ``state_dict()`` / :func:`
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -222,3 +223,18 @@ def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model
         coverage = 0.9995 if scripts.profile(texts).share(scripts.EAST_ASIAN) > 0.3 else 1.0
         return SentencePieceTokenizer().fit(texts, vocab_size, model_type, character_coverage=coverage)
     raise ConfigError(f"tokenizer.kind={kind!r}: choose char, word or sentencepiece")
+
+
+@dataclass
+class TokenizerState:
+    """The fitted state (``Task.state_class``) of a task whose only fitted piece is one tokenizer, saved as
+    ``{"tokenizer": ...}``; a task with more (labels, a vocabulary of n-grams) subclasses it."""
+
+    tok: Tokenizer
+
+    def to_dict(self) -> dict:
+        return {"tokenizer": self.tok.state_dict()}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "TokenizerState":
+        return cls(tokenizer_from_state(state["tokenizer"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,23 @@ from .synthetic import ensure_synthetic
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
 
 
+@dataclass
+class CaptioningState:
+    """What a trained captioner needs besides its weights and the retrieval index: the word vocabulary."""
+
+    vocab: Vocab
+
+    def to_dict(self) -> dict:
+        return {"vocab": self.vocab.state_dict()}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "CaptioningState":
+        return cls(Vocab.from_state(state["vocab"]))
+
+
 @register_task("captioning")
 class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
-    config_class = CaptioningConfig
+    config_class, state_class = CaptioningConfig, CaptioningState
     aliases = {"encoder": "encoder.name"}  # `encoder=X` is short for `encoder.name=X`
     renamed = {"decode.samples": "report.examples", "decode.figures": "report.figures"}  # old names, for one release
     predict_config_class = CaptioningPredict
@@ -66,7 +81,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         super().check_config(cfg)
         check_heads(cfg.model, cfg.model.hidden_size, "model.hidden_size")
 
-    vocab = encoder = baseline = None
+    encoder = baseline = None
+    vocab = property(lambda self: self.state.vocab if self.state else None)
     store = None  # (images, regions, channels) fp16 features or (images, 3, S, S) uint8 pixels
 
     def __init__(self, *args, **kwargs):
@@ -110,8 +126,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                     kept.append((rows[k], it))
                 k += 1
             self.items[split] = kept
-        if not self.restored:  # resume: the checkpoint's vocabulary
-            self.vocab = Vocab.build((c for _, it in self.items["train"] for c in it.captions), min_freq=d.min_freq)
+        self.fitted(lambda: CaptioningState(  # or the checkpoint's vocabulary (resume, predict)
+            Vocab.build((c for _, it in self.items["train"] for c in it.captions), min_freq=d.min_freq)))
         encoded = {split: [[self.vocab.encode(c[: d.max_len]) for c in it.captions] for _, it in kept]
                    for split, kept in self.items.items()}
         self.memory.build(self.store, self.items, encoded["train"])
@@ -486,11 +502,11 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
             return self.memory.of_features(model.images(pixels.to(self.device)).cpu())
 
     def state_dict(self):
-        state = {"vocab": self.vocab.state_dict()}
+        state = super().state_dict()  # the vocabulary
         if self.memory.index is not None:  # prediction retrieves from the training images as in training
             state["retrieval"] = {"keys": self.memory.index["keys"], "captions": self.memory.index["captions"]}
         return state
 
     def load_state_dict(self, state):
-        self.vocab = Vocab.from_state(state["vocab"])
+        super().load_state_dict(state)
         self.memory.index = state.get("retrieval")

@@ -12,13 +12,15 @@ import inspect
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from attnapps.config import arch_config, check_heads
-from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.data import TokenizerState, fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import read_input
 from attnapps.explorer import example, recorded_views, view
@@ -42,9 +44,26 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # where han cuts a text in
 POOLINGS = {"bilstm_attention": ("attention", "flatten"), "transformer": ("attention", "mean", "cls")}
 
 
+@dataclass
+class ClassificationState(TokenizerState):
+    """What a trained classifier needs besides its weights: the tokenizer, the label names in the order of
+    the outputs, and (``model.min_count > 0``) the n-gram vocabulary, fitted on the training tokens."""
+
+    labels: list = field(default_factory=list)
+    ngram_keys: Any = None
+
+    def to_dict(self) -> dict:
+        state = {**super().to_dict(), "labels": list(self.labels)}
+        return state if self.ngram_keys is None else {**state, "ngram_keys": self.ngram_keys}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "ClassificationState":
+        return cls(tokenizer_from_state(state["tokenizer"]), list(state["labels"]), state.get("ngram_keys"))
+
+
 @register_task("classification")
 class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
-    config_class = ClassificationConfig
+    config_class, state_class = ClassificationConfig, ClassificationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = ClassificationPredict
     primary_metric = "macro_f1"
@@ -69,32 +88,34 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         check_heads(m, width, "the attention width (model.embed_size)" if m.arch == "ngram_attention"
                     else "the attention width (from model.hidden_size)")
 
-    tok, labels, policy, auto_notes, ngram_keys = None, (), None, (), None
+    policy, auto_notes = None, ()
+    tok = property(lambda self: self.state.tok if self.state else None)
+    labels = property(lambda self: self.state.labels if self.state else ())
+    ngram_keys = property(lambda self: self.state.ngram_keys if self.state else None)
 
     # ------------------------------------------------------------------ data
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
-        splits, self.labels, self.policy = load_examples(d.path, d.format, d.text_column, d.label_column,
-                                                         d.on_error, self.cfg.seed, d.embedded)
+        splits, labels, self.policy = load_examples(d.path, d.format, d.text_column, d.label_column,
+                                                    d.on_error, self.cfg.seed, d.embedded)
         self.raw = splits
         train_texts = [text for text, _ in splits["train"]]
         self.units = auto.text_units(train_texts)  # char or word n-grams: for the tokenizer and the baseline
         notes = auto.resolve_tokenizer(self.cfg, self.units)
-        if self.restored:  # resume: the checkpoint's tokenizer and labels
-            if list(self.labels) != list(self.saved_labels):
-                raise DataError(d.path or "data/classification", None, f"the labels {self.labels} differ from the "
-                                f"checkpoint's {self.saved_labels}")
-        else:
-            self.tok = fit_tokenizer(t.kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size,
-                                     normalize=t.normalize, lowercase=True)
+        state = self.fitted(lambda: ClassificationState(  # or the checkpoint's tokenizer and labels (resume, predict)
+            fit_tokenizer(t.kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size,
+                          normalize=t.normalize, lowercase=True), list(labels)))
+        if list(labels) != list(state.labels):
+            raise DataError(d.path or "data/classification", None, f"the labels {list(labels)} differ from the "
+                            f"checkpoint's {state.labels}")
         self.auto_notes = notes + auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts],
                                                len(train_texts))
         index = {label: i for i, label in enumerate(self.labels)}
         data = {split: [(self.encode(text), index[label]) for text, label in examples]
                 for split, examples in splits.items()}
         m = self.cfg.model
-        if self.arch.ngram_vocabulary and m.min_count > 0 and not self.restored:
-            self.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
+        if self.arch.ngram_vocabulary and m.min_count > 0 and state.ngram_keys is None:  # fitted once, then saved
+            state.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
             self.auto_notes = [*self.auto_notes, f"n-gram vocabulary: {len(self.ngram_keys)} n-grams of 2..{m.ngrams} "
                                f"tokens in at least {m.min_count} training texts (rarer ones add nothing)"]
         return data
@@ -385,13 +406,3 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             words = ", ".join(self.tok.id_to_piece(ids[i]) for i in top)
             print(f"{self.labels[k]}\t{float(p[k]):.4f}\t{words}")
 
-    def state_dict(self):
-        state = {"tokenizer": self.tok.state_dict(), "labels": list(self.labels)}
-        if self.ngram_keys is not None:
-            state["ngram_keys"] = self.ngram_keys
-        return state
-
-    def load_state_dict(self, state):
-        self.tok = tokenizer_from_state(state["tokenizer"])
-        self.labels = self.saved_labels = list(state["labels"])
-        self.ngram_keys = state.get("ngram_keys")

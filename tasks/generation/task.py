@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from attnapps.config import arch_config, arch_keys, check_heads
-from attnapps.data import fit_tokenizer, tokenizer_from_state
+from attnapps.data import TokenizerState, fit_tokenizer
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
@@ -34,7 +34,7 @@ from .model import ARCHS
 
 @register_task("generation")
 class GenerationTask(Task, Reporter, Explainer, Diagnoser):
-    config_class = GenerationConfig
+    config_class, state_class = GenerationConfig, TokenizerState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = GenerationPredict
     primary_metric = "bpc"
@@ -45,7 +45,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     study_presets = {"quick": ["sample.max_new_tokens=40"]}  # attnapps.study: what keeps a quick look quick
     secondary_metrics, study_figure = ("perplexity",), "attention_heatmap.png"  # what attnapps.study shows of this task
 
-    tok = None
+    tok = property(lambda self: self.state.tok if self.state else None)
 
     @classmethod
     def resolve_config(cls, cfg) -> None:
@@ -92,9 +92,12 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
         texts, self.policy, self.source = load_corpus(d.path, d.format, d.on_error)
-        if not self.restored:  # resume: the checkpoint's tokenizer
+
+        def fit():  # on the training text (unless a checkpoint gave the tokenizer: resume, predict)
             lines = [texts["train"]] if t.kind == "char" else texts["train"].split("\n")
-            self.tok = fit_tokenizer(t.kind, lines, t.vocab_size, t.model_type)
+            return TokenizerState(fit_tokenizer(t.kind, lines, t.vocab_size, t.model_type))
+
+        self.fitted(fit)
         cache = cache_root(d.cache_dir)
         fp = tokenizer_fingerprint(self.tok)
         self.ids = {s: encode_cached(texts[s], self.encode, fp, self.tok.vocab_size, cache, s) for s in texts}
@@ -270,11 +273,6 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
                              options.top_p, options.seed, options.stop, options.cache)
         print(options.prompt + text)
 
-    def state_dict(self):
-        return {"tokenizer": self.tok.state_dict()}
-
-    def load_state_dict(self, state):
-        self.tok = tokenizer_from_state(state["tokenizer"])
 
 
 def distinct_n(texts: list[str], n: int) -> float:

@@ -7,7 +7,9 @@ score it with sacreBLEU and chrF, and report alignments.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,10 +34,39 @@ from .model import ARCHS
 EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
 
 
+@dataclass
+class TranslationState:
+    """What a trained translation model needs besides its weights: the subword tokenizers of the source
+    and the target (one object when ``tokenizer.joint``)."""
+
+    src_tok: Any
+    tgt_tok: Any
+
+    @classmethod
+    def fit(cls, train: list[tuple[str, str]], t) -> "TranslationState":
+        """sentencepiece on the training pairs (``t``: the tokenizer section), jointly or per side."""
+        fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type)  # noqa: E731
+        if t.joint:
+            joint = fit([s for s, _ in train] + [g for _, g in train])
+            return cls(joint, joint)
+        return cls(fit([s for s, _ in train]), fit([g for _, g in train]))
+
+    def to_dict(self) -> dict:
+        state = {"src_tokenizer": self.src_tok.state_dict()}
+        if self.tgt_tok is not self.src_tok:
+            state["tgt_tokenizer"] = self.tgt_tok.state_dict()
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "TranslationState":
+        src = tokenizer_from_state(state["src_tokenizer"])
+        return cls(src, tokenizer_from_state(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src)
+
+
 @register_task("translation")
 class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     default = True  # `python -m attnapps.run` with no task= trains this one (the README's main job)
-    config_class = TranslationConfig
+    config_class, state_class = TranslationConfig, TranslationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     renamed = {"decode.samples": "report.examples", "decode.plots": "report.figures"}  # old names, for one release
     predict_config_class = TranslationPredict
@@ -46,8 +77,9 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
                                "decode.beam=2"]}
     secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
-    src_tok = tgt_tok = None
     filtered, skipped = 0, None
+    src_tok = property(lambda self: self.state.src_tok if self.state else None)
+    tgt_tok = property(lambda self: self.state.tgt_tok if self.state else None)
 
     @classmethod
     def check_config(cls, cfg):
@@ -77,12 +109,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
                                           d.embedded)
         train = splits["train"]
         self.bleu_tokenize, self.lang_note = self.metric_language([g for _, g in train])
-        if not self.restored:  # resume: the checkpoint's tokenizers
-            fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type)  # noqa: E731
-            if t.joint:
-                self.src_tok = self.tgt_tok = fit([s for s, _ in train] + [g for _, g in train])
-            else:
-                self.src_tok, self.tgt_tok = fit([s for s, _ in train]), fit([g for _, g in train])
+        self.fitted(lambda: TranslationState.fit(train, t))  # or the checkpoint's tokenizers (resume, predict)
         data = {}
         for split, pairs in splits.items():
             enc = [(self.src_tok.encode(s), self.tgt_tok.encode(g)) for s, g in pairs]
@@ -243,13 +270,3 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             for n, s in enumerate(sentences):
                 if s:
                     self.plot_alignment(model, s, Path(options.plot_dir) / f"align_{n}.png")
-
-    def state_dict(self):
-        state = {"src_tokenizer": self.src_tok.state_dict()}
-        if self.tgt_tok is not self.src_tok:
-            state["tgt_tokenizer"] = self.tgt_tok.state_dict()
-        return state
-
-    def load_state_dict(self, state):
-        self.src_tok = tokenizer_from_state(state["src_tokenizer"])
-        self.tgt_tok = tokenizer_from_state(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else self.src_tok
