@@ -51,10 +51,10 @@ SentencePieceType = choice("SentencePieceType", ["unigram", "bpe"])
 def _attention_choice() -> type[Choice]:
     from attnapps.attention import list_attention
 
-    return choice("Attention", list_attention())
+    return choice("AttentionVariant", list_attention())
 
 
-Attention = _attention_choice()
+AttentionVariant = _attention_choice()  # model.attention's type (the nn.Module base is attnapps.attention.Attention)
 
 
 def opt(default: Any, help: str, check: Callable[[Any], "str | None"] | None = None) -> Any:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnapps.attention import build_attention, record
-from attnapps.config import Attention, RunConfig, TrainerConfig, at_least, opt
+from attnapps.config import AttentionVariant, RunConfig, TrainerConfig, at_least, opt
 from attnapps.explorer import example, view
 from attnapps.task import Explainer, Task, register_task
 
@@ -20,7 +20,7 @@ class LargestData:
 
 @dataclass
 class LargestModel:
-    attention: Attention = opt("general", "attention variant (any core variant)")
+    attention: AttentionVariant = opt("general", "attention variant (any core variant)")
     size: int = opt(32, "embedding size", check=at_least(4))
 
 

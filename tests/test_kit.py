@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from attnapps.config import (
-    Attention, TrainerConfig, arch_config, at_least, check_arch_keys, check_rules, describe, field_rules, model_section,
-    opt)
+    AttentionVariant, TrainerConfig, arch_config, at_least, check_arch_keys, check_rules, describe, field_rules,
+    model_section, opt)
 from attnapps.data import fit_tokenizer
 from attnapps.data.files import write_output
 from attnapps.decoding import LanguageModel, Seq2SeqDecoder, decode_batches, greedy
@@ -102,7 +102,7 @@ def test_every_decoding_architecture_is_checked_against_teacher_forcing():
 
 @dataclass
 class AConfig:
-    attention: Attention = opt("additive", "attention of A")
+    attention: AttentionVariant = opt("additive", "attention of A")
     width: int = opt(8, "width")
 
 

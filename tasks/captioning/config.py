@@ -14,7 +14,7 @@ from .model import ARCHS
 
 
 Encoder = choice("Encoder", list(ENCODERS))
-Strategy = choice("Strategy", ["auto", "greedy", "beam", "rerank"])
+DecodeStrategy = choice("DecodeStrategy", ["auto", "greedy", "beam", "rerank"])  # decode.strategy's type
 
 
 @dataclass
@@ -52,7 +52,8 @@ class CaptioningBeam(BeamOptions):
 
 @dataclass
 class CaptioningDecode(CaptioningBeam):  # beam (beam, rerank: the n-best re-ranked), alpha
-    strategy: Strategy = opt("auto", "auto (the best of the three on valid, after training) | greedy | beam | rerank")
+    strategy: DecodeStrategy = opt("auto", "auto (the best of the three on valid, after training) | greedy | beam | "
+                                   "rerank")
     rerank_k: int = opt(0, "rerank: neighbours whose captions judge the n-best (0 = the k-NN baseline's k)",
                         check=at_least(0))
     max_len: int = opt(30, "longest caption decoded (tokens)", check=at_least(1))

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention
-from attnapps.config import Attention, PROBABILITY, at_least, opt
+from attnapps.config import AttentionVariant, PROBABILITY, at_least, opt
 from attnapps.data.vocab import BOS, PAD, UNK
 from attnapps.layers import SinusoidalPositions, TransformerDecoder, rnn_states
 
@@ -42,7 +42,7 @@ SCST_SAMPLES = opt(5, "captions sampled per image for the self-critical baseline
 
 @dataclass
 class ShowAttendTellConfig:
-    attention: Attention = opt("additive", "attention variant over the regions (any core variant)")
+    attention: AttentionVariant = opt("additive", "attention variant over the regions (any core variant)")
     embed_size: int = opt(128, "word embedding size", check=at_least(1))
     hidden_size: int = HIDDEN
     heads: int = HEADS

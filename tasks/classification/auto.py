@@ -16,17 +16,8 @@ from attnapps.data import scripts
 from .model import ARCHS as MODELS
 
 # Per architecture: the longest text it reads by default (tokens), its default sizes, and the learning
-# rate it trains well with (chosen on the valid splits of the development corpora, see the README).
-ARCH_DEFAULTS = {
-    "ngram_attention": {"max_len": 1000, "embed_size": 64, "hidden_size": 0, "hops": 2, "lr": 5e-3, "ensemble": 1,
-                        "batch_size": 64, "ngrams": 2, "buckets": 262144},
-    "han": {"max_len": 1000, "embed_size": 100, "hidden_size": 50, "hops": 1, "lr": 2e-3, "ensemble": 1,
-            "batch_size": 32},
-    "bilstm_attention": {"max_len": 256, "embed_size": 256, "hidden_size": 128, "hops": 4, "lr": 2e-3, "ensemble": 3,
-                         "batch_size": 32},
-    "transformer": {"max_len": 512, "embed_size": 0, "hidden_size": 128, "hops": 1, "lr": 1e-3, "ensemble": 1,
-                    "batch_size": 32},
-}
+# rate it trains well with -- declared by each model class (``defaults``), gathered here.
+ARCH_DEFAULTS = {name: model.defaults for name, model in MODELS.items()}
 ARCHS = list(ARCH_DEFAULTS)
 
 

@@ -78,7 +78,7 @@ class ClassificationConfig(RunConfig):
     model: ClassificationModel = field(default_factory=ClassificationModel)
     report: ClassificationReportConfig = field(default_factory=ClassificationReportConfig)
     trainer: ClassificationTrainer = field(default_factory=ClassificationTrainer)
-    # lr 0 / batch_size 0 = the architecture's (auto.ARCH_DEFAULTS); max_epochs 0 = until the time budget
+    # lr 0 / batch_size 0 = the architecture's (its model class's defaults); max_epochs 0 = until the time budget
     # or early stopping (15 when there is no budget at all); ema < 0 = from the tokens (auto.py)
 
 

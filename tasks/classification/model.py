@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
-from attnapps.config import Attention, PROBABILITY_OR_AUTO, at_least, between, choice, opt
+from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, between, choice, opt
 from attnapps.data.batching import pad_batch
 from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
 
@@ -35,7 +35,7 @@ SMOOTHING = opt(-1.0, "label smoothing of the cross-entropy; < 0 = from the data
 
 @dataclass
 class NgramConfig:
-    attention: Attention = ATTENTION
+    attention: AttentionVariant = ATTENTION
     embed_size: int = EMBED
     heads: int = HEADS
     hops: int = HOPS
@@ -54,7 +54,7 @@ class NgramConfig:
 
 @dataclass
 class HANConfig:
-    attention: Attention = ATTENTION
+    attention: AttentionVariant = ATTENTION
     embed_size: int = EMBED
     hidden_size: int = HIDDEN
     heads: int = HEADS
@@ -65,7 +65,7 @@ class HANConfig:
 
 @dataclass
 class BiLSTMConfig:
-    attention: Attention = ATTENTION
+    attention: AttentionVariant = ATTENTION
     pooling: Pooling = POOLING
     embed_size: int = EMBED
     hidden_size: int = HIDDEN
@@ -103,6 +103,10 @@ class BiLSTMAttention(nn.Module):
 
     config_class = BiLSTMConfig
 
+    # what model.*=0 / data.max_len=0 / trainer.lr=0 / trainer.batch_size=0 become (auto.py), chosen on the
+    # valid splits of the development corpora (README)
+    defaults = {"max_len": 256, "embed_size": 256, "hidden_size": 128, "hops": 4, "lr": 2e-3, "ensemble": 3,
+                "batch_size": 32}
     reads_sentences, ngram_vocabulary = False, False  # documents as sentences; an n-gram vocabulary (model.min_count)
 
     def explained_attention(self) -> list:
@@ -177,6 +181,10 @@ class TransformerClassifier(nn.Module):
 
     config_class = TransformerConfig
 
+    # what model.*=0 / data.max_len=0 / trainer.lr=0 / trainer.batch_size=0 become (auto.py), chosen on the
+    # valid splits of the development corpora (README)
+    defaults = {"max_len": 512, "embed_size": 0, "hidden_size": 128, "hops": 1, "lr": 1e-3, "ensemble": 1,
+                "batch_size": 32}
     reads_sentences, ngram_vocabulary = False, False  # documents as sentences; an n-gram vocabulary (model.min_count)
 
     def explained_attention(self) -> list:
@@ -300,6 +308,10 @@ class NgramAttention(nn.Module):
 
     config_class = NgramConfig
 
+    # what model.*=0 / data.max_len=0 / trainer.lr=0 / trainer.batch_size=0 become (auto.py), chosen on the
+    # valid splits of the development corpora (README)
+    defaults = {"max_len": 1000, "embed_size": 64, "hidden_size": 0, "hops": 2, "lr": 5e-3, "ensemble": 1,
+                "batch_size": 64, "ngrams": 2, "buckets": 262144}
     reads_sentences, ngram_vocabulary = False, True  # documents as sentences; an n-gram vocabulary (model.min_count)
 
     def explained_attention(self) -> list:
@@ -417,6 +429,10 @@ class HierarchicalAttention(nn.Module):
 
     config_class = HANConfig
 
+    # what model.*=0 / data.max_len=0 / trainer.lr=0 / trainer.batch_size=0 become (auto.py), chosen on the
+    # valid splits of the development corpora (README)
+    defaults = {"max_len": 1000, "embed_size": 100, "hidden_size": 50, "hops": 1, "lr": 2e-3, "ensemble": 1,
+                "batch_size": 32}
     reads_sentences, ngram_vocabulary = True, False  # documents as sentences; an n-gram vocabulary (model.min_count)
 
     def explained_attention(self) -> list:

@@ -18,14 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import KVCache, build_attention, record
-from attnapps.config import Attention, PROBABILITY_OR_AUTO, at_least, choice, opt
+from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, choice, opt
 from attnapps.layers import LearnedPositions, SinusoidalPositions
 from attnapps.layers.transformer import EncoderLayer
 
 
 Positions = choice("Positions", ["learned", "sinusoidal"])
 CONTEXT = opt(128, "tokens the model sees", check=at_least(1))
-WIDTH = opt(0, "transformer width / LSTM hidden and embedding size; 0 = the architecture's (task ARCH_DEFAULTS)",
+WIDTH = opt(0, "transformer width / LSTM hidden and embedding size; 0 = the architecture's (its class's defaults)",
             check=at_least(0))
 LAYERS = opt(4, "layers (transformer blocks / LSTM layers)", check=at_least(1))
 HEADS = opt(4, "attention heads (transformer; lstm_attention with attention=multihead)", check=at_least(1))
@@ -63,13 +63,15 @@ class LSTMAttentionConfig:
     heads: int = HEADS
     dropout: float = DROPOUT
     tie_weights: bool = TIE
-    attention: Attention = opt("general", "any core variant (additive is memory-hungry: len x len x d)")
+    attention: AttentionVariant = opt("general", "any core variant (additive is memory-hungry: len x len x d)")
 
 
 class GPT(nn.Module):
     """``GPT(GPTConfig, vocab)``: a pre-LN decoder-only Transformer (Radford et al. 2018/2019): token + position embeddings ->
     ``layers`` x (causal self-attention on the core's ``multihead`` with its SDPA fast path, MLP) ->
     LayerNorm -> logits with the token embedding matrix (weight tying, Press & Wolf 2017)."""
+
+    defaults = {"d_model": 128, "dropout": 0.0}  # model.d_model=0 / model.dropout<0 become these (chosen on valid)
 
     def explained_attention(self) -> list:
         """The attention whose weights explain the next token (what the diagnostics perturb): the last block's."""
@@ -137,6 +139,8 @@ class LSTMAttentionLM(nn.Module):
     "Frustratingly Short Attention Spans"): ``h_t = LSTM(x_<=t)``; ``c_t = attention(h_t, h_<=t)``
     (causal, any core variant); ``logits = W_o tanh(W_c [h_t; c_t])``, tied to the embedding when sizes
     allow. The cache is the LSTM state plus the states attended over (and their key projection)."""
+
+    defaults = {"d_model": 192, "dropout": 0.1}  # model.d_model=0 / model.dropout<0 become these (chosen on valid)
 
     def explained_attention(self) -> list:
         """The attention whose weights explain the next token (what the diagnostics perturb): over the past states."""

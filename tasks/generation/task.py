@@ -41,7 +41,6 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     higher_is_better = False
     count_unit = "tokens"
     # Per architecture: width and dropout when model.d_model=0 / model.dropout<0 (chosen on valid, README).
-    ARCH_DEFAULTS = {"lstm_attention": {"d_model": 192, "dropout": 0.1}, "transformer": {"d_model": 128, "dropout": 0.0}}
     study_presets = {"quick": ["sample.max_new_tokens=40"]}  # attnapps.study: what keeps a quick look quick
     secondary_metrics, study_figure = ("perplexity",), "attention_heatmap.png"  # what attnapps.study shows of this task
 
@@ -51,7 +50,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     def resolve_config(cls, cfg) -> None:
         """``model.d_model=0`` and ``model.dropout<0`` become the chosen architecture's values."""
         m = cfg.model
-        a = cls.ARCH_DEFAULTS[str(m.arch)]
+        a = ARCHS[str(m.arch)].defaults
         if m.d_model <= 0:
             m.d_model = a["d_model"]
         if m.dropout < 0:
@@ -61,7 +60,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     def check_config(cls, cfg):
         super().check_config(cfg)
         m, s = cfg.model, cfg.sample
-        check_heads(m, m.d_model or cls.ARCH_DEFAULTS[str(m.arch)]["d_model"], "model.d_model")
+        check_heads(m, m.d_model or ARCHS[str(m.arch)].defaults["d_model"], "model.d_model")
         if any(not 0 <= t < 100 for t in s.temperatures):
             raise ConfigError(f"bad value for config key 'sample.temperatures': {list(s.temperatures)} "
                               "must each be in [0, 100)")

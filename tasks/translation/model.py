@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
-from attnapps.config import Attention, PROBABILITY, at_least, choice, opt
+from attnapps.config import AttentionVariant, PROBABILITY, at_least, choice, opt
 from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
 
 Cell = choice("Cell", ["gru", "lstm"])
@@ -32,7 +32,7 @@ SHARE = opt(True, "tie the source and target embeddings (needs tokenizer.joint)"
 
 @dataclass
 class RNNConfig:
-    attention: Attention = opt("additive", "attention variant of the decoder (any core variant)")
+    attention: AttentionVariant = opt("additive", "attention variant of the decoder (any core variant)")
     cell: Cell = opt("gru", "recurrent cell: gru | lstm")
     embed_size: int = opt(256, "token embedding size", check=at_least(1))
     hidden_size: int = HIDDEN
