@@ -21,37 +21,28 @@ from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder,
 Cell = choice("Cell", ["gru", "lstm"])
 
 
-# the keys both architectures have: one field each (model_section requires one default per key)
-HIDDEN = opt(256, "RNN hidden size / Transformer d_model", check=at_least(1))
-LAYERS = opt(1, "layers of the encoder and of the decoder", check=at_least(1))
-HEADS = opt(4, "attention heads (transformer; rnn with attention=multihead)", check=at_least(1))
-DROPOUT = opt(0.2, "dropout probability", check=PROBABILITY)
-SMOOTHING = opt(0.1, "label smoothing of the cross-entropy", check=PROBABILITY)
-SHARE = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
+@dataclass
+class Seq2SeqConfig:
+    """The keys both architectures have (model_section requires one default per key)."""
+
+    hidden_size: int = opt(256, "RNN hidden size / Transformer d_model", check=at_least(1))
+    layers: int = opt(1, "layers of the encoder and of the decoder", check=at_least(1))
+    heads: int = opt(4, "attention heads (transformer; rnn with attention=multihead)", check=at_least(1))
+    dropout: float = opt(0.2, "dropout probability", check=PROBABILITY)
+    label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy", check=PROBABILITY)
+    share_embeddings: bool = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
 
 
 @dataclass
-class RNNConfig:
+class RNNConfig(Seq2SeqConfig):
     attention: AttentionVariant = opt("additive", "attention variant of the decoder (any core variant)")
     cell: Cell = opt("gru", "recurrent cell: gru | lstm")
     embed_size: int = opt(256, "token embedding size", check=at_least(1))
-    hidden_size: int = HIDDEN
-    layers: int = LAYERS
-    heads: int = HEADS
-    dropout: float = DROPOUT
-    label_smoothing: float = SMOOTHING
-    share_embeddings: bool = SHARE
 
 
 @dataclass
-class TransformerConfig:
-    hidden_size: int = HIDDEN
-    layers: int = LAYERS
-    heads: int = HEADS
+class TransformerConfig(Seq2SeqConfig):
     ff_size: int = opt(1024, "feed-forward size of each Transformer layer", check=at_least(1))
-    dropout: float = DROPOUT
-    label_smoothing: float = SMOOTHING
-    share_embeddings: bool = SHARE
 
 
 class RNNSeq2Seq(nn.Module):
