@@ -147,8 +147,8 @@ def train(cfg, run_dir, task_cls=None) -> dict | None:
     """Train one run and write its outputs; the metrics (rank 0) or None (other ranks).
 
     The run directory gets ``config.yaml`` (written by the trainer once the task has filled every "auto"
-    value, from the config and from the data: the config the model was built from), ``log.csv`` and ``checkpoints/`` while training, then ``metrics.json``,
-    ``provenance.json`` and ``report.md`` (+ ``plots/``)."""
+    value, from the config and from the data: the config the model was built from), ``log.csv`` and
+    ``checkpoints/`` while training, then ``metrics.json``, ``provenance.json`` and ``report.md`` (+ ``plots/``)."""
     from attnapps.task import get_task
     from attnapps.training import Trainer
 

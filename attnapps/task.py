@@ -170,10 +170,6 @@ class Task:
         it instead of fitting a new one."""
         self.state = self.state_class.from_dict(state) if self.state_class is not None else None
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Resume: the checkpoint's fitted state (tokenizer, vocabulary, labels) instead of a new fit."""
-        self.load_state_dict(state)
-
     def budget_fraction(self) -> float:
         """How far training is through its time/step budget (0..1), from the trainer's clock (0 outside
         training), so ``loss`` may, e.g., switch objectives late in training."""

@@ -268,6 +268,6 @@ def test_fitted_state_is_fitted_once_or_taken_from_a_checkpoint_and_round_trips(
     assert task.fitted(lambda: calls.append(1) or state) is state and calls == [1]
     assert task.fitted(lambda: calls.append(2) or again) is state and calls == [1]  # fitted once
     resumed = cls(OmegaConf.structured(cls.config_class))
-    resumed.restore(task.state_dict())  # what a checkpoint holds
+    resumed.load_state_dict(task.state_dict())  # what a checkpoint holds
     assert resumed.fitted(lambda: calls.append(3)) is resumed.state and calls == [1]  # the checkpoint's, no fit
     assert resumed.labels == ["neg", "pos"] and resumed.tok.encode("a cat") == tok.encode("a cat")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from attnapps.config import describe, opt
+from attnapps.config import at_least, describe, field_rules, matches, opt, positive
 from attnapps.errors import ConfigError
 
 
@@ -12,20 +12,22 @@ from attnapps.errors import ConfigError
 class ServeConfig:
     run: list = field(default_factory=list, metadata={"help": "run directories to serve (repeat run=DIR)"})
     host: str = opt("127.0.0.1", "address to bind: loopback by default; 0.0.0.0 exposes the API to the network")
-    port: int = opt(8000, "TCP port")
+    port: int = opt(8000, "TCP port", check=at_least(1))
     device: str = opt("cpu", "cpu, cuda or cuda:N")
     batching: str = opt("auto", "batch: micro-batch concurrent requests per run; lock: one request at a time; "
-                                "auto: batch where the task's infer batches its inputs (Task.infer_batches)")
-    batch_window_ms: float = opt(5.0, "micro-batching: how long a batch waits for more requests")
-    max_batch: int = opt(16, "micro-batching: most inputs per model call")
-    max_body_mb: float = opt(8.0, "largest request body (413 above)")
-    max_texts: int = opt(32, "most texts per request")
-    max_tokens: int = opt(512, "most tokens per text (the run's tokenizer)")
-    max_image_pixels: int = opt(20_000_000, "largest image, width x height (413 above)")
+                                "auto: batch where the task's infer batches its inputs (Task.infer_batches)",
+                         check=matches("auto|batch|lock", "auto, batch or lock"))
+    batch_window_ms: float = opt(5.0, "micro-batching: how long a batch waits for more requests", check=at_least(0))
+    max_batch: int = opt(16, "micro-batching: most inputs per model call", check=at_least(1))
+    max_body_mb: float = opt(8.0, "largest request body (413 above)", check=positive)
+    max_texts: int = opt(32, "most texts per request", check=at_least(1))
+    max_tokens: int = opt(512, "most tokens per text (the run's tokenizer)", check=at_least(1))
+    max_image_pixels: int = opt(20_000_000, "largest image, width x height (413 above)", check=at_least(1))
     # limits of the tasks' request options (each task names the option a key caps: Task.serve_limits)
-    max_beam: int = opt(10, "largest beam a request may ask for (option 'beam')")
-    max_new_tokens: int = opt(400, "most new tokens a request may ask for (option 'max_new_tokens')")
-    timeout_s: float = opt(120.0, "a request waiting longer for its model gets 503")
+    max_beam: int = opt(10, "largest beam a request may ask for (option 'beam')", check=at_least(1))
+    max_new_tokens: int = opt(400, "most new tokens a request may ask for (option 'max_new_tokens')",
+                              check=at_least(1))
+    timeout_s: float = opt(120.0, "a request waiting longer for its model gets 503", check=positive)
 
 
 def parse(argv: list[str]) -> ServeConfig:
@@ -48,13 +50,10 @@ def parse(argv: list[str]) -> ServeConfig:
             raise ConfigError(f"{key}={value!r}: expected {kind.__name__}") from None
     if not cfg.run:
         raise ConfigError("missing run=RUN_DIR (usage: python -m attnapps.serve run=DIR [run=DIR ...])")
-    if cfg.batching not in ("auto", "batch", "lock"):
-        raise ConfigError(f"batching={cfg.batching!r}: choose auto, batch or lock")
-    for key in ("port", "max_batch", "max_texts", "max_tokens", "max_image_pixels", "max_beam", "max_new_tokens"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key}={getattr(cfg, key)} must be at least 1")
-    if cfg.max_body_mb <= 0 or cfg.batch_window_ms < 0 or cfg.timeout_s <= 0:
-        raise ConfigError("max_body_mb and timeout_s must be positive, batch_window_ms at least 0")
+    for key, rule in field_rules(ServeConfig).items():  # each setting's rule, on its field
+        why = rule(getattr(cfg, key))
+        if why:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r} {why}")
     return cfg
 
 

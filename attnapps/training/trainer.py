@@ -74,7 +74,7 @@ class Trainer:
             if self.resume_state.get("task") != self.task.name:
                 raise AttnappsError(f"{self.resume_path}: checkpoint is for task {self.resume_state.get('task')!r}, "
                                     f"not {self.task.name!r}")
-            self.task.restore(self.resume_state["task_state"])
+            self.task.load_state_dict(self.resume_state["task_state"])
         provenance.start_recording()
         datasets = self.task.load_data()
         self.data_fingerprints = provenance.data_fingerprints()

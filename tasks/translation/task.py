@@ -23,6 +23,7 @@ from attnapps.explorer import example, recorded_views
 from attnapps.losses import sequence_loss
 from attnapps.metrics import bleu_tokenizer, check_bleu_tokenizer, sacrebleu_scores
 from attnapps.plots import attention_heatmap
+from attnapps.predict import predict_options
 from attnapps.report import section, table
 from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
@@ -256,7 +257,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     def explore(self, model, outputs, n):
         k = min(n, len(self.sources["test"]))
-        options = TranslationPredict(beam=self.cfg.decode.beam, alpha=self.cfg.decode.alpha)
+        options = predict_options(self, {})  # as predict and the server decode: the run's decode.beam/alpha
         examples = self.infer(model, self.sources["test"][:k], options)
         for ex, ref in zip(examples, self.refs["test"][:k]):
             ex["refs"] = [ref]
