@@ -11,7 +11,8 @@ def test_settings_are_parsed_and_checked_by_name():
     assert cfg.run == ["a", "b"] and cfg.port == 9000 and cfg.host == "127.0.0.1"
     for argv, words in [(["run=a", "prot=1"], "unknown key 'prot'"), ([], "missing run="),
                         (["run=a", "port=x"], "port='x'"), (["run=a", "batching=queue"], "auto, batch or lock"),
-                        (["run=a", "port=0"], "port=0 must be >= 1"), (["run=a", "timeout_s=0"], "timeout_s=0.0 must be > 0")]:
+                        (["run=a", "port=0"], "port=0 must be >= 1"),
+                        (["run=a", "timeout_s=0"], "timeout_s=0.0 must be > 0")]:
         with pytest.raises(ConfigError, match=words):
             parse(argv)
 
