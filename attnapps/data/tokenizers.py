@@ -98,14 +98,14 @@ class CharTokenizer(_VocabTokenizer):
         return "".join(tokens)
 
     def extra_state(self) -> dict:
-        return {"lowercase": self.lowercase, "normalize": self.normalize}
+        return normalize_state(self.lowercase, self.normalize)
 
 
 class WordTokenizer(_VocabTokenizer):
     """Words and punctuation of any script (:func:`attnapps.data.scripts.split_words`: ``\\w+(?:'\\w+)?|[^\\w\\s]``
     on spaced scripts, one token per character of Chinese, Japanese kana, Thai, ..., combining marks
-    kept with their letter), after Unicode normalisation (``normalize``: ``auto`` = NFKC for East Asian
-    text, NFC otherwise; see :func:`attnapps.data.scripts.normalize`); optional lowercasing."""
+    kept with their letter), after Unicode normalisation (``normalize``: ``auto`` = NFC with full-width
+    letters and digits folded; see :func:`attnapps.data.scripts.normalize`); optional lowercasing."""
 
     kind = "word"
 
@@ -121,7 +121,7 @@ class WordTokenizer(_VocabTokenizer):
         return scripts.join_words(tokens)
 
     def extra_state(self) -> dict:
-        return {"lowercase": self.lowercase, "normalize": self.normalize}
+        return normalize_state(self.lowercase, self.normalize)
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -186,6 +186,17 @@ class SentencePieceTokenizer(Tokenizer):
         return {"kind": self.kind, "model": torch.frombuffer(bytearray(self.model_bytes), dtype=torch.uint8)}
 
 
+def normalize_state(lowercase: bool, normalize: str) -> dict:
+    # "normalize_rule": 2 marks the ``auto`` that keeps full-width punctuation; without it, a saved ``auto``
+    # is the earlier rule (``auto_v1``, NFKC for East Asian text), so old checkpoints read text as they did
+    return {"lowercase": lowercase, "normalize": normalize, **({"normalize_rule": 2} if normalize == "auto" else {})}
+
+
+def saved_normalize(state: dict) -> str:
+    form = state.get("normalize", "none")  # checkpoints from before normalisation existed: the text as it came
+    return "auto_v1" if form == "auto" and state.get("normalize_rule") != 2 else form
+
+
 def tokenizer_from_state(state: dict) -> Tokenizer:
     """Rebuild any tokenizer from its ``state_dict()``."""
     kind = state["kind"]
@@ -193,11 +204,10 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
         return SentencePieceTokenizer(state["model"].numpy().tobytes())
     if kind == "char":
         return CharTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", False),
-                             normalize=state.get("normalize", "none"))
+                             normalize=saved_normalize(state))
     if kind == "word":
-        # checkpoints from before normalisation existed split the text as it came
         return WordTokenizer(Vocab(state["itos"]), lowercase=state.get("lowercase", True),
-                             normalize=state.get("normalize", "none"))
+                             normalize=saved_normalize(state))
     raise ValueError(f"unknown tokenizer kind {kind!r}")
 
 

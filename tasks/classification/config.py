@@ -35,7 +35,8 @@ class ClassificationTokenizer:
     kind: TokenizerKind = opt("auto", "auto (from the scripts of the training text: tasks/classification/auto.py) | "
                               "word (Unicode regex, lowercased; one token per Chinese/Japanese/Thai character) | "
                               "char (every character, lowercased) | sentencepiece")
-    normalize: Normalization = opt("auto", "word: Unicode normalisation; auto = NFKC for East Asian text, else NFC")
+    normalize: Normalization = opt("auto", "word, char: Unicode normalisation; auto = NFC with full-width letters "
+                                  "and digits as ASCII, full-width punctuation kept (attnapps/data/scripts.py)")
     min_freq: int = opt(2, "word: rarer words -> <unk>", check=at_least(1))
     max_size: int = opt(30000, "word: vocabulary cap", check=at_least(0))
     vocab_size: int = opt(8000, "sentencepiece", check=at_least(8))

@@ -53,10 +53,13 @@ def test_text_without_marks_or_unspaced_scripts_splits_as_before(text):
 
 
 def test_normalisation():
-    # full-width Latin, digits and punctuation in CJK text become the ordinary ones (NFKC)
-    assert normalize("ＡＢＣ１２３，我们") == "ABC123,我们"
-    # half-width katakana become full-width
-    assert normalize("ｶﾀｶﾅ") == "カタカナ"
+    # full-width Latin letters and digits in CJK text become ASCII; full-width punctuation stays (NFKC would fold it)
+    assert normalize("ＡＢＣ１２３，我们：（好）…") == "ABC123，我们：（好）…"
+    assert normalize("ＡＢＣ１２３，我们：（好）…", "nfkc") == "ABC123,我们:(好)..."
+    # half-width katakana become full-width, the ideographic space a space
+    assert normalize("ｶﾀｶﾅ\u3000ﾃｽﾄ") == "カタカナ テスト"
+    # the rule before (saved as plain "auto" in older checkpoints) folded the punctuation too
+    assert normalize("ＡＢＣ，我们", "auto_v1") == "ABC,我们"
     # English text keeps its compatibility characters (NFC): "…" stays one character
     assert normalize("Wait… ½") == "Wait… ½"
     assert normalize("Wait…", "nfkc") == "Wait..."
@@ -90,4 +93,8 @@ def test_word_tokenizer_normalises_and_round_trips_its_state():
     # a checkpoint written before normalisation existed keeps splitting the text as it came
     old = {k: v for k, v in tok.state_dict().items() if k != "normalize"}
     assert tokenizer_from_state(old).split("ＡＢＣ") == ["ａｂｃ"]
+    # ... and one saved with the earlier "auto" (no normalize_rule) keeps folding full-width punctuation
+    v1 = {k: v for k, v in tok.state_dict().items() if k != "normalize_rule"}
+    assert tokenizer_from_state(v1).split("我们，") == ["我", "们", ","]
+    assert again.split("我们，") == ["我", "们", "，"]
     assert fit_tokenizer("word", ["Ｘ"], normalize="none").split("Ｘ") == ["ｘ"]
