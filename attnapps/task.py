@@ -55,7 +55,7 @@ class Task:
     state_class: ClassVar[type | None] = None
     aliases: ClassVar[dict[str, str]] = {}  # short command-line names: {"tokenizer": "tokenizer.kind"}
     renamed: ClassVar[dict[str, str]] = {}  # old key -> new key, accepted with a deprecation line for one release
-    primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result used for early stopping
+    primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result: what the run is judged by
     higher_is_better: ClassVar[bool] = False
     count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
     # per study preset (quick, full): this task's own keys, over the preset's (attnapps.study)
@@ -169,6 +169,13 @@ class Task:
         """Take a checkpoint's state (``state_class.from_dict``); ``build_data`` then reads the data with
         it instead of fitting a new one."""
         self.state = self.state_class.from_dict(state) if self.state_class is not None else None
+
+    @property
+    def selection_metric(self) -> str:
+        """The key of ``evaluate()``'s result that early stopping and the best checkpoint follow: the
+        primary metric, unless the task says otherwise (classification voting with a TF-IDF companion
+        follows the model's own, so that the vote cannot end the model's training early)."""
+        return self.primary_metric
 
     def budget_fraction(self) -> float:
         """How far training is through its time/step budget (0..1), from the trainer's clock (0 outside

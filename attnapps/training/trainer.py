@@ -152,12 +152,12 @@ class Trainer:
     def _eval_and_checkpoint(self) -> bool:
         """Validate, keep the best model, write last.pt; return True to stop early. Rank 0 evaluates and
         decides; the decision is broadcast, so the ranks cannot disagree (and hang)."""
-        key, improved, value = self.task.primary_metric, False, None
+        key, improved, value = self.task.selection_metric, False, None
         if self.is_main:
             with averaged(self.ema):
                 metrics, _ = self.evaluate("valid", final=False)
                 if key not in metrics:
-                    raise RuntimeError(f"task {self.task.name}: evaluate() returned no primary metric {key!r}")
+                    raise RuntimeError(f"task {self.task.name}: evaluate() returned no metric {key!r} to select by")
                 improved, value = self._improved(metrics[key]), metrics[key]
                 if improved:
                     self.save_best(metrics)
@@ -281,9 +281,12 @@ class Trainer:
         return result
 
     def final_evaluation(self) -> RunResult:
-        """Reload the best weights and evaluate valid and test in full."""
+        """Reload the best weights, with the task state saved beside them (what the task chose on valid at
+        that evaluation), and evaluate valid and test in full."""
         if self.checkpoints.best.is_file():
-            self.model.load_state_dict(load_checkpoint(self.checkpoints.best, map_location=self.device)["model"])
+            best = load_checkpoint(self.checkpoints.best, map_location=self.device)
+            self.model.load_state_dict(best["model"])
+            self.task.load_state_dict(best["task_state"])
         p = self.progress
         metrics, outputs = {}, {}
         for split in ("valid", "test"):
