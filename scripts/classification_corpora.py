@@ -99,6 +99,7 @@ def main():
     rows = ["| corpus | train / valid / test | mean words (space-separated) / characters | classes | model "
             "| valid accuracy | valid macro-F1 "
             "| test accuracy | test macro-F1 |", "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for corpus in args.corpora.split(","):
         path, fmt, embedded = corpus_args(corpus, args.corpus_dir, args.language_dir)
         splits, labels, _ = load_examples(path, fmt, seed=1234, embedded=embedded)
@@ -120,12 +121,20 @@ def main():
                             args.out / corpus / config / f"seed{seed}", args.extra) for seed in seeds]
             archs = sorted({r["arch"] for r in runs})
             name = config if config != "default" else f"**default** ({', '.join(archs)})"
+            shares = [r.get("test.tfidf_share") for r in runs]
+            if None not in shares:  # voting with the TF-IDF companion: its share of the vote in each run
+                name += " + TF-IDF companion, share " + " / ".join(f"{x:g}" for x in shares)
+            alone = [r.get("test.model_alone.accuracy") for r in runs]
+            used = [r["train.wall_seconds"] / (60 * args.minutes) for r in runs]
             cells = [stats([r[f"{split}.{k}"] for r in runs]) for split in ("valid", "test")
                      for k in ("accuracy", "macro_f1")]
             rows.append(f"{info} {name} | " + " | ".join(cells) + " |")
+            if None not in alone:
+                notes.append(f"{corpus}: the model alone, test accuracy {stats(alone)}; budget used "
+                             + " / ".join(f"{u:.0%}" for u in used))
         cells = [f"{base[split][k]:.3f}" for split in ("valid", "test") for k in ("accuracy", "macro_f1")]
         rows.append(f"{info} TF-IDF ({base['test'].get('features', 'word')} n-grams) + LR | " + " | ".join(cells) + " |")
-    print("\n".join(rows))
+    print("\n".join(rows + [""] + notes))
 
 
 if __name__ == "__main__":

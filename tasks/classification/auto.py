@@ -54,7 +54,8 @@ UNSPACED_SHARE = 0.1  # a corpus is treated as unspaced once a tenth of its lett
 SPARSE_WORDS = 0.1  # ... and its words as too sparse once a tenth of held-out words are rarer than min_freq
 CHAR_NGRAMS, CHAR_BUCKETS = 5, 65536  # with character tokens: hashed 2..5-grams (the baseline's 1..5), 2^16 rows each
 # ... and, against the memorising of rare n-grams (README, "Your language"): an n-gram vocabulary of those in at
-# least 2 training texts (the baseline's min_df), label smoothing and a moving average of the weights
+# least 2 training texts (the baseline's min_df), label smoothing and a moving average of the weights; and a vote
+# with TF-IDF + logistic regression over the same characters' 1..5-grams (tfidf.py)
 CHAR_MIN_COUNT, CHAR_SMOOTHING, CHAR_EMA = 2, 0.1, 0.999
 
 
@@ -112,8 +113,11 @@ def resolve_tokenizer(cfg, units: tuple[str, str]) -> list[str]:
         m.label_smoothing = CHAR_SMOOTHING if chars else 0.0
     if cfg.trainer.ema < 0:
         cfg.trainer.ema = CHAR_EMA if chars else 0.0
+    if m.tfidf == "auto":
+        m.tfidf = "on" if chars else "off"
     if chars:
-        notes.append(f"model.label_smoothing={m.label_smoothing}, trainer.ema={cfg.trainer.ema}: character tokens")
+        notes.append(f"model.label_smoothing={m.label_smoothing}, trainer.ema={cfg.trainer.ema}, model.tfidf={m.tfidf}: "
+                     "character tokens")
     return notes
 
 

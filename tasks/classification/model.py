@@ -29,6 +29,14 @@ DROPOUT = opt(-1.0, "dropout; < 0 = from the data size (auto.py)", check=PROBABI
 ENSEMBLE = opt(0, "independently initialised models trained side by side, logits averaged; 0 = the architecture's",
                check=at_least(0))
 POOLING = opt("attention", "bilstm_attention: attention | flatten; transformer: mean | cls (attention = mean)")
+Companion = choice("Companion", ["auto", "on", "off"])
+TFIDF = opt("auto", "vote with TF-IDF + logistic regression over the same tokens' n-grams (tfidf.py): auto = on with "
+            "character tokens, off with words (auto.py) | on | off")
+TFIDF_SHARE = opt(-1.0, "the TF-IDF companion's share of the vote (probabilities mixed; 1 = it alone); < 0 = chosen on "
+                  "valid at each evaluation from 0, 0.25, 0.5, 0.75, 1", check=lambda v: None if v < 0 or 0 <= v <= 1
+                  else "must be in [0, 1] (or < 0: chosen on valid)")
+TFIDF_C = opt(0.0, "the TF-IDF companion's inverse L2 strength; 0 = chosen on valid from 0.25, 1, 4, 16, 64 by accuracy",
+              check=at_least(0))
 SMOOTHING = opt(-1.0, "label smoothing of the cross-entropy; < 0 = from the data (auto.py): 0.1 with character "
                 "tokens, else 0", check=PROBABILITY_OR_AUTO)
 
@@ -50,6 +58,9 @@ class NgramConfig:
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING
+    tfidf: Companion = TFIDF
+    tfidf_share: float = TFIDF_SHARE
+    tfidf_c: float = TFIDF_C
 
 
 @dataclass
@@ -61,6 +72,9 @@ class HANConfig:
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING
+    tfidf: Companion = TFIDF
+    tfidf_share: float = TFIDF_SHARE
+    tfidf_c: float = TFIDF_C
 
 
 @dataclass
@@ -74,6 +88,9 @@ class BiLSTMConfig:
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING
+    tfidf: Companion = TFIDF
+    tfidf_share: float = TFIDF_SHARE
+    tfidf_c: float = TFIDF_C
 
 
 @dataclass
@@ -86,6 +103,9 @@ class TransformerConfig:
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING
+    tfidf: Companion = TFIDF
+    tfidf_share: float = TFIDF_SHARE
+    tfidf_c: float = TFIDF_C
 
 
 class BiLSTMAttention(nn.Module):

@@ -11,6 +11,7 @@ import html
 import inspect
 import json
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_token
 from attnapps.report import section, table
 from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
-from . import auto, diagnostics
+from . import auto, diagnostics, tfidf
 from .baseline import describe as describe_baseline, fit as fit_baseline
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import load_examples
@@ -47,18 +48,23 @@ POOLINGS = {"bilstm_attention": ("attention", "flatten"), "transformer": ("atten
 @dataclass
 class ClassificationState(TokenizerState):
     """What a trained classifier needs besides its weights: the tokenizer, the label names in the order of
-    the outputs, and (``model.min_count > 0``) the n-gram vocabulary, fitted on the training tokens."""
+    the outputs, (``model.min_count > 0``) the n-gram vocabulary, fitted on the training tokens, and
+    (``model.tfidf=on``) the TF-IDF companion (:func:`tfidf.fit`) with its share of the vote chosen on valid."""
 
     labels: list = field(default_factory=list)
     ngram_keys: Any = None
+    tfidf: dict | None = None
+    share: float | None = None
 
     def to_dict(self) -> dict:
         state = {**super().to_dict(), "labels": list(self.labels)}
-        return state if self.ngram_keys is None else {**state, "ngram_keys": self.ngram_keys}
+        extra = {"ngram_keys": self.ngram_keys, "tfidf": self.tfidf, "share": self.share}
+        return {**state, **{k: v for k, v in extra.items() if v is not None}}
 
     @classmethod
     def from_dict(cls, state: dict) -> "ClassificationState":
-        return cls(tokenizer_from_state(state["tokenizer"]), list(state["labels"]), state.get("ngram_keys"))
+        return cls(tokenizer_from_state(state["tokenizer"]), list(state["labels"]), state.get("ngram_keys"),
+                   state.get("tfidf"), state.get("share"))
 
 
 @register_task("classification")
@@ -118,6 +124,16 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             state.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
             self.auto_notes = [*self.auto_notes, f"n-gram vocabulary: {len(self.ngram_keys)} n-grams of 2..{m.ngrams} "
                                f"tokens in at least {m.min_count} training texts (rarer ones add nothing)"]
+        if m.tfidf == "on" and state.tfidf is None:  # fitted once, then saved
+            start = time.perf_counter()
+            state.tfidf = tfidf.fit(data["train"], data.get("valid", []), len(self.labels),
+                                    tfidf.orders_for(str(self.cfg.tokenizer.kind)), m.tfidf_c)
+            f = state.tfidf
+            how = "as set" if m.tfidf_c > 0 else ("chosen on valid, accuracy " + ", ".join(
+                f"{a:.4f} at C={c}" for c, a in f["valid_accuracy"].items()) if f["valid_accuracy"] else "no valid split")
+            self.auto_notes = [*self.auto_notes, f"TF-IDF companion: {len(f['keys'])} n-grams of 1..{f['orders']} tokens "
+                               f"in at least 2 training texts; C={f['C']:g} ({how}); fitted in "
+                               f"{time.perf_counter() - start:.1f} s"]
         return data
 
     def encode(self, text: str) -> list[int]:
@@ -148,9 +164,28 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         m = self.cfg.model
         if m.ensemble < 1:
             raise ConfigError(f"model.ensemble={m.ensemble}: must be >= 1")
-        if m.ensemble == 1:
-            return self.build_single()
-        return Ensemble([self.build_single() for _ in range(m.ensemble)])
+        model = self.build_single() if m.ensemble == 1 else Ensemble([self.build_single() for _ in range(m.ensemble)])
+        if self.state.tfidf is None:
+            return model
+        return tfidf.WithTfidf(model, tfidf.TfidfCompanion(self.state.tfidf), self.share())
+
+    def share(self) -> float:
+        """The TF-IDF companion's share of the vote: as set, or as last chosen on valid (1/2 before that)."""
+        m = self.cfg.model
+        return m.tfidf_share if m.tfidf_share >= 0 else 0.5 if self.state.share is None else self.state.share
+
+    @property
+    def selection_metric(self) -> str:
+        """With a TF-IDF companion, the model's own macro-F1: the model trains (and stops) as it would alone,
+        and the vote is chosen on top of its best weights; the companion, strong from the start, would
+        otherwise end the model's training while it still improves."""
+        alone = self.state is not None and self.state.tfidf is not None
+        return f"model_alone.{self.primary_metric}" if alone else self.primary_metric
+
+    @staticmethod
+    def neural(model):
+        """The attention model inside (without its TF-IDF companion): what the diagnostics probe."""
+        return model.model if isinstance(model, tfidf.WithTfidf) else model
 
     def build_single(self):
         model = self.arch
@@ -167,10 +202,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
 
     def probabilities(self, logits):
         """``(batch, classes)`` probabilities from one logit (2 classes, sigmoid) or one per class."""
-        if logits.size(-1) == 1:
-            p = torch.sigmoid(logits.float())
-            return torch.cat([1 - p, p], -1)
-        return torch.softmax(logits.float(), -1)
+        return tfidf.probabilities(logits)
 
     def loss(self, model, batch):
         logits, _ = model(batch["ids"], batch["lengths"])  # (batch, outputs), or (members, batch, outputs)
@@ -187,27 +219,55 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         return loss / members, torch.tensor(len(y) // members)
 
     # ------------------------------------------------------------------ evaluation
-    def run_split(self, model, split):
-        """(gold, predicted, probabilities, token weights) over a split, in order."""
-        gold, pred, probs, weights = [], [], [], []
+    def run_split(self, model, split, choose=False):
+        """(gold, predicted, probabilities, token weights, votes) over a split, in order. With a TF-IDF
+        companion, ``votes`` holds the two models' probabilities apart, and ``choose=True`` first sets its
+        share of the vote to the one that scores the split best (:func:`tfidf.best_share`)."""
+        gold, probs, weights, parts = [], [], [], ([], [])
+        hybrid = model if isinstance(model, tfidf.WithTfidf) else None
+        if hybrid is not None:
+            hybrid.share = self.share()
         for batch in self.batches(split, batch_size=128):
-            logits, w = model(batch["ids"], batch["lengths"])
-            p = self.probabilities(logits)
+            if hybrid is not None:
+                p_model, p_tfidf, w, _ = hybrid.parts(batch["ids"], batch["lengths"])
+                parts[0].append(p_model)
+                parts[1].append(p_tfidf)
+            else:
+                logits, w = model(batch["ids"], batch["lengths"])
+                probs += self.probabilities(logits).tolist()
             gold += batch["label"].tolist()
-            pred += p.argmax(-1).tolist()
-            probs += p.tolist()
             weights += [row[:n].tolist() for row, n in zip(w, batch["lengths"].tolist())]
-        return gold, pred, probs, weights
+        votes = None
+        if hybrid is not None:
+            p_model, p_tfidf = (torch.cat(p) if p else torch.zeros(0, len(self.labels)) for p in parts)
+            if choose and len(gold):
+                def score(pred):
+                    return classification_report(gold, pred.tolist(), len(self.labels))[self.primary_metric]
+                self.state.share, _ = tfidf.best_share(p_model, p_tfidf, score)
+                hybrid.share = self.share()
+            probs = tfidf.mix(p_model, p_tfidf, hybrid.share).tolist()
+            votes = {"model": p_model, "tfidf": p_tfidf, "share": hybrid.share}
+        pred = [max(range(len(p)), key=p.__getitem__) for p in probs]
+        return gold, pred, probs, weights, votes
 
     def evaluate(self, model, split, final=False):
-        gold, pred, probs, weights = self.run_split(model, split)
+        # the companion's share is chosen on valid while training; the final evaluation keeps the one saved
+        # with the best weights
+        choose = split == "valid" and self.cfg.model.tfidf_share < 0 and (not final or self.state.share is None)
+        gold, pred, probs, weights, votes = self.run_split(model, split, choose)
         r = classification_report(gold, pred, len(self.labels))
         out = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+        if votes is not None:  # each voter alone too: the model's own metric is what training selects by
+            out["tfidf_share"] = votes["share"]
+            for name in ("model", "tfidf") if final else ("model",):
+                alone = classification_report(gold, votes[name].argmax(-1).tolist(), len(self.labels))
+                out.update({f"{name}_alone.{k}": alone[k] for k in ("accuracy", "macro_f1")})
         if final:
             for label, c in zip(self.labels, r["per_class"]):
                 for k in ("precision", "recall", "f1"):
                     out[f"{label}.{k}"] = c[k]
-        return Evaluation(out, {"gold": gold, "pred": pred, "probs": probs, "weights": weights, "report": r})
+        return Evaluation(out, {"gold": gold, "pred": pred, "probs": probs, "weights": weights, "report": r,
+                                "votes": votes})
 
     def trivial_baseline(self, split):
         """Every text gets the training split's most frequent label."""
@@ -220,7 +280,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
     diag_decision = True
 
     def probes(self, model, indices):
-        return diagnostics.probes(self, model, indices)
+        return diagnostics.probes(self, self.neural(model), indices)
 
     # ------------------------------------------------------------------ report and predict
     def report(self, model, run_dir, outputs):
@@ -239,8 +299,18 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             + "; tokenizer "
             f"{self.cfg.tokenizer.kind}, vocabulary {self.tok.vocab_size}, texts cut at {self.cfg.data.max_len} tokens",
             *[f"chosen from the data: {note}" for note in self.auto_notes]])
-        rows = [[f"{m.arch} ({attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})",
-                 f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
+        name = f"{m.arch} ({attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})"
+        rows = [[name, f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
+        votes, run = test.get("votes"), outputs.get("run", {})
+        if votes is not None:  # the system is the vote of two models: name it, and show each alone
+            f = self.state.tfidf
+            how = "as set" if m.tfidf_share >= 0 else "chosen on valid"
+            rows = [[f"**{name} + TF-IDF companion, its share of the vote {votes['share']:g} ({how})**",
+                     f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"],
+                    [f"{name} alone", *(f"{run.get(f'test.model_alone.{k}', float('nan')):.4f}"
+                                         for k in ("accuracy", "macro_f1"))],
+                    [f"TF-IDF companion alone (1..{f['orders']}-grams of the model's tokens, C={f['C']:g})",
+                     *(f"{run.get(f'test.tfidf_alone.{k}', float('nan')):.4f}" for k in ("accuracy", "macro_f1"))]]
         fitted = fit_baseline(self.raw["train"], self.raw["valid"], self.cfg.seed, self.units[0]) \
             if self.cfg.report.baseline else None
         if fitted is not None:
@@ -255,6 +325,14 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install scikit-learn`)", ""])
         lines += ["", "### Test set: this model against TF-IDF + logistic regression", ""]
         lines += table(["model", "accuracy", "macro-F1"], rows)
+        if votes is not None:
+            valid = {k: run.get(f"valid.{k}", float("nan")) for k in (
+                "macro_f1", "model_alone.macro_f1", "tfidf_alone.macro_f1")}
+            lines += ["", f"On valid, where the share was chosen (macro-F1): the vote {valid['macro_f1']:.4f}, the "
+                      f"model alone {valid['model_alone.macro_f1']:.4f}, the TF-IDF companion alone "
+                      f"{valid['tfidf_alone.macro_f1']:.4f}."
+                      + (" **The TF-IDF companion alone is ahead of the model alone on valid.**"
+                         if valid["tfidf_alone.macro_f1"] > valid["model_alone.macro_f1"] else "")]
         lines += ["", "### Per class (test)", ""]
         lines += table(["label", "precision", "recall", "F1", "support"],
                        [[label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
@@ -293,6 +371,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
 
     def document_attention(self, model, indices, gold, pred, run_dir: Path) -> list[str]:
         """The hierarchical model's two levels: which sentences it read, and which words in them."""
+        model = self.neural(model)
         han = model.members[0] if isinstance(model, Ensemble) else model
         lines = ["", "### Document-level attention (hierarchical model)", "",
                  "Each test document's sentences by the attention they got (sentence level), with the most-"
@@ -364,7 +443,8 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             logits, w = model(x, lengths)  # (batch, outputs), (batch, len)
         probs = self.probabilities(logits)
         if han:
-            inner = model.members[0] if isinstance(model, Ensemble) else model
+            inner = self.neural(model)
+            inner = inner.members[0] if isinstance(inner, Ensemble) else inner
             parts = inner.explain(x, lengths)
 
         def route(name, weights):  # (batch, heads, q, k) -> which sequences; the HAN's are per sentence

@@ -144,11 +144,22 @@ def test_chinese_classification_learns_from_characters(tmp_path):
     assert "n-gram vocabulary: " in report and "in at least 2 training texts" in report
     assert "TF-IDF (character 1-5-grams)" in report
     assert json.loads((tmp_path / "run" / "baseline.json").read_text())["features"] == "char"
-    # the checkpoint carries the n-gram vocabulary: attnapps.predict rebuilds the same model from it
+    # characters: the model votes with a TF-IDF companion, its share chosen on valid, each alone reported too
+    assert metrics["valid.tfidf_share"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert {"test.model_alone.accuracy", "test.tfidf_alone.accuracy", "test.tfidf_alone.macro_f1"} <= set(metrics)
+    assert "TF-IDF companion, its share of the vote" in report and "TF-IDF companion: " in report
+    # the best checkpoint is the one where the model alone was best on valid (the first such evaluation)
+    rows = [line.split(",") for line in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
+    alone = [(int(step), float(v)) for step, _, _, key, v in rows if key == "valid.model_alone.macro_f1"]
+    assert len(alone) == 6 and metrics["train.best_step"] == max(alone, key=lambda sv: (sv[1], -sv[0]))[0]
+    # the checkpoint carries the n-gram vocabulary, the companion and its share: attnapps.predict rebuilds the
+    # same system from it -- its labels on the test texts score exactly the reported test accuracy
+    test = [line.split("\t") for line in (data / "test.tsv").read_text(encoding="utf-8").splitlines()]
     r = run_cli("task=classification", f"run={tmp_path / 'run'}", "top=1", module="attnapps.predict",
-                input="的一是在好不了有\n的一是在坏不了有\n")
+                input="".join(text + "\n" for text, _ in test))
     assert r.returncode == 0, r.stderr
-    assert [row.split("\t")[0] for row in r.stdout.splitlines()] == ["pos", "neg"]
+    predicted = [row.split("\t")[0] for row in r.stdout.splitlines()]
+    assert sum(p == gold for p, (_, gold) in zip(predicted, test)) / len(test) == pytest.approx(metrics["test.accuracy"])
 
 
 def test_baseline_uses_character_ngrams_only_for_unspaced_text(tmp_path):
