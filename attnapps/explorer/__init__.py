@@ -150,3 +150,32 @@ def recorded_views(maps: dict, i: int, seqs: dict[str, Sequence], route) -> list
         q, k = qk
         views.append(view(module_label(name), q, k, w[i, :, : len(seqs[q]), : len(seqs[k])]))
     return views
+
+
+def forced_views(model, forward, outputs: list[list[int]], bos: int, seqs: list[dict[str, Sequence]],
+                 route) -> list[list[dict]]:
+    """Every attention module's views of a sequence-to-sequence ``model``, with each of ``outputs`` (the
+    decoded token ids, one list per example) forced through its decoder after ``bos``: ``forward(inputs)``
+    runs the model on ``inputs (batch, len + 1)`` while :func:`attnapps.attention.record` records it;
+    ``seqs[i]`` names example ``i``'s sequences and ``route`` says which ones a module reads
+    (:func:`encoder_decoder_route`). The one explaining path of translation and captioning."""
+    from attnapps.attention import record
+    from attnapps.data.batching import pad_batch
+
+    inputs, _ = pad_batch([[bos] + list(o) for o in outputs])  # (batch, len + 1)
+    with record(model) as maps:
+        forward(inputs)
+    return [recorded_views(maps, i, s, route) for i, s in enumerate(seqs)]
+
+
+def encoder_decoder_route(source: str, output: str, output_in: str):
+    """A ``route`` for :func:`recorded_views` by the modules' names: an encoder's self-attention reads
+    ``(source, source)``, a decoder's self-attention (``self_attn``) ``(output, output_in)``, every other
+    attention -- cross-attention, an RNN decoder's attention -- ``(output, source)``."""
+    def route(name: str, weights) -> tuple[str, str]:
+        parts = name.split(".")
+        if "encoder" in parts:
+            return source, source
+        return (output, output_in) if "self_attn" in parts else (output, source)
+
+    return route

@@ -14,13 +14,13 @@ STRATEGIES = ("greedy", "beam", "rerank")
 
 
 class Strategy:
-    """The chosen strategy of a captioning task, its valid scores and (reused) valid outputs."""
+    """The chosen strategy of a captioning task, its valid scores and its (reused) valid decodes."""
 
     def __init__(self, task):
         self.task = task
         self.name: str | None = None
         self.scores: dict[str, float] = {}
-        self.outputs: dict[str, tuple] = {}
+        self.valid_decodes: dict[str, tuple] = {}
 
     def decode_split(self, model, split: str, limit: int = 0, beam: int = 1, alpha: float = 0.0,
                      rerank: list | None = None, keep_first: bool = False):
@@ -43,8 +43,8 @@ class Strategy:
 
     def decode(self, model, split: str, strategy: str, limit: int = 0):
         """``(hyps, attns)`` of ``split`` with ``strategy`` (valid outputs of the auto choice are reused)."""
-        if split == "valid" and strategy in self.outputs:
-            return self.outputs[strategy]
+        if split == "valid" and strategy in self.valid_decodes:
+            return self.valid_decodes[strategy]
         dec = self.task.cfg.decode
         if strategy == "greedy":
             return self.decode_split(model, split, limit)
@@ -78,12 +78,12 @@ class Strategy:
             self.name = "beam"
             return self.name
         refs = [it.captions for _, it in t.items["valid"]]
-        self.outputs["greedy"] = self.decode_split(model, "valid")
+        self.valid_decodes["greedy"] = self.decode_split(model, "valid")
         nbest = self.decode_split(model, "valid", 0, max(dec.beam, 1), dec.alpha, self.rerank_references(model, "valid"),
                                   keep_first=True)  # one beam search gives both
-        self.outputs["rerank"], self.outputs["beam"] = nbest[:2], nbest[2:]
+        self.valid_decodes["rerank"], self.valid_decodes["beam"] = nbest[:2], nbest[2:]
         for name in STRATEGIES:
-            self.scores[name] = cider_d([t.vocab.decode(h) for h in self.outputs[name][0]], refs)[0]
+            self.scores[name] = cider_d([t.vocab.decode(h) for h in self.valid_decodes[name][0]], refs)[0]
         self.name = max(STRATEGIES, key=lambda n: self.scores[n])  # ties: the simpler
         return self.name
 

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attnapps.attention.record import record
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import Vocab, pad_batch
 from attnapps.data.scripts import join_words
@@ -26,7 +25,7 @@ from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import decode_batches, search
 from attnapps.errors import ConfigError
-from attnapps.explorer import example, image_uri, recorded_views, view
+from attnapps.explorer import encoder_decoder_route, example, forced_views, image_uri, view
 from attnapps.losses import sequence_loss
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
@@ -445,16 +444,12 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         and Tell (its one attention is the decoding attention already shown)."""
         if not self.arch.layered:
             return [[] for _ in captions]
-        cap_in, _ = pad_batch([[BOS] + c for c in captions])  # (batch, len + 1)
-        with record(model) as maps:
-            model(images.to(self.device), cap_in.to(self.device), torch.arange(len(captions), device=self.device))
-        out = []
-        for i, c in enumerate(captions):
-            words = self.vocab.decode(c)
-            seqs = {"caption": words, "caption_in": ["<s>"] + words[:-1], "image": [None] * self.regions()}
-            out.append(recorded_views(maps, i, seqs, lambda name, w: (
-                "caption", "caption_in" if "self_attn" in name else "image")) if words else [])
-        return out
+        words = [self.vocab.decode(c) for c in captions]
+        seqs = [{"caption": w, "caption_in": ["<s>"] + w[:-1], "image": [None] * self.regions()} for w in words]
+        views = forced_views(model, lambda cap_in: model(images.to(self.device), cap_in.to(self.device),
+                                                         torch.arange(len(captions), device=self.device)),
+                             captions, BOS, seqs, encoder_decoder_route("image", "caption", "caption_in"))
+        return [v if w else [] for v, w in zip(views, words)]
 
     def explore(self, model, outputs, n):
         test = outputs["test"]

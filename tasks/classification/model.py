@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attnapps.attention import build_attention, lengths_to_mask
+from attnapps.attention import build_attention, lengths_to_mask, record
 from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, between, choice, opt
 from attnapps.data.batching import pad_batch
 from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
@@ -482,7 +482,7 @@ class HierarchicalAttention(nn.Module):
         w = attention.average_heads(w)  # (rows, 1, len)
         return context[:, 0], w[:, 0]
 
-    def explain(self, ids: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         words, word_lengths, sent_counts, where = split_sentences(ids, lengths, self.sep_id)
         b, s, n = words.shape
         real = word_lengths.flatten() > 0  # (batch * sents,) sentences that exist
@@ -496,20 +496,41 @@ class HierarchicalAttention(nn.Module):
         counts = sent_counts.clamp(min=1)
         hs, _ = run_rnn(self.sent_rnn, self.dropout(sents), counts)  # (batch, sents, 2*hidden)
         doc, sent_w = self._pool(self.sent_attention, self.sent_query, hs, lengths_to_mask(counts, s))  # (batch, d)
-        all_word_w = word_w.new_zeros(b * s, n)
-        all_word_w[real] = word_w
-        all_word_w = all_word_w.view(b, s, n)  # (batch, sents, words)
-        ok = where[..., 0] >= 0
-        rows = torch.arange(b, device=ids.device).unsqueeze(1).expand_as(ok)
-        token_w = sent_w.new_zeros(ids.shape)  # (batch, len)
-        si, wi = where[..., 0][ok], where[..., 1][ok]
-        token_w[ok] = all_word_w[rows[ok], si, wi] * sent_w[rows[ok], si]
-        return {"logits": self.head(self.dropout(doc)), "token_weights": token_w, "sentence_weights": sent_w,
-                "word_weights": all_word_w, "where": where, "sentences": sent_counts}
+        token_w = self.token_weights(where, self.cells(word_w, real, b, s, n), sent_w)  # (batch, len)
+        return self.head(self.dropout(doc)), token_w
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.explain(ids, lengths)
-        return out["logits"], out["token_weights"]
+    @staticmethod
+    def cells(word_w: Tensor, real: Tensor, b: int, s: int, n: int) -> Tensor:
+        """``(real, words)`` word weights of the sentences that exist -> ``(batch, sents, words)``."""
+        out = word_w.new_zeros(b * s, n)
+        out[real] = word_w[:, :n]
+        return out.view(b, s, n)
+
+    @staticmethod
+    def token_weights(where: Tensor, word_w: Tensor, sent_w: Tensor) -> Tensor:
+        """Each flat token's weight: its word weight times its sentence's (``where``: its cell, -1 = none)."""
+        ok = where[..., 0] >= 0
+        rows = torch.arange(where.size(0), device=where.device).unsqueeze(1).expand_as(ok)
+        token_w = sent_w.new_zeros(ok.shape)  # (batch, len)
+        si, wi = where[..., 0][ok], where[..., 1][ok]
+        token_w[ok] = word_w[rows[ok], si, wi] * sent_w[rows[ok], si]
+        return token_w
+
+    def explain(self, ids: Tensor, lengths: Tensor) -> dict[str, Tensor]:
+        """The two levels apart, read from one forward pass by :func:`attnapps.attention.record` (the word
+        attention over each sentence, the sentence attention over the document, heads averaged):
+        ``logits``, ``token_weights`` (as :meth:`forward` returns), ``sentence_weights (batch, sents)``,
+        ``word_weights (batch, sents, words)``, ``where (batch, len, 2)`` (each token's cell, -1 = a
+        separator) and ``sentences (batch,)``."""
+        with record(self) as maps:
+            logits, token_w = self(ids, lengths)
+        words, word_lengths, sent_counts, where = split_sentences(ids, lengths, self.sep_id)
+        b, s, n = words.shape
+        word_w = maps["word_attention"].mean(1)[:, 0]  # (real sentences, words)
+        sent_w = maps["sent_attention"].mean(1)[:, 0]  # (batch, sents)
+        return {"logits": logits, "token_weights": token_w, "sentence_weights": sent_w,
+                "word_weights": self.cells(word_w, word_lengths.flatten() > 0, b, s, n), "where": where,
+                "sentences": sent_counts}
 
 
 # model.arch= -> model class (each with its config_class); the order is auto.py's

@@ -157,7 +157,8 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
 
     # ------------------------------------------------------------------ model
     @property
-    def outputs(self) -> int:
+    def logits_count(self) -> int:
+        """One logit for two labels (sigmoid), else one per label."""
         return 1 if len(self.labels) == 2 else len(self.labels)
 
     def build_model(self):
@@ -192,7 +193,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         # what the data gives besides the vocabulary; each architecture takes those its constructor names
         given = {"max_len": self.cfg.data.max_len, "sep_id": self.tok.eos_id, "keys": self.ngram_keys}
         takes = inspect.signature(model.__init__).parameters
-        return model(arch_config(self.cfg.model, model.config_class), self.tok.vocab_size, self.outputs,
+        return model(arch_config(self.cfg.model, model.config_class), self.tok.vocab_size, self.logits_count,
                      pad_id=self.tok.pad_id, **{k: v for k, v in given.items() if k in takes})
 
     @property

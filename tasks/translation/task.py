@@ -15,11 +15,10 @@ import torch
 
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
-from attnapps.attention.record import record
 from attnapps.data.files import read_input, write_output
 from attnapps.decoding import decode_batches
 from attnapps.errors import ConfigError
-from attnapps.explorer import example, recorded_views
+from attnapps.explorer import encoder_decoder_route, example, forced_views
 from attnapps.losses import sequence_loss
 from attnapps.metrics import bleu_tokenizer, check_bleu_tokenizer, sacrebleu_scores
 from attnapps.plots import attention_heatmap
@@ -233,25 +232,20 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         and head), recorded on the best hypothesis forced through the model."""
         ids = [self.src_tok.encode(s) or [self.src_tok.unk_id] for s in inputs]
         hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5))
-        bos, piece = self.tgt_tok.bos_id, self.tgt_tok.id_to_piece
+        piece = self.tgt_tok.id_to_piece
         src, src_len = pad_batch(ids)  # (batch, src_len)
-        tgt_in, _ = pad_batch([[bos] + h for h in hyps.tokens])  # (batch, tgt_len + 1)
-        with record(model) as maps:
-            model(src.to(self.device), src_len.to(self.device), tgt_in.to(self.device))
-
-        def route(name, w):  # which sequences a module's queries and keys are
-            if "encoder" in name:
-                return "source", "source"
-            return ("output", "output_in") if "self_attn" in name else ("output", "source")
-
+        seqs = [{"source": [self.src_tok.id_to_piece(t) for t in s], "output": [piece(t) for t in h] + ["</s>"],
+                 "output_in": ["<s>"] + [piece(t) for t in h]} for s, h in zip(ids, hyps.tokens)]
+        recorded = forced_views(model, lambda tgt_in: model(src.to(self.device), src_len.to(self.device),
+                                                            tgt_in.to(self.device)),
+                                hyps.tokens, self.tgt_tok.bos_id, seqs,
+                                encoder_decoder_route("source", "output", "output_in"))
         out = []
-        for i, (s, h) in enumerate(zip(ids, hyps.tokens)):
-            seqs = {"source": [self.src_tok.id_to_piece(t) for t in s], "output": [piece(t) for t in h] + ["</s>"],
-                    "output_in": ["<s>"] + [piece(t) for t in h]}
-            views = recorded_views(maps, i, seqs, route)
+        for i, h in enumerate(hyps.tokens):
+            views = recorded[i]
             views.sort(key=lambda v: ({"source": 0, "output_in": 1}[v["k"]] if v["q"] == "output" else 2, v["name"]))
             nbest = [[self.tgt_tok.decode(t), round(sc, 3)] for t, sc, _ in (hyps.nbest[i] if hyps.nbest else [])]
-            out.append(example(seqs, views, text=self.tgt_tok.decode(h), nbest=nbest or None,
+            out.append(example(seqs[i], views, text=self.tgt_tok.decode(h), nbest=nbest or None,
                                title=inputs[i]))
         return out
 

@@ -278,9 +278,12 @@ def test_split_sentences_by_hand():
     assert where[0, :, 1].tolist() == [0, 1, -1, 0, -1, -1, 0, 1, 2, 0, 1, -1]
 
 
-def test_han_weights_are_word_times_sentence_attention():
+@pytest.mark.parametrize("attention", ["additive", "multihead"])
+def test_han_weights_are_word_times_sentence_attention(attention):
+    """explain() reads the two levels from record(); forward() multiplies them on its own path: they agree
+    (for several heads too, averaged)."""
     torch.manual_seed(0)
-    model = HierarchicalAttention(han(embed_size=8, hidden_size=6), 30, 4, sep_id=3).eval()
+    model = HierarchicalAttention(han(embed_size=8, hidden_size=6, attention=attention), 30, 4, sep_id=3).eval()
     ids = torch.tensor([[5, 6, 3, 7, 8, 9, 3, 10]])
     out = model.explain(ids, torch.tensor([8]))
     s, w = out["sentence_weights"][0], out["word_weights"][0]
