@@ -102,7 +102,7 @@ def normalize(text: str, form: str = "auto") -> str:
     """``form``: ``auto`` (NFC, then full-width Latin letters and digits to ASCII and half-width kana and
     hangul to the ordinary ones -- what NFKC does to them -- while full-width punctuation such as ``，：（）``
     and compatibility characters such as ``…`` and ``½`` stay as written: they carry style, and folding
-    them cost 1.6 points of valid accuracy on the Chinese development set, README), ``nfkc``, ``nfc`` or
+    them cost 1.5 points of valid accuracy on the Chinese development set, README), ``nfkc``, ``nfc`` or
     ``none`` (unchanged). Zero-width spaces -> spaces; BOMs, soft hyphens and word joiners removed;
     zero-width (non-)joiners kept (they change how Persian and Indic words are shaped). ``auto_v1`` is
     what ``auto`` did before (NFKC for text with East Asian characters, else NFC), kept for the
