@@ -272,6 +272,46 @@ def ngram_key(ids: Tensor, n: int) -> Tensor:
     return hashed_ngrams(ids, n, HASH_FOLD) + (n - 2) * KEY_SPAN
 
 
+NONE = -2**62  # the key of a position where no n-gram starts (it would run into padding)
+
+
+def ngram_keys(ids: Tensor, lengths: Tensor, orders: int, lowest: int = 2) -> Tensor:
+    """``(batch, positions)`` keys of every ``lowest``..``orders``-gram of each padded row ``ids (batch, len)``
+    (:data:`NONE` where the n-gram runs into padding): a key per distinct n-gram, orders apart -- unigrams
+    (``lowest=1``) as ``-(id + 1)``, longer ones as :func:`ngram_key`."""
+    n = ids.size(1)
+    pos = torch.arange(n, device=ids.device)
+    out = [torch.where(pos < lengths.unsqueeze(1), -1 - ids, NONE)] if lowest <= 1 else []  # (batch, len)
+    for k in range(max(2, lowest), min(orders, n) + 1):
+        whole = pos[: n - k + 1] + k <= lengths.unsqueeze(1)  # (batch, len - k + 1): the n-gram is all text
+        out.append(torch.where(whole, ngram_key(ids, k), NONE))
+    return torch.cat(out, 1) if out else ids.new_zeros(ids.size(0), 0)
+
+
+def document_frequencies(docs: list[list[int]], orders: int, lowest: int = 2, batch: int = 512
+                         ) -> tuple[Tensor, Tensor]:
+    """``(keys, df)``: the sorted keys (:func:`ngram_keys`) of the n-grams found in ``docs`` (token-id
+    lists) and in how many of the docs each is (scikit-learn's document frequency)."""
+    keys, counts, pending = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), []
+
+    def merge(keys, counts, pending):
+        k = torch.cat([keys, *pending])
+        c = torch.cat([counts, *[torch.ones_like(p) for p in pending]])
+        keys, inverse = torch.unique(k, return_inverse=True)  # sorted
+        return keys, torch.zeros_like(keys).scatter_add_(0, inverse, c)
+
+    for start in range(0, len(docs), batch):
+        ids, lengths = pad_batch(docs[start:start + batch])  # (batch, len)
+        k = ngram_keys(ids, lengths, orders, lowest)  # (batch, positions)
+        rows = torch.arange(ids.size(0)).unsqueeze(1).expand_as(k)
+        found = k > NONE
+        pending.append(torch.unique(torch.stack([rows[found], k[found]]), dim=1)[1])  # each n-gram once per text
+        if len(pending) >= 64:  # bound the memory of long corpora
+            keys, counts = merge(keys, counts, pending)
+            pending = []
+    return merge(keys, counts, pending)
+
+
 def ngram_vocabulary(docs: list[list[int]], ngrams: int, min_count: int, max_per_order: int,
                      batch: int = 512) -> Tensor:
     """The sorted keys (:func:`ngram_key`) of the 2..``ngrams``-grams found in at least ``min_count`` of
@@ -280,28 +320,7 @@ def ngram_vocabulary(docs: list[list[int]], ngrams: int, min_count: int, max_per
     Document frequencies as scikit-learn's ``min_df``: a rare n-gram is seen by one training text
     only, so its row would just memorise that text -- and at test time it would stand for noise.
     """
-    keys, counts = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    pending = []
-
-    def merge(keys, counts, pending):
-        k = torch.cat([keys, *pending])
-        c = torch.cat([counts, *[torch.ones_like(p) for p in pending]])
-        keys, inverse = torch.unique(k, return_inverse=True)  # sorted
-        return keys, torch.zeros_like(keys).scatter_add_(0, inverse, c)
-
-    span = (ngrams - 1) * KEY_SPAN  # keys of one text are < span: (row in batch) * span + key is distinct per text
-    for start in range(0, len(docs), batch):
-        ids, lengths = pad_batch(docs[start:start + batch])  # (batch, len)
-        mask = lengths_to_mask(lengths, ids.size(1))
-        rows = torch.arange(ids.size(0)).unsqueeze(1)  # (batch, 1)
-        for k in range(2, min(ngrams, ids.size(1)) + 1):
-            whole = mask[:, k - 1:]  # (batch, len - k + 1): the whole n-gram is text
-            per_text = torch.unique((rows * span + ngram_key(ids, k))[whole])  # each n-gram once per text
-            pending.append(per_text % span)
-        if len(pending) >= 64:  # bound the memory of long corpora
-            keys, counts = merge(keys, counts, pending)
-            pending = []
-    keys, counts = merge(keys, counts, pending)
+    keys, counts = document_frequencies(docs, ngrams, 2, batch)
     keep = counts >= min_count
     keys, counts = keys[keep], counts[keep]
     kept = []

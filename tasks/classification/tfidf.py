@@ -27,29 +27,16 @@ from torch import Tensor, nn
 
 from attnapps.data.batching import pad_batch
 
-from .model import ngram_key
+from .model import document_frequencies, ngram_keys
 
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)  # the inverse L2 strengths tried on valid (as baseline.py's)
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # the companion's shares of the vote tried on valid (1: the companion alone)
-UNIGRAM = -1  # unigram keys are -(id + 1): apart from the n-gram keys (>= 0) of ngram_key
-
-
-def keys(ids: Tensor, lengths: Tensor, orders: int) -> Tensor:
-    """``(batch, positions)`` keys of every 1..``orders``-gram of each padded row ``ids (batch, len)``
-    (-2**62 where the n-gram runs into padding): a key per distinct n-gram, orders apart."""
-    n = ids.size(1)
-    pos = torch.arange(n, device=ids.device)
-    out = [torch.where(pos < lengths.unsqueeze(1), UNIGRAM - ids, -2**62)]  # (batch, len)
-    for k in range(2, min(orders, n) + 1):
-        whole = pos[: n - k + 1] + k <= lengths.unsqueeze(1)  # (batch, len - k + 1): the n-gram is all text
-        out.append(torch.where(whole, ngram_key(ids, k), -2**62))
-    return torch.cat(out, 1)
 
 
 def counts(ids: Tensor, lengths: Tensor, orders: int, vocab: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The known n-grams of each row: ``(rows, columns, counts)``, one triple per (text, n-gram) pair;
     ``vocab``: sorted keys, a column each."""
-    k = keys(ids, lengths, orders)  # (batch, positions)
+    k = ngram_keys(ids, lengths, orders, lowest=1)  # (batch, positions)
     col = torch.searchsorted(vocab, k).clamp(max=max(len(vocab) - 1, 0))  # (batch, positions)
     known = (vocab[col] == k) if len(vocab) else torch.zeros_like(k, dtype=torch.bool)
     rows = torch.arange(ids.size(0), device=ids.device).unsqueeze(1).expand_as(k)
@@ -57,29 +44,10 @@ def counts(ids: Tensor, lengths: Tensor, orders: int, vocab: Tensor) -> tuple[Te
     return pair // max(len(vocab), 1), pair % max(len(vocab), 1), count
 
 
-def vocabulary(docs: list[list[int]], orders: int, min_df: int = 2, batch: int = 512) -> tuple[Tensor, Tensor]:
+def vocabulary(docs: list[list[int]], orders: int, min_df: int = 2) -> tuple[Tensor, Tensor]:
     """``(keys, idf)``: the sorted keys of the 1..``orders``-grams in at least ``min_df`` of ``docs``
     (token-id lists) and their ``ln((1 + n) / (1 + df)) + 1`` (scikit-learn's smoothed idf)."""
-    found, df = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    pending = []
-
-    def merge(found, df, pending):
-        k = torch.cat([found, *pending])
-        c = torch.cat([df, *[torch.ones_like(p) for p in pending]])
-        found, inverse = torch.unique(k, return_inverse=True)
-        return found, torch.zeros_like(found).scatter_add_(0, inverse, c)
-
-    for start in range(0, len(docs), batch):
-        ids, lengths = pad_batch(docs[start:start + batch])  # (batch, len)
-        k = keys(ids, lengths, orders)
-        rows = torch.arange(ids.size(0)).unsqueeze(1).expand_as(k)
-        valid = k > -2**62
-        pairs = torch.unique(torch.stack([rows[valid], k[valid]]), dim=1)  # each n-gram once per text
-        pending.append(pairs[1])
-        if len(pending) >= 32:
-            found, df = merge(found, df, pending)
-            pending = []
-    found, df = merge(found, df, pending)
+    found, df = document_frequencies(docs, orders, lowest=1)
     keep = df >= min_df
     return found[keep], torch.log((1 + len(docs)) / (1 + df[keep].double())).float() + 1
 
