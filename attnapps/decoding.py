@@ -3,13 +3,16 @@
 Two model contracts, declared as :class:`typing.Protocol` s: :class:`Seq2SeqDecoder` (translation,
 captioning: ``encode`` then one token per ``step``, driven by :func:`search` / :func:`decode_batches`)
 and :class:`LanguageModel` (generation: ``step`` continues a sequence, driven by :func:`sample_tokens`).
-A sequence-to-sequence step is ``step(tokens, state) -> (log_probs, state, attn)``:
+A sequence-to-sequence step is ``step(tokens, state) -> (log_probs, state)``:
 
 * ``tokens`` ``(batch,)`` the previous token of each hypothesis
 * ``state`` any nest of tensors (dict/list/tuple, or objects with ``reorder(index)`` such as
   :class:`attnapps.attention.KVCache`) whose dim 0 is the batch; beam search reorders it with
   :func:`reorder_state`
-* ``log_probs`` ``(batch, vocab)``; ``attn`` ``(batch, src_len)`` attention weights or None
+* ``log_probs`` ``(batch, vocab)``
+
+The search never carries attention weights: :attr:`Hypotheses.attention` is a view over
+:func:`attnapps.attention.record` (:func:`step_attention`), taken once for the hypotheses kept.
 """
 
 from __future__ import annotations
@@ -22,17 +25,19 @@ from torch import Tensor
 
 from attnapps.config import at_least, opt
 
-StepFn = Callable[[Tensor, object], tuple[Tensor, object, Tensor | None]]
+StepFn = Callable[[Tensor, object], tuple[Tensor, object]]
 
 
 @runtime_checkable
 class Seq2SeqDecoder(Protocol):
     """An encoder-decoder: ``encode(**inputs) -> state`` (batch-first tensors), then
-    ``step(tokens (batch,), state) -> (log_probs (batch, vocab), state, attn (batch, src_len) | None)``."""
+    ``step(tokens (batch,), state) -> (log_probs (batch, vocab), state)``. ``decoding_attention()`` (or,
+    without it, ``explained_attention()``) names the attention modules whose weights explain each output
+    token -- what :func:`step_attention` reads."""
 
     def encode(self, *args: Any, **kwargs: Any) -> Any: ...
 
-    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any, Tensor | None]: ...
+    def step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]: ...
 
 
 @runtime_checkable
@@ -78,14 +83,15 @@ class BeamOptions:
 
 @dataclass
 class Hypotheses:
-    """Decoding result for a batch: ``tokens[i]`` ids without BOS/EOS; ``attention[i]`` ``(len, src_len)``
-    (or None); ``scores[i]`` total log-probability. ``nbest[i]`` (beam search with ``n_best`` > 1): up to
-    ``n_best`` finished hypotheses ``(tokens, score, attention)``, best (length-normalised) first."""
+    """Decoding result for a batch: ``tokens[i]`` ids without BOS/EOS; ``scores[i]`` total
+    log-probability; ``attention[i]`` ``(len, keys)`` from :func:`step_attention` (None where not asked
+    for, or for an empty output). ``nbest[i]`` (beam search with ``n_best`` > 1): up to ``n_best``
+    finished hypotheses ``(tokens, score)``, best (length-normalised) first."""
 
     tokens: list[list[int]]
     scores: list[float]
     attention: list[Tensor | None]
-    nbest: list[list[tuple[list[int], float, Tensor | None]]] | None = None
+    nbest: list[list[tuple[list[int], float]]] | None = None
 
 
 def length_penalty(length: Tensor, alpha: float) -> Tensor:
@@ -100,24 +106,19 @@ def greedy(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: in
     max_lens = torch.as_tensor(max_len, device=device).expand(batch_size) if not torch.is_tensor(max_len) \
         else max_len.to(device)
     tokens = torch.full((batch_size,), bos, dtype=torch.long, device=device)  # (batch,)
-    out, attn, scores = [], [], torch.zeros(batch_size, device=device)
+    out, scores = [], torch.zeros(batch_size, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     for t in range(int(max_lens.max())):
-        log_probs, state, a = step(tokens, state)  # (batch, vocab)
+        log_probs, state = step(tokens, state)  # (batch, vocab)
         best_lp, tokens = log_probs.max(-1)  # (batch,)
         scores += best_lp.masked_fill(finished, 0.0)
         out.append(tokens)
-        attn.append(a)
         finished |= (tokens == eos) | (t + 1 >= max_lens)
         if finished.all():
             break
     ids = torch.stack(out, 1).tolist()  # (batch, steps)
-    result, att = [], []
-    for i, row in enumerate(ids):
-        n = min(row.index(eos) if eos in row else len(row), int(max_lens[i]))
-        result.append(row[:n])
-        att.append(torch.stack([a[i] for a in attn[:n]]) if attn[0] is not None and n > 0 else None)
-    return Hypotheses(result, scores.tolist(), att)
+    result = [row[:min(row.index(eos) if eos in row else len(row), int(max_lens[i]))] for i, row in enumerate(ids)]
+    return Hypotheses(result, scores.tolist(), [None] * batch_size)
 
 
 @torch.no_grad()
@@ -141,14 +142,11 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
     beam_scores = torch.zeros(b, k, device=device)  # (b, k)
     beam_scores[:, 1:] = float("-inf")  # only one live copy at t = 0
     history = torch.empty(b * k, 0, dtype=torch.long, device=device)  # (b*k, t)
-    attn_hist: list[Tensor] | None = []
-    finished: list[list[tuple[float, float, list[int], Tensor | None]]] = [[] for _ in range(b)]
+    finished: list[list[tuple[float, float, list[int]]]] = [[] for _ in range(b)]
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(int(max_lens.max())):
-        log_probs, state, a = step(tokens, state)  # (b*k, V)
+        log_probs, state = step(tokens, state)  # (b*k, V)
         vocab = log_probs.size(-1)
-        if a is None:
-            attn_hist = None
         cand = (beam_scores.view(-1, 1) + log_probs.float()).view(b, k * vocab)  # (b, k*V)
         top_scores, top_ids = cand.topk(2 * k, dim=-1)  # (b, 2k): enough to refill k live beams
         src_beam, tok = top_ids // vocab, top_ids % vocab  # (b, 2k)
@@ -169,12 +167,7 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
                     continue  # as fairseq: only an EOS among the k best candidates finishes a hypothesis
                 if token == eos or last:
                     seq = history[row].tolist() + ([] if token == eos else [token])
-                    att = None
-                    if attn_hist is not None:  # one row per token of seq (EOS has none)
-                        rows_att = [h[row] for h in attn_hist] + ([] if token == eos else [a[row]])
-                        att = torch.stack(rows_att) if rows_att else None  # (len(seq), src_len)
-                    n = len(seq)
-                    finished[i].append((score / float(length_penalty(torch.tensor(n + 1), alpha)), score, seq, att))
+                    finished[i].append((score / float(length_penalty(torch.tensor(len(seq) + 1), alpha)), score, seq))
                 else:
                     new_scores[i, filled], new_origin[i, filled], new_tok[i, filled] = score, origin, token
                     filled += 1
@@ -186,20 +179,16 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
             break
         rows = (torch.arange(b, device=device).unsqueeze(1) * k + new_origin).view(-1)  # (b*k,)
         history = torch.cat([history.index_select(0, rows), new_tok.view(-1, 1)], 1)  # (b*k, t+1)
-        if attn_hist is not None:
-            attn_hist = [h.index_select(0, rows) for h in attn_hist] + [a.index_select(0, rows)]
         state = reorder_state(state, rows)
         tokens = new_tok.view(-1)
         beam_scores = new_scores.masked_fill(done.unsqueeze(1), float("-inf"))
-    out_tokens, out_scores, out_attn, nbest = [], [], [], []
+    out_tokens, out_scores, nbest = [], [], []
     for i in range(b):
         ranked = sorted(finished[i], key=lambda f: -f[0])  # stable: ties keep the order they finished in
-        norm, score, seq, att = ranked[0]
-        out_tokens.append(seq)
-        out_scores.append(score)
-        out_attn.append(att)
-        nbest.append([(f[2], f[1], f[3]) for f in ranked[:n_best]])
-    return Hypotheses(out_tokens, out_scores, out_attn, nbest if n_best > 1 else None)
+        out_tokens.append(ranked[0][2])
+        out_scores.append(ranked[0][1])
+        nbest.append([(f[2], f[1]) for f in ranked[:n_best]])
+    return Hypotheses(out_tokens, out_scores, [None] * b, nbest if n_best > 1 else None)
 
 
 def search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor, beam: int = 1,
@@ -211,12 +200,39 @@ def search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: in
     return beam_search(step, state, beam=beam, alpha=alpha, n_best=n_best, **kw)
 
 
+def step_attention(model: Seq2SeqDecoder, encode_inputs: dict, outputs: list[list[int]], bos: int,
+                   device=None) -> list[Tensor | None]:
+    """:attr:`Hypotheses.attention` as a view over :func:`attnapps.attention.record`: ``outputs`` (one
+    token list per row of ``encode_inputs``) are forced through ``model.encode(**encode_inputs)`` and
+    ``model.step`` while ``record`` records; row ``i``'s view is ``(len(outputs[i]), keys)``: for each
+    output token, the weights of the modules ``model.decoding_attention()`` names (default
+    ``explained_attention()``), averaged over heads and side by side over their keys. None for an
+    empty output. The same weights the search saw (decoding is deterministic in eval mode), taken in
+    one batched pass for the hypotheses kept instead of carried through every beam."""
+    from attnapps.attention import record
+
+    steps = max((len(o) for o in outputs), default=0)
+    if steps == 0:
+        return [None] * len(outputs)
+    names = {id(m): name for name, m in model.named_modules()}
+    modules = (model.decoding_attention if hasattr(model, "decoding_attention") else model.explained_attention)()
+    prev = torch.tensor([[bos] + o[:steps - 1] + [bos] * (steps - 1 - len(o[:steps - 1])) for o in outputs],
+                        device=device)  # (batch, steps): each step's input token
+    with torch.no_grad(), record(model) as maps:
+        state = model.encode(**encode_inputs)
+        for t in range(steps):
+            _, state = model.step(prev[:, t], state)
+    attn = torch.cat([maps[names[id(m)]].float().mean(1) for m in modules], -1)  # (batch, steps, keys)
+    return [attn[i, :len(o)] if o else None for i, o in enumerate(outputs)]
+
+
 def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[list], tuple[dict, int | Tensor]],
                    bos: int, eos: int, beam: int = 1, alpha: float = 0.0, n_best: int = 1, batch_size: int = 64,
-                   order: Sequence[int] | None = None, device=None) -> Hypotheses:
+                   order: Sequence[int] | None = None, device=None, attention: bool = True) -> Hypotheses:
     """Decode ``examples`` batch by batch (in ``order``, e.g. by length; default: as given) and return
     the hypotheses in the examples' order. ``inputs(chunk) -> (encode keyword arguments on the device,
-    max_len (int or (batch,)))`` turns a chunk of examples into the model's input."""
+    max_len (int or (batch,)))`` turns a chunk of examples into the model's input. ``attention``: fill
+    :attr:`Hypotheses.attention` with :func:`step_attention` for the best hypotheses."""
     model.eval()
     order = list(range(len(examples))) if order is None else list(order)
     n = len(examples)
@@ -225,6 +241,8 @@ def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[
         idx = order[start:start + batch_size]
         kwargs, max_len = inputs([examples[i] for i in idx])
         hyps = search(model.step, model.encode(**kwargs), len(idx), bos, eos, max_len, beam, alpha, n_best, device)
+        if attention:
+            hyps.attention = step_attention(model, kwargs, hyps.tokens, bos, device)
         for j, i in enumerate(idx):
             out.tokens[i], out.scores[i], out.attention[i] = hyps.tokens[j], hyps.scores[j], hyps.attention[j]
             if out.nbest is not None:

@@ -52,7 +52,7 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, provenance: dict | None = None,
-                 outputs: dict | None = None) -> Path:
+                 results: dict | None = None) -> Path:
     """Write ``report.md`` (+ ``plots/``) for a finished run; the task adds its own sections."""
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
@@ -74,9 +74,9 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
     lines += diagnostics_section(metrics)
     if task is not None and model is not None:
         model.eval()
-        for section in task.report(model, run_dir, outputs or {}) if isinstance(task, Reporter) else []:
+        for section in task.report(model, run_dir, results or {}) if isinstance(task, Reporter) else []:
             lines += ["", section.rstrip()]
-    html = write_explorer(run_dir, cfg, metrics, task, model, outputs or {})
+    html = write_explorer(run_dir, cfg, metrics, task, model, results or {})
     if html is not None:
         lines[4:4] = [f"Interactive attention explorer: [`report.html`]({html.name}) (opens from disk).", ""]
     if provenance is not None:
@@ -88,7 +88,7 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
     return path
 
 
-def write_explorer(run_dir: Path, cfg, metrics: dict, task=None, model=None, outputs: dict | None = None):
+def write_explorer(run_dir: Path, cfg, metrics: dict, task=None, model=None, results: dict | None = None):
     """``report.html``: the task's explained test examples, the learning curves and the metrics;
     None with ``explorer.examples=0``."""
     from attnapps.explorer import learning_curves as curves, write_report_html
@@ -101,7 +101,7 @@ def write_explorer(run_dir: Path, cfg, metrics: dict, task=None, model=None, out
         import torch
 
         with torch.no_grad():
-            examples = task.explore(model.eval(), outputs or {}, int(n))
+            examples = task.explore(model.eval(), results or {}, int(n))
     primary = getattr(task, "primary_metric", None)
     path, _ = write_report_html(run_dir, f"{cfg.task_name} run: {Path(run_dir).name}", metrics,
                                 curves(Path(run_dir) / "log.csv", primary), examples,

@@ -172,7 +172,7 @@ def write_outputs(run_dir, cfg, result) -> None:
     prov = provenance.collect(result.device, result.data_fingerprints)
     with open(os.path.join(run_dir, "provenance.json"), "w") as f:
         json.dump(prov, f, indent=2)
-    write_report(run_dir, cfg, result.metrics, result.task, result.model, provenance=prov, outputs=result.outputs)
+    write_report(run_dir, cfg, result.metrics, result.task, result.model, provenance=prov, results=result.results)
 
 
 def check_run_dir(argv: list[str]) -> None:

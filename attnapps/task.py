@@ -203,8 +203,8 @@ class Reporter:
     """Adds to a run's outputs: ``report.md`` sections and figures, the trivial baseline beside the
     metrics, run-level numbers."""
 
-    def report(self, model: nn.Module, run_dir: Path, outputs: dict[str, Any]) -> list[str]:
-        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``outputs``: split ->
+    def report(self, model: nn.Module, run_dir: Path, results: dict[str, Any]) -> list[str]:
+        """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``results``: split ->
         the final evaluation's ``Evaluation.outputs``, and ``"run"`` -> the run's final metrics (those of
         ``metrics.json``, ``extra_metrics`` included)."""
         return []
@@ -267,9 +267,9 @@ class Explainer:
         """Tokens of an input text, for the server's ``max_tokens`` limit (the task's tokenizer)."""
         return len(text.split())
 
-    def explore(self, model: nn.Module, outputs: dict[str, Any], n: int) -> list[dict]:
+    def explore(self, model: nn.Module, results: dict[str, Any], n: int) -> list[dict]:
         """``report.html``'s examples: up to ``n`` test examples explained as :meth:`infer` does, with
-        what the test set knows besides (gold label, references). ``outputs`` as for :meth:`report`."""
+        what the test set knows besides (gold label, references). ``results`` as for :meth:`report`."""
         return []
 
     def predict(self, model: nn.Module, options) -> None:

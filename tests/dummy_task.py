@@ -105,7 +105,7 @@ class DummyTask(Task, Reporter):
             total += len(batch["y"])
         return {"accuracy": correct / max(total, 1)}
 
-    def report(self, model, run_dir, outputs):
+    def report(self, model, run_dir, results):
         return ["## Dummy section", "", f"classes: {', '.join(self.classes)}"]
 
     def predict(self, model, options):

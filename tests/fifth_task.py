@@ -75,5 +75,5 @@ class LargestTask(Task, Explainer):
                         [view("attention", "output", "input", w[:, :, :len(s)])], text=str(int(b)))
                 for s, b, w in zip(seqs, best, maps["attend"])]  # w: (heads, 1, len)
 
-    def explore(self, model, outputs, n):
+    def explore(self, model, results, n):
         return self.infer(model, [" ".join(map(str, s.tolist())) for s in self.datasets["test"][:n]], None)

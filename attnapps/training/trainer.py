@@ -288,10 +288,10 @@ class Trainer:
             self.model.load_state_dict(best["model"])
             self.task.load_state_dict(best["task_state"])
         p = self.progress
-        metrics, outputs = {}, {}
+        metrics, results = {}, {}
         for split in ("valid", "test"):
             if len(self.task.datasets.get(split, ())) > 0:
-                split_metrics, outputs[split] = self.evaluate(split, final=True)
+                split_metrics, results[split] = self.evaluate(split, final=True)
                 metrics.update({f"{split}.{k}": v for k, v in split_metrics.items()})
         metrics.update({
             "train.steps": p.step, "train.epochs": round(p.epoch + p.batch_in_epoch / max(1, self.batches_per_epoch), 4),
@@ -304,5 +304,5 @@ class Trainer:
             metrics.update({f"trivial.test.{k}": v for k, v in self.task.trivial_baseline("test").items()})
             metrics.update(self.task.extra_metrics(self.model))
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
-        outputs["run"] = metrics  # the report may cite any final number
-        return RunResult(metrics, outputs, self.task, self.model, self.data_fingerprints, self.device)
+        results["run"] = metrics  # the report may cite any final number
+        return RunResult(metrics, results, self.task, self.model, self.data_fingerprints, self.device)

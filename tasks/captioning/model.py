@@ -5,15 +5,16 @@ Both take region features ``feats (batch, regions, feature_dim)`` -- from cached
 
 * ``forward(images, captions_in, owner) -> (logits (n_caps, len, vocab), alphas (n_caps, len, regions))``
   with teacher forcing; caption ``j`` belongs to image ``owner[j]``
-* ``encode(images) -> state`` and ``step(tokens, state) -> (log_probs, state, attn (batch, regions))``
-  for the core's greedy and beam search (:mod:`attnapps.decoding`)
+* ``encode(images) -> state`` and ``step(tokens, state) -> (log_probs, state)`` for the core's greedy
+  and beam search (:mod:`attnapps.decoding`); the decoding attention is recorded
+  (``decoding_attention()``, :func:`attnapps.decoding.step_attention`)
 
 Show, Attend and Tell can also read a **retrieved memory** (``memory=True``): the tokens of the captions
 of the image's nearest training images (:mod:`tasks.captioning.retrieval`). Both methods then take
 ``memory (batch, mem_len)`` token ids and ``memory_rank (batch, mem_len)`` (which neighbour each token
 came from, 1 = nearest, 0 = padding); ``forward`` returns log-probabilities instead of logits and its
-attention, like ``step``'s, is ``(.., regions + mem_len)``: the weights over the regions, then those
-over the memory tokens (each part sums to 1).
+attention (and the recorded decoding attention) is ``(.., regions + mem_len)``: the weights over the
+regions, then those over the memory tokens (each part sums to 1).
 """
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ class ShowAttendTell(nn.Module):
         """The attention whose weights explain a word (what the diagnostics perturb): over the regions."""
         return [self.attention]
 
+    def decoding_attention(self) -> list:
+        """What a decoded word's attention shows (:func:`attnapps.decoding.step_attention`): over the
+        regions, then (with the memory) over the retrieved captions' tokens."""
+        return [self.attention] + ([self.mem_attention] if self.memory else [])
+
     def __init__(self, cfg: ShowAttendTellConfig, vocab: int, feature_dim: int, encoder: nn.Module | None = None,
                  trainable_encoder: bool = False, regions: int = 0, memory: bool = False, pad_id: int = 0):
         super().__init__()
@@ -191,7 +197,7 @@ class ShowAttendTell(nn.Module):
             state.update(m=m, m_keys=self.mem_attention.project_keys(m), m_mask=memory != PAD, m_ids=memory)
         return state
 
-    def _step(self, emb: Tensor, state: dict, need_weights: bool = True):
+    def _step(self, emb: Tensor, state: dict):
         h = state["h"]  # (batch, hidden)
         z, alpha = self.attention(h.unsqueeze(1), state["a"], need_weights=True,
                                   projected_keys=state["keys"])  # (batch, 1, hidden), (batch, [heads,] 1, R)
@@ -246,8 +252,7 @@ class ShowAttendTell(nn.Module):
     def step(self, tokens: Tensor, state: dict):
         deep, state, attn, gate = self._step(self.embedding(tokens), state)
         log_probs = self._log_probs(deep, attn, gate, state)  # (batch, vocab)
-        log_probs = never_special(log_probs)
-        return log_probs, state, attn  # attn: (batch, regions [+ mem_len])
+        return never_special(log_probs), state
 
 
 class TransformerCaptioner(nn.Module):
@@ -295,11 +300,10 @@ class TransformerCaptioner(nn.Module):
 
     def step(self, tokens: Tensor, state: dict):
         offset = len(state["caches"][0][0])
-        x, w = self.decoder(self._embed(tokens.unsqueeze(1), offset), state["memory"], None,
-                            caches=state["caches"], need_weights=True)  # (batch, 1, d_model)
+        x, _ = self.decoder(self._embed(tokens.unsqueeze(1), offset), state["memory"], None,
+                            caches=state["caches"])  # (batch, 1, d_model)
         log_probs = torch.log_softmax((x.squeeze(1) @ self.embedding.weight.t()).float(), -1)
-        log_probs = never_special(log_probs)
-        return log_probs, state, w.squeeze(1)  # (batch, vocab), (batch, regions)
+        return never_special(log_probs), state  # (batch, vocab)
 
 
 ShowAttendTell.config_class, TransformerCaptioner.config_class = ShowAttendTellConfig, TransformerCaptionerConfig

@@ -25,7 +25,7 @@ def scst_loss(model, batch: dict, samples: int, max_len: int, scorer: ConsensusS
     log_p = torch.zeros(images * n, device=tokens.device)
     steps = []
     for _ in range(max_len):
-        lp, state, _ = model.step(tokens, state)  # (images * n, vocab)
+        lp, state = model.step(tokens, state)  # (images * n, vocab)
         tokens = torch.multinomial(lp.detach().float().exp(), 1).squeeze(1)  # (images * n,)
         log_p = log_p + lp.gather(1, tokens.unsqueeze(1)).squeeze(1) * alive  # up to and with EOS
         steps.append(tokens)

@@ -28,17 +28,18 @@ class Strategy:
         finished hypotheses are re-ranked against; None keeps the beam's best. ``keep_first`` (with
         ``rerank``): also return the beam's own best, ``(hyps, attns, hyps0, attns0)``."""
         t = self.task
-        out = t.decode_images(model, t.datasets[split][: limit or None], beam, alpha,
-                              n_best=beam if rerank is not None else 1)
-        if rerank is None or out.nbest is None:
-            hyps, attns = out.tokens, out.attention
-        else:
-            hyps, attns = [], []
+        examples = t.datasets[split][: limit or None]
+        out = t.decode_images(model, examples, beam, alpha, n_best=beam if rerank is not None else 1)
+        hyps, attns = out.tokens, out.attention
+        if rerank is not None and out.nbest is not None:
+            hyps = []
             for i, cands in enumerate(out.nbest):
-                sims = [t.scorer.mean_similarity(t.vocab.decode(c), rerank[i]) for c, _, _ in cands]
-                best = max(range(len(cands)), key=lambda j: (sims[j], -j))
-                hyps.append(cands[best][0])
-                attns.append(cands[best][2])
+                sims = [t.scorer.mean_similarity(t.vocab.decode(c), rerank[i]) for c, _ in cands]
+                hyps.append(cands[max(range(len(cands)), key=lambda j: (sims[j], -j))][0])
+            moved = [i for i, h in enumerate(hyps) if h != out.tokens[i]]  # the attention of the new choices
+            attns = list(out.attention)
+            for i, a in zip(moved, t.caption_attention(model, [examples[i] for i in moved], [hyps[i] for i in moved])):
+                attns[i] = a
         return (hyps, attns, out.tokens, out.attention) if keep_first else (hyps, attns)
 
     def decode(self, model, split: str, strategy: str, limit: int = 0):

@@ -23,7 +23,7 @@ from attnapps.data import Vocab, pad_batch
 from attnapps.data.scripts import join_words
 from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
-from attnapps.decoding import decode_batches, search
+from attnapps.decoding import decode_batches, search, step_attention
 from attnapps.errors import ConfigError
 from attnapps.explorer import encoder_decoder_route, example, forced_views, image_uri, view
 from attnapps.losses import sequence_loss
@@ -220,19 +220,31 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         """Images (features or pixels, a batch) [+ their retrieved ``memory``/``memory_rank``] ->
         Hypotheses (tokens, scores, attention (len, R [+ mem_len]))."""
         model.eval()
-        memory = {k: v.to(self.device) for k, v in (memory or {}).items()}
-        state = model.encode(images.to(self.device), **memory)
-        return search(model.step, state, images.size(0), BOS, EOS, self.cfg.decode.max_len, beam, alpha, n_best,
-                      self.device)
+        inputs = {"images": images.to(self.device), **{k: v.to(self.device) for k, v in (memory or {}).items()}}
+        hyps = search(model.step, model.encode(**inputs), images.size(0), BOS, EOS, self.cfg.decode.max_len, beam,
+                      alpha, n_best, self.device)
+        hyps.attention = step_attention(model, inputs, hyps.tokens, BOS, self.device)
+        return hyps
+
+    def example_inputs(self, chunk: list) -> tuple[dict, int]:
+        """Dataset examples ``(row, captions, memory)`` -> the model's ``encode`` inputs, and max_len."""
+        images = self.store[torch.tensor([row for row, _, _ in chunk])].to(self.device)
+        memory = {k: v.to(self.device) for k, v in collate_memory([m for _, _, m in chunk]).items()}
+        return {"images": images, **memory}, self.cfg.decode.max_len
 
     def decode_images(self, model, examples: list, beam: int = 1, alpha: float = 0.0, n_best: int = 1):
-        """Hypotheses for dataset examples ``(row, captions, memory)``, in batches of 64."""
-        def inputs(chunk):
-            images = self.store[torch.tensor([row for row, _, _ in chunk])].to(self.device)
-            memory = {k: v.to(self.device) for k, v in collate_memory([m for _, _, m in chunk]).items()}
-            return {"images": images, **memory}, self.cfg.decode.max_len
+        """Hypotheses for dataset examples ``(row, captions, memory)``, in batches of 64, with the attention
+        of the best ones."""
+        return decode_batches(model, examples, self.example_inputs, BOS, EOS, beam, alpha, n_best, batch_size=64,
+                              device=self.device)
 
-        return decode_batches(model, examples, inputs, BOS, EOS, beam, alpha, n_best, batch_size=64, device=self.device)
+    def caption_attention(self, model, examples: list, captions: list[list[int]]) -> list:
+        """The decoding attention of ``captions`` (one per example), 64 at a time (:func:`step_attention`)."""
+        out = []
+        for s in range(0, len(examples), 64):
+            out += step_attention(model, self.example_inputs(examples[s:s + 64])[0], captions[s:s + 64], BOS,
+                                  self.device)
+        return out
 
     def evaluate(self, model, split, final=False):
         dec = self.cfg.decode
@@ -270,9 +282,9 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         return diagnostics.probes(self, model, indices)
 
     # ------------------------------------------------------------------ report and predict
-    def report(self, model, run_dir, outputs):
+    def report(self, model, run_dir, results):
         run_dir, m = Path(run_dir), self.cfg.model
-        info, test = self.feature_info, outputs["test"]
+        info, test = self.feature_info, results["test"]
         words, attns, scores, g, mem_attns = (test["words"], test["attention"], test["metrics"], test["grounding"],
                                               test["memory_attention"])
         (run_dir / "test_captions.txt").write_text(
@@ -451,8 +463,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                              captions, BOS, seqs, encoder_decoder_route("image", "caption", "caption_in"))
         return [v if w else [] for v, w in zip(views, words)]
 
-    def explore(self, model, outputs, n):
-        test = outputs["test"]
+    def explore(self, model, results, n):
+        test = results["test"]
         out = []
         for i, ((_, it), words) in enumerate(list(zip(self.items["test"], test["words"]))[:n]):
             attn, mem = test["attention"][i], test["memory_attention"][i]

@@ -284,9 +284,9 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         return diagnostics.probes(self, self.neural(model), indices)
 
     # ------------------------------------------------------------------ report and predict
-    def report(self, model, run_dir, outputs):
+    def report(self, model, run_dir, results):
         run_dir, m = Path(run_dir), self.cfg.model
-        test = outputs["test"]
+        test = results["test"]
         gold, pred, probs, weights, r = test["gold"], test["pred"], test["probs"], test["weights"], test["report"]
         ensemble = f" (ensemble of {m.ensemble})" if m.ensemble > 1 else ""
         uses = lambda key: str(m.arch) in ClassificationModel.users[key]  # noqa: E731  (the arch has this key)
@@ -302,7 +302,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             *[f"chosen from the data: {note}" for note in self.auto_notes]])
         name = f"{m.arch} ({attention}{f', ensemble of {m.ensemble}' if m.ensemble > 1 else ''})"
         rows = [[name, f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"]]
-        votes, run = test.get("votes"), outputs.get("run", {})
+        votes, run = test.get("votes"), results.get("run", {})
         if votes is not None:  # the system is the vote of two models: name it, and show each alone
             f = self.state.tfidf
             how = "as set" if m.tfidf_share >= 0 else "chosen on valid"
@@ -422,8 +422,8 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         return self.explain_ids(model, [self.encode(t) or [self.tok.unk_id] for t in inputs],
                                 titles=[t[:120] for t in inputs])
 
-    def explore(self, model, outputs, n):
-        gold, pred = outputs["test"]["gold"], outputs["test"]["pred"]
+    def explore(self, model, results, n):
+        gold, pred = results["test"]["gold"], results["test"]["pred"]
         right = [i for i in range(len(gold)) if gold[i] == pred[i]]
         wrong = [i for i in range(len(gold)) if gold[i] != pred[i]]
         k_right = min(len(right), n - min(len(wrong), n // 2))  # half and half, or as many as there are

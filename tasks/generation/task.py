@@ -186,7 +186,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
         text = self.decode(ids)
         return text[: text.index(stop) + len(stop)] if stop and stop in text else text
 
-    def report(self, model, run_dir, outputs):
+    def report(self, model, run_dir, results):
         run_dir, s, m = Path(run_dir), self.cfg.sample, self.cfg.model
         lines = section("Generation", [
             f"data: {self.source}; tokens train {len(self.ids['train']):,}, valid {len(self.ids['valid']):,}, "
@@ -196,7 +196,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
             f"tokenizer: {self.tok.kind}, vocabulary {self.tok.vocab_size}",
             f"model: {m.arch}, context {m.context}, width {m.d_model}, {m.layers} layers"
             + (f", attention {m.attention}" if "attention" in arch_keys(m) else f", {m.heads} heads")])
-        run = outputs.get("run", {})  # the run's final metrics, with extra_metrics' generation speeds
+        run = results.get("run", {})  # the run's final metrics, with extra_metrics' generation speeds
         cached, uncached = run.get("generate.tokens_per_sec_cached"), run.get("generate.tokens_per_sec_uncached")
         if cached and uncached:
             lines.append(f"- generation: {cached:.0f} tokens/s with the key/value cache, "
@@ -262,7 +262,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
         return example({"text": tokens}, views, text=text, title=f"prompt: {prompt[:100]!r}"
                        + (f" (attention over the last {len(ids)} tokens)" if cut > 0 else ""))
 
-    def explore(self, model, outputs, n):
+    def explore(self, model, results, n):
         s = self.cfg.sample
         return [self.explain_text(model, s.prompt, self.generate(model, s.prompt, s.max_new_tokens, temp, s.top_k,
                                                                  s.top_p, s.seed)) for temp in s.temperatures[:n]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from attnapps.decoding import step_attention
 from attnapps.diagnostics import EmbeddingGrad, ModelProbe, alignment_error_rate, read_alignments
 
 
@@ -57,15 +58,10 @@ def word_index(pieces: list[str]) -> list[int]:
     return out
 
 
-@torch.no_grad()
 def forced_attention(model, src: list[int], tgt: list[int], bos: int, device) -> torch.Tensor:
     """The attention ``(len(tgt), len(src))`` while the model reads the reference ``tgt`` (teacher forcing)."""
-    state = model.encode(torch.tensor([src], device=device), torch.tensor([len(src)], device=device))
-    rows = []
-    for prev in [bos] + tgt[:-1]:
-        _, state, a = model.step(torch.tensor([prev], device=device), state)
-        rows.append(a[0])
-    return torch.stack(rows).cpu()
+    inputs = {"src": torch.tensor([src], device=device), "src_len": torch.tensor([len(src)], device=device)}
+    return step_attention(model, inputs, [tgt], bos, device)[0].cpu()
 
 
 def aer(task, model, path: str) -> float:

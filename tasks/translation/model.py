@@ -2,7 +2,7 @@
 config dataclass (``model.arch=rnn`` -> :class:`RNNConfig`, ``transformer`` -> :class:`TransformerConfig`).
 
 * ``forward(src, src_len, tgt_in) -> logits (batch, tgt_len, vocab)`` (teacher forcing)
-* ``encode(src, src_len) -> state`` and ``step(tokens, state) -> (log_probs, state, attn)``: the core's
+* ``encode(src, src_len) -> state`` and ``step(tokens, state) -> (log_probs, state)``: the core's
   :class:`attnapps.decoding.Seq2SeqDecoder`; every tensor in ``state`` is batch-first.
 """
 
@@ -91,34 +91,34 @@ class RNNSeq2Seq(nn.Module):
             state["c"] = torch.zeros_like(h0)
         return state
 
-    def _decode(self, emb: Tensor, state: dict, need_weights: bool):
-        """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state, weights)``."""
+    def _decode(self, emb: Tensor, state: dict):
+        """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state)``."""
         x = torch.cat([emb, state["feed"]], -1).unsqueeze(1)  # (batch, 1, embed + hidden)
         h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
         if self.cell == "lstm":
             out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
         else:
             out, h = self.rnn(x, h)  # out: (batch, 1, hidden)
-        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=need_weights,
-                                    projected_keys=state["keys"])  # (batch, 1, d_v), (batch, 1, src_len)
+        context, _ = self.attention(out, state["enc"], mask=state["mask"],
+                                    projected_keys=state["keys"])  # (batch, 1, d_v)
         a = torch.tanh(self.combine(torch.cat([context, out], -1))).squeeze(1)  # (batch, hidden)
         new = dict(state, h=h.transpose(0, 1), feed=a)
         if self.cell == "lstm":
             new["c"] = c.transpose(0, 1)
-        return a, new, (self.attention.average_heads(w).squeeze(1) if w is not None else None)
+        return a, new
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         state = self.encode(src, src_len)
         emb = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, embed)
         outs = []
         for t in range(tgt_in.size(1)):
-            a, state, _ = self._decode(emb[:, t], state, need_weights=False)
+            a, state = self._decode(emb[:, t], state)
             outs.append(a)
         return self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)
 
     def step(self, tokens: Tensor, state: dict):
-        a, state, w = self._decode(self.tgt_embedding(tokens), state, need_weights=True)
-        return torch.log_softmax(self.out(a).float(), -1), state, w  # (batch, vocab)
+        a, state = self._decode(self.tgt_embedding(tokens), state)
+        return torch.log_softmax(self.out(a).float(), -1), state  # (batch, vocab)
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -173,9 +173,8 @@ class TransformerSeq2Seq(nn.Module):
     def step(self, tokens: Tensor, state: dict):
         offset = len(state["caches"][0][0])
         x = self._embed(self.tgt_embedding, tokens.unsqueeze(1), offset)  # (batch, 1, d_model)
-        x, w = self.decoder(x, state["memory"], state["mask"], caches=state["caches"], need_weights=True)
-        log_probs = torch.log_softmax(self._logits(x).squeeze(1).float(), -1)  # (batch, vocab)
-        return log_probs, state, w.squeeze(1)  # w: (batch, src_len)
+        x, _ = self.decoder(x, state["memory"], state["mask"], caches=state["caches"])  # (batch, 1, d_model)
+        return torch.log_softmax(self._logits(x).squeeze(1).float(), -1), state  # (batch, vocab)
 
 
 RNNSeq2Seq.config_class = RNNConfig

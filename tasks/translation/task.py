@@ -143,8 +143,10 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return sequence_loss(logits, batch["tgt_out"], self.tgt_tok.pad_id, self.cfg.model.label_smoothing)
 
     # ------------------------------------------------------------------ evaluation
-    def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1):
-        """Token ids -> Hypotheses in input order (batches sorted by length)."""
+    def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1,
+                  attention: bool = True):
+        """Token ids -> Hypotheses in input order (batches sorted by length), with their attention
+        (:func:`attnapps.decoding.step_attention`) unless ``attention=False``."""
         dec = self.cfg.decode
 
         def inputs(chunk):
@@ -154,12 +156,13 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
-                              n_best, order=order, device=self.device)
+                              n_best, order=order, device=self.device, attention=attention)
 
     def evaluate(self, model, split, final=False):
         dec = self.cfg.decode
         n = len(self.datasets[split]) if final else min(dec.valid_subset, len(self.datasets[split]))
-        hyps = self.translate(model, [s for s, _ in self.datasets[split][:n]], dec.beam if final else 1, dec.alpha)
+        hyps = self.translate(model, [s for s, _ in self.datasets[split][:n]], dec.beam if final else 1, dec.alpha,
+                              attention=False)  # the scores need the words only
         texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
         scores = sacrebleu_scores(texts, self.refs[split][:n], self.bleu_tokenize)
         return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
@@ -178,9 +181,9 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return {"diag.aer": diagnostics.aer(self, model, self.cfg.data.alignments)}
 
     # ------------------------------------------------------------------ report and predict
-    def report(self, model, run_dir, outputs):
+    def report(self, model, run_dir, results):
         dec, d = self.cfg.decode, self.cfg.data
-        texts, scores = outputs["test"]["texts"], outputs["test"]["scores"]
+        texts, scores = results["test"]["texts"], results["test"]["scores"]
         (Path(run_dir) / "test_hypotheses.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
         lines = section("Translation", [
             f"direction: {'reversed ' if d.reverse else ''}{d.path or EMBEDDED_NAMES[str(d.embedded)]}",
@@ -231,7 +234,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         (the RNN's attention; the Transformer's encoder self-, decoder self- and cross-attention per layer
         and head), recorded on the best hypothesis forced through the model."""
         ids = [self.src_tok.encode(s) or [self.src_tok.unk_id] for s in inputs]
-        hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5))
+        hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5),
+                              attention=False)  # every module's weights come from forced_views below
         piece = self.tgt_tok.id_to_piece
         src, src_len = pad_batch(ids)  # (batch, src_len)
         seqs = [{"source": [self.src_tok.id_to_piece(t) for t in s], "output": [piece(t) for t in h] + ["</s>"],
@@ -244,12 +248,12 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         for i, h in enumerate(hyps.tokens):
             views = recorded[i]
             views.sort(key=lambda v: ({"source": 0, "output_in": 1}[v["k"]] if v["q"] == "output" else 2, v["name"]))
-            nbest = [[self.tgt_tok.decode(t), round(sc, 3)] for t, sc, _ in (hyps.nbest[i] if hyps.nbest else [])]
+            nbest = [[self.tgt_tok.decode(t), round(sc, 3)] for t, sc in (hyps.nbest[i] if hyps.nbest else [])]
             out.append(example(seqs[i], views, text=self.tgt_tok.decode(h), nbest=nbest or None,
                                title=inputs[i]))
         return out
 
-    def explore(self, model, outputs, n):
+    def explore(self, model, results, n):
         k = min(n, len(self.sources["test"]))
         options = predict_options(self, {})  # as predict and the server decode: the run's decode.beam/alpha
         examples = self.infer(model, self.sources["test"][:k], options)
@@ -259,7 +263,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     def predict(self, model, options):
         sentences = [line.strip() for line in read_input(options.input).splitlines()]
-        hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha)
+        hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha,
+                              attention=False)
         write_output(options.output, [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps.tokens)])
         if options.plot_dir:
             for n, s in enumerate(sentences):

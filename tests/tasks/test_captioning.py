@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from attnapps.run import train as run_training
 from attnapps.data.files import ErrorPolicy
-from attnapps.decoding import beam_search, greedy
+from attnapps.decoding import beam_search, greedy, step_attention
 from attnapps.errors import DataError
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps_tasks.captioning.data import load_karpathy
@@ -194,14 +194,16 @@ def test_beam_one_equals_greedy_and_steps_match_teacher_forcing(make):
     logits, alphas = model(feats[:1], tokens, torch.tensor([0]))
     state, steps = model.encode(feats[:1]), []
     for t in range(tokens.size(1)):
-        lp, state, a = model.step(tokens[:, t], state)
-        steps.append((lp, a))
+        lp, state = model.step(tokens[:, t], state)
+        steps.append(lp)
     allowed = torch.ones(11, dtype=torch.bool)
     allowed[[0, 1, 2]] = False  # decoding never outputs <pad>, <unk> or <bos>
-    stepped = torch.stack([s[0] for s in steps], 1)
+    stepped = torch.stack(steps, 1)
     assert torch.isinf(stepped[..., ~allowed]).all()
     assert torch.allclose(stepped[..., allowed], logits.log_softmax(-1)[..., allowed], atol=1e-5)
-    assert torch.allclose(torch.stack([s[1] for s in steps], 1), alphas, atol=1e-5)
+    # the decoding attention, recorded step by step == the weights the teacher-forced forward returns
+    att = step_attention(model, {"images": feats[:1]}, [tokens[0, 1:].tolist() + [5]], bos=2)[0]
+    assert torch.allclose(att, alphas[0], atol=1e-5)
 
 
 def memory_sat(**kw):
@@ -243,14 +245,16 @@ def test_memory_steps_match_teacher_forcing_and_unk_is_never_decoded():
     log_probs, attn = model(feats, tokens, torch.tensor([0]), memory, rank)
     state, steps = model.encode(feats, memory, rank), []
     for t in range(tokens.size(1)):
-        lp, state, a = model.step(tokens[:, t], state)
-        steps.append((lp, a))
-    stepped = torch.stack([s[0] for s in steps], 1)
+        lp, state = model.step(tokens[:, t], state)
+        steps.append(lp)
+    stepped = torch.stack(steps, 1)
     assert torch.isinf(stepped[..., 1]).all()  # <unk> is in the memory, yet never decoded
     ok = torch.ones(11, dtype=torch.bool)
     ok[[0, 1, 2]] = False
     assert torch.allclose(stepped[..., ok], log_probs[..., ok], atol=1e-5)
-    assert torch.allclose(torch.stack([s[1] for s in steps], 1), attn, atol=1e-5)
+    # the decoding attention: over the regions, then over the memory's tokens, as the forward returns it
+    att = step_attention(model, {"images": feats, "memory": memory, "memory_rank": rank}, [[5, 6, 7, 8]], bos=2)[0]
+    assert att.shape == (4, 9 + 4) and torch.allclose(att, attn[0], atol=1e-5)
 
 
 def test_word_dropout_only_replaces_words_in_training():
@@ -420,7 +424,7 @@ def test_self_critical_training_raises_the_reward_and_starts_at_its_budget_fract
 
     def first_token_p():
         with torch.no_grad():
-            lp, _, _ = model.eval().step(torch.full((2,), 2), model.encode(feats))
+            lp, _ = model.eval().step(torch.full((2,), 2), model.encode(feats))
         model.train()
         return lp.exp()[0, 5].item(), lp.exp()[1, 7].item()
 

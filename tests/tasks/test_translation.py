@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from attnapps.run import train as run_training
 from attnapps.data import pad_batch
-from attnapps.decoding import beam_search, greedy
+from attnapps.attention import record
+from attnapps.decoding import beam_search, greedy, step_attention
 from attnapps.errors import DataError
 from attnapps_tasks.translation.data import load_pairs
 from attnapps_tasks.translation.model import RNNConfig, RNNSeq2Seq, TransformerConfig, TransformerSeq2Seq
@@ -113,10 +114,18 @@ def test_incremental_decoding_equals_full_forward(model):
     full = torch.log_softmax(model(src, src_len, tgt), -1)  # (batch, 5, vocab)
     state = model.encode(src, src_len)
     for t in range(tgt.size(1)):
-        lp, state, attn = model.step(tgt[:, t], state)
+        lp, state = model.step(tgt[:, t], state)
         assert torch.allclose(lp, full[:, t], atol=1e-5)
-        assert attn.shape == (2, 4) and torch.allclose(attn.sum(-1), torch.ones(2), atol=1e-5)
-        assert (attn[1, 2:] == 0).all()  # padding of the second source gets no attention
+    # the decoding attention (a view over record, step by step) == the full forward's, recorded
+    att = step_attention(model, {"src": src, "src_len": src_len}, [[14, 15, 16, 17, 9], [18, 19, 20]], bos=2)
+    with record(model) as maps:
+        model(src, src_len, tgt)
+    name = next(n for n, m in model.named_modules() if m is model.explained_attention()[0])
+    forward_att = maps[name].mean(1)  # (batch, 5, src_len)
+    assert att[0].shape == (5, 4) and att[1].shape == (3, 4)
+    assert torch.allclose(att[0], forward_att[0], atol=1e-5) and torch.allclose(att[1], forward_att[1, :3], atol=1e-5)
+    assert torch.allclose(att[0].sum(-1), torch.ones(5), atol=1e-5)
+    assert (att[1][:, 2:] == 0).all()  # padding of the second source gets no attention
 
 
 # ---------------------------------------------------------------------------------- learning end to end
