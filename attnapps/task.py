@@ -54,6 +54,8 @@ class Task:
     # to_dict() and a classmethod from_dict(dict); saved in every checkpoint (None: the task fits nothing)
     state_class: ClassVar[type | None] = None
     aliases: ClassVar[dict[str, str]] = {}  # short command-line names: {"tokenizer": "tokenizer.kind"}
+    list_keys: ClassVar[tuple[str, ...]] = ()  # string keys holding a comma-separated list (quoted for Hydra)
+    introduced: ClassVar[dict[str, Any]] = {}  # keys added with a new default: {key: the value before it}
     renamed: ClassVar[dict[str, str]] = {}  # old key -> new key, accepted with a deprecation line for one release
     primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result: what the run is judged by
     higher_is_better: ClassVar[bool] = False
@@ -96,10 +98,18 @@ class Task:
     @classmethod
     def upgrade_config(cls, saved: dict) -> dict:
         """A saved config (``config.yaml``, a checkpoint's) with each key the task renamed since
-        (``renamed``) moved to its new name, so runs of the previous release still load."""
+        (``renamed``) moved to its new name, and each key added since with a new default (``introduced``)
+        set to the value that reproduces what the run was trained as, so runs of previous releases load."""
         import copy
 
         saved = copy.deepcopy(saved)
+        for key, value in cls.introduced.items():
+            *path, last = key.split(".")
+            node = saved
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and last not in node:
+                node[last] = value
         for old, new in cls.renamed.items():
             *path, last = old.split(".")
             node = saved

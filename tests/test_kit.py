@@ -205,15 +205,17 @@ def test_a_config_saved_before_a_rename_loads_with_the_new_names():
     current = OmegaConf.to_container(OmegaConf.structured(cls.config_class))
     old = OmegaConf.to_container(OmegaConf.structured(cls.config_class))
     old["decode"]["samples"], old["decode"]["plots"] = 3, 1  # as the previous release saved it
-    del old["report"]
+    del old["report"], old["model"]["lexicon"]  # nor had it the lexicon, which is now on by default
     upgraded = cls.upgrade_config(old)
     assert upgraded["report"] == {"examples": 3, "figures": 1} and "samples" not in upgraded["decode"]
+    assert upgraded["model"]["lexicon"] is False  # the run loads as it was trained: without it
     merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(cls.config_class), upgraded))
-    assert merged == {**current, "report": {"examples": 3, "figures": 1}}
+    assert merged == {**current, "report": {**current["report"], "examples": 3, "figures": 1},
+                      "model": {**current["model"], "lexicon": False}}
     assert "samples" in old["decode"]  # the saved dict itself is left as it was
 
 
-@pytest.mark.parametrize("task, alpha", [("translation", 0.6), ("captioning", 0.0)])
+@pytest.mark.parametrize("task, alpha", [("translation", 2.0), ("captioning", 0.0)])
 def test_decode_options_are_declared_once_and_predict_decodes_as_the_run_did(task, alpha):
     from attnapps.decoding import BeamOptions
     from attnapps.predict import predict_options

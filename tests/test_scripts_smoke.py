@@ -253,3 +253,54 @@ def tiny_pairs(root):
 def tiny_text(path):
     path.write_text("It is a truth universally acknowledged, that a single man.\n" * 60)
     return path
+
+
+def mo_bytes(pairs: list[tuple[str, str]]) -> bytes:
+    """A GNU .mo catalogue (the format msgfmt writes): header, two offset tables, the strings."""
+    import struct
+
+    pairs = sorted([("", "Content-Type: text/plain; charset=UTF-8\n")] + pairs)
+    ids, strs = [k.encode() for k, _ in pairs], [v.encode() for _, v in pairs]
+    start = 7 * 4 + 16 * len(pairs)
+    table, blob = [], b""
+    for group in (ids, strs):
+        for s in group:
+            table.append((len(s), start + len(blob)))
+            blob += s + b"\0"
+    n = len(pairs)
+    header = struct.pack("<7I", 0x950412DE, 0, n, 28, 28 + 8 * n, 0, 0)
+    return header + b"".join(struct.pack("<2I", *x) for x in table) + blob
+
+
+def test_build_translation_ood_reads_po_and_mo_catalogues(tmp_path):
+    po = tmp_path / "de.po"
+    po.write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+                  '#, fuzzy\nmsgid "Fuzzy one"\nmsgstr "Unsicher"\n\n'
+                  'msgid "One file"\nmsgid_plural "%d files"\nmsgstr[0] "Eine Datei"\nmsgstr[1] "%d Dateien"\n\n'
+                  'msgid "Say \\"hi\\"\\n"\n"twice"\nmsgstr "Sag „hi“\\n"\n"zweimal"\n\n'
+                  'msgid "Untranslated"\nmsgstr ""\n\nmsgid "Same"\nmsgstr "Same"\n', encoding="utf-8")
+    mo = tmp_path / "de.mo"
+    mo.write_bytes(mo_bytes([("Copy %s to %s", "%s nach %s kopieren"), ("Killed", "Gewaltsam beendet")]))
+    r = script("build_translation_ood.py", "--catalog", f"ui={po},{mo}", "--out", str(tmp_path / "out"))
+    rows = (tmp_path / "out" / "ui" / "test.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows == ["Copy %s to %s\t%s nach %s kopieren", "Killed\tGewaltsam beendet", "One file\tEine Datei",
+                    'Say "hi" twice\tSag „hi“ zweimal']  # fuzzy, untranslated and unchanged entries left out
+    assert "ui: 4 pairs" in r.stdout
+
+
+def test_translation_decoding_table_reproduces_the_runs_valid_score(tmp_path):
+    """The row with the run's own beam and alpha is the run's valid BLEU/chrF (the same decoding)."""
+    from tests.tasks.test_translation import reverse_data
+
+    reverse_data(tmp_path / "data", n_train=200)
+    run = tmp_path / "run"
+    r = run_cli("task=translation", f"data.path={tmp_path / 'data'}", "tokenizer.vocab_size=20", "model.hidden_size=32",
+                "model.embed_size=16", "trainer.max_minutes=0", "trainer.max_epochs=0", "trainer.max_steps=30",
+                "trainer.progress=false", "decode.beam=2", "diag.examples=0", "explorer.examples=0",
+                f"hydra.run.dir={run}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    out = script("translation_decoding.py", "--run", str(run), "--settings", "1:0,2:2.0")
+    rows = {(row[0], row[1]): row for row in markdown_rows(out.stdout)[1:]}
+    assert float(rows[("2", "2")][2]) == pytest.approx(metrics["valid.bleu"], abs=0.006)
+    assert float(rows[("2", "2")][3]) == pytest.approx(metrics["valid.chrf"], abs=0.006)

@@ -182,6 +182,10 @@ class SentencePieceTokenizer(Tokenizer):
     def id_to_piece(self, i: int) -> str:
         return self.sp.id_to_piece(int(i))
 
+    def piece_to_id(self, piece: str) -> int:
+        """The piece's id; ``unk_id`` for a piece not in the vocabulary."""
+        return int(self.sp.piece_to_id(piece))
+
     def state_dict(self) -> dict:
         return {"kind": self.kind, "model": torch.frombuffer(bytearray(self.model_bytes), dtype=torch.uint8)}
 

@@ -8,7 +8,8 @@ example it explains as a dict (made with :func:`example` and :func:`view`):
 * ``views``: ``[{"name", "q", "k", "heads"}]`` -- ``heads`` is ``(heads, len(seqs[q]), len(seqs[k]))``
   attention in per mille (integers 0..1000), rows = queries (what attends), columns = keys;
 * optional ``title``, ``label`` (``{"gold", "pred", "probs": {label: p}}``), ``refs`` (reference
-  texts), ``nbest`` (``[[text, score], ...]``), ``text`` (the output as text).
+  texts), ``nbest`` (``[[text, score], ...]``), ``text`` (the output as text), ``copy`` (a copying
+  decoder: ``{"q", "k", "p": P(copy) per token of q, "from": the k position each copies most from}``).
 
 Hovering or clicking a query token shades the keys by its row (an image: its attention map upsampled
 over the picture, and the grid of regions); a view and a head (or the head average) are chosen with

@@ -129,6 +129,14 @@
       sctx.putImageData(data, 0, 0); ctx.imageSmoothingEnabled = true; ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
     }
     draw();
+    if (ex.copy) {  // a copying decoder: which output tokens came from which source token
+      const qs = ex.seqs[ex.copy.q] || [], ks = ex.seqs[ex.copy.k] || [];
+      const took = ex.copy.p.map((p, i) => [p, i]).filter(([p]) => p >= 0.5);
+      const mean = ex.copy.p.reduce((a, b) => a + b, 0) / Math.max(1, ex.copy.p.length);
+      card.append(el("div", {class: "copy", dir: "auto", text: took.length
+        ? "copied (P(copy) ≥ 0.5): " + took.map(([p, i]) => `${qs[i]} ← ${ks[ex.copy.from[i]]} (${fmt(p)})`).join(", ")
+        : `nothing copied: P(copy) < 0.5 at every token (mean ${fmt(mean)})`}));
+    }
     if (ex.nbest && ex.nbest.length > 1) {
       const ol = el("ol", {class: "nbest"}); ex.nbest.forEach(([t, s]) => ol.append(el("li", {}, el("bdi", {text: t}), `   (${fmt(s)})`)));
       card.append(el("div", {class: "nbest", text: "beam hypotheses:"}), ol);

@@ -30,6 +30,8 @@ class TranslationData:
     on_error: OnError = opt("raise", "raise | skip (skip and count malformed lines)")
     alignments: str = opt("", "gold word alignments of the test split, one Pharaoh line per pair (i-j sure, i?j "
                           "possible; 0-based source-target word indices): the run reports diag.aer")
+    extra_test: str = opt("", "more test sets, comma-separated: folders with test.tsv (or test.<src>/test.<tgt>) or "
+                          ".tsv files; each scored with the final model as test.<name>.bleu / test.<name>.chrf")
 
 
 @dataclass
@@ -44,7 +46,13 @@ TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
 
 
 @dataclass
-class TranslationDecode(BeamOptions):  # beam, alpha (attnapps.decoding.BeamOptions)
+class TranslationBeam(BeamOptions):  # beam (attnapps.decoding.BeamOptions) and translation's alpha, declared once
+    alpha: float = opt(2.0, "GNMT length penalty (0 = none); 2.0 chosen on valid (README: longer outputs, chrF +1.3)",
+                       check=at_least(0))
+
+
+@dataclass
+class TranslationDecode(TranslationBeam):  # beam, alpha
     max_len_ratio: float = opt(1.5, "max target tokens = ratio * source tokens + max_len_add", check=positive)
     max_len_add: int = opt(10, "max target tokens = max_len_ratio * source tokens + this", check=at_least(0))
     bleu_tokenize: str = opt("auto", "sacreBLEU tokenizer: auto = as `sacrebleu -l src-tgt` (zh -> zh, ja -> ja-mecab, "
@@ -57,6 +65,8 @@ class TranslationDecode(BeamOptions):  # beam, alpha (attnapps.decoding.BeamOpti
 class TranslationReport:
     examples: int = opt(10, "sample translations listed in report.md (was decode.samples)", check=at_least(0))
     figures: int = opt(4, "alignment heatmaps in report.md (was decode.plots)", check=at_least(0))
+    baseline: bool = opt(True, "fit the word-by-word IBM Model 1 baseline on the training pairs (its settings chosen "
+                         "on valid) and report it beside the model: baseline.* in metrics.json")
 
 
 @dataclass
@@ -73,7 +83,7 @@ class TranslationConfig(RunConfig):
 
 
 @dataclass
-class TranslationPredict(BeamOptions):  # beam, alpha: by default the run's decode.beam, decode.alpha
+class TranslationPredict(TranslationBeam):  # beam, alpha: by default the run's decode.beam, decode.alpha
     input: str = opt("-", "file with one source sentence per line, or - for stdin")
     output: str = opt("-", "file for the translations, or - for stdout")
     plot_dir: str = opt("", "if set: an alignment heatmap per sentence, DIR/align_<n>.png")

@@ -144,3 +144,50 @@ def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise",
     if reverse:
         splits = {k: [(t, s) for s, t in v] for k, v in splits.items()}
     return splits, policy
+
+
+def test_languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:
+    """The languages of a test-only folder's line-aligned files: ``data.src_lang``/``data.tgt_lang``, else
+    two ``test.<lang>`` files one of which is ``en`` (the source)."""
+    if src_lang and tgt_lang:
+        return src_lang, tgt_lang
+    found = sorted({f.suffix[1:] for name in SPLIT_NAMES["test"] for f in directory.glob(f"{name}.*")
+                    if LANGUAGE_CODE.fullmatch(f.suffix[1:]) and f.suffix[1:].lower() not in NOT_LANGUAGES})
+    if len(found) == 2 and "en" in found:
+        return "en", next(x for x in found if x != "en")
+    raise DataError(directory, None, "data.extra_test: no test.tsv, and the test.<lang> files do not say which is "
+                                     "the source: set data.src_lang= and data.tgt_lang=")
+
+
+def load_extra_tests(spec: str, src_lang: str, tgt_lang: str, policy: ErrorPolicy,
+                     reverse: bool = False) -> dict[str, list[Pair]]:
+    """``data.extra_test=DIR[,DIR...]``: more test sets, scored with the trained model (``test.<name>.*``).
+    Each entry is a folder with a test split (``test.tsv`` or ``test.<src>``/``test.<tgt>``; named by
+    the folder) or a ``.tsv`` file (named by its stem, or its folder's name when the stem is ``test``).
+    Names keep letters, digits, ``_`` and ``-``; two entries with one name are an error."""
+    out: dict[str, list[Pair]] = {}
+    for entry in [e.strip() for e in spec.split(",") if e.strip()]:
+        path = Path(entry).expanduser()
+        if path.is_file():
+            name = path.parent.name if path.stem in SPLIT_NAMES["test"] else path.stem
+            pairs = read_tsv(path, policy)
+        elif path.is_dir():
+            name = path.name
+            tsv = find_split(path, SPLIT_NAMES["test"], ".tsv")
+            if tsv is not None:
+                pairs = read_tsv(tsv, policy)
+            else:
+                src_l, tgt_l = test_languages(path, src_lang, tgt_lang)
+                src = find_split(path, SPLIT_NAMES["test"], f".{src_l}")
+                if src is None or not src.with_suffix(f".{tgt_l}").is_file():
+                    raise DataError(path, None, f"data.extra_test: no test.tsv or test.{src_l}/test.{tgt_l} in this folder")
+                pairs = read_parallel(src, src.with_suffix(f".{tgt_l}"), policy)
+        else:
+            raise DataError(path, None, "data.extra_test: no such file or folder")
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "extra"
+        if name in out:
+            raise DataError(path, None, f"data.extra_test: a second test set named {name!r} (rename a folder)")
+        if not pairs:
+            raise DataError(path, None, "data.extra_test: no usable pairs")
+        out[name] = [(t, s) for s, t in pairs] if reverse else pairs
+    return out

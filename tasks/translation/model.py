@@ -1,7 +1,8 @@
 """Translation models: an attentional RNN encoder-decoder and a Transformer, each built from its own
 config dataclass (``model.arch=rnn`` -> :class:`RNNConfig`, ``transformer`` -> :class:`TransformerConfig`).
 
-* ``forward(src, src_len, tgt_in) -> logits (batch, tgt_len, vocab)`` (teacher forcing)
+* ``forward(src, src_len, tgt_in) -> logits (batch, tgt_len, vocab)`` (teacher forcing; with
+  ``model.copy=true``, log-probabilities of the pointer-generator mixture, :class:`CopyOutput`)
 * ``encode(src, src_len) -> state`` and ``step(tokens, state) -> (log_probs, state)``: the core's
   :class:`attnapps.decoding.Seq2SeqDecoder`; every tensor in ``state`` is batch-first.
 """
@@ -18,6 +19,8 @@ from attnapps.attention import build_attention, lengths_to_mask
 from attnapps.config import AttentionVariant, PROBABILITY, at_least, choice, opt
 from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
 
+from .lexicon import LexicalBias
+
 Cell = choice("Cell", ["gru", "lstm"])
 
 
@@ -31,6 +34,35 @@ class Seq2SeqConfig:
     dropout: float = opt(0.2, "dropout probability", check=PROBABILITY)
     label_smoothing: float = opt(0.1, "label smoothing of the cross-entropy", check=PROBABILITY)
     share_embeddings: bool = opt(True, "tie the source and target embeddings (needs tokenizer.joint)")
+    copy: bool = opt(False, "pointer-generator (See et al. 2017): the decoder's attention over the source is also "
+                     "a distribution for copying source tokens, mixed with the vocabulary's by a learned gate")
+    lexicon: bool = opt(True, "add log(sum_j a_j t(y|x_j) + 0.001) to the logits: IBM Model 1 fitted on the "
+                        "training pieces, weighted by the attention (Arthur et al. 2016); chosen on valid (README)")
+
+
+class CopyOutput(nn.Module):
+    """The pointer-generator output layer (See et al. 2017; Gu et al. 2016 is the other classic): the
+    attention over the source doubles as a distribution over the source's tokens,
+
+        P(y) = g P_vocab(y) + (1 - g) sum_{j: x_j = y} a_j,      g = sigmoid(w . gate_input + b)
+
+    ``copy_map (src_vocab,)`` is the target id of each source id (the identity with a joint vocabulary;
+    a source piece the target vocabulary lacks maps to ``<unk>``). ``forward(logits (.., vocab), weights
+    (.., src_len), src_ids (batch, src_len) target ids, gate_input (.., d))`` -> ``(log P (.., vocab),
+    P(copy) = 1 - g (..))``; ``..`` is ``batch`` (a decoding step) or ``batch, tgt_len`` (teacher forcing).
+    """
+
+    def __init__(self, gate_input: int, copy_map: Tensor):
+        super().__init__()
+        self.gate = nn.Linear(gate_input, 1)
+        self.register_buffer("copy_map", copy_map.long(), persistent=False)  # rebuilt from the tokenizer
+
+    def forward(self, logits: Tensor, weights: Tensor, src_ids: Tensor, gate_input: Tensor) -> tuple[Tensor, Tensor]:
+        g = torch.sigmoid(self.gate(gate_input).float())  # (.., 1): P(generate)
+        p = g * torch.softmax(logits.float(), -1)  # (.., vocab)
+        ids = src_ids if weights.dim() == 2 else src_ids.unsqueeze(1).expand_as(weights)  # (.., src_len)
+        p = p.scatter_add(-1, ids, (1 - g) * weights.float())  # padding has weight 0: adds nothing
+        return torch.log(p.clamp_min(1e-12)), (1 - g).squeeze(-1)
 
 
 @dataclass
@@ -45,7 +77,38 @@ class TransformerConfig(Seq2SeqConfig):
     ff_size: int = opt(1024, "feed-forward size of each Transformer layer", check=at_least(1))
 
 
-class RNNSeq2Seq(nn.Module):
+class SourceOutput:
+    """The output layer of both translators: logits, plus (``model.lexicon``) the lexical bias, then
+    (``model.copy``) the copy mixture -- both read the decoder's attention weights over the source."""
+
+    copy: CopyOutput | None
+    lexicon: LexicalBias | None
+
+    @property
+    def reads_weights(self) -> bool:
+        """Whether the output needs the attention weights (a copy output or a lexicon)."""
+        return self.copy is not None or self.lexicon is not None
+
+    def with_source(self, state: dict, src: Tensor) -> dict:
+        """``state`` plus what the output reads of the source: the target ids of the source tokens
+        (``copy_ids``) and the source ids (``src``), both ``(batch, src_len)``."""
+        if self.copy is not None:
+            state["copy_ids"] = self.copy.copy_map[src]
+        if self.lexicon is not None:
+            state["src"] = src
+        return state
+
+    def output_layer(self, logits: Tensor, weights: Tensor, gate_input: Tensor, state: dict) -> tuple[Tensor, Tensor | None]:
+        """``logits (batch, [tgt_len,] vocab)``, ``weights (batch, [tgt_len,] src_len)`` -> ``(log-probabilities,
+        P(copy) or None)``."""
+        if self.lexicon is not None:
+            logits = logits.float() + self.lexicon(weights, state["src"])
+        if self.copy is None:
+            return torch.log_softmax(logits.float(), -1), None
+        return self.copy(logits, weights, state["copy_ids"], gate_input)
+
+
+class RNNSeq2Seq(SourceOutput, nn.Module):
     """``RNNSeq2Seq(RNNConfig, src_vocab, tgt_vocab, shared_vocab)``. Bidirectional GRU/LSTM encoder + attentional decoder with input feeding (Luong et al. 2015),
     any core attention variant (``additive`` = Bahdanau et al. 2015 scores; ``dot``/``general`` = Luong).
 
@@ -63,7 +126,8 @@ class RNNSeq2Seq(nn.Module):
         """The embedding of the inputs the attention reads (input x gradient saliency)."""
         return self.encoder.embedding
 
-    def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = False, pad_id: int = 0):
+    def __init__(self, cfg: RNNConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = False, pad_id: int = 0,
+                 copy_map: Tensor | None = None, lexicon: dict | None = None):
         super().__init__()
         embed_size, hidden_size, layers, dropout = cfg.embed_size, cfg.hidden_size, cfg.layers, cfg.dropout
         cell, share_embeddings = cfg.cell, cfg.share_embeddings and shared_vocab
@@ -79,6 +143,9 @@ class RNNSeq2Seq(nn.Module):
         self.combine = nn.Linear(self.attention.output_size + hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, tgt_vocab)
+        self.copy = (CopyOutput(self.attention.output_size + hidden_size + embed_size, copy_map_for(copy_map, src_vocab))
+                     if cfg.copy else None)  # gate input: context, decoder state, input (See et al. 2017)
+        self.lexicon = lexical_bias(cfg, lexicon, src_vocab, tgt_vocab)
 
     def encode(self, src: Tensor, src_len: Tensor) -> dict:
         enc, final = self.encoder(src, src_len)  # (batch, src_len, hidden), (batch, hidden)
@@ -89,39 +156,56 @@ class RNNSeq2Seq(nn.Module):
                  "h": h0, "feed": enc.new_zeros(b, self.hidden_size)}
         if self.cell == "lstm":
             state["c"] = torch.zeros_like(h0)
-        return state
+        return self.with_source(state, src)
 
     def _decode(self, emb: Tensor, state: dict):
-        """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state)``."""
+        """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state, copy)``; ``copy``: None, or
+        with ``model.copy`` the attention weights ``(batch, src_len)`` and the gate's input."""
         x = torch.cat([emb, state["feed"]], -1).unsqueeze(1)  # (batch, 1, embed + hidden)
         h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
         if self.cell == "lstm":
             out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
         else:
             out, h = self.rnn(x, h)  # out: (batch, 1, hidden)
-        context, _ = self.attention(out, state["enc"], mask=state["mask"],
-                                    projected_keys=state["keys"])  # (batch, 1, d_v)
+        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=self.reads_weights,
+                                    projected_keys=state["keys"])  # (batch, 1, d_v), (batch, [heads,] 1, src_len)
         a = torch.tanh(self.combine(torch.cat([context, out], -1))).squeeze(1)  # (batch, hidden)
         new = dict(state, h=h.transpose(0, 1), feed=a)
         if self.cell == "lstm":
             new["c"] = c.transpose(0, 1)
-        return a, new
+        copy = None
+        if self.reads_weights:
+            copy = (self.attention.average_heads(w).squeeze(1),  # (batch, src_len)
+                    torch.cat([context.squeeze(1), out.squeeze(1), emb], -1))  # (batch, d_v + hidden + embed)
+        return a, new, copy
 
-    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+    def teacher_forced(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(logits or, with the copy output, log-probabilities (batch, tgt_len, vocab), P(copy)
+        (batch, tgt_len) or None)``."""
         state = self.encode(src, src_len)
         emb = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, embed)
-        outs = []
+        outs, copies = [], []
         for t in range(tgt_in.size(1)):
-            a, state = self._decode(emb[:, t], state)
+            a, state, copy = self._decode(emb[:, t], state)
             outs.append(a)
-        return self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)
+            copies.append(copy)
+        logits = self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)
+        if not self.reads_weights:
+            return logits, None
+        weights, gate_input = (torch.stack(x, 1) for x in zip(*copies))  # (batch, tgt_len, src_len), (.., d)
+        return self.output_layer(logits, weights, gate_input, state)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        return self.teacher_forced(src, src_len, tgt_in)[0]
 
     def step(self, tokens: Tensor, state: dict):
-        a, state = self._decode(self.tgt_embedding(tokens), state)
-        return torch.log_softmax(self.out(a).float(), -1), state  # (batch, vocab)
+        a, state, copy = self._decode(self.tgt_embedding(tokens), state)
+        if not self.reads_weights:
+            return torch.log_softmax(self.out(a).float(), -1), state  # (batch, vocab)
+        return self.output_layer(self.out(a), copy[0], copy[1], state)[0], state
 
 
-class TransformerSeq2Seq(nn.Module):
+class TransformerSeq2Seq(SourceOutput, nn.Module):
     """``TransformerSeq2Seq(TransformerConfig, src_vocab, tgt_vocab, shared_vocab)``. Pre-LN Transformer encoder-decoder on the core's ``multihead`` attention (Vaswani et al. 2017).
 
     Sinusoidal positions, embeddings scaled by sqrt(d_model); ``share_embeddings`` ties the source and
@@ -139,7 +223,7 @@ class TransformerSeq2Seq(nn.Module):
         return self.src_embedding
 
     def __init__(self, cfg: TransformerConfig, src_vocab: int, tgt_vocab: int, shared_vocab: bool = True,
-                 pad_id: int = 0):
+                 pad_id: int = 0, copy_map: Tensor | None = None, lexicon: dict | None = None):
         super().__init__()
         d_model, heads, layers, ff_size, dropout = cfg.hidden_size, cfg.heads, cfg.layers, cfg.ff_size, cfg.dropout
         share_embeddings = cfg.share_embeddings and shared_vocab
@@ -152,6 +236,9 @@ class TransformerSeq2Seq(nn.Module):
         self.encoder = TransformerEncoder(layers, d_model, heads, ff_size, dropout)
         self.decoder = TransformerDecoder(layers, d_model, heads, ff_size, dropout)
         self.dropout = nn.Dropout(dropout)
+        self.copy = (CopyOutput(2 * d_model, copy_map_for(copy_map, src_vocab)) if cfg.copy
+                     else None)  # copies with the last layer's cross-attention (mean of the heads)
+        self.lexicon = lexical_bias(cfg, lexicon, src_vocab, tgt_vocab)  # weighted by that attention too
 
     def _embed(self, emb: nn.Embedding, ids: Tensor, offset: int = 0) -> Tensor:
         x = emb(ids) * math.sqrt(self.d_model) + self.positions(ids.size(1), offset)  # (batch, len, d_model)
@@ -163,18 +250,43 @@ class TransformerSeq2Seq(nn.Module):
     def encode(self, src: Tensor, src_len: Tensor) -> dict:
         mask = lengths_to_mask(src_len, src.size(1))  # (batch, src_len)
         memory = self.encoder(self._embed(self.src_embedding, src), mask=mask)  # (batch, src_len, d_model)
-        return {"memory": memory, "mask": mask, "caches": self.decoder.new_caches()}
+        return self.with_source({"memory": memory, "mask": mask, "caches": self.decoder.new_caches()}, src)
+
+    def teacher_forced(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(logits or, with the copy output, log-probabilities (batch, tgt_len, vocab), P(copy)
+        (batch, tgt_len) or None)``."""
+        state = self.encode(src, src_len)
+        y = self._embed(self.tgt_embedding, tgt_in)  # (batch, tgt_len, d_model)
+        x, w = self.decoder(y, state["memory"], state["mask"], need_weights=self.reads_weights)
+        if not self.reads_weights:
+            return self._logits(x), None
+        return self.output_layer(self._logits(x), w, torch.cat([x, y], -1), state)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
-        state = self.encode(src, src_len)
-        x, _ = self.decoder(self._embed(self.tgt_embedding, tgt_in), state["memory"], state["mask"])
-        return self._logits(x)
+        return self.teacher_forced(src, src_len, tgt_in)[0]
 
     def step(self, tokens: Tensor, state: dict):
         offset = len(state["caches"][0][0])
-        x = self._embed(self.tgt_embedding, tokens.unsqueeze(1), offset)  # (batch, 1, d_model)
-        x, _ = self.decoder(x, state["memory"], state["mask"], caches=state["caches"])  # (batch, 1, d_model)
-        return torch.log_softmax(self._logits(x).squeeze(1).float(), -1), state  # (batch, vocab)
+        y = self._embed(self.tgt_embedding, tokens.unsqueeze(1), offset)  # (batch, 1, d_model)
+        x, w = self.decoder(y, state["memory"], state["mask"], caches=state["caches"],
+                            need_weights=self.reads_weights)  # (batch, 1, d_model), (batch, 1, src_len)
+        if not self.reads_weights:
+            return torch.log_softmax(self._logits(x).squeeze(1).float(), -1), state  # (batch, vocab)
+        return self.output_layer(self._logits(x).squeeze(1), w.squeeze(1), torch.cat([x, y], -1).squeeze(1),
+                            state)[0], state
+
+
+def lexical_bias(cfg, lexicon: dict | None, src_vocab: int, tgt_vocab: int) -> LexicalBias | None:
+    """With ``model.lexicon``: the lexicon's bias (an empty one until the task fits the lexicon)."""
+    if not cfg.lexicon:
+        return None
+    lexicon = lexicon or {"ids": torch.zeros(src_vocab, 1, dtype=torch.long), "probs": torch.zeros(src_vocab, 1)}
+    return LexicalBias(lexicon["ids"], lexicon["probs"], tgt_vocab)
+
+
+def copy_map_for(copy_map: Tensor | None, src_vocab: int) -> Tensor:
+    """The source -> target id map of :class:`CopyOutput` (default: the identity, a joint vocabulary)."""
+    return torch.arange(src_vocab) if copy_map is None else copy_map
 
 
 RNNSeq2Seq.config_class = RNNConfig

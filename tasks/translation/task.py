@@ -7,6 +7,7 @@ score it with sacreBLEU and chrF, and report alignments.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 import torch
 
 from attnapps.config import arch_config, arch_keys, check_heads
-from attnapps.data import fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.data import fit_tokenizer, pad_batch, scripts, tokenizer_from_state
 from attnapps.data.files import read_input, write_output
 from attnapps.decoding import decode_batches
 from attnapps.errors import ConfigError
-from attnapps.explorer import encoder_decoder_route, example, forced_views
+from attnapps.attention import record
+from attnapps.explorer import encoder_decoder_route, example, forced_views, view
 from attnapps.losses import sequence_loss
 from attnapps.metrics import bleu_tokenizer, check_bleu_tokenizer, sacrebleu_scores
 from attnapps.plots import attention_heatmap
@@ -28,7 +30,9 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
-from .data import load_pairs, target_language
+from .data import load_extra_tests, load_pairs, target_language
+from .baseline import word_by_word
+from .lexicon import fit_ibm1
 from .model import ARCHS
 
 EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
@@ -37,10 +41,12 @@ EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedde
 @dataclass
 class TranslationState:
     """What a trained translation model needs besides its weights: the subword tokenizers of the source
-    and the target (one object when ``tokenizer.joint``)."""
+    and the target (one object when ``tokenizer.joint``), and with ``model.lexicon`` the IBM Model 1
+    lexicon fitted on the training pieces (:mod:`.lexicon`)."""
 
     src_tok: Any
     tgt_tok: Any
+    lexicon: dict | None = None
 
     @classmethod
     def fit(cls, train: list[tuple[str, str]], t) -> "TranslationState":
@@ -55,12 +61,15 @@ class TranslationState:
         state = {"src_tokenizer": self.src_tok.state_dict()}
         if self.tgt_tok is not self.src_tok:
             state["tgt_tokenizer"] = self.tgt_tok.state_dict()
+        if self.lexicon is not None:
+            state["lexicon"] = self.lexicon
         return state
 
     @classmethod
     def from_dict(cls, state: dict) -> "TranslationState":
         src = tokenizer_from_state(state["src_tokenizer"])
-        return cls(src, tokenizer_from_state(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src)
+        return cls(src, tokenizer_from_state(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src,
+                   state.get("lexicon"))
 
 
 @register_task("translation")
@@ -68,6 +77,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     default = True  # `python -m attnapps.run` with no task= trains this one (the README's main job)
     config_class, state_class = TranslationConfig, TranslationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
+    list_keys = ("data.extra_test",)  # `data.extra_test=A,B`: one string of test sets, not a Hydra sweep
+    introduced = {"model.lexicon": False}  # runs saved before the lexicon load as they were trained
     renamed = {"decode.samples": "report.examples", "decode.plots": "report.figures"}  # old names, for one release
     predict_config_class = TranslationPredict
     primary_metric = "bleu"
@@ -75,9 +86,9 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     count_unit = "tokens"
     # attnapps.study: a quick look that learns something (BLEU 0.54 vs the copy's 0.12 at 200 updates, README)
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
-                               "decode.beam=2"]}
+                               "decode.beam=2", "report.baseline=false"]}
     secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
-    filtered, skipped = 0, None
+    filtered, skipped, extra_tests, lexicon_seconds = 0, None, None, 0.0  # set by build_data
     src_tok = property(lambda self: self.state.src_tok if self.state else None)
     tgt_tok = property(lambda self: self.state.tgt_tok if self.state else None)
 
@@ -118,8 +129,14 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
                 self.filtered = len(enc) - len(keep)
                 enc = keep
             data[split] = enc
+        if self.cfg.model.lexicon and self.state.lexicon is None:  # fitted once; a resumed run keeps its own
+            started = time.perf_counter()
+            self.state.lexicon = fit_ibm1(data["train"], self.src_tok.vocab_size, self.tgt_tok.vocab_size,
+                                          null_id=self.src_tok.pad_id)
+            self.lexicon_seconds = time.perf_counter() - started
         self.refs = {split: [g for _, g in pairs] for split, pairs in splits.items()}
         self.sources = {split: [s for s, _ in pairs] for split, pairs in splits.items()}
+        self.extra_tests = load_extra_tests(d.extra_test, d.src_lang, d.tgt_lang, self.skipped, d.reverse)
         return data
 
     def lengths(self, split):
@@ -136,7 +153,16 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def build_model(self):
         model = ARCHS[str(self.cfg.model.arch)]
         return model(arch_config(self.cfg.model, model.config_class), self.src_tok.vocab_size,
-                     self.tgt_tok.vocab_size, shared_vocab=self.src_tok is self.tgt_tok)
+                     self.tgt_tok.vocab_size, shared_vocab=self.src_tok is self.tgt_tok, copy_map=self.copy_map(),
+                     lexicon=self.state.lexicon)
+
+    def copy_map(self) -> torch.Tensor | None:
+        """With ``model.copy`` and separate vocabularies: each source piece's id in the target vocabulary
+        (``<unk>`` where it has none). None = the identity (a joint vocabulary, or no copying)."""
+        if not self.cfg.model["copy"] or self.src_tok is self.tgt_tok:  # ["copy"]: .copy is DictConfig's method
+            return None
+        src, tgt = self.src_tok, self.tgt_tok
+        return torch.tensor([tgt.piece_to_id(src.id_to_piece(i)) for i in range(src.vocab_size)])
 
     def loss(self, model, batch):
         logits = model(batch["src"], batch["src_len"], batch["tgt_in"])  # (batch, tgt_len, vocab)
@@ -166,6 +192,44 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
         scores = sacrebleu_scores(texts, self.refs[split][:n], self.bleu_tokenize)
         return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
+
+    def extra_metrics(self, model):
+        """``data.extra_test``: each further test set translated as the test split (``decode.beam``) and
+        scored: ``test.<name>.bleu``, ``test.<name>.chrf`` (the copy baseline's as ``trivial.test.<name>.*``).
+        ``report.baseline``: the word-by-word IBM Model 1 baseline (:mod:`.baseline`), ``baseline.<split>.*``
+        (and ``baseline.test.<name>.*``), with the settings valid chose; the lexicon's fitting time."""
+        out = {"lexicon.seconds": self.lexicon_seconds} if self.cfg.model.lexicon else {}
+        base = self.word_by_word() if self.cfg.report.baseline else None
+        if base is not None:
+            out.update({f"baseline.{split}.{m}": base[split][m] for split in ("valid", "test") for m in ("bleu", "chrf")})
+            out.update({"baseline.iterations": base["iterations"], "baseline.drop_null": int(base["drop_null"]),
+                        "baseline.seconds": base["seconds"]})
+        for name, pairs in (self.extra_tests or {}).items():
+            sources, refs = [s for s, _ in pairs], [g for _, g in pairs]
+            hyps = self.translate(model, [self.src_tok.encode(s) for s in sources], self.cfg.decode.beam,
+                                  self.cfg.decode.alpha, attention=False)
+            systems = {"": [self.tgt_tok.decode(h) for h in hyps.tokens], "trivial.": sources}
+            if base is not None:
+                systems["baseline."] = [base["translate"](s) for s in sources]
+            for prefix, texts in systems.items():
+                scores = sacrebleu_scores(texts, refs, self.bleu_tokenize)
+                out.update({f"{prefix}test.{name}.bleu": scores["bleu"], f"{prefix}test.{name}.chrf": scores["chrf"]})
+        return out
+
+    def word_by_word(self) -> dict:
+        """The word-by-word IBM Model 1 baseline on this run's splits (:func:`.baseline.word_by_word`)."""
+        started = time.perf_counter()
+        targets = self.refs["train"]
+        if scripts.profile(targets).unspaced >= 0.1:  # no spaces: the target's pieces stand for its words
+            target_words = lambda text: [p.lstrip("\u2581") for p in self.tgt_tok.tokens(text)  # noqa: E731
+                                         if p.lstrip("\u2581")]
+        else:
+            target_words = scripts.split_words
+        splits = {s: list(zip(self.sources[s], self.refs[s])) for s in ("valid", "test")}
+        base = word_by_word(list(zip(self.sources["train"], targets)), splits, target_words, self.bleu_tokenize,
+                            self.primary_metric)
+        base["seconds"] = time.perf_counter() - started
+        return base
 
     def trivial_baseline(self, split):
         """The source sentence copied as its translation (what shared words and names alone score)."""
@@ -200,6 +264,16 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             "alignment error rate (`diag.aer`): " + ("against the gold word alignments of `data.alignments=`"
                                                      if d.alignments else "none -- no gold word alignments were "
                                                      "given (`data.alignments=`)")])
+        run = results.get("run", {})
+        lines += self.baseline_lines(results)
+        if self.extra_tests:
+            prefixes = ("", "trivial.") + (("baseline.",) if "baseline.test.bleu" in run else ())
+            names = {"": "model", "trivial.": "copy the source", "baseline.": "word by word"}
+            lines += ["", "### Further test sets (`data.extra_test`)", ""]
+            lines += table(["test set", "pairs"] + [f"{names[k]}: {m}" for k in prefixes for m in ("BLEU", "chrF")],
+                           [[name, len(pairs)] + [f"{run.get(f'{k}test.{name}.{m}', float('nan')):.2f}"
+                                                  for k in prefixes for m in ("bleu", "chrf")]
+                            for name, pairs in self.extra_tests.items()])
         lines += ["", "Test hypotheses: `test_hypotheses.txt`.", "", "### Sample translations", ""]
         lines += table(["source", "reference", "hypothesis"],
                        [[self.sources["test"][i], self.refs["test"][i], texts[i]]
@@ -210,6 +284,32 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             if path is not None:
                 lines.append(f"![alignment {k}](plots/{path.name})")
         return ["\n".join(lines)]
+
+    def baseline_lines(self, results) -> list[str]:
+        """The model beside the baselines on valid and test, and a plain sentence when the word-by-word
+        baseline is ahead on valid (where every choice is made)."""
+        run, m = results.get("run", {}), self.cfg.model
+        if "valid" not in results:
+            return []
+        own = [results[s]["scores"][k] for s in ("valid", "test") for k in ("bleu", "chrf")]
+        features = [x for x, on in (("copy attention", m["copy"]), ("IBM Model 1 lexicon", m.lexicon)) if on]
+        rows = [[f"**this model** ({m.arch}" + (", " + ", ".join(features) if features else "") + ")"]
+                + [f"{v:.2f}" for v in own],
+                ["copy the source", "", "", f"{run.get('trivial.test.bleu', float('nan')):.2f}",
+                 f"{run.get('trivial.test.chrf', float('nan')):.2f}"]]
+        lines = ["", "### Beside the baselines", ""]
+        if "baseline.valid.bleu" in run:
+            it, drop = int(run["baseline.iterations"]), bool(run["baseline.drop_null"])
+            rows.append([f"word by word, IBM Model 1 ({it} EM iterations, NULL-aligned words "
+                         f"{'dropped' if drop else 'kept'}: chosen on valid)"]
+                        + [f"{run[f'baseline.{s}.{k}']:.2f}" for s in ("valid", "test") for k in ("bleu", "chrf")])
+        lines += table(["system", "valid sacreBLEU", "valid chrF", "test sacreBLEU", "test chrF"], rows)
+        if "baseline.valid.bleu" in run:
+            behind = [k for k, i in (("sacreBLEU", 0), ("chrF", 1)) if run[f"baseline.valid.{('bleu', 'chrf')[i]}"] > own[i]]
+            lines += ["", (f"**On valid, the word-by-word baseline is ahead of this model on {' and '.join(behind)}.**"
+                           if behind else "On valid, this model is ahead of the word-by-word baseline on sacreBLEU "
+                           "and chrF.")]
+        return lines
 
     def plot_alignment(self, model, source: str, out: Path):
         ids = self.src_tok.encode(source)
@@ -244,14 +344,34 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
                                                             tgt_in.to(self.device)),
                                 hyps.tokens, self.tgt_tok.bos_id, seqs,
                                 encoder_decoder_route("source", "output", "output_in"))
+        copies = self.copy_views(model, src, src_len, hyps.tokens) if model.copy is not None else None
         out = []
         for i, h in enumerate(hyps.tokens):
             views = recorded[i]
             views.sort(key=lambda v: ({"source": 0, "output_in": 1}[v["k"]] if v["q"] == "output" else 2, v["name"]))
             nbest = [[self.tgt_tok.decode(t), round(sc, 3)] for t, sc in (hyps.nbest[i] if hyps.nbest else [])]
+            copy = None
+            if copies is not None:  # the copy distribution first: what each output token took from the source
+                weights, p_copy = copies[i]
+                views.insert(0, view("copy: P(copy) x attention (a row sums to P(copy))", "output", "source", weights))
+                copy = {"q": "output", "k": "source", "p": [round(float(p), 3) for p in p_copy],
+                        "from": weights.argmax(-1).tolist()}
             out.append(example(seqs[i], views, text=self.tgt_tok.decode(h), nbest=nbest or None,
-                               title=inputs[i]))
+                               title=inputs[i], copy=copy))
         return out
+
+    @torch.no_grad()
+    def copy_views(self, model, src, src_len, outputs: list[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """With ``model.copy``: for each output forced through the model (and its ``</s>``), the copy
+        distribution over the source ``(len + 1, src_len)`` -- P(copy) times the attention the copy is
+        made of (:meth:`explained_attention`, the mean of its heads) -- and P(copy) ``(len + 1,)``."""
+        tgt_in, _ = pad_batch([[self.tgt_tok.bos_id] + o for o in outputs])  # (batch, len + 1)
+        with record(model) as maps:
+            _, p_copy = model.teacher_forced(src.to(self.device), src_len.to(self.device), tgt_in.to(self.device))
+        name = next(n for n, m in model.named_modules() if m is model.explained_attention()[0])
+        weights = maps[name].float().mean(1) * p_copy.unsqueeze(-1)  # (batch, len + 1, src_len)
+        return [(weights[i, : len(o) + 1, : int(src_len[i])].cpu(), p_copy[i, : len(o) + 1].cpu())
+                for i, o in enumerate(outputs)]
 
     def explore(self, model, results, n):
         k = min(n, len(self.sources["test"]))

@@ -48,7 +48,7 @@ def test_runs_lists_each_run_with_options_and_metrics(client, tiny_runs):
     runs = {r["task"]: r for r in client.get("/v1/runs").json()["runs"]}
     assert set(runs) == {"translation", "classification", "captioning", "generation"}
     # the options' defaults are the run's own decoding settings: the tiny translation run decoded with beam 2
-    assert runs["translation"]["options"] == {"beam": 2, "alpha": 0.6} and runs["captioning"]["input"] == "image"
+    assert runs["translation"]["options"] == {"beam": 2, "alpha": 2.0} and runs["captioning"]["input"] == "image"
     assert runs["translation"]["metrics"]["test.bleu"] == tiny_runs["translation"][1]["test.bleu"]
     assert set(runs["generation"]["options"]) == {"max_new_tokens", "temperature", "top_k", "top_p", "seed"}
 

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -174,6 +175,9 @@ def test_tiny_model_learns_to_reverse(reverse_run):
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "plots/alignment_0.png" in report
     assert "alignment error rate (`diag.aer`): against the gold word alignments" in report
     assert (root / "run" / "plots" / "alignment_0.png").is_file()
+    # the word-by-word baseline beside it: letters in source order, never reversed, so far behind
+    assert metrics["baseline.test.bleu"] < 30 < metrics["test.bleu"] and metrics["baseline.iterations"] in (1, 2, 3, 5, 10)
+    assert "On valid, this model is ahead of the word-by-word baseline on sacreBLEU and chrF." in report
 
 
 @pytest.mark.slow
@@ -234,3 +238,54 @@ def test_trivial_baseline_copies_the_source_and_is_in_metrics_json(reverse_run):
     assert saved["trivial.test.bleu"] == pytest.approx(expected) == metrics["trivial.test.bleu"]
     assert saved["trivial.test.chrf"] == pytest.approx(sacrebleu.corpus_chrf(src, [ref]).score)
     assert metrics["test.bleu"] > saved["trivial.test.bleu"] + 50  # reversing is learned, copying is not
+
+
+def test_extra_test_sets_are_scored_by_name_with_the_final_model(tmp_path):
+    """data.extra_test: a folder (named by it) and a .tsv file (named by its stem) become test.<name>.*,
+    scored exactly as sacreBLEU scores the model's own translations of them; bad entries are one line.
+    The run copies (model.copy=true): report.html shows P(copy) x attention and what was copied."""
+    import sacrebleu
+
+    reverse_data(tmp_path / "data", n_train=300)
+    write(tmp_path / "far" / "test.tsv", "a b c\tc b a\nd e\te d\nf g h i\ti h g f\n")
+    write(tmp_path / "near.tsv", "a a b\tb a a\n")
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist([
+        f"data.path={tmp_path / 'data'}", f"data.extra_test={tmp_path / 'far'},{tmp_path / 'near.tsv'}",
+        "tokenizer.vocab_size=20", "model.hidden_size=32", "model.embed_size=16", "trainer.max_minutes=0",
+        "trainer.max_epochs=0", "trainer.max_steps=30", "trainer.progress=false", "decode.beam=2",
+        "diag.examples=0", "model.copy=true", "explorer.examples=3"]))
+    metrics = run_training(cfg, tmp_path / "run", TranslationTask)
+    from attnapps.predict import load_run
+
+    task, model = load_run(tmp_path / "run")
+    for name, path in (("far", tmp_path / "far" / "test.tsv"), ("near", tmp_path / "near.tsv")):
+        pairs = [line.split("\t") for line in path.read_text().splitlines()]
+        hyps = task.translate(model, [task.src_tok.encode(s) for s, _ in pairs], beam=2, alpha=cfg.decode.alpha)
+        texts = [task.tgt_tok.decode(h) for h in hyps.tokens]
+        assert metrics[f"test.{name}.bleu"] == pytest.approx(sacrebleu.corpus_bleu(texts, [[t for _, t in pairs]]).score)
+        assert metrics[f"test.{name}.chrf"] == pytest.approx(sacrebleu.corpus_chrf(texts, [[t for _, t in pairs]]).score)
+        copy = sacrebleu.corpus_chrf([s for s, _ in pairs], [[t for _, t in pairs]]).score
+        assert metrics[f"trivial.test.{name}.chrf"] == pytest.approx(copy)
+    assert "### Further test sets (`data.extra_test`)" in (tmp_path / "run" / "report.md").read_text()
+    html = (tmp_path / "run" / "report.html").read_text()
+    data = json.loads(re.search(r"<script type='application/json' id='data'>(.*?)</script>", html, re.S).group(1))
+    for ex in data["examples"]:
+        view, copy = ex["views"][0], ex["copy"]
+        assert view["name"].startswith("copy: P(copy) x attention") and (view["q"], view["k"]) == ("output", "source")
+        assert len(copy["p"]) == len(ex["seqs"]["output"]) == len(copy["from"])
+        for row, p in zip(view["heads"][0], copy["p"]):  # a row of the copy view sums to P(copy)
+            assert sum(row) == pytest.approx(1000 * p, abs=len(row) + 1)
+    for spec, message in ((tmp_path / "missing", "no such file or folder"),
+                          (f"{tmp_path / 'far'},{tmp_path / 'far' / 'test.tsv'}", "a second test set named 'far'")):
+        bad = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"data.extra_test={spec}"]))
+        with pytest.raises(DataError, match=message):
+            TranslationTask(bad).load_data()
+
+
+def test_extra_test_list_is_one_string_for_hydra_not_a_sweep():
+    from attnapps.run import expand_aliases
+
+    assert expand_aliases(["task=translation", "data.extra_test=/a/x,/b/y"]) == ["task=translation",
+                                                                                 "data.extra_test='/a/x,/b/y'"]
+    assert expand_aliases(["task=translation", "data.extra_test=/a/it's,/b"])[1] == "data.extra_test=\"/a/it's,/b\""
+    assert expand_aliases(["task=translation", "data.extra_test=/only/one"])[1] == "data.extra_test=/only/one"
