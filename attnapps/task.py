@@ -102,20 +102,21 @@ class Task:
         set to the value that reproduces what the run was trained as, so runs of previous releases load."""
         import copy
 
+        def section(dotted: str):  # (the dict holding the key, its last name); the dict is None if absent
+            *path, last = dotted.split(".")
+            node = saved
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            return (node if isinstance(node, dict) else None), last
+
         saved = copy.deepcopy(saved)
         for key, value in cls.introduced.items():
-            *path, last = key.split(".")
-            node = saved
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and last not in node:
+            node, last = section(key)
+            if node is not None and last not in node:
                 node[last] = value
         for old, new in cls.renamed.items():
-            *path, last = old.split(".")
-            node = saved
-            for part in path:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and last in node:
+            node, last = section(old)
+            if node is not None and last in node:
                 value = node.pop(last)
                 *new_path, new_last = new.split(".")
                 target = saved

@@ -11,6 +11,8 @@ Japanese) are cut into the run's target subword pieces instead of single charact
 
 from __future__ import annotations
 
+import torch
+
 from attnapps.data import scripts
 from attnapps.metrics import sacrebleu_scores
 
@@ -38,9 +40,11 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
     for it, (keys, t) in enumerate(ibm1_tables(encoded, n_src, n_tgt, max(ITERATIONS)), 1):
         if it in ITERATIONS:
             best, p_best = top_entries(keys, t, n_src, n_tgt, 1)  # (n_src, 1) each
-            null = {int(k) % n_tgt: float(v) for k, v in zip(keys, t) if int(k) // n_tgt == 0}
-            tables[it] = [(tgt_words[int(b)], float(p) < null.get(int(b), 0.0))
-                          for b, p in zip(best[:, 0], p_best[:, 0])]
+            t_null = torch.zeros(n_tgt, dtype=t.dtype)  # t(f | NULL): NULL is source id 0, keys 0..n_tgt-1
+            is_null = keys < n_tgt
+            t_null[keys[is_null]] = t[is_null]
+            drop = (p_best[:, 0] < t_null[best[:, 0]]).tolist()  # its best target is likelier from NULL
+            tables[it] = [(tgt_words[b], d) for b, d in zip(best[:, 0].tolist(), drop)]
 
     def translate(text: str, it: int, drop_null: bool) -> str:
         out = []
