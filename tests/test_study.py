@@ -116,13 +116,15 @@ def test_killed_study_rerun_ends_with_the_same_tables(tmp_path):
     assert "resumed" in again.stdout and "skipped (done)" in again.stdout
     killed, whole = deterministic(out), deterministic(tmp_path / "whole")
     assert killed.keys() == whole.keys()
-    for cell in killed:  # training and evaluation exactly; the diagnostics' gradients and products to 1e-6: their
-        # last bits follow the memory alignment of the process (MKL's conditional reproducibility), which a
-        # resumed process does not share with the whole one
-        exact = {k: v for k, v in killed[cell].items() if not k.startswith("diag.")}
-        assert exact == {k: v for k, v in whole[cell].items() if not k.startswith("diag.")}, cell
-        diag = {k: v for k, v in killed[cell].items() if k.startswith("diag.")}
-        assert diag == pytest.approx({k: v for k, v in whole[cell].items() if k.startswith("diag.")}, rel=1e-6), cell
+    for cell in killed:  # every count, step and prediction-derived score exactly; the mean losses and the
+        # diagnostics' gradients and products to 1e-6: their last bits follow the memory alignment of the process
+        # (MKL's conditional reproducibility), which a resumed process does not share with the whole one (seen
+        # once on CI: valid.loss 0.34211085637 vs 0.34211088816, every accuracy and F1 identical)
+        loose = lambda k: k.startswith("diag.") or k.endswith(".loss")  # noqa: E731
+        exact = {k: v for k, v in killed[cell].items() if not loose(k)}
+        assert exact == {k: v for k, v in whole[cell].items() if not loose(k)}, cell
+        near = {k: v for k, v in killed[cell].items() if loose(k)}
+        assert near == pytest.approx({k: v for k, v in whole[cell].items() if loose(k)}, rel=1e-6), cell
     table = lambda path: [line for line in path.read_text().splitlines() if line.startswith("| dot") or  # noqa: E731
                           line.startswith("| additive")]
     strip = lambda rows: [" | ".join(r.split(" | ")[:4]) for r in rows]  # noqa: E731  (metric columns, not speed)
