@@ -1,12 +1,14 @@
 """``python -m attnapps.study``: every attention variant on every task at one budget, over seeds, with the
 diagnostics side by side -- which attention works best here, and does it explain anything?
 
-    python -m attnapps.study [tasks=translation,classification,captioning,generation]
+    python -m attnapps.study [tasks=translation,translation+copy,classification,captioning,generation]
         [attention=additive,dot,general,scaled_dot,multihead] [seeds=3] [study.preset=quick|full]
         [study.parallel=1] [out=DIR] [trainer.max_minutes=N | trainer.max_steps=N] [key=value ...]
         [TASK:key=value ...]
 
 Each (task, variant, seed) cell is one ``python -m attnapps.run`` in ``DIR/runs/<task>/<variant>/seed_<n>``.
+A task may name further uses of attention (``Task.study_uses``, e.g. translation's copy attention): each is
+an entry ``task+use`` of its own, the task run with the use's keys, in the study by default.
 A rerun skips finished cells and resumes interrupted ones (``trainer.resume=true``), so a killed study
 finishes where it stopped. Each task's default variant is always run (the paired comparisons are against
 it). A variant the task's architecture has no ``model.attention`` for, or that its
@@ -35,6 +37,26 @@ PRESETS = {  # the budgets the presets name (per cell); the task's Task.study_pr
 }
 
 
+def split_entry(entry: str) -> tuple[str, list[str]]:
+    """A study entry -> (its task, the keys of its use): ``translation`` -> (translation, []),
+    ``translation+copy`` -> (translation, ``Task.study_uses["copy"]``)."""
+    from attnapps.task import get_task
+
+    task, _, use = entry.partition("+")
+    uses = get_task(task).study_uses
+    if use and use not in uses:
+        raise ConfigError(f"tasks={entry}: task {task} has no study use {use!r}; "
+                          f"its uses: {', '.join(uses) or 'none'}")
+    return task, list(uses[use]) if use else []
+
+
+def entries(tasks: list[str]) -> list[str]:
+    """Every task, each followed by its further uses of attention (``task+use``)."""
+    from attnapps.task import get_task
+
+    return [e for t in tasks for e in [t, *(f"{t}+{u}" for u in get_task(t).study_uses)]]
+
+
 def layered(*groups: list[str]) -> list[str]:
     """``key=value`` overrides, a later group's key replacing an earlier group's."""
     out: list[str] = []
@@ -55,12 +77,14 @@ class Study:
     overrides: list[str] = field(default_factory=list)  # for every task
     scoped: dict[str, list[str]] = field(default_factory=dict)  # task -> its own overrides
 
-    def task_overrides(self, task: str) -> list[str]:
-        """The preset's keys, the task's own for that preset (``Task.study_presets``), then the command line's."""
+    def task_overrides(self, entry: str) -> list[str]:
+        """The preset's keys, the task's own for that preset (``Task.study_presets``), the entry's use
+        (:func:`split_entry`), then the command line's (``TASK:key=value`` for the task and its uses)."""
         from attnapps.task import get_task
 
+        task, use = split_entry(entry)
         own = get_task(task).study_presets.get(self.preset, [])
-        return layered(PRESETS[self.preset], own, self.overrides + self.scoped.get(task, []))
+        return layered(PRESETS[self.preset], own, use, self.overrides + self.scoped.get(task, []))
 
     def run_dir(self, task: str, variant: str, seed: int) -> Path:
         return self.out / "runs" / task / variant / f"seed_{seed}"
@@ -84,11 +108,12 @@ def parse(argv: list[str]) -> Study:
             scoped.setdefault(task, []).append(f"{sub}={value}")
         else:
             overrides.append(arg)
-    chosen = values.get("tasks", ",".join(known)).split(",")
+    chosen = values.get("tasks", ",".join(entries(known))).split(",")
     variants = values.get("attention", ",".join(list_attention())).split(",")
     for t in chosen:
-        if t not in known:
-            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(known)}")
+        if t.partition("+")[0] not in known:
+            raise ConfigError(f"tasks={t}: unknown task; choose from {', '.join(entries(known))}")
+        split_entry(t)
     for v in variants:
         if v not in list_attention():
             raise ConfigError(f"attention={v}: unknown variant; choose from {', '.join(list_attention())}")
@@ -105,18 +130,18 @@ def parse(argv: list[str]) -> Study:
     return Study(chosen, variants, [1234 + k for k in range(n_seeds)], out, preset, parallel, overrides, scoped)
 
 
-def default_attention(task: str) -> str:
+def default_attention(entry: str) -> str:
     from attnapps.task import get_task
 
-    return str(get_task(task).config_class().model.attention)
+    return str(get_task(split_entry(entry)[0]).config_class().model.attention)
 
 
-def applicability(study: Study, task: str, variant: str) -> str | None:
+def applicability(study: Study, entry: str, variant: str) -> str | None:
     """None when the cell can run, else why not (the config's own one-line error)."""
     from attnapps.run import validate
 
     try:
-        validate([f"task={task}", f"model.attention={variant}", *study.task_overrides(task)])
+        validate([f"task={split_entry(entry)[0]}", f"model.attention={variant}", *study.task_overrides(entry)])
     except AttnappsError as e:
         return str(e)
     return None
@@ -135,7 +160,8 @@ def run_cell(study: Study, task: str, variant: str, seed: int, threads: int) -> 
     state = cell_state(run_dir)
     if state == "done":
         return "skipped (done)", 0.0
-    cmd = [sys.executable, "-m", "attnapps.run", f"task={task}", f"model.attention={variant}", f"seed={seed}",
+    cmd = [sys.executable, "-m", "attnapps.run", f"task={split_entry(task)[0]}", f"model.attention={variant}",
+           f"seed={seed}",
            *study.task_overrides(task), f"hydra.run.dir={run_dir}", "trainer.progress=false"]
     if threads:
         cmd.append(f"trainer.threads={threads}")

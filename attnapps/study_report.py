@@ -15,9 +15,10 @@ from pathlib import Path
 def described(task: str) -> tuple[str, bool, list[str], str]:
     """What the study reads from the task itself: its primary metric, whether higher is better, the
     secondary metrics shown beside it and the attention figure (under ``plots/``) shown per variant."""
+    from attnapps.study import split_entry
     from attnapps.task import get_task
 
-    cls = get_task(task)
+    cls = get_task(split_entry(task)[0])  # translation+copy: translation's metrics
     return cls.primary_metric, cls.higher_is_better, list(cls.secondary_metrics), cls.study_figure
 
 

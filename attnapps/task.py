@@ -64,6 +64,8 @@ class Task:
     study_presets: ClassVar[dict[str, list[str]]] = {}
     secondary_metrics: ClassVar[tuple[str, ...]] = ()  # test metrics the study shows beside the primary one
     study_figure: ClassVar[str] = ""  # the attention figure under plots/ the study shows per variant
+    # further uses of attention the study runs as their own rows, as ``task+use``: {use: its overrides}
+    study_uses: ClassVar[dict[str, list[str]]] = {}
 
     def __init__(self, cfg, device: str | torch.device | None = None, budget: Callable[[], float] | None = None):
         self.cfg = cfg

@@ -28,6 +28,17 @@ def test_parse_scopes_overrides_and_rejects_unknown_names():
     over = s.task_overrides("classification")
     assert "trainer.max_steps=5" in over and "trainer.max_steps=30" not in over  # the command line wins
     assert "data.path=/x" in over and "diag.examples=8" in over and s.task_overrides("generation")[-1] != "data.path=/x"
+    from attnapps.run import _register_primary
+
+    _register_primary()
+    default = parse([])  # every task, translation's copy attention as an entry of its own after it
+    at = default.tasks.index("translation")
+    assert default.tasks[at:at + 2] == ["translation", "translation+copy"] and "classification" in default.tasks
+    copy = default.task_overrides("translation+copy")
+    assert "model.copy=true" in copy and "model.copy=true" not in default.task_overrides("translation")
+    assert parse(["translation:trainer.max_steps=7"]).task_overrides("translation+copy")[-1] == "trainer.max_steps=7"
+    with pytest.raises(ConfigError, match="task translation has no study use 'coverage'; its uses: copy"):
+        parse(["tasks=translation+coverage"])
     with pytest.raises(ConfigError, match="attention=cosine"):
         parse(["attention=cosine"])
     with pytest.raises(ConfigError, match="unknown task 'summary'"):

@@ -88,6 +88,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
                                "decode.beam=2", "report.baseline=false"]}
     secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
+    study_uses = {"copy": ["model.copy=true"]}  # the study's translation+copy: attention as a copy distribution
     filtered, skipped, extra_tests, lexicon_seconds = 0, None, None, 0.0  # set by build_data
     src_tok = property(lambda self: self.state.src_tok if self.state else None)
     tgt_tok = property(lambda self: self.state.tgt_tok if self.state else None)
