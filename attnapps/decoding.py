@@ -228,19 +228,35 @@ def step_attention(model: Seq2SeqDecoder, encode_inputs: dict, outputs: list[lis
 
 def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[list], tuple[dict, int | Tensor]],
                    bos: int, eos: int, beam: int = 1, alpha: float = 0.0, n_best: int = 1, batch_size: int = 64,
-                   order: Sequence[int] | None = None, device=None, attention: bool = True) -> Hypotheses:
+                   order: Sequence[int] | None = None, device=None, attention: bool = True,
+                   rescore: Callable[[Any, list[tuple[list[int], float]]], list[float]] | None = None) -> Hypotheses:
     """Decode ``examples`` batch by batch (in ``order``, e.g. by length; default: as given) and return
     the hypotheses in the examples' order. ``inputs(chunk) -> (encode keyword arguments on the device,
     max_len (int or (batch,)))`` turns a chunk of examples into the model's input. ``attention``: fill
-    :attr:`Hypotheses.attention` with :func:`step_attention` for the best hypotheses."""
+    :attr:`Hypotheses.attention` with :func:`step_attention` for the best hypotheses.
+
+    ``rescore(example, finished) -> scores`` (beam search only) re-ranks each input's ``beam`` finished
+    hypotheses ``(tokens, log P)``: the one with the highest score becomes the answer (and the n-best
+    list follows the new order) -- e.g. a task's noisy-channel or length features. Its attention is
+    taken after the choice."""
     model.eval()
     order = list(range(len(examples))) if order is None else list(order)
     n = len(examples)
     out = Hypotheses([None] * n, [0.0] * n, [None] * n, [None] * n if n_best > 1 else None)
+    rescore = rescore if beam > 1 else None
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         kwargs, max_len = inputs([examples[i] for i in idx])
-        hyps = search(model.step, model.encode(**kwargs), len(idx), bos, eos, max_len, beam, alpha, n_best, device)
+        hyps = search(model.step, model.encode(**kwargs), len(idx), bos, eos, max_len, beam, alpha,
+                      beam if rescore else n_best, device)
+        if rescore is not None:
+            for j, i in enumerate(idx):
+                finished = hyps.nbest[j]
+                scores = rescore(examples[i], finished)
+                ranked = [finished[r] for r in sorted(range(len(finished)), key=lambda r: -scores[r])]  # stable
+                hyps.tokens[j], hyps.scores[j] = ranked[0]
+                hyps.nbest[j] = ranked[:n_best]
+            hyps.nbest = hyps.nbest if n_best > 1 else None
         if attention:
             hyps.attention = step_attention(model, kwargs, hyps.tokens, bos, device)
         for j, i in enumerate(idx):

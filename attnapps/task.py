@@ -145,6 +145,11 @@ class Task:
         """Stack examples into a batch: a dict of tensors (the trainer moves them to the device)."""
         raise NotImplementedError
 
+    def train_collate(self, examples: list) -> dict[str, Tensor]:
+        """The training batches' collate (default :meth:`collate`): where a task augments its training
+        data, e.g. with sampled segmentations. A deterministic function of ``examples`` (exact resume)."""
+        return self.collate(examples)
+
     # -- model ----------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
         raise NotImplementedError

@@ -205,25 +205,27 @@ def test_a_config_saved_before_a_rename_loads_with_the_new_names():
     current = OmegaConf.to_container(OmegaConf.structured(cls.config_class))
     old = OmegaConf.to_container(OmegaConf.structured(cls.config_class))
     old["decode"]["samples"], old["decode"]["plots"] = 3, 1  # as the previous release saved it
-    del old["report"], old["model"]["lexicon"]  # nor had it the lexicon, which is now on by default
+    del old["report"], old["model"]["lexicon"]  # nor had it the lexicon, which is now on by default,
+    del old["decode"]["lexicon_weight"], old["decode"]["channel"]  # nor the decoding's weight and re-ranking
     upgraded = cls.upgrade_config(old)
     assert upgraded["report"] == {"examples": 3, "figures": 1} and "samples" not in upgraded["decode"]
     assert upgraded["model"]["lexicon"] is False  # the run loads as it was trained: without it
     merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(cls.config_class), upgraded))
     assert merged == {**current, "report": {**current["report"], "examples": 3, "figures": 1},
-                      "model": {**current["model"], "lexicon": False}}
+                      "model": {**current["model"], "lexicon": False},
+                      "decode": {**current["decode"], "lexicon_weight": 1.0, "channel": 0.0}}
     assert "samples" in old["decode"]  # the saved dict itself is left as it was
 
 
-@pytest.mark.parametrize("task, alpha", [("translation", 2.0), ("captioning", 0.0)])
-def test_decode_options_are_declared_once_and_predict_decodes_as_the_run_did(task, alpha):
+@pytest.mark.parametrize("task, beam, alpha", [("translation", 12, 2.0), ("captioning", 5, 0.0)])
+def test_decode_options_are_declared_once_and_predict_decodes_as_the_run_did(task, beam, alpha):
     from attnapps.decoding import BeamOptions
     from attnapps.predict import predict_options
 
     cls = get_task(task)
     decode, options = cls.config_class().decode, cls.predict_config_class()
     assert isinstance(decode, BeamOptions) and isinstance(options, BeamOptions)
-    assert (decode.beam, decode.alpha) == (options.beam, options.alpha) == (5, alpha)
+    assert (decode.beam, decode.alpha) == (options.beam, options.alpha) == (beam, alpha)
     cfg = OmegaConf.merge(OmegaConf.structured(cls.config_class), {"decode": {"beam": 3, "alpha": 0.25}})
     run = cls(cfg)
     assert (predict_options(run, {}).beam, predict_options(run, {}).alpha) == (3, 0.25)  # the run's settings
@@ -273,3 +275,31 @@ def test_fitted_state_is_fitted_once_or_taken_from_a_checkpoint_and_round_trips(
     resumed.load_state_dict(task.state_dict())  # what a checkpoint holds
     assert resumed.fitted(lambda: calls.append(3)) is resumed.state and calls == [1]  # the checkpoint's, no fit
     assert resumed.labels == ["neg", "pos"] and resumed.tok.encode("a cat") == tok.encode("a cat")
+
+
+def test_rescore_reranks_the_beams_finished_hypotheses():
+    """``rescore(example, finished)`` sees each input's ``beam`` finished hypotheses and its answer is the
+    top-scored one (the n-best list in the new order); greedy decoding never calls it."""
+    sources = [[2, 3, 4], [5, 6]]
+    model = CountingModel()
+
+    def inputs(chunk):
+        width = max(map(len, chunk))
+        return {"src": torch.tensor([s + [0] * (width - len(s)) for s in chunk])}, 6
+
+    seen = []
+
+    def rescore(example, finished):  # prefer anything but the model's best answer (the source itself)
+        seen.append((example, len(finished)))
+        return [-1000.0 if tokens == example else score for tokens, score in finished]
+
+    plain = decode_batches(model, sources, inputs, bos=0, eos=1, beam=3, n_best=3, attention=False)
+    out = decode_batches(model, sources, inputs, bos=0, eos=1, beam=3, n_best=3, attention=False, rescore=rescore)
+    assert sorted(seen) == sorted([(s, 3) for s in sources])
+    for i, s in enumerate(sources):
+        assert plain.tokens[i] == s and out.tokens[i] != s
+        assert out.tokens[i] == plain.nbest[i][1][0] and out.scores[i] == plain.nbest[i][1][1]  # the runner-up
+        assert out.nbest[i] == [plain.nbest[i][1], plain.nbest[i][2], plain.nbest[i][0]]
+    seen.clear()
+    assert decode_batches(model, sources, inputs, bos=0, eos=1, beam=1, attention=False, rescore=rescore).tokens \
+        == sources and not seen

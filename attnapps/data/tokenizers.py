@@ -169,6 +169,15 @@ class SentencePieceTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)
 
+    def sample(self, text: str, alpha: float, seed: int) -> list[int]:
+        """One segmentation of ``text`` drawn at random (seeded): subword regularisation for a unigram
+        model (Kudo 2018, smoothing ``alpha``), BPE-dropout for a BPE one (Provilkov et al. 2020, merge
+        dropout ``alpha``)."""
+        import sentencepiece as spm
+
+        spm.set_random_generator_seed(seed)
+        return self.sp.encode(text, enable_sampling=True, alpha=alpha, nbest_size=-1)
+
     def decode(self, ids: Iterable[int]) -> str:
         out = []
         for i in ids:

@@ -24,7 +24,8 @@ class ServeConfig:
     max_tokens: int = opt(512, "most tokens per text (the run's tokenizer)", check=at_least(1))
     max_image_pixels: int = opt(20_000_000, "largest image, width x height (413 above)", check=at_least(1))
     # limits of the tasks' request options (each task names the option a key caps: Task.serve_limits)
-    max_beam: int = opt(10, "largest beam a request may ask for (option 'beam')", check=at_least(1))
+    max_beam: int = opt(16, "largest beam a request may ask for (option 'beam'; a run's own beam must fit)",
+                        check=at_least(1))
     max_new_tokens: int = opt(400, "most new tokens a request may ask for (option 'max_new_tokens')",
                               check=at_least(1))
     timeout_s: float = opt(120.0, "a request waiting longer for its model gets 503", check=positive)

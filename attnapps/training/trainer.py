@@ -227,7 +227,7 @@ class Trainer:
         self.model.train()
         # Its own generator: creating a DataLoader iterator draws a worker seed, which must not
         # consume the global RNG (dropout) or a resumed run would diverge from an uninterrupted one.
-        loader = DataLoader(self.task.datasets["train"], batch_sampler=self.sampler, collate_fn=self.task.collate,
+        loader = DataLoader(self.task.datasets["train"], batch_sampler=self.sampler, collate_fn=self.task.train_collate,
                             num_workers=tc.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed))
         stop, evaluated_at = False, -1
         self.budget.start()

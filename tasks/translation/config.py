@@ -39,6 +39,9 @@ class TranslationTokenizer:
     vocab_size: int = opt(4000, "sentencepiece vocabulary (joint, or per side)", check=at_least(8))
     model_type: SentencePieceType = opt("unigram", "unigram | bpe")
     joint: bool = opt(True, "one vocabulary for both languages (needed for model.share_embeddings)")
+    sampling: float = opt(0.0, "> 0: each training batch draws a new segmentation of its sentences -- subword "
+                          "regularisation with this smoothing alpha (unigram, Kudo 2018) or BPE-dropout with this "
+                          "merge-dropout rate (bpe); 0 = the best segmentation always", check=at_least(0))
 
 
 TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
@@ -46,9 +49,16 @@ TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
 
 
 @dataclass
-class TranslationBeam(BeamOptions):  # beam (attnapps.decoding.BeamOptions) and translation's alpha, declared once
+class TranslationBeam(BeamOptions):  # attnapps.decoding.BeamOptions with translation's values, declared once
+    beam: int = opt(12, "beam size (1 = greedy); 12 chosen on valid with decode.channel (README: the re-ranking "
+                    "gains with more finished hypotheses to choose from)", check=at_least(1))
     alpha: float = opt(2.0, "GNMT length penalty (0 = none); 2.0 chosen on valid (README: longer outputs, chrF +1.3)",
                        check=at_least(0))
+    lexicon_weight: float = opt(1.25, "with model.lexicon: the lexical bias's weight when decoding (1 = as trained; "
+                                "1.25 chosen on valid, README)", check=at_least(0))
+    channel: float = opt(0.5, "beam search: re-rank the beam's finished hypotheses by log P(y | x) / length "
+                         "penalty + this * log P(x | y) under IBM Model 1 fitted target -> source (noisy channel; "
+                         "0.5 chosen on valid, README); 0 = off", check=at_least(0))
 
 
 @dataclass

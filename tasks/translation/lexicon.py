@@ -16,6 +16,8 @@ with tensors (every co-occurrence at once, ``scatter_add``): about a second for 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -99,3 +101,68 @@ class LexicalBias(nn.Module):
         p = weights.new_zeros(*weights.shape[:-1], self.tgt_vocab, dtype=torch.float32)
         p = p.scatter_add(-1, ids.flatten(-2), vals.flatten(-2))  # (.., tgt_vocab)
         return torch.log(p + self.eps) * self.weight
+
+
+@contextmanager
+def lexicon_weight(model: nn.Module, weight: float):
+    """Inside: the model's lexical bias (``model.lexicon``, if any) weighs ``weight``; as before after."""
+    lexicon = getattr(model, "lexicon", None)
+    if lexicon is None:
+        yield
+        return
+    before, lexicon.weight = lexicon.weight, weight
+    try:
+        yield
+    finally:
+        lexicon.weight = before
+
+
+def channel_log_probs(lexicon: dict[str, Tensor], source: list[int], candidates: list[list[int]], null_id: int = 0,
+                      eps: float = 1e-4) -> Tensor:
+    """``log P(source | candidate)`` under IBM Model 1 for each candidate translation of one source
+    sentence -- the channel model of noisy-channel re-ranking (Brown et al. 1993; Yee et al. 2019) --
+    from a sparse *reverse* lexicon (``ids``, ``probs`` ``(tgt_vocab, top)``: target piece -> source
+    pieces; ``null_id`` its NULL row):
+
+        log P(x | y) = sum_j log( sum_{i in NULL, y_1..y_m} t(x_j | y_i) / (m + 1) + eps )
+
+    ``(len(candidates),)``; ``eps`` stands in for the pairs outside the lexicon's ``top``."""
+    longest = max(len(c) for c in candidates) + 1
+    hyp = torch.full((len(candidates), longest), null_id, dtype=torch.long)  # (n, 1 + m): NULL first
+    mask = torch.zeros(len(candidates), longest)
+    for i, c in enumerate(candidates):
+        hyp[i, 1:len(c) + 1] = torch.tensor(c, dtype=torch.long)
+        mask[i, :len(c) + 1] = 1.0 / (len(c) + 1)
+    src = torch.tensor(source, dtype=torch.long)  # (S,)
+    ids, probs = lexicon["ids"][hyp], lexicon["probs"][hyp].float()  # (n, 1 + m, top)
+    t = ((ids.unsqueeze(-1) == src).float() * probs.unsqueeze(-1)).sum(2)  # (n, 1 + m, S): t(x_j | y_i)
+    return torch.log((t * mask.unsqueeze(-1)).sum(1) + eps).sum(-1)  # (n,)
+
+
+def fit_word_channel(train: list[tuple[str, str]], source_words, target_words, top: int = 32) -> dict:
+    """The channel model of ``decode.channel``: IBM Model 1 fitted on the training pairs' *words* from the
+    target side to the source side (5 EM iterations), each target word's ``top`` source words kept.
+    ``{"source": source words (id = index + 1), "target": target words (id = index + 2; 0 = NULL, 1 = a
+    word never seen), "ids", "probs" (target words + 2, top)}`` -- lists and tensors, as a checkpoint
+    loads them with ``weights_only=True``. ``source_words``/``target_words``: text -> words."""
+    src_ids: dict[str, int] = {}
+    tgt_ids: dict[str, int] = {}
+    pairs = [([tgt_ids.setdefault(w, len(tgt_ids) + 2) for w in target_words(g)],
+              [src_ids.setdefault(w, len(src_ids) + 1) for w in source_words(s)]) for s, g in train]
+    lexicon = fit_ibm1(pairs, len(tgt_ids) + 2, len(src_ids) + 1, top=top, null_id=0)
+    return {"source": list(src_ids), "target": list(tgt_ids), **lexicon}
+
+
+class WordChannel:
+    """``log P(source words | candidate words)`` (:func:`channel_log_probs` at the word level) from
+    :func:`fit_word_channel`'s state: a source word never seen in training has no mass (``eps``), a
+    candidate word never seen translates nothing."""
+
+    def __init__(self, state: dict):
+        self.source = {w: i + 1 for i, w in enumerate(state["source"])}
+        self.target = {w: i + 2 for i, w in enumerate(state["target"])}
+        self.lexicon = {"ids": state["ids"], "probs": state["probs"]}
+
+    def log_probs(self, source: list[str], candidates: list[list[str]]) -> Tensor:
+        return channel_log_probs(self.lexicon, [self.source.get(w, -1) for w in source],
+                                 [[self.target.get(w, 1) for w in c] for c in candidates], null_id=0)

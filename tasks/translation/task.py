@@ -8,6 +8,7 @@ score it with sacreBLEU and chrF, and report alignments.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, scripts, tokenizer_from_state
 from attnapps.data.files import read_input, write_output
-from attnapps.decoding import decode_batches
+from attnapps.decoding import decode_batches, length_penalty
 from attnapps.errors import ConfigError
 from attnapps.attention import record
 from attnapps.explorer import encoder_decoder_route, example, forced_views, view
@@ -32,7 +33,7 @@ from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
 from .data import load_extra_tests, load_pairs, target_language
 from .baseline import word_by_word
-from .lexicon import fit_ibm1
+from .lexicon import WordChannel, fit_ibm1, fit_word_channel, lexicon_weight
 from .model import ARCHS
 
 EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
@@ -47,6 +48,7 @@ class TranslationState:
     src_tok: Any
     tgt_tok: Any
     lexicon: dict | None = None
+    channel: dict | None = None  # decode.channel's word lexicon, target -> source (.lexicon.fit_word_channel)
 
     @classmethod
     def fit(cls, train: list[tuple[str, str]], t) -> "TranslationState":
@@ -61,15 +63,16 @@ class TranslationState:
         state = {"src_tokenizer": self.src_tok.state_dict()}
         if self.tgt_tok is not self.src_tok:
             state["tgt_tokenizer"] = self.tgt_tok.state_dict()
-        if self.lexicon is not None:
-            state["lexicon"] = self.lexicon
+        for key in ("lexicon", "channel"):
+            if getattr(self, key) is not None:
+                state[key] = getattr(self, key)
         return state
 
     @classmethod
     def from_dict(cls, state: dict) -> "TranslationState":
         src = tokenizer_from_state(state["src_tokenizer"])
         return cls(src, tokenizer_from_state(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src,
-                   state.get("lexicon"))
+                   state.get("lexicon"), state.get("channel"))
 
 
 @register_task("translation")
@@ -78,7 +81,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     config_class, state_class = TranslationConfig, TranslationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     list_keys = ("data.extra_test",)  # `data.extra_test=A,B`: one string of test sets, not a Hydra sweep
-    introduced = {"model.lexicon": False}  # runs saved before the lexicon load as they were trained
+    # runs saved before a key load as they were trained and decoded
+    introduced = {"model.lexicon": False, "decode.lexicon_weight": 1.0, "decode.channel": 0.0}
     renamed = {"decode.samples": "report.examples", "decode.plots": "report.figures"}  # old names, for one release
     predict_config_class = TranslationPredict
     primary_metric = "bleu"
@@ -90,6 +94,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
     study_uses = {"copy": ["model.copy=true"]}  # the study's translation+copy: attention as a copy distribution
     filtered, skipped, extra_tests, lexicon_seconds = 0, None, None, 0.0  # set by build_data
+    _channel = None  # (state.channel, its WordChannel): channel_rescore's cache
     src_tok = property(lambda self: self.state.src_tok if self.state else None)
     tgt_tok = property(lambda self: self.state.tgt_tok if self.state else None)
 
@@ -135,6 +140,10 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             self.state.lexicon = fit_ibm1(data["train"], self.src_tok.vocab_size, self.tgt_tok.vocab_size,
                                           null_id=self.src_tok.pad_id)
             self.lexicon_seconds = time.perf_counter() - started
+        if self.cfg.decode.channel > 0 and self.state.channel is None:  # fitted once, like the lexicon
+            started = time.perf_counter()
+            self.state.channel = self.fit_channel(train)
+            self.lexicon_seconds += time.perf_counter() - started
         self.refs = {split: [g for _, g in pairs] for split, pairs in splits.items()}
         self.sources = {split: [s for s, _ in pairs] for split, pairs in splits.items()}
         self.extra_tests = load_extra_tests(d.extra_test, d.src_lang, d.tgt_lang, self.skipped, d.reverse)
@@ -149,6 +158,18 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         tgt_in, _ = pad_batch([[bos] + t for _, t in examples])  # (batch, tgt_len + 1)
         tgt_out, _ = pad_batch([t + [eos] for _, t in examples])
         return {"src": src, "src_len": src_len, "tgt_in": tgt_in, "tgt_out": tgt_out}
+
+    def train_collate(self, examples):
+        """``tokenizer.sampling`` > 0: each sentence re-segmented at random (seeded by the batch itself, so a
+        resumed run draws what the uninterrupted one drew); otherwise :meth:`collate`."""
+        alpha = self.cfg.tokenizer.sampling
+        if alpha <= 0:
+            return self.collate(examples)
+        seed = zlib.crc32(repr((self.cfg.seed, examples)).encode()) & 0x7FFFFFFF
+        src, tgt = self.src_tok, self.tgt_tok
+        return self.collate([(src.sample(src.decode(s), alpha, seed + 2 * i) or s,
+                              tgt.sample(tgt.decode(t), alpha, seed + 2 * i + 1) or t)
+                             for i, (s, t) in enumerate(examples)])
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self):
@@ -171,10 +192,12 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     # ------------------------------------------------------------------ evaluation
     def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1,
-                  attention: bool = True):
+                  attention: bool = True, options=None):
         """Token ids -> Hypotheses in input order (batches sorted by length), with their attention
-        (:func:`attnapps.decoding.step_attention`) unless ``attention=False``."""
+        (:func:`attnapps.decoding.step_attention`) unless ``attention=False``. ``options`` (default: the
+        run's ``decode``) give the lexicon's weight and the noisy-channel weight of the re-ranking."""
         dec = self.cfg.decode
+        options = dec if options is None else options
 
         def inputs(chunk):
             src, src_len = pad_batch([s or [self.src_tok.unk_id] for s in chunk])  # (batch, src_len)
@@ -182,8 +205,31 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             return {"src": src, "src_len": src_len}, (src_len.float() * dec.max_len_ratio + dec.max_len_add).long()
 
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-        return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
-                              n_best, order=order, device=self.device, attention=attention)
+        with lexicon_weight(model, options.lexicon_weight):
+            return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
+                                  n_best, order=order, device=self.device, attention=attention,
+                                  rescore=self.channel_rescore(alpha, options.channel))
+
+    def channel_rescore(self, alpha: float, weight: float):
+        """``decode.channel`` > 0: the re-ranking score of a source's finished hypotheses, the search's own
+        ``log P(y | x) / lp(|y| + 1)`` plus ``weight * log P(x | y)`` under the word-level IBM Model 1
+        fitted target -> source (:class:`.lexicon.WordChannel`): a noisy channel that prefers the
+        hypotheses whose words account for every source word."""
+        if weight <= 0:
+            return None
+        if self.state.channel is None:
+            raise ConfigError(f"decode.channel={weight}: this run has no channel lexicon (it was trained with "
+                              "decode.channel=0); set channel=0")
+        if self._channel is None or self._channel[0] is not self.state.channel:
+            self._channel = (self.state.channel, WordChannel(self.state.channel))
+        channel, target_words = self._channel[1], self.target_words(self.state.channel["unspaced"])
+
+        def rescore(source: list[int], finished: list[tuple[list[int], float]]) -> list[float]:
+            words = [target_words(self.tgt_tok.decode(tokens)) for tokens, _ in finished]
+            logp = channel.log_probs(scripts.split_words(self.src_tok.decode(source)), words)
+            return [score / float(length_penalty(torch.tensor(len(tokens) + 1), alpha)) + weight * float(c)
+                    for (tokens, score), c in zip(finished, logp)]
+        return rescore
 
     def evaluate(self, model, split, final=False):
         dec = self.cfg.decode
@@ -217,18 +263,31 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
                 out.update({f"{prefix}test.{name}.bleu": scores["bleu"], f"{prefix}test.{name}.chrf": scores["chrf"]})
         return out
 
+    def fit_channel(self, train: list[tuple[str, str]]) -> dict:
+        """``decode.channel``'s word lexicon (:func:`.lexicon.fit_word_channel`) on these training pairs,
+        with how the target's words are cut (``unspaced``) for predict to cut them the same way."""
+        unspaced = self.unspaced([g for _, g in train])
+        return dict(fit_word_channel(train, scripts.split_words, self.target_words(unspaced)), unspaced=unspaced)
+
+    @staticmethod
+    def unspaced(targets: list[str]) -> bool:
+        """Whether the target language is written without spaces (Chinese, Japanese)."""
+        return scripts.profile(targets).unspaced >= 0.1
+
+    def target_words(self, unspaced: bool):
+        """text -> the target language's words, as the word-level models (baseline, channel) see them: its
+        words, or for a target written without spaces its subword pieces."""
+        if unspaced:
+            return lambda text: [p.lstrip("\u2581") for p in self.tgt_tok.tokens(text) if p.lstrip("\u2581")]
+        return scripts.split_words
+
     def word_by_word(self) -> dict:
         """The word-by-word IBM Model 1 baseline on this run's splits (:func:`.baseline.word_by_word`)."""
         started = time.perf_counter()
-        targets = self.refs["train"]
-        if scripts.profile(targets).unspaced >= 0.1:  # no spaces: the target's pieces stand for its words
-            target_words = lambda text: [p.lstrip("\u2581") for p in self.tgt_tok.tokens(text)  # noqa: E731
-                                         if p.lstrip("\u2581")]
-        else:
-            target_words = scripts.split_words
         splits = {s: list(zip(self.sources[s], self.refs[s])) for s in ("valid", "test")}
-        base = word_by_word(list(zip(self.sources["train"], targets)), splits, target_words, self.bleu_tokenize,
-                            self.primary_metric)
+        base = word_by_word(list(zip(self.sources["train"], self.refs["train"])), splits,
+                            self.target_words(self.unspaced(self.refs["train"])),
+                            self.bleu_tokenize, self.primary_metric)
         base["seconds"] = time.perf_counter() - started
         return base
 
@@ -336,7 +395,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         and head), recorded on the best hypothesis forced through the model."""
         ids = [self.src_tok.encode(s) or [self.src_tok.unk_id] for s in inputs]
         hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5),
-                              attention=False)  # every module's weights come from forced_views below
+                              attention=False, options=options)  # every module's weights: forced_views below
         piece = self.tgt_tok.id_to_piece
         src, src_len = pad_batch(ids)  # (batch, src_len)
         seqs = [{"source": [self.src_tok.id_to_piece(t) for t in s], "output": [piece(t) for t in h] + ["</s>"],
@@ -385,7 +444,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def predict(self, model, options):
         sentences = [line.strip() for line in read_input(options.input).splitlines()]
         hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha,
-                              attention=False)
+                              attention=False, options=options)
         write_output(options.output, [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps.tokens)])
         if options.plot_dir:
             for n, s in enumerate(sentences):

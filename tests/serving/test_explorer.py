@@ -70,7 +70,7 @@ def check_views(ex):
 
 @pytest.mark.slow
 def test_translation_explorer_has_every_layer_and_head_and_matches_decoding(tiny_runs):
-    from attnapps.predict import load_run
+    from attnapps.predict import load_run, predict_options
 
     run_dir, metrics = tiny_runs["translation"]
     data = explorer_of(run_dir)
@@ -85,7 +85,7 @@ def test_translation_explorer_has_every_layer_and_head_and_matches_decoding(tiny
     # the recorded cross-attention of the last layer, averaged over heads, is what greedy decoding saw
     task, model = load_run(run_dir)
     src = "a b c d e"
-    (out,) = task.infer(model, [src], type("O", (), {"beam": 1, "alpha": 0.0})())
+    (out,) = task.infer(model, [src], predict_options(task, {"beam": 1, "alpha": 0.0}))  # as the server asks
     hyp = task.translate(model, [task.src_tok.encode(src)], beam=1)
     last = next(v for v in out["views"] if v["name"] == "decoder · layer 2 · cross_attn")
     recorded = torch.tensor(last["heads"], dtype=torch.float32).mean(0) / 1000  # (output, source)

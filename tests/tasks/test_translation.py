@@ -289,3 +289,79 @@ def test_extra_test_list_is_one_string_for_hydra_not_a_sweep():
                                                                                  "data.extra_test='/a/x,/b/y'"]
     assert expand_aliases(["task=translation", "data.extra_test=/a/it's,/b"])[1] == "data.extra_test=\"/a/it's,/b\""
     assert expand_aliases(["task=translation", "data.extra_test=/only/one"])[1] == "data.extra_test=/only/one"
+
+
+SENTENCES = ["The police officer drew his gun.\tDer Polizeibeamte zog seine Schusswaffe.",
+             "She laid her glass aside.\tSie stellte das Glas zur Seite.",
+             "I am working on the computer.\tIch arbeite gerade am Computer.",
+             "Please enter a valid verification code.\tGeben Sie bitte einen gültigen Prüfcode ein."]
+
+
+def sentence_task(tmp_path, *more):
+    write(tmp_path / "d" / "train.tsv", "\n".join(SENTENCES * 30) + "\n")
+    write(tmp_path / "d" / "test.tsv", "\n".join(SENTENCES) + "\n")
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist(
+        [f"data.path={tmp_path / 'd'}", "tokenizer.vocab_size=120", *more]))
+    task = TranslationTask(cfg)
+    task.load_data()
+    return task
+
+
+def test_sampled_segmentations_are_the_same_text_drawn_again_for_each_batch(tmp_path):
+    """``tokenizer.sampling``: every training sentence is re-segmented -- pieces that still spell the
+    sentence, drawn anew for each batch (a batch's draw is a function of the batch: exact resume);
+    evaluation batches and ``sampling=0`` keep the one best segmentation."""
+    task = sentence_task(tmp_path, "tokenizer.sampling=0.1")
+    batch = task.datasets["train"][:4]
+    plain, sampled = task.collate(batch), task.train_collate(batch)
+    assert torch.equal(task.train_collate(batch)["src"], sampled["src"])  # the same batch, the same draw
+    for field, tok, k in (("src", task.src_tok, 0), ("tgt_out", task.tgt_tok, 1)):
+        assert [tok.decode(row) for row in sampled[field].tolist()] == [tok.decode(e[k]) for e in batch]
+    assert not torch.equal(plain["src"], sampled["src"])  # ... but not the best segmentation
+    draws = {tuple(task.train_collate(task.datasets["train"][i:i + 4])["src"][0].tolist()) for i in range(0, 80, 4)}
+    assert len(draws) > 1  # the first sentence of each batch is SENTENCES[0]: segmented more than one way
+    off = sentence_task(tmp_path, "tokenizer.sampling=0")
+    assert all(torch.equal(off.train_collate(batch)[k], off.collate(batch)[k]) for k in plain)
+
+
+def test_channel_reranking_needs_the_word_lexicon_it_was_trained_with(tmp_path):
+    """``decode.channel`` > 0 fits the word lexicon (target words -> source words) with the run; a run
+    without it refuses the option in one line instead of decoding something else."""
+    task = sentence_task(tmp_path, "decode.channel=0.5")
+    channel = task.state.channel
+    assert "Glas" in channel["target"] and "glass" in channel["source"] and channel["unspaced"] is False
+    assert channel["ids"].shape == (len(channel["target"]) + 2, 32)
+    plain = sentence_task(tmp_path, "decode.channel=0")
+    assert plain.state.channel is None
+    model = plain.build_model()
+    options = plain.cfg.decode.copy()
+    options.channel = 0.5
+    with pytest.raises(Exception, match=r"decode.channel=0.5: this run has no channel lexicon"):
+        plain.translate(model, [plain.src_tok.encode("She laid her glass aside.")], 2, 2.0, options=options)
+
+
+def test_word_channel_prefers_the_candidate_whose_words_account_for_the_source():
+    """The channel's log P(source words | candidate words), from the table's own entries by hand: a
+    word never seen in training translates nothing, a source word never seen costs every candidate the
+    same; the candidate with the right word explains the source better than one with the wrong word."""
+    import math
+
+    from attnapps.data import scripts
+    from attnapps_tasks.translation.lexicon import WordChannel, fit_word_channel
+
+    train = [("the cat", "die Katze"), ("the dog", "der Hund"), ("a cat", "eine Katze"), ("a dog", "ein Hund")] * 5
+    state = fit_word_channel(train, scripts.split_words, scripts.split_words)
+    channel = WordChannel(state)
+
+    def t(source_word, target_word):  # t(source word | target word) from the sparse table
+        row = 0 if target_word is None else state["target"].index(target_word) + 2
+        col = state["source"].index(source_word) + 1
+        hits = (state["ids"][row] == col).nonzero()
+        return float(state["probs"][row, hits[0, 0]]) if len(hits) else 0.0
+
+    right, wrong, unseen = channel.log_probs(["cat"], [["Katze"], ["Hund"], ["Katze", "Zebra"]]).tolist()
+    assert right == pytest.approx(math.log((t("cat", None) + t("cat", "Katze")) / 2 + 1e-4), rel=1e-5)
+    assert unseen == pytest.approx(math.log((t("cat", None) + t("cat", "Katze")) / 3 + 1e-4), rel=1e-5)
+    assert right > wrong and t("cat", "Katze") > 0.5
+    with_new = channel.log_probs(["cat", "zebra"], [["Katze"], ["Hund"]]).tolist()
+    assert with_new[0] - with_new[1] == pytest.approx(right - wrong, rel=1e-5)

@@ -4,6 +4,7 @@ vocabulary's softmax never learned to produce; the IBM Model 1 lexicon (``model.
 as the reference implementation fits it and added as Arthur et al.'s bias; both decoding step by step
 as the teacher-forced forward."""
 
+import math
 import random
 import sys
 from pathlib import Path
@@ -190,3 +191,17 @@ def test_word_by_word_baseline_equals_the_script_and_is_chosen_on_valid():
     assert base["translate_with"]("zebra sees Bob .", 5, False) == "zebra sieht Bob."  # unknown words copied
     best = max(base["candidates"].values())
     assert base["candidates"][(base["iterations"], base["drop_null"])] == best == base["valid"]["bleu"]
+
+
+def test_channel_log_probs_known_values():
+    """log P(x | y) = sum_j log(sum over NULL and y's pieces of t(x_j | y_i) / (|y| + 1) + eps), by hand."""
+    from attnapps_tasks.translation.lexicon import channel_log_probs
+
+    # reverse lexicon, target piece -> source pieces: NULL (0) -> 1; 2 -> 2 or 3 (half each); 3 -> 3
+    ids = torch.tensor([[1, 0], [0, 0], [2, 3], [3, 0]])
+    probs = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.5, 0.5], [1.0, 0.0]])
+    got = channel_log_probs({"ids": ids, "probs": probs}, [2, 3], [[2], [3], [2, 3]], null_id=0, eps=1e-7)
+    expected = [2 * math.log(0.5 / 2 + 1e-7),  # y = [2]: each source piece has half of 2's mass, over NULL + 1
+                math.log(0 + 1e-7) + math.log(1 / 2 + 1e-7),  # y = [3]: nothing explains source piece 2
+                math.log(0.5 / 3 + 1e-7) + math.log(1.5 / 3 + 1e-7)]
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)

@@ -71,17 +71,20 @@ def write_lines(path, lines):
     path.write_text("".join(line + "\n" for line in lines))
 
 
-def test_translation_resume(tmp_path):
+@pytest.mark.parametrize("more", [[], ["tokenizer.sampling=0.2", "decode.channel=0.5", "decode.lexicon_weight=1.5"]],
+                         ids=["default", "sampled-segmentation-and-reranking"])
+def test_translation_resume(tmp_path, more):
     from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
 
     rng = random.Random(0)
-    pairs = [" ".join(rng.choice("abcdef") for _ in range(rng.randint(2, 6))) for _ in range(80)]
+    pairs = [" ".join(rng.choice(["ab", "cde", "fa", "bcd", "e"]) for _ in range(rng.randint(2, 6)))
+             for _ in range(80)]
     write_lines(tmp_path / "d" / "train.tsv", [f"{p}\t{p[::-1]}" for p in pairs])
     write_lines(tmp_path / "d" / "test.tsv", [f"{p}\t{p[::-1]}" for p in pairs[:8]])
     check_kill_and_resume(TranslationTask, TranslationConfig, [
         f"data.path={tmp_path / 'd'}", "tokenizer.vocab_size=20", "model.embed_size=16", "model.hidden_size=16",
         "trainer.max_minutes=0", "trainer.max_steps=14", "trainer.batch_size=8", "trainer.checkpoint_every=4",
-        "trainer.eval_every=6", "decode.beam=2", "report.examples=2", "report.figures=1"], tmp_path, kill_at=11)
+        "trainer.eval_every=6", "decode.beam=2", "report.examples=2", "report.figures=1", *more], tmp_path, kill_at=11)
 
 
 def test_classification_resume(tmp_path):
