@@ -317,7 +317,10 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             f"malformed lines skipped: {self.skipped.skipped if self.skipped else 0}",
             f"tokenizer: sentencepiece {self.cfg.tokenizer.model_type}, vocabulary {self.src_tok.vocab_size}"
             f"{' (joint)' if self.src_tok is self.tgt_tok else ''}",
-            f"test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}",
+            f"test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}"
+            + (f", lexicon weight {dec.lexicon_weight:g}" if self.cfg.model.lexicon else "")
+            + (f", noisy-channel re-ranking {dec.channel:g} (word-level IBM Model 1, target -> source)"
+               if dec.channel > 0 and dec.beam > 1 else ""),
             self.lang_note,
             f"sacreBLEU {scores['bleu']:.2f} (`{scores['bleu_signature']}`)",
             f"chrF {scores['chrf']:.2f} (`{scores['chrf_signature']}`)",

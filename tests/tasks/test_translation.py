@@ -174,6 +174,8 @@ def test_tiny_model_learns_to_reverse(reverse_run):
     report = (root / "run" / "report.md").read_text()
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "plots/alignment_0.png" in report
     assert "alignment error rate (`diag.aer`): against the gold word alignments" in report
+    assert ("test decoding: beam 3, length penalty alpha 2.0, lexicon weight 1.25, noisy-channel re-ranking 0.5"
+            in report)
     assert (root / "run" / "plots" / "alignment_0.png").is_file()
     # the word-by-word baseline beside it: letters in source order, never reversed, so far behind
     assert metrics["baseline.test.bleu"] < 30 < metrics["test.bleu"] and metrics["baseline.iterations"] in (1, 2, 3, 5, 10)
