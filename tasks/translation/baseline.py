@@ -16,7 +16,7 @@ import torch
 from attnapps.data import scripts
 from attnapps.metrics import sacrebleu_scores
 
-from .lexicon import ibm1_tables, top_entries
+from .lexicon import ibm1_tables, index_words, top_entries
 
 ITERATIONS = (1, 2, 3, 5, 10)
 
@@ -26,15 +26,8 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
     """``{"iterations", "drop_null", "valid": scores, "test": scores, "candidates": {(it, drop): valid
     metric}, "translate": text -> text with the choice, "translate_with": (text, iterations, drop_null) ->
     text}``; ``target_words(text) -> words``; ``splits`` has ``valid`` and ``test`` pairs."""
-    src_ids: dict[str, int] = {}
-    tgt_words: list[str] = ["<null>"]
-    tgt_ids: dict[str, int] = {}
-    encoded = []
-    for s, g in train:
-        e = [src_ids.setdefault(w, len(src_ids) + 1) for w in scripts.split_words(s)]  # 0 = NULL
-        f = [tgt_ids.setdefault(w, len(tgt_ids) + 1) for w in target_words(g)]
-        encoded.append((e, f))
-    tgt_words += list(tgt_ids)
+    encoded, src_ids, tgt_ids = index_words(train, scripts.split_words, target_words)  # 0 = NULL
+    tgt_words = ["<null>", *tgt_ids]
     n_src, n_tgt = len(src_ids) + 1, len(tgt_ids) + 1
     tables = {}
     for it, (keys, t) in enumerate(ibm1_tables(encoded, n_src, n_tgt, max(ITERATIONS)), 1):

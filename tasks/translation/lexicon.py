@@ -121,8 +121,8 @@ def channel_log_probs(lexicon: dict[str, Tensor], source: list[int], candidates:
                       eps: float = 1e-4) -> Tensor:
     """``log P(source | candidate)`` under IBM Model 1 for each candidate translation of one source
     sentence -- the channel model of noisy-channel re-ranking (Brown et al. 1993; Yee et al. 2019) --
-    from a sparse *reverse* lexicon (``ids``, ``probs`` ``(tgt_vocab, top)``: target piece -> source
-    pieces; ``null_id`` its NULL row):
+    from a sparse *reverse* lexicon (``ids``, ``probs`` ``(target ids, top)``: a target token -- word or
+    piece -- to the source tokens it translates; ``null_id`` its NULL row):
 
         log P(x | y) = sum_j log( sum_{i in NULL, y_1..y_m} t(x_j | y_i) / (m + 1) + eps )
 
@@ -145,12 +145,19 @@ def fit_word_channel(train: list[tuple[str, str]], source_words, target_words, t
     ``{"source": source words (id = index + 1), "target": target words (id = index + 2; 0 = NULL, 1 = a
     word never seen), "ids", "probs" (target words + 2, top)}`` -- lists and tensors, as a checkpoint
     loads them with ``weights_only=True``. ``source_words``/``target_words``: text -> words."""
+    pairs, src_ids, tgt_ids = index_words(train, source_words, target_words, first_target=2)
+    lexicon = fit_ibm1([(f, e) for e, f in pairs], len(tgt_ids) + 2, len(src_ids) + 1, top=top, null_id=0)
+    return {"source": list(src_ids), "target": list(tgt_ids), **lexicon}
+
+
+def index_words(train: list[tuple[str, str]], source_words, target_words, first_target: int = 1):
+    """The training pairs as word ids for a word-level IBM Model 1: ``(pairs [(source ids, target ids)],
+    source word -> id from 1, target word -> id from first_target)``; id 0 is NULL on either side."""
     src_ids: dict[str, int] = {}
     tgt_ids: dict[str, int] = {}
-    pairs = [([tgt_ids.setdefault(w, len(tgt_ids) + 2) for w in target_words(g)],
-              [src_ids.setdefault(w, len(src_ids) + 1) for w in source_words(s)]) for s, g in train]
-    lexicon = fit_ibm1(pairs, len(tgt_ids) + 2, len(src_ids) + 1, top=top, null_id=0)
-    return {"source": list(src_ids), "target": list(tgt_ids), **lexicon}
+    pairs = [([src_ids.setdefault(w, len(src_ids) + 1) for w in source_words(s)],
+              [tgt_ids.setdefault(w, len(tgt_ids) + first_target) for w in target_words(g)]) for s, g in train]
+    return pairs, src_ids, tgt_ids
 
 
 class WordChannel:
