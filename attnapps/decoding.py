@@ -229,7 +229,8 @@ def step_attention(model: Seq2SeqDecoder, encode_inputs: dict, outputs: list[lis
 def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[list], tuple[dict, int | Tensor]],
                    bos: int, eos: int, beam: int = 1, alpha: float = 0.0, n_best: int = 1, batch_size: int = 64,
                    order: Sequence[int] | None = None, device=None, attention: bool = True,
-                   rescore: Callable[[Any, list[tuple[list[int], float]]], list[float]] | None = None) -> Hypotheses:
+                   rescore: Callable[[Any, list[tuple[list[int], float]]], list[float]] | None = None,
+                   candidates: Callable[[list], list[list[tuple[list[int], float]]]] | None = None) -> Hypotheses:
     """Decode ``examples`` batch by batch (in ``order``, e.g. by length; default: as given) and return
     the hypotheses in the examples' order. ``inputs(chunk) -> (encode keyword arguments on the device,
     max_len (int or (batch,)))`` turns a chunk of examples into the model's input. ``attention``: fill
@@ -238,7 +239,9 @@ def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[
     ``rescore(example, finished) -> scores`` (beam search only) re-ranks each input's ``beam`` finished
     hypotheses ``(tokens, log P)``: the one with the highest score becomes the answer (and the n-best
     list follows the new order) -- e.g. a task's noisy-channel or length features. Its attention is
-    taken after the choice."""
+    taken after the choice. ``candidates(chunk) -> per example [(tokens, log P)]`` (with ``rescore``):
+    hypotheses from elsewhere -- another system's output, a retrieved neighbour -- appended after the
+    beam's finished ones before ``rescore`` sees them, so the re-ranking may pick one."""
     model.eval()
     order = list(range(len(examples))) if order is None else list(order)
     n = len(examples)
@@ -250,8 +253,9 @@ def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[
         hyps = search(model.step, model.encode(**kwargs), len(idx), bos, eos, max_len, beam, alpha,
                       beam if rescore else n_best, device)
         if rescore is not None:
+            extra = candidates([examples[i] for i in idx]) if candidates is not None else [[] for _ in idx]
             for j, i in enumerate(idx):
-                finished = hyps.nbest[j]
+                finished = hyps.nbest[j] + list(extra[j])
                 scores = rescore(examples[i], finished)
                 ranked = [finished[r] for r in sorted(range(len(finished)), key=lambda r: -scores[r])]  # stable
                 hyps.tokens[j], hyps.scores[j] = ranked[0]

@@ -85,6 +85,10 @@ TABLES = {
             "copy attention": ["model.copy=true"],
             "subword regularisation 0.5": ["tokenizer.sampling=0.5"],
             "batch 32": ["trainer.batch_size=32"],
+            # measured before decode.hybrid (decoded as the default then: its channel alone)
+            "augmentation 0.1 x 3 + byte fallback": ["augment.fragments=0.1", "augment.passthrough=0.1",
+                                                     "augment.shape=0.1", "tokenizer.byte_fallback=true",
+                                                     "decode.hybrid=false"],
         }},
     "generation_gpt": {  # the GPT at the default's 6-minute budget (it was the default until re-measured)
         "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",

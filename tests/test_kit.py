@@ -303,3 +303,30 @@ def test_rescore_reranks_the_beams_finished_hypotheses():
     seen.clear()
     assert decode_batches(model, sources, inputs, bos=0, eos=1, beam=1, attention=False, rescore=rescore).tokens \
         == sources and not seen
+
+
+def test_candidates_from_elsewhere_join_the_pool_the_rescore_chooses_from():
+    """``candidates(chunk)``: hypotheses from another system are appended after the beam's finished ones;
+    ``rescore`` sees them and may choose one, which then heads the n-best list."""
+    sources = [[2, 3, 4], [5, 6]]
+    model = CountingModel()
+
+    def inputs(chunk):
+        width = max(map(len, chunk))
+        return {"src": torch.tensor([s + [0] * (width - len(s)) for s in chunk])}, 6
+
+    pools = {}
+
+    def candidates(chunk):  # one outside hypothesis per source: the source backwards, log P -50
+        return [[(list(reversed(s)), -50.0)] for s in chunk]
+
+    def rescore(example, finished):  # the outside hypothesis (last) wins
+        pools[tuple(example)] = finished
+        return [0.0] * (len(finished) - 1) + [1.0]
+
+    out = decode_batches(model, sources, inputs, bos=0, eos=1, beam=3, n_best=2, attention=False, rescore=rescore,
+                         candidates=candidates)
+    for i, s in enumerate(sources):
+        assert len(pools[tuple(s)]) == 4 and pools[tuple(s)][-1] == (list(reversed(s)), -50.0)
+        assert out.tokens[i] == list(reversed(s)) and out.scores[i] == -50.0
+        assert out.nbest[i][0] == (list(reversed(s)), -50.0) and out.nbest[i][1] == pools[tuple(s)][0]

@@ -141,7 +141,9 @@ class SentencePieceTokenizer(Tokenizer):
         self.sp = spm.SentencePieceProcessor(model_proto=self.model_bytes)
 
     def fit(self, texts: Iterable[str], vocab_size: int = 4000, model_type: str = "unigram",
-            character_coverage: float = 1.0) -> "SentencePieceTokenizer":
+            character_coverage: float = 1.0, byte_fallback: bool = False) -> "SentencePieceTokenizer":
+        """``byte_fallback``: a character outside the vocabulary is encoded as its UTF-8 bytes (256 byte
+        pieces within ``vocab_size``) instead of ``<unk>``, and decodes back to itself."""
         import sentencepiece as spm
 
         buf = io.BytesIO()
@@ -152,6 +154,7 @@ class SentencePieceTokenizer(Tokenizer):
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(sentences), model_writer=buf,
                 vocab_size=vocab_size, model_type=str(model_type), character_coverage=character_coverage,
+                byte_fallback=byte_fallback,
                 pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
                 num_threads=1, minloglevel=2,
             )
@@ -225,14 +228,14 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
 
 
 def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model_type: str = "unigram",
-                  min_freq: int = 1, max_size: int = 0, normalize: str | None = None, lowercase: bool | None = None
-                  ) -> Tokenizer:
+                  min_freq: int = 1, max_size: int = 0, normalize: str | None = None, lowercase: bool | None = None,
+                  byte_fallback: bool = False) -> Tokenizer:
     """A tokenizer of ``kind`` (``char`` | ``word`` | ``sentencepiece``) fitted on ``texts``: the one place a
     task's ``tokenizer.*`` keys become a tokenizer. ``min_freq``/``max_size``: char and word;
     ``normalize`` (:func:`attnapps.data.scripts.normalize`) / ``lowercase``: char and word, None = the
     tokenizer's own default (word: ``auto``, lowercased; char: the text exactly as it is, as a character
-    language model needs); ``vocab_size``/``model_type``: sentencepiece (which normalises with its own
-    NFKC rule)."""
+    language model needs); ``vocab_size``/``model_type``/``byte_fallback``: sentencepiece (which
+    normalises with its own NFKC rule)."""
     options = {k: v for k, v in (("normalize", None if normalize is None else str(normalize)),
                                  ("lowercase", lowercase)) if v is not None}
     if kind == "char":
@@ -244,7 +247,8 @@ def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model
         # sentencepiece's advice: cover 99.95% of the characters of scripts with thousands of them (CJK), all
         # of the others
         coverage = 0.9995 if scripts.profile(texts).share(scripts.EAST_ASIAN) > 0.3 else 1.0
-        return SentencePieceTokenizer().fit(texts, vocab_size, model_type, character_coverage=coverage)
+        return SentencePieceTokenizer().fit(texts, vocab_size, model_type, character_coverage=coverage,
+                                            byte_fallback=byte_fallback)
     raise ConfigError(f"tokenizer.kind={kind!r}: choose char, word or sentencepiece")
 
 

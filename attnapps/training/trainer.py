@@ -282,7 +282,10 @@ class Trainer:
 
     def final_evaluation(self) -> RunResult:
         """Reload the best weights, with the task state saved beside them (what the task chose on valid at
-        that evaluation), and evaluate valid and test in full."""
+        that evaluation), and evaluate valid and test in full. What the task chooses on valid in this
+        evaluation (e.g. how to decode) is part of its state afterwards: it is written back beside the best
+        weights, so predicting and serving from ``best.pt`` decode as the test split was decoded."""
+        best = None
         if self.checkpoints.best.is_file():
             best = load_checkpoint(self.checkpoints.best, map_location=self.device)
             self.model.load_state_dict(best["model"])
@@ -293,6 +296,9 @@ class Trainer:
             if len(self.task.datasets.get(split, ())) > 0:
                 split_metrics, results[split] = self.evaluate(split, final=True)
                 metrics.update({f"{split}.{k}": v for k, v in split_metrics.items()})
+        if best is not None:
+            best["task_state"] = self.task.state_dict()
+            self.checkpoints.save_best(best, self.model, best.get("step", p.step))
         metrics.update({
             "train.steps": p.step, "train.epochs": round(p.epoch + p.batch_in_epoch / max(1, self.batches_per_epoch), 4),
             "train.wall_seconds": round(p.elapsed, 3), "train.best_step": p.best_step,

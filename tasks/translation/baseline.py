@@ -25,7 +25,7 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
                  tokenize: str, metric: str = "bleu") -> dict:
     """``{"iterations", "drop_null", "valid": scores, "test": scores, "candidates": {(it, drop): valid
     metric}, "translate": text -> text with the choice, "translate_with": (text, iterations, drop_null) ->
-    text}``; ``target_words(text) -> words``; ``splits`` has ``valid`` and ``test`` pairs."""
+    text, "table": the choice as source word -> target word ("" = dropped)}``; ``target_words(text) -> words``; ``splits`` has ``valid`` and ``test`` pairs."""
     encoded, src_ids, tgt_ids = index_words(train, scripts.split_words, target_words)  # 0 = NULL
     tgt_words = ["<null>", *tgt_ids]
     n_src, n_tgt = len(src_ids) + 1, len(tgt_ids) + 1
@@ -55,5 +55,14 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
 
     candidates = {(it, drop): score("valid", it, drop)[metric] for it in ITERATIONS for drop in (True, False)}
     it, drop = max(candidates, key=lambda c: (candidates[c], -c[0], c[1]))  # ties: fewer iterations, dropping
+    table = {w: ("" if drop and tables[it][i][1] else tables[it][i][0]) for w, i in src_ids.items()}
     return {"iterations": it, "drop_null": drop, "valid": score("valid", it, drop), "test": score("test", it, drop),
-            "candidates": candidates, "translate": lambda text: translate(text, it, drop), "translate_with": translate}
+            "candidates": candidates, "translate": lambda text: translate(text, it, drop), "translate_with": translate,
+            "table": table}
+
+
+def translate_with_table(table: dict[str, str], text: str) -> str:
+    """The word-by-word translation from a chosen ``table`` (source word -> target word, "" = dropped; a
+    word outside it is copied): what ``translate`` gives, without the fitted model."""
+    return scripts.join_words([w if t is None else t for w, t in ((w, table.get(w)) for w in scripts.split_words(text))
+                               if t != ""])

@@ -42,6 +42,20 @@ class TranslationTokenizer:
     sampling: float = opt(0.0, "> 0: each training batch draws a new segmentation of its sentences -- subword "
                           "regularisation with this smoothing alpha (unigram, Kudo 2018) or BPE-dropout with this "
                           "merge-dropout rate (bpe); 0 = the best segmentation always", check=at_least(0))
+    byte_fallback: bool = opt(True, "a character never seen in training becomes its UTF-8 bytes (sentencepiece "
+                              "byte_fallback, from tokenizer.vocab_size 1024 on) instead of <unk>, so a source "
+                              "string comes out as itself (the word-by-word candidate of decode.hybrid copies it)")
+
+
+@dataclass
+class TranslationAugment:
+    fragments: float = opt(0.0, "share of training pairs replaced by a word pair both IBM Model 1 directions agree "
+                           "on (tasks/translation/augment.py; measured in the README, off by default)",
+                           check=at_least(0))
+    passthrough: float = opt(0.0, "share of training pairs given the same random string (number, name, code) on "
+                             "both sides: unknown strings are copied", check=at_least(0))
+    shape: float = opt(0.0, "share of training pairs without final punctuation and with a lower-case first "
+                       "source letter, as fragments look", check=at_least(0))
 
 
 TranslationModel = model_section("TranslationModel", ARCHS, "rnn",
@@ -59,6 +73,9 @@ class TranslationBeam(BeamOptions):  # attnapps.decoding.BeamOptions with transl
     channel: float = opt(0.5, "beam search: re-rank the beam's finished hypotheses by log P(y | x) / length "
                          "penalty + this * log P(x | y) under IBM Model 1 fitted target -> source (noisy channel; "
                          "0.5 chosen on valid, README); 0 = off", check=at_least(0))
+    hybrid: bool = opt(True, "beam search: the word-by-word IBM Model 1 translation joins the beam's candidates and a "
+                       "linear score whose weights the run chose on valid picks one (tasks/translation/hybrid.py; "
+                       "replaces decode.channel's re-ranking once chosen); false = the model's candidates only")
 
 
 @dataclass
@@ -84,6 +101,7 @@ class TranslationConfig(RunConfig):
     task_name: str = "translation"
     data: TranslationData = field(default_factory=TranslationData)
     tokenizer: TranslationTokenizer = field(default_factory=TranslationTokenizer)
+    augment: TranslationAugment = field(default_factory=TranslationAugment)
     model: TranslationModel = field(default_factory=TranslationModel)
     decode: TranslationDecode = field(default_factory=TranslationDecode)
     report: TranslationReport = field(default_factory=TranslationReport)

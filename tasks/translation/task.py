@@ -7,12 +7,14 @@ score it with sacreBLEU and chrF, and report alignments.
 
 from __future__ import annotations
 
+import random
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from attnapps.config import arch_config, arch_keys, check_heads
@@ -32,10 +34,13 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
 from .data import load_extra_tests, load_pairs, target_language
-from .baseline import word_by_word
+from .augment import Augmenter, dictionary_pairs
+from . import hybrid
+from .baseline import translate_with_table, word_by_word
 from .lexicon import WordChannel, fit_ibm1, fit_word_channel, lexicon_weight
 from .model import ARCHS
 
+BYTE_FALLBACK_MIN_VOCAB = 1024  # tokenizer.byte_fallback from this vocabulary size on
 EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
 
 
@@ -49,11 +54,15 @@ class TranslationState:
     tgt_tok: Any
     lexicon: dict | None = None
     channel: dict | None = None  # decode.channel's word lexicon, target -> source (.lexicon.fit_word_channel)
+    hybrid: dict | None = None  # decode.hybrid's choice on valid: {"weights", "table", "valid"} (.hybrid)
 
     @classmethod
     def fit(cls, train: list[tuple[str, str]], t) -> "TranslationState":
         """sentencepiece on the training pairs (``t``: the tokenizer section), jointly or per side."""
-        fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type)  # noqa: E731
+        # byte pieces only where they leave room: 256 of a vocabulary under 1024 would crowd out the words
+        byte_fallback = bool(t.byte_fallback) and t.vocab_size >= BYTE_FALLBACK_MIN_VOCAB
+        fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type,  # noqa: E731
+                                          byte_fallback=byte_fallback)
         if t.joint:
             joint = fit([s for s, _ in train] + [g for _, g in train])
             return cls(joint, joint)
@@ -63,7 +72,7 @@ class TranslationState:
         state = {"src_tokenizer": self.src_tok.state_dict()}
         if self.tgt_tok is not self.src_tok:
             state["tgt_tokenizer"] = self.tgt_tok.state_dict()
-        for key in ("lexicon", "channel"):
+        for key in ("lexicon", "channel", "hybrid"):
             if getattr(self, key) is not None:
                 state[key] = getattr(self, key)
         return state
@@ -72,7 +81,7 @@ class TranslationState:
     def from_dict(cls, state: dict) -> "TranslationState":
         src = tokenizer_from_state(state["src_tokenizer"])
         return cls(src, tokenizer_from_state(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src,
-                   state.get("lexicon"), state.get("channel"))
+                   state.get("lexicon"), state.get("channel"), state.get("hybrid"))
 
 
 @register_task("translation")
@@ -82,19 +91,23 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     list_keys = ("data.extra_test",)  # `data.extra_test=A,B`: one string of test sets, not a Hydra sweep
     # runs saved before a key load as they were trained and decoded
-    introduced = {"model.lexicon": False, "decode.lexicon_weight": 1.0, "decode.channel": 0.0}
+    introduced = {"model.lexicon": False, "decode.lexicon_weight": 1.0, "decode.channel": 0.0,
+                  "tokenizer.byte_fallback": False, "augment.fragments": 0.0, "augment.passthrough": 0.0,
+                  "augment.shape": 0.0, "decode.hybrid": False}
     renamed = {"decode.samples": "report.examples", "decode.plots": "report.figures"}  # old names, for one release
     predict_config_class = TranslationPredict
     primary_metric = "bleu"
     higher_is_better = True
     count_unit = "tokens"
-    # attnapps.study: a quick look that learns something (BLEU 0.54 vs the copy's 0.12 at 200 updates, README)
+    # attnapps.study: a quick look that learns something (BLEU 0.54 vs the copy's 0.12 at 200 updates, README),
+    # at the model's own translations (the study compares attention, not the hybrid with word by word)
     study_presets = {"quick": ["trainer.max_steps=200", "trainer.warmup_steps=20", "decode.valid_subset=100",
-                               "decode.beam=2", "report.baseline=false"]}
+                               "decode.beam=2", "report.baseline=false", "decode.hybrid=false"]}
     secondary_metrics, study_figure = ("chrf",), "alignment_0.png"  # what attnapps.study shows of this task
     study_uses = {"copy": ["model.copy=true"]}  # the study's translation+copy: attention as a copy distribution
-    filtered, skipped, extra_tests, lexicon_seconds = 0, None, None, 0.0  # set by build_data
+    filtered, skipped, extra_tests, lexicon_seconds, augmenter = 0, None, None, 0.0, None  # set by build_data
     _channel = None  # (state.channel, its WordChannel): channel_rescore's cache
+    _base = None  # word_by_word()'s result, made once (the hybrid's candidate and the report's baseline)
     src_tok = property(lambda self: self.state.src_tok if self.state else None)
     tgt_tok = property(lambda self: self.state.tgt_tok if self.state else None)
 
@@ -140,7 +153,14 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             self.state.lexicon = fit_ibm1(data["train"], self.src_tok.vocab_size, self.tgt_tok.vocab_size,
                                           null_id=self.src_tok.pad_id)
             self.lexicon_seconds = time.perf_counter() - started
-        if self.cfg.decode.channel > 0 and self.state.channel is None:  # fitted once, like the lexicon
+        a = self.cfg.augment
+        if a.fragments + a.passthrough + a.shape > 0:  # the training pairs' own dictionary: the same on resume
+            started = time.perf_counter()
+            target_words = self.target_words(self.unspaced([g for _, g in train]))
+            pairs = dictionary_pairs(train, scripts.split_words, target_words, scripts.join_words) if a.fragments else []
+            self.augmenter = Augmenter(pairs, a.fragments, a.passthrough, a.shape)
+            self.lexicon_seconds += time.perf_counter() - started
+        if (self.cfg.decode.channel > 0 or self.cfg.decode.hybrid) and self.state.channel is None:  # fitted once
             started = time.perf_counter()
             self.state.channel = self.fit_channel(train)
             self.lexicon_seconds += time.perf_counter() - started
@@ -160,16 +180,34 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return {"src": src, "src_len": src_len, "tgt_in": tgt_in, "tgt_out": tgt_out}
 
     def train_collate(self, examples):
-        """``tokenizer.sampling`` > 0: each sentence re-segmented at random (seeded by the batch itself, so a
-        resumed run draws what the uninterrupted one drew); otherwise :meth:`collate`."""
-        alpha = self.cfg.tokenizer.sampling
-        if alpha <= 0:
+        """A training batch: some pairs replaced by ``augment.*`` pairs (:mod:`.augment`) -- a replacement
+        longer than the batch's longest sentence is not made, so the padding (and the step's time) stays
+        as it was -- and with ``tokenizer.sampling`` > 0 each sentence re-segmented at random; both seeded
+        by the batch itself, so a resumed run draws what the uninterrupted one drew. Otherwise
+        :meth:`collate`."""
+        aug, alpha = self.augmenter, self.cfg.tokenizer.sampling
+        aug = aug if aug is not None and aug.active else None
+        if aug is None and alpha <= 0:
             return self.collate(examples)
         seed = zlib.crc32(repr((self.cfg.seed, examples)).encode()) & 0x7FFFFFFF
         src, tgt = self.src_tok, self.tgt_tok
-        return self.collate([(src.sample(src.decode(s), alpha, seed + 2 * i) or s,
-                              tgt.sample(tgt.decode(t), alpha, seed + 2 * i + 1) or t)
-                             for i, (s, t) in enumerate(examples)])
+        if aug is not None:
+            rng = random.Random(seed)
+            longest = (max(len(s) for s, _ in examples), max(len(t) for _, t in examples))  # the padded widths
+            made = []
+            for s, t in examples:
+                kind = aug.draw(rng)
+                if kind is not None:
+                    a, b = aug.make(kind, src.decode(s), tgt.decode(t), rng)
+                    a, b = src.encode(a), tgt.encode(b)
+                    s, t = (a, b) if a and b and len(a) <= longest[0] and len(b) <= longest[1] else (s, t)
+                made.append((s, t))
+            examples = made
+        if alpha > 0:
+            examples = [(src.sample(src.decode(s), alpha, seed + 2 * i) or s,
+                         tgt.sample(tgt.decode(t), alpha, seed + 2 * i + 1) or t)
+                        for i, (s, t) in enumerate(examples)]
+        return self.collate(examples)
 
     # ------------------------------------------------------------------ model and loss
     def build_model(self):
@@ -192,10 +230,13 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     # ------------------------------------------------------------------ evaluation
     def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1,
-                  attention: bool = True, options=None):
+                  attention: bool = True, options=None, pool: dict | None = None, texts: list[str] | None = None):
         """Token ids -> Hypotheses in input order (batches sorted by length), with their attention
         (:func:`attnapps.decoding.step_attention`) unless ``attention=False``. ``options`` (default: the
-        run's ``decode``) give the lexicon's weight and the noisy-channel weight of the re-ranking."""
+        run's ``decode``) give the lexicon's weight, the noisy-channel weight of the re-ranking and whether
+        the hybrid decides. ``texts``: the sources as given, for the word-level models (the word-by-word
+        candidate copies an unknown string as it was written, not as its ``<unk>`` pieces decode); default:
+        the ids decoded. ``pool``: see :meth:`hybrid_rescore`."""
         dec = self.cfg.decode
         options = dec if options is None else options
 
@@ -205,10 +246,64 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             return {"src": src, "src_len": src_len}, (src_len.float() * dec.max_len_ratio + dec.max_len_add).long()
 
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        rescore, candidates = self.channel_rescore(alpha, options.channel), None
+        hybrid = self.state.hybrid if options.hybrid and beam > 1 else None
+        if pool is not None or hybrid is not None:
+            given = {id(s): t for s, t in zip(sources, texts)} if texts is not None else {}
+            text_of = lambda ids: given.get(id(ids)) or self.src_tok.decode(ids)  # noqa: E731
+            rescore = self.hybrid_rescore(alpha, None if pool is not None else hybrid["weights"], pool, text_of)
+            candidates = self.word_by_word_candidates(model, hybrid["table"] if hybrid else self.word_by_word()["table"],
+                                                      text_of)
         with lexicon_weight(model, options.lexicon_weight):
             return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
                                   n_best, order=order, device=self.device, attention=attention,
-                                  rescore=self.channel_rescore(alpha, options.channel))
+                                  rescore=rescore, candidates=candidates)
+
+    def word_channel(self):
+        """The channel lexicon as a :class:`.lexicon.WordChannel` (made once) and the target's word cutter."""
+        if self._channel is None or self._channel[0] is not self.state.channel:
+            self._channel = (self.state.channel, WordChannel(self.state.channel))
+        return self._channel[1], self.target_words(self.state.channel["unspaced"])
+
+    def word_by_word_candidates(self, model, table: dict, text_of):
+        """``decode_batches``' ``candidates``: each source's word-by-word translation (``table``, the
+        baseline's choice; ``text_of(ids)``: the source's text) with its log-probability under the model,
+        forced through the decoder."""
+        src_tok, tgt_tok = self.src_tok, self.tgt_tok
+
+        @torch.no_grad()
+        def candidates(chunk: list[list[int]]) -> list[list[tuple[list[int], float]]]:
+            outs = [tgt_tok.encode(translate_with_table(table, text_of(s))) for s in chunk]
+            src, src_len = pad_batch([s or [src_tok.unk_id] for s in chunk])  # (batch, src_len)
+            tgt_in, _ = pad_batch([[tgt_tok.bos_id] + o for o in outs])  # (batch, len + 1)
+            tgt_out, _ = pad_batch([o + [tgt_tok.eos_id] for o in outs])
+            logits = model(src.to(self.device), src_len.to(self.device), tgt_in.to(self.device))  # (batch, len+1, V)
+            logp = torch.log_softmax(logits.float(), -1).gather(-1, tgt_out.to(self.device).unsqueeze(-1)).squeeze(-1)
+            totals = logp.masked_fill(tgt_out.to(self.device) == tgt_tok.pad_id, 0.0).sum(1)  # (batch,)
+            return [[(o, float(t))] for o, t in zip(outs, totals)]
+        return candidates
+
+    def hybrid_rescore(self, alpha: float, weights, pool: dict | None, text_of):
+        """``decode.hybrid``: the score of each candidate -- the beam's finished hypotheses and, last, the
+        word-by-word translation -- ``weights`` . :func:`.hybrid.features`. ``pool`` (a dict, when tuning):
+        each source's features and candidate texts are kept in it by ``id(source)``, and the score is the
+        model's alone. ``text_of(ids)``: the source's text."""
+        channel, target_words = self.word_channel()
+        known = set(self.state.channel["source"])
+        weights = None if weights is None else np.asarray(weights, dtype=float)
+
+        def rescore(source: list[int], finished: list[tuple[list[int], float]]) -> list[float]:
+            texts = [self.tgt_tok.decode(tokens) for tokens, _ in finished]
+            words = [target_words(t) for t in texts]
+            source_words = scripts.split_words(text_of(source))
+            logp = channel.log_probs(source_words, words).tolist()
+            feats = hybrid.features([sc for _, sc in finished], [len(t) for t, _ in finished], logp, words,
+                                    source_words, known, alpha, len(finished) - 1)
+            if pool is not None:
+                pool[id(source)] = (feats, texts)
+                return feats[:, 0].tolist()
+            return (feats @ weights).tolist()
+        return rescore
 
     def channel_rescore(self, alpha: float, weight: float):
         """``decode.channel`` > 0: the re-ranking score of a source's finished hypotheses, the search's own
@@ -220,9 +315,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         if self.state.channel is None:
             raise ConfigError(f"decode.channel={weight}: this run has no channel lexicon (it was trained with "
                               "decode.channel=0); set channel=0")
-        if self._channel is None or self._channel[0] is not self.state.channel:
-            self._channel = (self.state.channel, WordChannel(self.state.channel))
-        channel, target_words = self._channel[1], self.target_words(self.state.channel["unspaced"])
+        channel, target_words = self.word_channel()
 
         def rescore(source: list[int], finished: list[tuple[list[int], float]]) -> list[float]:
             words = [target_words(self.tgt_tok.decode(tokens)) for tokens, _ in finished]
@@ -232,13 +325,37 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return rescore
 
     def evaluate(self, model, split, final=False):
+        """Greedy on ``decode.valid_subset`` sentences during training; the final evaluation decodes the
+        whole split as ``decode`` says. With ``decode.hybrid`` the final valid evaluation also chooses the
+        hybrid's weights (:mod:`.hybrid`) -- kept in the task state, so test, predict and the server
+        decode with them -- and both report how often the word-by-word translation was chosen."""
         dec = self.cfg.decode
         n = len(self.datasets[split]) if final else min(dec.valid_subset, len(self.datasets[split]))
-        hyps = self.translate(model, [s for s, _ in self.datasets[split][:n]], dec.beam if final else 1, dec.alpha,
-                              attention=False)  # the scores need the words only
-        texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
+        sources, given = [s for s, _ in self.datasets[split][:n]], self.sources[split][:n]
+        metrics = {}
+        if final and split == "valid" and dec.hybrid and dec.beam > 1:  # one decoding: the pool, then the choice
+            pool: dict = {}
+            self.translate(model, sources, dec.beam, dec.alpha, attention=False, pool=pool, texts=given)
+            feats, cands = zip(*(pool[id(s)] for s in sources))
+            weights, chosen = hybrid.tune(list(feats), list(cands), self.refs[split][:n], self.bleu_tokenize)
+            self.state.hybrid = {"weights": weights.tolist(), "table": self.word_by_word()["table"], "valid": chosen}
+            texts = [c[k] for c, k in zip(cands, hybrid.choose(list(feats), weights))]
+            metrics["word_by_word_share"] = chosen["share"]
+        else:
+            hyps = self.translate(model, sources, dec.beam if final else 1, dec.alpha, attention=False,  # words only
+                                  texts=given)
+            texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
+            if final and dec.hybrid and self.state.hybrid is not None and dec.beam > 1:
+                metrics["word_by_word_share"] = self.word_by_word_share(hyps.tokens, given)
         scores = sacrebleu_scores(texts, self.refs[split][:n], self.bleu_tokenize)
-        return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"]}, {"texts": texts, "scores": scores})
+        return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"], **metrics}, {"texts": texts, "scores": scores})
+
+    def word_by_word_share(self, outputs: list[list[int]], sources: list[str]) -> float:
+        """The part of ``outputs`` that are the word-by-word translation of their source (the hybrid's
+        choice)."""
+        table = self.state.hybrid["table"]
+        same = [o == self.tgt_tok.encode(translate_with_table(table, s)) for o, s in zip(outputs, sources)]
+        return sum(same) / max(len(same), 1)
 
     def extra_metrics(self, model):
         """``data.extra_test``: each further test set translated as the test split (``decode.beam``) and
@@ -254,7 +371,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         for name, pairs in (self.extra_tests or {}).items():
             sources, refs = [s for s, _ in pairs], [g for _, g in pairs]
             hyps = self.translate(model, [self.src_tok.encode(s) for s in sources], self.cfg.decode.beam,
-                                  self.cfg.decode.alpha, attention=False)
+                                  self.cfg.decode.alpha, attention=False, texts=sources)
             systems = {"": [self.tgt_tok.decode(h) for h in hyps.tokens], "trivial.": sources}
             if base is not None:
                 systems["baseline."] = [base["translate"](s) for s in sources]
@@ -282,13 +399,17 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return scripts.split_words
 
     def word_by_word(self) -> dict:
-        """The word-by-word IBM Model 1 baseline on this run's splits (:func:`.baseline.word_by_word`)."""
+        """The word-by-word IBM Model 1 baseline on this run's splits (:func:`.baseline.word_by_word`),
+        fitted once."""
+        if self._base is not None:
+            return self._base
         started = time.perf_counter()
         splits = {s: list(zip(self.sources[s], self.refs[s])) for s in ("valid", "test")}
         base = word_by_word(list(zip(self.sources["train"], self.refs["train"])), splits,
                             self.target_words(self.unspaced(self.refs["train"])),
                             self.bleu_tokenize, self.primary_metric)
         base["seconds"] = time.perf_counter() - started
+        self._base = base
         return base
 
     def trivial_baseline(self, split):
@@ -319,7 +440,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             f"{' (joint)' if self.src_tok is self.tgt_tok else ''}",
             f"test decoding: beam {dec.beam}, length penalty alpha {dec.alpha}"
             + (f", lexicon weight {dec.lexicon_weight:g}" if self.cfg.model.lexicon else "")
-            + (f", noisy-channel re-ranking {dec.channel:g} (word-level IBM Model 1, target -> source)"
+            + (self.hybrid_note(results.get("run", {})) if self.state.hybrid is not None and dec.hybrid and dec.beam > 1
+               else f", noisy-channel re-ranking {dec.channel:g} (word-level IBM Model 1, target -> source)"
                if dec.channel > 0 and dec.beam > 1 else ""),
             self.lang_note,
             f"sacreBLEU {scores['bleu']:.2f} (`{scores['bleu_signature']}`)",
@@ -347,6 +469,14 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             if path is not None:
                 lines.append(f"![alignment {k}](plots/{path.name})")
         return ["\n".join(lines)]
+
+    def hybrid_note(self, run: dict) -> str:
+        """The hybrid's weights and how often the word-by-word translation was the answer."""
+        weights = ", ".join(f"{f} {w:g}" for f, w in zip(hybrid.FEATURES, self.state.hybrid["weights"]))
+        shares = " and ".join(f"{run[f'{s}.word_by_word_share']:.0%} of {s}" for s in ("valid", "test")
+                              if f"{s}.word_by_word_share" in run)
+        return (f"; hybrid with the word-by-word translation (`decode.hybrid`, weights chosen on valid: {weights})"
+                + (f" -- the word-by-word translation chosen for {shares}" if shares else ""))
 
     def baseline_lines(self, results) -> list[str]:
         """The model beside the baselines on valid and test, and a plain sentence when the word-by-word
@@ -397,8 +527,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         (the RNN's attention; the Transformer's encoder self-, decoder self- and cross-attention per layer
         and head), recorded on the best hypothesis forced through the model."""
         ids = [self.src_tok.encode(s) or [self.src_tok.unk_id] for s in inputs]
-        hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5),
-                              attention=False, options=options)  # every module's weights: forced_views below
+        hyps = self.translate(model, ids, options.beam, options.alpha, n_best=min(options.beam, 5), attention=False,
+                              options=options, texts=list(inputs))  # every module's weights: forced_views below
         piece = self.tgt_tok.id_to_piece
         src, src_len = pad_batch(ids)  # (batch, src_len)
         seqs = [{"source": [self.src_tok.id_to_piece(t) for t in s], "output": [piece(t) for t in h] + ["</s>"],
@@ -447,7 +577,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def predict(self, model, options):
         sentences = [line.strip() for line in read_input(options.input).splitlines()]
         hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha,
-                              attention=False, options=options)
+                              attention=False, options=options, texts=sentences)
         write_output(options.output, [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps.tokens)])
         if options.plot_dir:
             for n, s in enumerate(sentences):

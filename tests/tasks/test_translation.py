@@ -174,8 +174,8 @@ def test_tiny_model_learns_to_reverse(reverse_run):
     report = (root / "run" / "report.md").read_text()
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "plots/alignment_0.png" in report
     assert "alignment error rate (`diag.aer`): against the gold word alignments" in report
-    assert ("test decoding: beam 3, length penalty alpha 2.0, lexicon weight 1.25, noisy-channel re-ranking 0.5"
-            in report)
+    assert ("test decoding: beam 3, length penalty alpha 2.0, lexicon weight 1.25; hybrid with the word-by-word "
+            "translation (`decode.hybrid`, weights chosen on valid: model 1, channel " in report)
     assert (root / "run" / "plots" / "alignment_0.png").is_file()
     # the word-by-word baseline beside it: letters in source order, never reversed, so far behind
     assert metrics["baseline.test.bleu"] < 30 < metrics["test.bleu"] and metrics["baseline.iterations"] in (1, 2, 3, 5, 10)
@@ -240,6 +240,28 @@ def test_trivial_baseline_copies_the_source_and_is_in_metrics_json(reverse_run):
     assert saved["trivial.test.bleu"] == pytest.approx(expected) == metrics["trivial.test.bleu"]
     assert saved["trivial.test.chrf"] == pytest.approx(sacrebleu.corpus_chrf(src, [ref]).score)
     assert metrics["test.bleu"] > saved["trivial.test.bleu"] + 50  # reversing is learned, copying is not
+
+
+def test_the_hybrid_chosen_on_valid_travels_in_best_pt_and_predict_decodes_with_it(reverse_run):
+    """``decode.hybrid`` (on by default): the final valid evaluation chooses the weights; the trainer writes
+    the task state back into best.pt, so a reloaded run decodes test as the run did. Reversing letters
+    is something word by word (in source order) gets wrong: the run learned to trust its own model."""
+    import json
+
+    from attnapps.predict import load_run
+    from attnapps.training.checkpoint import load_checkpoint
+
+    root, metrics = reverse_run
+    state = load_checkpoint(root / "run" / "checkpoints" / "best.pt")["task_state"]
+    assert len(state["hybrid"]["weights"]) == 6 and set(state["hybrid"]["table"]) == set("abcdefghij")
+    saved = json.loads((root / "run" / "metrics.json").read_text())
+    assert saved["valid.word_by_word_share"] < 0.1 and saved["test.word_by_word_share"] < 0.1
+    task, model = load_run(root / "run")
+    assert task.state.hybrid["weights"] == state["hybrid"]["weights"]
+    task.load_data()
+    again = task.evaluate(model, "test", final=True)
+    assert again.metrics["bleu"] == pytest.approx(metrics["test.bleu"])
+    assert (root / "run" / "test_hypotheses.txt").read_text().splitlines() == again.outputs["texts"]
 
 
 def test_extra_test_sets_are_scored_by_name_with_the_final_model(tmp_path):
