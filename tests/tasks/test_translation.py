@@ -355,7 +355,7 @@ def test_channel_reranking_needs_the_word_lexicon_it_was_trained_with(tmp_path):
     channel = task.state.channel
     assert "Glas" in channel["target"] and "glass" in channel["source"] and channel["unspaced"] is False
     assert channel["ids"].shape == (len(channel["target"]) + 2, 32)
-    plain = sentence_task(tmp_path, "decode.channel=0")
+    plain = sentence_task(tmp_path, "decode.channel=0", "decode.hybrid=false")
     assert plain.state.channel is None
     model = plain.build_model()
     options = plain.cfg.decode.copy()
