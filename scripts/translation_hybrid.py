@@ -51,7 +51,7 @@ def main(argv=None) -> int:
             options.hybrid = hybrid_on
             hyps = task.translate(model, ids, dec.beam, dec.alpha, attention=False, options=options, texts=sources)
             texts = [task.tgt_tok.decode(h) for h in hyps.tokens]
-            share = sum(t == task.tgt_tok.decode(task.tgt_tok.encode(w)) for t, w in zip(texts, wbw)) / max(len(texts), 1)
+            share = task.word_by_word_share(hyps.tokens, sources)
             s = sacrebleu_scores(texts, refs, task.bleu_tokenize)
             print(f"| {name} | {system} | {s['bleu']:.2f} | {s['chrf']:.2f} | {share:.0%} |", flush=True)
         s = sacrebleu_scores(wbw, refs, task.bleu_tokenize)

@@ -39,15 +39,16 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
             drop = (p_best[:, 0] < t_null[best[:, 0]]).tolist()  # its best target is likelier from NULL
             tables[it] = [(tgt_words[b], d) for b, d in zip(best[:, 0].tolist(), drop)]
 
+    chosen: dict[tuple[int, bool], dict[str, str]] = {}
+
+    def table_of(it: int, drop_null: bool) -> dict[str, str]:  # source word -> target word, "" = dropped
+        if (it, drop_null) not in chosen:
+            chosen[it, drop_null] = {w: "" if drop_null and tables[it][i][1] else tables[it][i][0]
+                                     for w, i in src_ids.items()}
+        return chosen[it, drop_null]
+
     def translate(text: str, it: int, drop_null: bool) -> str:
-        out = []
-        for w in scripts.split_words(text):
-            i = src_ids.get(w)
-            if i is None:
-                out.append(w)  # unknown: copied
-            elif not (drop_null and tables[it][i][1]):
-                out.append(tables[it][i][0])
-        return scripts.join_words(out)
+        return translate_with_table(table_of(it, drop_null), text)
 
     def score(split: str, it: int, drop_null: bool) -> dict:
         pairs = splits[split]
@@ -55,14 +56,13 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
 
     candidates = {(it, drop): score("valid", it, drop)[metric] for it in ITERATIONS for drop in (True, False)}
     it, drop = max(candidates, key=lambda c: (candidates[c], -c[0], c[1]))  # ties: fewer iterations, dropping
-    table = {w: ("" if drop and tables[it][i][1] else tables[it][i][0]) for w, i in src_ids.items()}
     return {"iterations": it, "drop_null": drop, "valid": score("valid", it, drop), "test": score("test", it, drop),
             "candidates": candidates, "translate": lambda text: translate(text, it, drop), "translate_with": translate,
-            "table": table}
+            "table": table_of(it, drop)}
 
 
 def translate_with_table(table: dict[str, str], text: str) -> str:
-    """The word-by-word translation from a chosen ``table`` (source word -> target word, "" = dropped; a
-    word outside it is copied): what ``translate`` gives, without the fitted model."""
+    """The word-by-word translation from a ``table`` (source word -> target word, "" = dropped; a word
+    outside it -- unknown -- is copied): the baseline's translation, also without the fitted model."""
     return scripts.join_words([w if t is None else t for w, t in ((w, table.get(w)) for w in scripts.split_words(text))
                                if t != ""])
