@@ -11,6 +11,8 @@ Japanese) are cut into the run's target subword pieces instead of single charact
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from attnapps.data import scripts
@@ -61,8 +63,31 @@ def word_by_word(train: list[tuple[str, str]], splits: dict[str, list[tuple[str,
             "table": table_of(it, drop)}
 
 
-def translate_with_table(table: dict[str, str], text: str) -> str:
+def translate_with_table(table: dict[str, str], text: str, protect: bool = False) -> str:
     """The word-by-word translation from a ``table`` (source word -> target word, "" = dropped; a word
-    outside it -- unknown -- is copied): the baseline's translation, also without the fitted model."""
-    return scripts.join_words([w if t is None else t for w, t in ((w, table.get(w)) for w in scripts.split_words(text))
-                               if t != ""])
+    outside it -- unknown -- is copied): the baseline's translation, also without the fitted model.
+    ``protect``: a space-separated token that looks like code (:func:`protected`) is copied whole instead
+    of translated piece by piece (``%(name)s`` stays itself, not ``% ( Name) ist``)."""
+    if not protect:
+        return scripts.join_words([w if t is None else t for w, t in ((w, table.get(w)) for w in scripts.split_words(text))
+                                   if t != ""])
+    out = []
+    for token in text.split():
+        out += [token] if protected(token) else [w if t is None else t for w, t in
+                                                  ((w, table.get(w)) for w in scripts.split_words(token)) if t != ""]
+    return scripts.join_words(out)
+
+
+# what is not a word of a language but a string to keep: a placeholder or markup (% { } < > _ = / \ @ [ ] | $ # ~),
+# a number or anything with a digit, a command-line option (-x, --all), an identifier (camelCase, ALLCAPS)
+_CODE = re.compile(r"[%{}<>_=/\\@\[\]|$#~0-9]|^-\S|[a-z][A-Z]|^[A-Z]{2,}$")
+_EDGES = "\"'\u201c\u201d\u201e\u2018\u2019\u00ab\u00bb(),.;:!?"
+
+
+def protected(token: str) -> bool:
+    """Whether a space-separated ``token`` is kept verbatim by ``translate_with_table(protect=True)``: it
+    looks like code (:data:`_CODE`) once the quotes and punctuation around it are set aside, and has no
+    letter of a script written without spaces (there a space-separated token can be a whole clause)."""
+    core = token.strip(_EDGES)
+    return bool(core) and _CODE.search(core) is not None and not any(
+        scripts.script(ch) in scripts.UNSPACED for ch in core)

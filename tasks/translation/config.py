@@ -76,6 +76,10 @@ class TranslationBeam(BeamOptions):  # attnapps.decoding.BeamOptions with transl
     hybrid: bool = opt(True, "beam search: the word-by-word IBM Model 1 translation joins the beam's candidates and a "
                        "linear score whose weights the run chose on valid picks one (tasks/translation/hybrid.py; "
                        "replaces decode.channel's re-ranking once chosen); false = the model's candidates only")
+    protect: bool = opt(True, "with decode.hybrid: the word-by-word candidate copies a token that looks like code "
+                        "whole -- a placeholder (%s, {name}, <b>), anything with a digit, an option (--all), a path, "
+                        "an identifier (snake_case, camelCase, ALLCAPS) -- instead of translating its pieces "
+                        "(tasks/translation/baseline.py: protected)")
 
 
 @dataclass

@@ -93,7 +93,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     # runs saved before a key load as they were trained and decoded
     introduced = {"model.lexicon": False, "decode.lexicon_weight": 1.0, "decode.channel": 0.0,
                   "tokenizer.byte_fallback": False, "augment.fragments": 0.0, "augment.passthrough": 0.0,
-                  "augment.shape": 0.0, "decode.hybrid": False}
+                  "augment.shape": 0.0, "decode.hybrid": False, "decode.protect": False}
     renamed = {"decode.samples": "report.examples", "decode.plots": "report.figures"}  # old names, for one release
     predict_config_class = TranslationPredict
     primary_metric = "bleu"
@@ -253,7 +253,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             text_of = lambda ids: given.get(id(ids)) or self.src_tok.decode(ids)  # noqa: E731
             rescore = self.hybrid_rescore(alpha, None if pool is not None else hybrid["weights"], pool, text_of)
             candidates = self.word_by_word_candidates(model, hybrid["table"] if hybrid else self.word_by_word()["table"],
-                                                      text_of)
+                                                      text_of, options.protect)
         with lexicon_weight(model, options.lexicon_weight):
             return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
                                   n_best, order=order, device=self.device, attention=attention,
@@ -265,15 +265,15 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             self._channel = (self.state.channel, WordChannel(self.state.channel))
         return self._channel[1], self.target_words(self.state.channel["unspaced"])
 
-    def word_by_word_candidates(self, model, table: dict, text_of):
+    def word_by_word_candidates(self, model, table: dict, text_of, protect: bool = False):
         """``decode_batches``' ``candidates``: each source's word-by-word translation (``table``, the
-        baseline's choice; ``text_of(ids)``: the source's text) with its log-probability under the model,
-        forced through the decoder."""
+        baseline's choice; ``text_of(ids)``: the source's text; ``protect``: code-like tokens copied whole,
+        ``decode.protect``) with its log-probability under the model, forced through the decoder."""
         src_tok, tgt_tok = self.src_tok, self.tgt_tok
 
         @torch.no_grad()
         def candidates(chunk: list[list[int]]) -> list[list[tuple[list[int], float]]]:
-            outs = [tgt_tok.encode(translate_with_table(table, text_of(s))) for s in chunk]
+            outs = [tgt_tok.encode(translate_with_table(table, text_of(s), protect)) for s in chunk]
             src, src_len = pad_batch([s or [src_tok.unk_id] for s in chunk])  # (batch, src_len)
             tgt_in, _ = pad_batch([[tgt_tok.bos_id] + o for o in outs])  # (batch, len + 1)
             tgt_out, _ = pad_batch([o + [tgt_tok.eos_id] for o in outs])
@@ -353,8 +353,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def word_by_word_share(self, outputs: list[list[int]], sources: list[str]) -> float:
         """The part of ``outputs`` that are the word-by-word translation of their source (the hybrid's
         choice)."""
-        table = self.state.hybrid["table"]
-        same = [o == self.tgt_tok.encode(translate_with_table(table, s)) for o, s in zip(outputs, sources)]
+        table, protect = self.state.hybrid["table"], self.cfg.decode.protect
+        same = [o == self.tgt_tok.encode(translate_with_table(table, s, protect)) for o, s in zip(outputs, sources)]
         return sum(same) / max(len(same), 1)
 
     def extra_metrics(self, model):
@@ -364,10 +364,16 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         (and ``baseline.test.<name>.*``), with the settings valid chose; the lexicon's fitting time."""
         out = {"lexicon.seconds": self.lexicon_seconds} if self.cfg.model.lexicon else {}
         base = self.word_by_word() if self.cfg.report.baseline else None
+        protect = base is not None and self.cfg.decode.hybrid and self.cfg.decode.protect
         if base is not None:
             out.update({f"baseline.{split}.{m}": base[split][m] for split in ("valid", "test") for m in ("bleu", "chrf")})
             out.update({"baseline.iterations": base["iterations"], "baseline.drop_null": int(base["drop_null"]),
                         "baseline.seconds": base["seconds"]})
+        if protect:  # the hybrid's own word-by-word candidate, alone: what protecting code-like tokens gives
+            for split in ("valid", "test"):
+                scores = sacrebleu_scores([translate_with_table(base["table"], s, True) for s in self.sources[split]],
+                                          self.refs[split], self.bleu_tokenize)
+                out.update({f"baseline_protected.{split}.{m}": scores[m] for m in ("bleu", "chrf")})
         for name, pairs in (self.extra_tests or {}).items():
             sources, refs = [s for s, _ in pairs], [g for _, g in pairs]
             hyps = self.translate(model, [self.src_tok.encode(s) for s in sources], self.cfg.decode.beam,
@@ -375,6 +381,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             systems = {"": [self.tgt_tok.decode(h) for h in hyps.tokens], "trivial.": sources}
             if base is not None:
                 systems["baseline."] = [base["translate"](s) for s in sources]
+            if protect:
+                systems["baseline_protected."] = [translate_with_table(base["table"], s, True) for s in sources]
             for prefix, texts in systems.items():
                 scores = sacrebleu_scores(texts, refs, self.bleu_tokenize)
                 out.update({f"{prefix}test.{name}.bleu": scores["bleu"], f"{prefix}test.{name}.chrf": scores["chrf"]})
@@ -452,8 +460,10 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         run = results.get("run", {})
         lines += self.baseline_lines(results)
         if self.extra_tests:
-            prefixes = ("", "trivial.") + (("baseline.",) if "baseline.test.bleu" in run else ())
-            names = {"": "model", "trivial.": "copy the source", "baseline.": "word by word"}
+            prefixes = ("", "trivial.") + (("baseline.",) if "baseline.test.bleu" in run else ()) + (
+                ("baseline_protected.",) if "baseline_protected.test.bleu" in run else ())
+            names = {"": "model", "trivial.": "copy the source", "baseline.": "word by word",
+                     "baseline_protected.": "word by word, code kept"}
             lines += ["", "### Further test sets (`data.extra_test`)", ""]
             lines += table(["test set", "pairs"] + [f"{names[k]}: {m}" for k in prefixes for m in ("BLEU", "chrF")],
                            [[name, len(pairs)] + [f"{run.get(f'{k}test.{name}.{m}', float('nan')):.2f}"
@@ -496,6 +506,10 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             rows.append([f"word by word, IBM Model 1 ({it} EM iterations, NULL-aligned words "
                          f"{'dropped' if drop else 'kept'}: chosen on valid)"]
                         + [f"{run[f'baseline.{s}.{k}']:.2f}" for s in ("valid", "test") for k in ("bleu", "chrf")])
+        if "baseline_protected.valid.bleu" in run:
+            rows.append(["the same, code-like tokens copied whole (`decode.protect`: the hybrid's word-by-word "
+                         "candidate)"] + [f"{run[f'baseline_protected.{s}.{k}']:.2f}" for s in ("valid", "test")
+                                          for k in ("bleu", "chrf")])
         lines += table(["system", "valid sacreBLEU", "valid chrF", "test sacreBLEU", "test chrF"], rows)
         if "baseline.valid.bleu" in run:
             behind = [k for k, i in (("sacreBLEU", 0), ("chrF", 1)) if run[f"baseline.valid.{('bleu', 'chrf')[i]}"] > own[i]]

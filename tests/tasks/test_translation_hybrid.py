@@ -11,7 +11,7 @@ from attnapps.data import scripts
 from attnapps.metrics import sacrebleu_scores
 from attnapps.training.checkpoint import atomic_save, load_checkpoint
 from attnapps_tasks.translation import augment, hybrid
-from attnapps_tasks.translation.baseline import translate_with_table, word_by_word
+from attnapps_tasks.translation.baseline import protected, translate_with_table, word_by_word
 from tests.tasks.test_translation import SENTENCES, sentence_task
 
 ANIMALS = [("the cat sleeps", "die Katze schläft"), ("the dog sleeps", "der Hund schläft"),
@@ -93,6 +93,29 @@ def test_the_chosen_table_translates_word_by_word_and_copies_unknown_words():
     assert translate_with_table(base["table"], "Zorro runs") == "Zorro rennt"  # unknown: copied
 
 
+@pytest.mark.parametrize("token, kept", [
+    ("%(name)s", True), ("%s:", True), ("{count}", True), ("<b>", True), ("--all", True), ("-h,", True),
+    ("30", True), ("1990s", True), ("snake_case", True), ("camelCase", True), ("URL", True), ("/usr/bin", True),
+    ("“%(object)s.”", True), ("user@host", True),
+    ("Hello", False), ("world.", False), ("“quoted”", False), ("A", False), ("e-mail", False), ("-", False),
+    ("Kurdish", False), ("(Sorani)", False), ("版本2", False), ("", False)])
+def test_protected_tokens_are_code_not_words(token, kept):
+    assert protected(token) is kept
+
+
+def test_protect_copies_code_like_tokens_whole():
+    """``decode.protect``: a placeholder, option or number goes through the word-by-word translation as
+    written, where the plain word split cuts it into pieces and translates them (``s`` -> ``ist``)."""
+    table = {"administration": "Verwaltung", "s": "ist", "app": "App", "the": "die", "remove": "entfernen",
+             "is": "ist", "too": "zu", "large": "groß"}
+    assert translate_with_table(table, "%(app)s administration") == "% ( App) ist Verwaltung"
+    assert translate_with_table(table, "%(app)s administration", protect=True) == "%(app)s Verwaltung"
+    assert translate_with_table(table, "%s is too large", protect=True) == "%s ist zu groß"
+    assert translate_with_table(table, "-r, --recursive remove", protect=True) == "-r, --recursive entfernen"
+    assert translate_with_table(table, "the Zorro", protect=True) == "die Zorro"  # unknown words: copied as before
+    assert translate_with_table(table, "", protect=True) == ""
+
+
 def test_features_known_values():
     f = hybrid.features([-4.0, -9.0], [3, 2], [-2.0, -1.0], [["Der", "Hund"], ["Zorro", "rennt"]],
                         ["Zorro", "runs"], {"runs"}, alpha=1.0, word_by_word=1)
@@ -170,3 +193,29 @@ def test_the_word_by_word_candidate_copies_an_unseen_string_as_written(tmp_path)
     assert "code_7}" in out and "{" in out and "<" in out and "\u2047" not in out
     assert logp < 0
     assert task.src_tok.decode(ids) == text
+
+
+def test_the_protected_candidate_keeps_a_placeholder_whole_and_the_run_reports_it_alone(tmp_path):
+    """With ``decode.protect`` (default) the hybrid's word-by-word candidate carries ``%(count)d`` whole;
+    the baseline rows of ``extra_metrics`` add that candidate alone (``baseline_protected.*``), which on a
+    test set of placeholders is ahead of the plain word-by-word baseline that cuts them up."""
+    task = sentence_task(tmp_path, "tokenizer.vocab_size=1100", "decode.beam=2", "model.hidden_size=32",
+                         "model.embed_size=32")
+    model = task.build_model().eval()
+    text = "Please enter %(count)d codes."
+    candidates = task.word_by_word_candidates(model, task.word_by_word()["table"], lambda s: text, protect=True)
+    (tokens, _), = candidates([task.src_tok.encode(text)])[0]
+    assert "%(count)d" in task.tgt_tok.decode(tokens)
+    (tokens, _), = task.word_by_word_candidates(model, task.word_by_word()["table"], lambda s: text)(
+        [task.src_tok.encode(text)])[0]
+    assert "%(count)d" not in task.tgt_tok.decode(tokens)
+    placeholders = tmp_path / "ph.tsv"
+    # placeholders whose names are training words: cut up, "valid" and "code" would be translated
+    placeholders.write_text("Please enter {valid}.\tBitte {valid} eingeben.\n"
+                            "%(code)s computer\t%(code)s Computer\n", encoding="utf-8")
+    task.cfg.data.extra_test = str(placeholders)
+    task.load_data()
+    out = task.extra_metrics(model)
+    assert out["baseline_protected.test.ph.chrf"] > out["baseline.test.ph.chrf"]
+    assert out["baseline_protected.test.ph.bleu"] > out["baseline.test.ph.bleu"]
+    assert {"baseline_protected.valid.bleu", "baseline_protected.test.chrf"} <= set(out)
