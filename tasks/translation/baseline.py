@@ -68,14 +68,12 @@ def translate_with_table(table: dict[str, str], text: str, protect: bool = False
     outside it -- unknown -- is copied): the baseline's translation, also without the fitted model.
     ``protect``: a space-separated token that looks like code (:func:`protected`) is copied whole instead
     of translated piece by piece (``%(name)s`` stays itself, not ``% ( Name) ist``)."""
+    def words(chunk: str) -> list[str]:  # each word's translation, an unknown word itself, dropped ones left out
+        return [w if t is None else t for w, t in ((w, table.get(w)) for w in scripts.split_words(chunk)) if t != ""]
+
     if not protect:
-        return scripts.join_words([w if t is None else t for w, t in ((w, table.get(w)) for w in scripts.split_words(text))
-                                   if t != ""])
-    out = []
-    for token in text.split():
-        out += [token] if protected(token) else [w if t is None else t for w, t in
-                                                  ((w, table.get(w)) for w in scripts.split_words(token)) if t != ""]
-    return scripts.join_words(out)
+        return scripts.join_words(words(text))
+    return scripts.join_words([out for token in text.split() for out in ([token] if protected(token) else words(token))])
 
 
 # what is not a word of a language but a string to keep: a placeholder or markup (% { } < > _ = / \ @ [ ] | $ # ~),
