@@ -246,6 +246,8 @@ class TrainerConfig:
     eval_every: int = opt(0, "evaluate every N updates (0 = at the end of each epoch)", check=at_least(0))
     eval_max_batches: int = opt(0, "cap validation batches during training (0 = whole valid set)", check=at_least(0))
     patience: int = opt(0, "early stopping after N evaluations without improvement (0 = off)", check=at_least(0))
+    patience_after: float = opt(0.5, "early stopping may end a run only once this fraction of its budget (time, "
+                                "or steps/epochs) is spent; 0 = at any time", check=between(0, 1))
     checkpoint_every: int = opt(0, "write checkpoints/last.pt every N updates (0 = at each evaluation)",
                                 check=at_least(0))
     log_every: int = opt(10, "write a log.csv row every N updates", check=at_least(1))

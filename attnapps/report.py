@@ -63,7 +63,10 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
     for k, v in flat_cfg.items():
         if any(k == s or k.startswith(s + ".") for s in SUMMARY_KEYS):
             lines.append(f"| `{k}` | {_fmt(v)} |")
-    lines += ["", "Full config: `config.yaml`.", "", "## Final metrics", "", "| metric | value |", "|---|---|"]
+    lines += ["", "Full config: `config.yaml`."]
+    if (results or {}).get("training"):
+        lines += ["", "## Training", "", results["training"]["stop"]]
+    lines += ["", "## Final metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items())]
     curve = None
     if (run_dir / "log.csv").exists():

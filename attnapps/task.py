@@ -200,6 +200,12 @@ class Task:
         training), so ``loss`` may, e.g., switch objectives late in training."""
         return self._budget() if self._budget is not None else 0.0
 
+    def training_phase(self) -> int:
+        """Which phase of training the loss is in (0 = the only one). When it changes (e.g. a switch to
+        self-critical training late in the budget) the trainer restarts its early-stopping count, so a
+        new phase gets its own ``trainer.patience`` evaluations to beat the best model so far."""
+        return 0
+
     # -- helpers --------------------------------------------------------------------------------
     def batches(self, split: str, batch_size: int = 0, indices: Sequence[int] | None = None):
         """Batches of a split in dataset order (or of ``indices``), collated and on the device."""
@@ -224,7 +230,8 @@ class Reporter:
     def report(self, model: nn.Module, run_dir: Path, results: dict[str, Any]) -> list[str]:
         """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``results``: split ->
         the final evaluation's ``Evaluation.outputs``, and ``"run"`` -> the run's final metrics (those of
-        ``metrics.json``, ``extra_metrics`` included)."""
+        ``metrics.json``, ``extra_metrics`` included), ``"training"`` -> ``{"stop": sentence}`` (how much of
+        the budget training used and why it ended)."""
         return []
 
     def trivial_baseline(self, split: str) -> dict[str, float]:

@@ -30,6 +30,8 @@ class Progress:
     train_seconds: float = 0.0  # the same without evaluation and checkpoints (for throughput)
     items: float = 0.0  # loss items (tokens/examples) trained on
     skipped_steps: int = 0  # bf16: updates skipped because the loss or the gradient norm was not finite
+    phase: int = 0  # the task's training phase at the last evaluation (Task.training_phase)
+    stop: str = ""  # why training ended: patience | time | steps | epochs ("" while it runs)
 
     def state_dict(self) -> dict:
         return vars(self).copy()
@@ -75,6 +77,15 @@ class Budget:
         p, tc = self.progress, self.tc
         return bool((tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
                     or self.time_up())
+
+    def reason(self) -> str:
+        """Which limit ended training: ``steps``, ``epochs`` or ``time`` ("" if none is reached)."""
+        p, tc = self.progress, self.tc
+        if tc.max_steps and p.step >= tc.max_steps:
+            return "steps"
+        if tc.max_epochs and p.epoch >= tc.max_epochs:
+            return "epochs"
+        return "time" if tc.max_minutes > 0 and p.elapsed >= self.seconds else ""
 
     def fraction(self) -> float:
         """How far training is through its budget, 0..1: the further of time (``max_minutes``) and

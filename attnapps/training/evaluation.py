@@ -16,7 +16,7 @@ class RunResult:
     """What a finished run hands to whoever writes its outputs."""
 
     metrics: dict  # the final metrics (valid.*, test.*, train.*, task extras): metrics.json
-    results: dict = field(default_factory=dict)  # split -> its final Evaluation.outputs; "run" -> metrics
+    results: dict = field(default_factory=dict)  # split -> its final Evaluation.outputs; "run" -> metrics; "training"
     task: Any = None
     model: nn.Module | None = None
     data_fingerprints: dict = field(default_factory=dict)

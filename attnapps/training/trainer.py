@@ -153,6 +153,7 @@ class Trainer:
         """Validate, keep the best model, write last.pt; return True to stop early. Rank 0 evaluates and
         decides; the decision is broadcast, so the ranks cannot disagree (and hang)."""
         key, improved, value = self.task.selection_metric, False, None
+        phase, spent = self.task.training_phase(), self.budget.fraction()
         if self.is_main:
             with averaged(self.ema):
                 metrics, _ = self.evaluate("valid", final=False)
@@ -162,14 +163,18 @@ class Trainer:
                 if improved:
                     self.save_best(metrics)
             self.log({f"valid.{k}": v for k, v in metrics.items()})
-        improved, value = dist.broadcast_object((improved, value))
+        improved, value, phase, spent = dist.broadcast_object((improved, value, phase, spent))
         p = self.progress
+        if phase != p.phase:  # a new phase of training gets its own patience
+            p.phase, p.bad_evals = phase, 0
         if improved:
             p.best, p.best_step, p.bad_evals = value, p.step, 0
         else:
             p.bad_evals += 1
+        if self.tc.patience > 0 and p.bad_evals >= self.tc.patience and spent >= self.tc.patience_after:
+            p.stop = "patience"
         self.save_last()
-        return self.tc.patience > 0 and p.bad_evals >= self.tc.patience
+        return p.stop == "patience"
 
     # ------------------------------------------------------------------ training
     def train_step(self, batches: list) -> dict | None:
@@ -253,8 +258,24 @@ class Trainer:
                     evaluated_at = p.step
         if evaluated_at != p.step:
             self._timed(self._eval_and_checkpoint)
+        p.stop = p.stop or self.budget.reason()
         if bar is not None:
             bar.close()
+
+    def describe_stop(self) -> str:
+        """One sentence for the report: how much of the budget training used, and why it ended."""
+        p, tc, key = self.progress, self.tc, self.task.selection_metric
+        limits = ([f"{tc.max_minutes:g} minutes"] if tc.max_minutes > 0 else []) + (
+            [f"{tc.max_steps} updates"] if tc.max_steps else []) + ([f"{tc.max_epochs} epochs"] if tc.max_epochs else [])
+        used = (f"used {self.budget.fraction():.0%} of its budget ({' / '.join(limits)}): " if limits
+                else "had no budget: ")
+        used += f"{p.elapsed:.0f} s, {p.step} updates, best valid {key} at update {p.best_step}; "
+        why = {"patience": f"stopped early: no better valid {key} in {tc.patience} evaluations"
+                           + (f" (allowed once {tc.patience_after:.0%} of the budget was spent, "
+                              "`trainer.patience_after`)" if tc.patience_after > 0 and limits else ""),
+               "time": "ran to the end of its time budget", "steps": "ran to `trainer.max_steps`",
+               "epochs": "ran to `trainer.max_epochs`"}.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
+        return "Training " + used + why + "."
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> RunResult | None:
@@ -302,7 +323,8 @@ class Trainer:
         metrics.update({
             "train.steps": p.step, "train.epochs": round(p.epoch + p.batch_in_epoch / max(1, self.batches_per_epoch), 4),
             "train.wall_seconds": round(p.elapsed, 3), "train.best_step": p.best_step,
-            "train.skipped_steps": p.skipped_steps,
+            "train.skipped_steps": p.skipped_steps, "train.budget_used": round(self.budget.fraction(), 4),
+            "train.stopped_early": int(p.stop == "patience"),
             f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
             "train.peak_memory_mb": peak_memory_mb(self.device)})
@@ -311,4 +333,5 @@ class Trainer:
             metrics.update(self.task.extra_metrics(self.model))
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         results["run"] = metrics  # the report may cite any final number
+        results["training"] = {"stop": self.describe_stop()}
         return RunResult(metrics, results, self.task, self.model, self.data_fingerprints, self.device)

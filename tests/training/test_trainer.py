@@ -54,10 +54,53 @@ def test_learns_and_keeps_best_checkpoint(dummy_cfg, tmp_path):
 def test_max_steps_and_early_stopping(dummy_cfg, tmp_path):
     m = train(dummy_cfg("trainer.max_steps=5", "trainer.max_epochs=0"), tmp_path / "s")
     assert m["train.steps"] == 5
-    # lr=0: the metric never improves, so patience=2 stops after 3 evaluations (1 best + 2 bad)
-    m = train(dummy_cfg("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50"),
-              tmp_path / "p")
+    assert (m["train.budget_used"], m["train.stopped_early"]) == (1.0, 0)
+    # lr=0: the metric never improves, so patience=2 stops after 3 evaluations (1 best + 2 bad) when
+    # early stopping may end the run at any time ...
+    lr0 = ("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50")
+    m = train(dummy_cfg(*lr0, "trainer.patience_after=0"), tmp_path / "p")
+    assert m["train.steps"] == 6 and m["train.stopped_early"] == 1
+    assert m["train.budget_used"] == pytest.approx(6 / 700, abs=1e-4)  # 50 epochs of 14 updates
+    # ... and by default (patience_after=0.5) at the first evaluation at half the budget: update 350
+    m = train(dummy_cfg(*lr0), tmp_path / "half")
+    assert m["train.steps"] == 350 and m["train.stopped_early"] == 1 and m["train.budget_used"] == 0.5
+    report = (tmp_path / "half" / "report.md").read_text()
+    assert ("Training used 50% of its budget (50 epochs): " in report
+            and "stopped early: no better valid accuracy in 2 evaluations (allowed once 50% of the budget" in report)
+
+
+class PhasedTask(dummy.DummyTask):
+    """The dummy task with a second training phase from 40% of the budget on."""
+
+    def training_phase(self):
+        return int(self.budget_fraction() >= 0.4)
+
+
+def test_a_new_training_phase_gets_its_own_patience(dummy_cfg, tmp_path):
+    # lr=0, patience 2 at any time: the first phase would stop at update 6; the phase change at update 280
+    # (40% of 700) is not reached, so that run stops as before ...
+    cfg = ("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50")
+    m = run_training(dummy_cfg(*cfg, "trainer.patience_after=0"), tmp_path / "a", PhasedTask)
     assert m["train.steps"] == 6
+    # ... while with early stopping allowed from 40%, the evaluation at update 280 is the new phase's first
+    # (its count restarts: not improved = 1 bad evaluation), so the run stops at its second bad one, 282
+    m = run_training(dummy_cfg(*cfg, "trainer.patience_after=0.4"), tmp_path / "b", PhasedTask)
+    assert m["train.steps"] == 282
+    m = run_training(dummy_cfg(*cfg, "trainer.patience_after=0.4"), tmp_path / "c", dummy.DummyTask)
+    assert m["train.steps"] == 280  # without the phase: two bad evaluations long since, so it stops at once
+
+
+def test_budget_reason_names_the_limit_reached():
+    from types import SimpleNamespace
+
+    from attnapps.training.clock import Budget
+
+    tc = SimpleNamespace(max_steps=10, max_epochs=3, max_minutes=1.0)
+    p = Progress(step=10, epoch=1, elapsed=5.0)
+    assert Budget(tc, p).reason() == "steps"
+    assert Budget(tc, Progress(step=4, epoch=3)).reason() == "epochs"
+    assert Budget(tc, Progress(step=4, epoch=1, elapsed=61.0)).reason() == "time"
+    assert Budget(tc, Progress(step=4, epoch=1, elapsed=59.0)).reason() == ""
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(dummy_cfg, tmp_path):
