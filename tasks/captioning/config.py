@@ -14,7 +14,7 @@ from .model import ARCHS
 
 
 Encoder = choice("Encoder", list(ENCODERS))
-DecodeStrategy = choice("DecodeStrategy", ["auto", "greedy", "beam", "rerank"])  # decode.strategy's type
+DecodeStrategy = choice("DecodeStrategy", ["auto", "greedy", "beam", "rerank", "knn"])  # decode.strategy's type
 
 
 @dataclass
@@ -52,8 +52,8 @@ class CaptioningBeam(BeamOptions):
 
 @dataclass
 class CaptioningDecode(CaptioningBeam):  # beam (beam, rerank: the n-best re-ranked), alpha
-    strategy: DecodeStrategy = opt("auto", "auto (the best of the three on valid, after training) | greedy | beam | "
-                                   "rerank")
+    strategy: DecodeStrategy = opt("auto", "auto (the best on valid, after training) | greedy | beam | rerank | "
+                                   "knn (the k-NN consensus caption, no decoding; needs the retrieved memory)")
     rerank_k: int = opt(0, "rerank: neighbours whose captions judge the n-best (0 = the k-NN baseline's k)",
                         check=at_least(0))
     max_len: int = opt(30, "longest caption decoded (tokens)", check=at_least(1))

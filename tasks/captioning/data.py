@@ -17,7 +17,6 @@ same way when they are decoded (:mod:`tasks.captioning.features`).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -129,7 +129,7 @@ def retrieval_baseline(train: tuple[Tensor, Sequence[Sequence[Caption]]], valid:
     """1-NN and k-NN consensus captions for valid and test, ``k`` chosen by valid CIDEr-D.
 
     Each argument is ``(unit features (n, channels), captions per image)``. Returns ``{"k", "valid_by_k":
-    {k: cider}, "valid": scores, "test": scores, "nn1": {"valid", "test"}, "test_captions": [...]}``."""
+    {k: cider}, "valid": scores, "test": scores, "nn1": {"valid", "test"}, "test_captions": [...], "valid_captions": [...]}``."""
     keys, train_caps = train
     scorer = ConsensusScorer(train_caps)
     kmax = min(max(ks), keys.size(0))
@@ -144,6 +144,7 @@ def retrieval_baseline(train: tuple[Tensor, Sequence[Sequence[Caption]]], valid:
     out = {"k": k, "valid_by_k": by_k, "test": score(test_caps, test[1]), "test_captions": test_caps,
            "nn1": {"test": score(knn_captions(nb_test, train_caps, 1, scorer), test[1])}}
     if nb_valid is not None:
-        out["valid"] = score(valid_caps.get(k) or knn_captions(nb_valid, train_caps, k, scorer), valid[1])
+        out["valid_captions"] = valid_caps.get(k) or knn_captions(nb_valid, train_caps, k, scorer)
+        out["valid"] = score(out["valid_captions"], valid[1])
         out["nn1"]["valid"] = score(valid_caps.get(1) or knn_captions(nb_valid, train_caps, 1, scorer), valid[1])
     return out

@@ -1,6 +1,8 @@
-"""How the final evaluation decodes captions (``decode.strategy``): greedy, beam search, or the beam's
-n-best re-ranked by consensus with the captions of the nearest training images (Devlin et al. 2015);
-``auto`` picks the one with the best CIDEr-D on valid, once, after training."""
+"""How the final evaluation captions images (``decode.strategy``): greedy, beam search, the beam's n-best
+re-ranked by consensus with the captions of the nearest training images (Devlin et al. 2015), or no
+decoding at all -- the k-NN consensus caption itself (``knn``, the retrieval baseline as a candidate, so a
+model that retrieval beats on valid is not the one that captions test); ``auto`` picks the one with the
+best CIDEr-D on valid, once, after training."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from attnapps.metrics import cider_d
 
 from .retrieval import neighbours
 
-STRATEGIES = ("greedy", "beam", "rerank")
+STRATEGIES = ("greedy", "beam", "rerank", "knn")  # ties go to the earlier (the model before retrieval)
 
 
 class Strategy:
@@ -42,6 +44,14 @@ class Strategy:
                 attns[i] = a
         return (hyps, attns, out.tokens, out.attention) if keep_first else (hyps, attns)
 
+    def captions(self, model, split: str, strategy: str) -> tuple[list[list[str]], list]:
+        """``(words, attns)`` per image of ``split`` with ``strategy``; ``knn`` captions have no attention."""
+        if strategy == "knn":
+            words = self.task.retrieval_baseline(model)[f"{split}_captions"]
+            return [list(w) for w in words], [None] * len(words)
+        hyps, attns = self.decode(model, split, strategy)
+        return [self.task.vocab.decode(h) for h in hyps], attns
+
     def decode(self, model, split: str, strategy: str, limit: int = 0):
         """``(hyps, attns)`` of ``split`` with ``strategy`` (valid outputs of the auto choice are reused)."""
         if split == "valid" and strategy in self.valid_decodes:
@@ -68,11 +78,14 @@ class Strategy:
         return [[c for j in row for c in train_caps[j]] for row in nb.tolist()]
 
     def choose(self, model) -> str:
-        """``decode.strategy``, or with ``auto`` the one of greedy / beam / rerank whose valid CIDEr-D is
-        highest (decided once, after training; the scores go to the report)."""
+        """``decode.strategy``, or with ``auto`` the one of greedy / beam / rerank / knn whose valid CIDEr-D
+        is highest (decided once, after training; the scores go to the report). ``knn`` is a candidate
+        only where a saved model can retrieve for a new image as the test split was captioned (the
+        retrieved memory's index of training images: a frozen encoder and ``model.retrieval_k`` > 0)."""
         t, dec = self.task, self.task.cfg.decode
         if dec.strategy != "auto":
-            return str(dec.strategy)
+            self.name = str(dec.strategy)
+            return self.name
         if self.name is not None:
             return self.name
         if not t.datasets.get("valid"):
@@ -83,9 +96,11 @@ class Strategy:
         nbest = self.decode_split(model, "valid", 0, max(dec.beam, 1), dec.alpha, self.rerank_references(model, "valid"),
                                   keep_first=True)  # one beam search gives both
         self.valid_decodes["rerank"], self.valid_decodes["beam"] = nbest[:2], nbest[2:]
-        for name in STRATEGIES:
+        for name in STRATEGIES[:3]:
             self.scores[name] = cider_d([t.vocab.decode(h) for h in self.valid_decodes[name][0]], refs)[0]
-        self.name = max(STRATEGIES, key=lambda n: self.scores[n])  # ties: the simpler
+        if t.memory.index is not None:
+            self.scores["knn"] = cider_d(t.retrieval_baseline(model)["valid_captions"], refs)[0]
+        self.name = max(self.scores, key=lambda n: (self.scores[n], -STRATEGIES.index(n)))  # ties: the simpler
         return self.name
 
     def describe(self) -> str:
@@ -94,7 +109,9 @@ class Strategy:
         k = dec.rerank_k or (getattr(t, "baseline", None) or {}).get("k", "?")
         what = {"greedy": "greedy", "beam": f"beam (beam search, beam {dec.beam}, length penalty {dec.alpha})",
                 "rerank": f"rerank (the beam's {dec.beam} best re-ranked by consensus with the captions of the "
-                          f"{k} nearest training images)"}[name]
+                          f"{k} nearest training images)",
+                "knn": f"knn (no decoding: the k-NN consensus caption of the {k} nearest training images -- on valid "
+                       "retrieval captions better than the model's decoding)"}[name]
         if dec.strategy == "auto" and self.scores:
             what += " -- chosen on valid by CIDEr-D: " + ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
         return what

@@ -39,7 +39,7 @@ from .features import build_encoder, cached_extract, load_pixels
 from .grounding import pointing_game
 from .memory import RetrievedMemory, collate_memory
 from .model import ARCHS
-from .retrieval import ConsensusScorer, global_features, retrieval_baseline
+from .retrieval import ConsensusScorer, global_features, knn_captions, neighbours, retrieval_baseline
 from .scst import scst_loss
 from .strategy import Strategy
 from .synthetic import ensure_synthetic
@@ -79,6 +79,10 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def check_config(cls, cfg):
         super().check_config(cfg)
         check_heads(cfg.model, cfg.model.hidden_size, "model.hidden_size")
+        trains = cfg.encoder.name == "small_cnn" or cfg.encoder.finetune
+        if cfg.decode.strategy == "knn" and (trains or cfg.model.retrieval_k <= 0 or cfg.model.arch != "show_attend_tell"):
+            raise ConfigError("decode.strategy=knn: captions by retrieval need the retrieved memory's index of "
+                              "training images (a frozen encoder, model.arch=show_attend_tell, model.retrieval_k > 0)")
 
     encoder = baseline = None
     vocab = property(lambda self: self.state.vocab if self.state else None)
@@ -185,8 +189,12 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
             self.encoder.train(was_training)
         return self._regions
 
+    def training_phase(self) -> int:
+        """1 once self-critical training has begun (it gets its own ``trainer.patience``), else 0."""
+        return int(self.scst_after < 1 and self.budget_fraction() >= self.scst_after)
+
     def loss(self, model, batch):
-        if self.scst_after < 1 and self.budget_fraction() >= self.scst_after:
+        if self.training_phase():
             return scst_loss(model, batch, self.cfg.model.scst_samples, self.cfg.decode.max_len, self.id_scorer)
         memory = {k: batch[k] for k in ("memory", "memory_rank") if k in batch}
         # logits or (with the memory) log-probabilities (n, len, V); attention (n, len, R [+ mem_len])
@@ -250,12 +258,12 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         dec = self.cfg.decode
         if not final:
             hyps, attns = self.strategy.decode_split(model, split, dec.valid_subset)  # greedy, on a subset
+            words = [self.vocab.decode(h) for h in hyps]
         else:
-            hyps, attns = self.strategy.decode(model, split, self.strategy.choose(model))
+            words, attns = self.strategy.captions(model, split, self.strategy.choose(model))
         r = self.regions()  # attention rows: regions, then (with the memory) retrieved tokens
         mem_attns = [a[:, r:] if a is not None and a.size(1) > r else None for a in attns]
         attns = [a[:, :r] if a is not None else None for a in attns]
-        words = [self.vocab.decode(h) for h in hyps]
         refs = [it.captions for _, it in self.items[split][: len(words)]]
         out = corpus_bleu_nltk(words, refs)
         out["cider"] = cider_d(words, refs)[0]
@@ -421,10 +429,12 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                 raise ConfigError(f"image={p}: no such file") from None
             except Exception as e:
                 raise ConfigError(f"image={p}: cannot read image ({type(e).__name__})") from None
-            out = self.caption_images(model, pixels, options.beam, options.alpha, self.predict_memory(model, pixels))
-            words = self.vocab.decode(out.tokens[0])
+            knn = self.knn_captions(model, pixels)  # the run chose retrieval on valid
+            out = None if knn else self.caption_images(model, pixels, options.beam, options.alpha,
+                                                       self.predict_memory(model, pixels))
+            words = knn[0] if knn else self.vocab.decode(out.tokens[0])
             print(join_words(words) if len(paths) == 1 else f"{p}\t{join_words(words)}")
-            if options.plot and out.attention[0] is not None and words:
+            if options.plot and out is not None and out.attention[0] is not None and words:
                 plot = Path(options.plot)
                 if len(paths) > 1:
                     plot = plot.with_name(f"{plot.stem}_{n}{plot.suffix or '.png'}")
@@ -440,6 +450,10 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         """RGB PIL images -> their captions, with the decoder's attention over the image's grid of
         regions for each word (and over the retrieved captions, with the memory)."""
         pixels = torch.stack([load_pixels(im, model.images.encoder.image_size) for im in inputs])  # (b, 3, S, S)
+        knn = self.knn_captions(model, pixels)  # the run chose retrieval on valid: no attention to show
+        if knn:
+            return [self.explain_caption(image, words, None, [], title="your image (k-NN consensus caption)")
+                    for image, words in zip(inputs, knn)]
         memory = self.predict_memory(model, pixels)
         hyps = self.caption_images(model, pixels, options.beam, options.alpha, memory)
         layers = self.layer_views(model, pixels, hyps.tokens)
@@ -512,8 +526,23 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         state = super().state_dict()  # the vocabulary
         if self.memory.index is not None:  # prediction retrieves from the training images as in training
             state["retrieval"] = {"keys": self.memory.index["keys"], "captions": self.memory.index["captions"]}
+        if self.strategy.name == "knn":  # chosen on valid: predict and the server caption by retrieval too
+            state["knn_k"] = int(self.retrieval_baseline(None)["k"])
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.memory.index = state.get("retrieval")
+        self.knn_k = state.get("knn_k")
+
+    def knn_captions(self, model, pixels) -> list[list[str]] | None:
+        """New images' k-NN consensus captions from the saved index, when the run chose ``knn`` on valid
+        (``decode.strategy=auto``); None otherwise."""
+        if not getattr(self, "knn_k", None) or self.memory.index is None:
+            return None
+        model.eval()
+        with torch.no_grad():
+            query = global_features(model.images(pixels.to(self.device)).cpu())  # (batch, channels)
+        train_caps = [[self.vocab.decode(c) for c in caps] for caps in self.memory.index["captions"]]
+        near = neighbours(query, self.memory.index["keys"].float(), self.knn_k)  # (batch, k)
+        return knn_captions(near, train_caps, self.knn_k, ConsensusScorer(train_caps))

@@ -73,13 +73,11 @@ def test_transparent_pixels_are_laid_over_white(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def memory_run(tmp_path_factory):
+def colour_run(root, *overrides):
     """Eight flat-colour images with one caption each, a frozen (random) resnet18, the retrieved memory on.
     Valid and test images are copies of training images, so the 1-NN baseline is exact on them."""
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("mem")
     colours = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "yellow": (230, 230, 20),
                "black": (0, 0, 0), "white": (255, 255, 255), "purple": (140, 20, 160), "orange": (250, 140, 0)}
     images = []
@@ -94,11 +92,17 @@ def memory_run(tmp_path_factory):
         f"data.path={root / 'data'}", f"data.cache_dir={root / 'cache'}", "encoder.name=resnet18",
         "encoder.image_size=64", "model.hidden_size=32", "model.embed_size=16", "model.retrieval_k=2",
         "trainer.max_minutes=0", "trainer.max_epochs=12", "trainer.batch_size=4", "trainer.progress=false",
-        "report.figures=1", "decode.beam=2"]))
+        "report.figures=1", "decode.beam=2", *overrides]))
     trainer = Trainer(CaptioningTask, cfg, root / "run")
     result = trainer.run()
     write_outputs(root / "run", cfg, result)
     return root, result.metrics, trainer.task
+
+
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory):
+    # greedy fixed: retrieval, exact on these copies, would win the auto choice (tested below)
+    return colour_run(tmp_path_factory.mktemp("mem"), "decode.strategy=greedy")
 
 
 @pytest.mark.slow
@@ -108,9 +112,8 @@ def test_memory_run_reports_the_retrieval_baseline_and_the_memory_attention(memo
     assert base["method"] == "knn_consensus" and base["nn1.test.bleu1"] == pytest.approx(1.0)
     assert {"test.cider", "test.bleu4", "valid.cider", "k"} <= set(base)
     report = (root / "run" / "report.md").read_text()
-    assert "k-NN consensus" in report and "1-NN" in report and "chosen on valid by CIDEr-D" in report
+    assert "k-NN consensus" in report and "1-NN" in report and "test decoding: greedy" in report
     assert "plots/memory_0.png" in report and (root / "run" / "plots" / "memory_0.png").is_file()
-    assert set(task.strategy.scores) == {"greedy", "beam", "rerank"}
     # a training image's memory never holds its own caption; a test copy's nearest image is its original
     train_ids = [task.datasets["train"][i][1][0] for i in range(len(task.datasets["train"]))]
     for i, (_, caps, (memory, ranks)) in enumerate(task.datasets["train"]):
@@ -134,3 +137,36 @@ def test_predict_retrieves_from_the_saved_index(memory_run, tmp_path):
     i = [it.name for _, it in task.items["test"]].index("blue_test.png")
     memory = task.predict_memory(model, load_pixels(image, 64).unsqueeze(0))
     assert memory["memory"][0].tolist() == task.datasets["test"][i][2][0]
+
+
+@pytest.mark.slow
+def test_retrieval_captions_test_and_new_images_when_it_wins_on_valid(tmp_path):
+    """One update: the decoder has learnt nothing, while the k-NN consensus is exact on these copies, so the
+    auto strategy picks ``knn`` on valid; test, the report and ``attnapps.predict`` then caption by retrieval."""
+    root, metrics, task = colour_run(tmp_path, "trainer.max_epochs=0", "trainer.max_steps=1")
+    scores = task.strategy.scores
+    assert set(scores) == {"greedy", "beam", "rerank", "knn"}  # retrieval is a candidate beside the decodings
+    assert task.strategy.name == "knn" and scores["knn"] > max(scores["greedy"], scores["beam"], scores["rerank"])
+    base = json.loads((root / "run" / "baseline.json").read_text())
+    assert metrics["test.cider"] == pytest.approx(base["test.cider"]) and metrics["test.bleu1"] == pytest.approx(1.0)
+    lines = (root / "run" / "test_captions.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[1] for line in lines) == ["a blue square", "a green square", "a red square",
+                                                            "a yellow square"]
+    report = (root / "run" / "report.md").read_text()
+    assert "test decoding: knn (no decoding: the k-NN consensus caption" in report and "chosen on valid by CIDEr-D" in report
+    best = torch.load(root / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["task_state"]["knn_k"] == base["k"]
+    r = run_cli("task=captioning", f"run={root / 'run'}", f"image={root / 'data' / 'images' / 'blue_test.png'}",
+                module="attnapps.predict")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "a blue square"
+
+
+def test_knn_strategy_needs_the_retrieved_memory():
+    from attnapps.errors import ConfigError
+
+    cfg = OmegaConf.merge(OmegaConf.structured(CaptioningConfig), OmegaConf.from_dotlist(["decode.strategy=knn"]))
+    with pytest.raises(ConfigError, match="decode.strategy=knn: captions by retrieval need the retrieved memory"):
+        CaptioningTask.check_config(cfg)  # the default encoder (small_cnn) trains: no fixed index
+    ok = OmegaConf.merge(cfg, OmegaConf.from_dotlist(["encoder.name=resnet18"]))
+    CaptioningTask.check_config(ok)
