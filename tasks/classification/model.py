@@ -30,8 +30,8 @@ ENSEMBLE = opt(0, "independently initialised models trained side by side, logits
                check=at_least(0))
 POOLING = opt("attention", "bilstm_attention: attention | flatten; transformer: mean | cls (attention = mean)")
 Companion = choice("Companion", ["auto", "on", "off"])
-TFIDF = opt("auto", "vote with TF-IDF + logistic regression over the same tokens' n-grams (tfidf.py): auto = on with "
-            "character tokens, off with words (auto.py) | on | off")
+TFIDF = opt("auto", "vote with TF-IDF + logistic regression over the same tokens' n-grams (tfidf.py): auto = on "
+            "(auto.py) | on | off")
 TFIDF_SHARE = opt(-1.0, "the TF-IDF companion's share of the vote (probabilities mixed; 1 = it alone); < 0 = chosen on "
                   "valid at each evaluation from 0, 0.25, 0.5, 0.75, 1", check=lambda v: None if v < 0 or 0 <= v <= 1
                   else "must be in [0, 1] (or < 0: chosen on valid)")

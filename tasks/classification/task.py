@@ -326,6 +326,12 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             rows.append(["TF-IDF + logistic regression", "(install scikit-learn: `pip install scikit-learn`)", ""])
         lines += ["", "### Test set: this model against TF-IDF + logistic regression", ""]
         lines += table(["model", "accuracy", "macro-F1"], rows)
+        own = run.get("valid.model_alone.macro_f1", run.get("valid.macro_f1"))
+        if fitted is not None and own is not None and base["valid"]["macro_f1"] > own:
+            system = ("the system above is the vote, its share chosen on valid" if votes is not None else
+                      "`model.tfidf=on` lets the model vote with a TF-IDF companion, its share chosen on valid")
+            lines += ["", f"**On valid, TF-IDF + logistic regression is ahead of the attention model alone** (macro-F1 "
+                      f"{base['valid']['macro_f1']:.4f} vs {own:.4f}): {system}."]
         if votes is not None:
             valid = {k: run.get(f"valid.{k}", float("nan")) for k in (
                 "macro_f1", "model_alone.macro_f1", "tfidf_alone.macro_f1")}

@@ -395,6 +395,12 @@ def test_report_baseline_chooses_c_on_valid_and_provenance_records_the_data(tmp_
     assert base["valid_accuracy_by_C"] == pytest.approx({f"{c:g}": accuracy(c, "valid") for c in fits})
     report = (tmp_path / "run" / "report.md").read_text()
     assert f"C={best:g} (chosen on valid) | {accuracy(best, 'test'):.4f}" in report
+    # two updates: the attention model alone is behind the baseline on valid, and the report says so plainly
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    own = metrics["valid.model_alone.macro_f1"]
+    assert base["valid.macro_f1"] > own and 0 <= metrics["valid.tfidf_share"] <= 1
+    assert ("**On valid, TF-IDF + logistic regression is ahead of the attention model alone** (macro-F1 "
+            f"{base['valid.macro_f1']:.4f} vs {own:.4f}): the system above is the vote") in report
 
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     from importlib.metadata import version
