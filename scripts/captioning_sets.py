@@ -8,8 +8,8 @@ chosen) and **test**, beside the k-NN consensus and 1-NN baselines every run's r
 (``baseline.json``; the baseline does not depend on the seed). Finished runs are kept and skipped, so an
 interrupted study continues where it stopped.
 
-    python scripts/build_captioning_sets.py                   # twemoji, openclipart (once)
-    python scripts/captioning_sets.py [--sets twemoji,openclipart] [--configs default,no_memory]
+    python scripts/build_captioning_sets.py                   # twemoji, openclipart, object-names (once)
+    python scripts/captioning_sets.py [--sets twemoji,openclipart,object-names] [--configs default,no_memory]
         [--seeds 1234,0,1] [--minutes 5] [--out runs/captioning-sets] [key=value ...]
 
 Sets are read from ``--set-dir`` (default ``$ATTNAPPS_CACHE/captioning/sets``, where the build script
@@ -67,7 +67,7 @@ def describe(run: dict) -> tuple[str, str]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sets", default="twemoji,openclipart")
+    p.add_argument("--sets", default="twemoji,openclipart,object-names")
     p.add_argument("--configs", default="default,no_memory")
     p.add_argument("--seeds", default="1234,0,1")
     p.add_argument("--minutes", type=float, default=5.0)
@@ -78,7 +78,7 @@ def main():
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = ["| set | images train / valid / test | vocabulary | captioner | valid CIDEr-D | test CIDEr-D "
-            "| test BLEU-4 | strategy chosen on valid |", "|---|---|---|---|---|---|---|---|"]
+            "| test BLEU-4 | strategy chosen on valid | budget used |", "|---|---|---|---|---|---|---|---|---|"]
     for name in args.sets.split(","):
         data = [] if name == "synthetic" else [f"data.path={args.set_dir / name}", f"encoder={args.encoder}"]
         base = None
@@ -91,11 +91,12 @@ def main():
             label = "**default**" if config == "default" else config
             rows.append(f"| {name} | {images} | {vocab} | {label} | {stats([r['valid.cider'] for r in runs])} | "
                         f"{stats([r['test.cider'] for r in runs])} | {stats([r['test.bleu4'] for r in runs])} | "
-                        f"{', '.join(strategies)} |")
+                        f"{', '.join(strategies)} | "
+                        + " / ".join(f"{r.get('train.budget_used', 0):.0%}" for r in runs) + " |")
         rows.append(f"| {name} | {images} | {vocab} | k-NN consensus (k={base['k']}) | {base.get('valid.cider', 0):.3f} | "
-                    f"{base['test.cider']:.3f} | {base['test.bleu4']:.3f} | |")
+                    f"{base['test.cider']:.3f} | {base['test.bleu4']:.3f} | | |")
         rows.append(f"| {name} | {images} | {vocab} | 1-NN | | {base['nn1.test.cider']:.3f} | "
-                    f"{base['nn1.test.bleu4']:.3f} | |")
+                    f"{base['nn1.test.bleu4']:.3f} | | |")
     print("\n".join(rows))
 
 

@@ -125,13 +125,14 @@ def main():
             if None not in shares:  # voting with the TF-IDF companion: its share of the vote in each run
                 name += " + TF-IDF companion, share " + " / ".join(f"{x:g}" for x in shares)
             alone = [r.get("test.model_alone.accuracy") for r in runs]
-            used = [r["train.wall_seconds"] / (60 * args.minutes) for r in runs]
+            used = [r.get("train.budget_used", r["train.wall_seconds"] / (60 * args.minutes)) for r in runs]
+            early = sum(int(r.get("train.stopped_early", 0)) for r in runs)
             cells = [stats([r[f"{split}.{k}"] for r in runs]) for split in ("valid", "test")
                      for k in ("accuracy", "macro_f1")]
             rows.append(f"{info} {name} | " + " | ".join(cells) + " |")
-            if None not in alone:
-                notes.append(f"{corpus}: the model alone, test accuracy {stats(alone)}; budget used "
-                             + " / ".join(f"{u:.0%}" for u in used))
+            notes.append(f"{corpus} {config}: budget used " + " / ".join(f"{u:.0%}" for u in used)
+                         + f" ({early} of {len(runs)} stopped early)"
+                         + (f"; the model alone, test accuracy {stats(alone)}" if None not in alone else ""))
         cells = [f"{base[split][k]:.3f}" for split in ("valid", "test") for k in ("accuracy", "macro_f1")]
         rows.append(f"{info} TF-IDF ({base['test'].get('features', 'word')} n-grams) + LR | " + " | ".join(cells) + " |")
     print("\n".join(rows + [""] + notes))
