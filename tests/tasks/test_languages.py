@@ -199,7 +199,8 @@ def test_auto_tokenizer_follows_the_script_and_the_sparsity_of_words():
     # what the user sets is kept; n-gram order and hash size follow character tokens only when unset
     cfg = OmegaConf.structured(ClassificationConfig)
     notes = auto.resolve_tokenizer(cfg, auto.text_units(chinese))
-    assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("char", 5, 65536) and len(notes) == 3
+    assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("char", 5, 65536) and len(notes) == 4
+    assert cfg.model.tfidf == "on" and any(n.startswith("model.tfidf=on") for n in notes)
     assert (cfg.model.label_smoothing, cfg.trainer.ema) == (0.1, 0.999)  # against memorising rare n-grams
     auto.resolve(cfg, [500] * 20, 20)
     assert (cfg.model.arch, cfg.model.min_count) == ("ngram_attention", 2)  # an n-gram vocabulary, min_df 2
@@ -208,6 +209,7 @@ def test_auto_tokenizer_follows_the_script_and_the_sparsity_of_words():
     auto.resolve_tokenizer(cfg, auto.text_units(chinese))
     assert (cfg.tokenizer.kind, cfg.model.ngrams, cfg.model.buckets) == ("word", 3, 0)
     assert (cfg.model.label_smoothing, cfg.trainer.ema) == (0.0, 0.5)  # words: as before; the set value kept
+    assert cfg.model.tfidf == "on"  # the vote, with words too
     auto.resolve(cfg, [10] * 20, 20)  # short texts, ample budget: the BiLSTM, which has no n-grams to fill
     assert cfg.model.arch == "bilstm_attention" and cfg.model.buckets == 0 and cfg.model.ngrams == 3
     cfg = OmegaConf.structured(ClassificationConfig)
