@@ -142,9 +142,10 @@ def deb(package: str, download: Path) -> Path:
     return target
 
 
-def openclipart_pool(download: Path) -> tuple[Path, list[tuple]]:
-    """``(png root, [(png, title, description, keywords)])``: the pictures with a usable title no other picture
-    shares, in a fixed random order."""
+def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # a few posters are 13k px wide; they are ours, not an attack
     png_root = deb("openclipart-png", download) / "usr/share/openclipart/png"
     svg_root = deb("openclipart-svg", download) / "usr/share/openclipart/svg"
     rows = []
@@ -162,26 +163,6 @@ def openclipart_pool(download: Path) -> tuple[Path, list[tuple]]:
         by_title.setdefault(tuple(words(r[1])), []).append(r)
     unique = [v[0] for v in by_title.values() if len(v) == 1]
     random.Random(1).shuffle(unique)
-    return png_root, unique
-
-
-def shrink(png: Path, target: Path) -> bool:
-    """Save ``png`` shrunk to at most 256 px (transparency kept); False if it cannot be read."""
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # a few posters are 13k px wide; they are ours, not an attack
-    try:
-        with Image.open(png) as im:
-            im.load()
-            im.thumbnail((256, 256))
-            im.save(target)
-        return True
-    except Exception:  # noqa: BLE001 -- an unreadable picture is left out
-        return False
-
-
-def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
-    png_root, unique = openclipart_pool(download)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -194,8 +175,14 @@ def build_openclipart(out: Path, download: Path, n: int = 1800) -> None:
         kw = [k for k in tags if k.lower() not in GENERIC_TAGS and k.isascii()][:5]
         caps = captions(title, first, " ".join(kw))
         name = f"{len(entries):04d}_{png.stem}.png"
-        if shrink(png, images / name):
-            entries.append({"filename": name, "sentences": caps, "category": str(png.parent.relative_to(png_root))})
+        try:
+            with Image.open(png) as im:
+                im.load()
+                im.thumbnail((256, 256))
+                im.save(images / name)
+        except Exception:  # noqa: BLE001 -- an unreadable picture is left out
+            continue
+        entries.append({"filename": name, "sentences": caps, "category": str(png.parent.relative_to(png_root))})
     write(out, "openclipart", entries)
 
 

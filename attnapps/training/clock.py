@@ -74,18 +74,16 @@ class Budget:
         return self.progress.elapsed >= self.seconds
 
     def done(self) -> bool:
-        p, tc = self.progress, self.tc
-        return bool((tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
-                    or self.time_up())
+        return bool(self.reason())
 
     def reason(self) -> str:
-        """Which limit ended training: ``steps``, ``epochs`` or ``time`` ("" if none is reached)."""
+        """Which limit is reached: ``steps``, ``epochs`` or ``time`` ("" if none is)."""
         p, tc = self.progress, self.tc
         if tc.max_steps and p.step >= tc.max_steps:
             return "steps"
         if tc.max_epochs and p.epoch >= tc.max_epochs:
             return "epochs"
-        return "time" if tc.max_minutes > 0 and p.elapsed >= self.seconds else ""
+        return "time" if self.time_up() else ""
 
     def fraction(self) -> float:
         """How far training is through its budget, 0..1: the further of time (``max_minutes``) and

@@ -12,7 +12,8 @@ from attnapps.metrics import cider_d
 
 from .retrieval import neighbours
 
-STRATEGIES = ("greedy", "beam", "rerank", "knn")  # ties go to the earlier (the model before retrieval)
+DECODINGS = ("greedy", "beam", "rerank")  # the model's captions
+STRATEGIES = DECODINGS + ("knn",)  # ties go to the earlier (the model before retrieval)
 
 
 class Strategy:
@@ -96,7 +97,7 @@ class Strategy:
         nbest = self.decode_split(model, "valid", 0, max(dec.beam, 1), dec.alpha, self.rerank_references(model, "valid"),
                                   keep_first=True)  # one beam search gives both
         self.valid_decodes["rerank"], self.valid_decodes["beam"] = nbest[:2], nbest[2:]
-        for name in STRATEGIES[:3]:
+        for name in DECODINGS:
             self.scores[name] = cider_d([t.vocab.decode(h) for h in self.valid_decodes[name][0]], refs)[0]
         if t.memory.index is not None:
             self.scores["knn"] = cider_d(t.retrieval_baseline(model)["valid_captions"], refs)[0]

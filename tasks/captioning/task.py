@@ -48,6 +48,17 @@ from .synthetic import ensure_synthetic
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
 
 
+def trains_encoder(cfg) -> bool:
+    """The encoder trains (``small_cnn``, or ``encoder.finetune``): no fixed features to cache or retrieve with."""
+    return cfg.encoder.name == "small_cnn" or cfg.encoder.finetune
+
+
+def uses_memory(cfg) -> bool:
+    """The decoder reads retrieved captions: ``model.retrieval_k`` > 0, an architecture that reads them, and
+    fixed features to retrieve with (which also give a saved run its index of training images)."""
+    return cfg.model.retrieval_k > 0 and ARCHS[str(cfg.model.arch)].reads_memory and not trains_encoder(cfg)
+
+
 @dataclass
 class CaptioningState:
     """What a trained captioner needs besides its weights and the retrieval index: the word vocabulary."""
@@ -79,12 +90,13 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def check_config(cls, cfg):
         super().check_config(cfg)
         check_heads(cfg.model, cfg.model.hidden_size, "model.hidden_size")
-        trains = cfg.encoder.name == "small_cnn" or cfg.encoder.finetune
-        if cfg.decode.strategy == "knn" and (trains or cfg.model.retrieval_k <= 0 or cfg.model.arch != "show_attend_tell"):
+        if cfg.decode.strategy == "knn" and not uses_memory(cfg):
             raise ConfigError("decode.strategy=knn: captions by retrieval need the retrieved memory's index of "
                               "training images (a frozen encoder, model.arch=show_attend_tell, model.retrieval_k > 0)")
 
     encoder = baseline = None
+    knn_k = None  # set when the run chose knn on valid (saved with the best weights): predict retrieves too
+    _knn_scorer = None  # (training captions as words, their ConsensusScorer): built once for predict/serve
     vocab = property(lambda self: self.state.vocab if self.state else None)
     store = None  # (images, regions, channels) fp16 features or (images, 3, S, S) uint8 pixels
 
@@ -98,7 +110,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     # ------------------------------------------------------------------ data
     @property
     def trains_encoder(self) -> bool:
-        return self.cfg.encoder.name == "small_cnn" or self.cfg.encoder.finetune
+        return trains_encoder(self.cfg)
 
     def build_encoder(self):
         e = self.cfg.encoder
@@ -174,8 +186,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
 
     @property
     def uses_memory(self) -> bool:
-        return (self.cfg.model.retrieval_k > 0 and self.arch.reads_memory
-                and not self.trains_encoder)
+        return uses_memory(self.cfg)
 
     def regions(self) -> int:
         """Regions per image. Pixels: one encoder pass on a blank image, once (the mode is restored, so
@@ -527,22 +538,25 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         if self.memory.index is not None:  # prediction retrieves from the training images as in training
             state["retrieval"] = {"keys": self.memory.index["keys"], "captions": self.memory.index["captions"]}
         if self.strategy.name == "knn":  # chosen on valid: predict and the server caption by retrieval too
-            state["knn_k"] = int(self.retrieval_baseline(None)["k"])
+            state["knn_k"] = int(self.baseline["k"])  # the baseline was computed when knn was scored
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.memory.index = state.get("retrieval")
-        self.knn_k = state.get("knn_k")
+        self.knn_k, self._knn_scorer = state.get("knn_k"), None
 
     def knn_captions(self, model, pixels) -> list[list[str]] | None:
         """New images' k-NN consensus captions from the saved index, when the run chose ``knn`` on valid
         (``decode.strategy=auto``); None otherwise."""
-        if not getattr(self, "knn_k", None) or self.memory.index is None:
+        if not self.knn_k or self.memory.index is None:
             return None
         model.eval()
         with torch.no_grad():
             query = global_features(model.images(pixels.to(self.device)).cpu())  # (batch, channels)
-        train_caps = [[self.vocab.decode(c) for c in caps] for caps in self.memory.index["captions"]]
+        if self._knn_scorer is None:
+            train_caps = [[self.vocab.decode(c) for c in caps] for caps in self.memory.index["captions"]]
+            self._knn_scorer = train_caps, ConsensusScorer(train_caps)
+        train_caps, scorer = self._knn_scorer
         near = neighbours(query, self.memory.index["keys"].float(), self.knn_k)  # (batch, k)
-        return knn_captions(near, train_caps, self.knn_k, ConsensusScorer(train_caps))
+        return knn_captions(near, train_caps, self.knn_k, scorer)
