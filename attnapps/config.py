@@ -45,6 +45,7 @@ def choice(name: str, values: list[str]) -> type[Choice]:
 OnError = choice("OnError", ["raise", "skip"])
 Schedule = choice("Schedule", ["constant", "linear", "cosine", "inverse_sqrt"])
 Precision = choice("Precision", ["fp32", "bf16"])
+AfterEarlyStop = choice("AfterEarlyStop", ["average", "none"])
 SentencePieceType = choice("SentencePieceType", ["unigram", "bpe"])
 
 
@@ -248,6 +249,10 @@ class TrainerConfig:
     patience: int = opt(0, "early stopping after N evaluations without improvement (0 = off)", check=at_least(0))
     patience_after: float = opt(0.5, "early stopping may end a run only once this fraction of its budget (time, "
                                 "or steps/epochs) is spent; 0 = at any time", check=between(0, 1))
+    after_early_stop: AfterEarlyStop = opt("average", "the budget left after early stopping: average (SWA: train on "
+                                           "from the best weights at the LR of the stop, kept constant; the average "
+                                           "of the weights at each evaluation replaces the best model when better on "
+                                           "valid) | none (end the run)")
     checkpoint_every: int = opt(0, "write checkpoints/last.pt every N updates (0 = at each evaluation)",
                                 check=at_least(0))
     log_every: int = opt(10, "write a log.csv row every N updates", check=at_least(1))

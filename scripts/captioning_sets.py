@@ -92,7 +92,9 @@ def main():
             rows.append(f"| {name} | {images} | {vocab} | {label} | {stats([r['valid.cider'] for r in runs])} | "
                         f"{stats([r['test.cider'] for r in runs])} | {stats([r['test.bleu4'] for r in runs])} | "
                         f"{', '.join(strategies)} | "
-                        + " / ".join(f"{r.get('train.budget_used', 0):.0%}" for r in runs) + " |")
+                        + " / ".join(f"{r.get('train.budget_used', 0):.0%}" + (
+                            f" (average of {r['train.averaged_weights']} kept)" if r.get("train.averaged_weights")
+                            else "") for r in runs) + " |")
         rows.append(f"| {name} | {images} | {vocab} | k-NN consensus (k={base['k']}) | {base.get('valid.cider', 0):.3f} | "
                     f"{base['test.cider']:.3f} | {base['test.bleu4']:.3f} | | |")
         rows.append(f"| {name} | {images} | {vocab} | 1-NN | | {base['nn1.test.cider']:.3f} | "

@@ -127,11 +127,17 @@ def main():
             alone = [r.get("test.model_alone.accuracy") for r in runs]
             used = [r.get("train.budget_used", r["train.wall_seconds"] / (60 * args.minutes)) for r in runs]
             early = sum(int(r.get("train.stopped_early", 0)) for r in runs)
+            averaged = [r for r in runs if r.get("train.averaged_weights", 0) > 0]
+            before = [(r["train.valid_before_average"], r.get("valid.model_alone.macro_f1", r["valid.macro_f1"]))
+                      for r in averaged]
             cells = [stats([r[f"{split}.{k}"] for r in runs]) for split in ("valid", "test")
                      for k in ("accuracy", "macro_f1")]
             rows.append(f"{info} {name} | " + " | ".join(cells) + " |")
             notes.append(f"{corpus} {config}: budget used " + " / ".join(f"{u:.0%}" for u in used)
                          + f" ({early} of {len(runs)} stopped early)"
+                         + (f", the rest averaged weights; the average kept in {len(averaged)} "
+                            "(valid macro-F1 of the model " + ", ".join(f"{b:.3f} -> {a:.3f}" for b, a in before) + ")"
+                            if averaged else "")
                          + (f"; the model alone, test accuracy {stats(alone)}" if None not in alone else ""))
         cells = [f"{base[split][k]:.3f}" for split in ("valid", "test") for k in ("accuracy", "macro_f1")]
         rows.append(f"{info} TF-IDF ({base['test'].get('features', 'word')} n-grams) + LR | " + " | ".join(cells) + " |")

@@ -32,6 +32,10 @@ class Progress:
     skipped_steps: int = 0  # bf16: updates skipped because the loss or the gradient norm was not finite
     phase: int = 0  # the task's training phase at the last evaluation (Task.training_phase)
     stop: str = ""  # why training ended: patience | time | steps | epochs ("" while it runs)
+    averaging: float = 0.0  # > 0 after early stopping, while weights are averaged: the constant LR factor
+    early_stop_step: int = 0  # the update at which early stopping ended the first phase
+    best_before_average: float | None = None  # valid selection metric of the best model before averaging
+    best_averaged: int = 0  # weights averaged in the best model (0 = the best model is not an average)
 
     def state_dict(self) -> dict:
         return vars(self).copy()

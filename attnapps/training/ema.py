@@ -23,26 +23,31 @@ class EMA:
             if k in self.shadow:
                 self.shadow[k].mul_(d).add_(v.float(), alpha=1 - d)
 
-    @contextlib.contextmanager
     def applied(self):
         """Inside: the model holds the averaged weights; its own are restored after."""
-        state = self.model.state_dict()
-        backup = {k: state[k].clone() for k in self.shadow}
-        with torch.no_grad():
-            for k, v in self.shadow.items():
-                state[k].copy_(v)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for k, v in backup.items():
-                    state[k].copy_(v)
+        return weights_applied(self.model, self.shadow)
 
     def state_dict(self) -> dict:
         return self.shadow
 
     def load_state_dict(self, state: dict) -> None:
         self.shadow = {k: v.float() for k, v in state.items()}
+
+
+@contextlib.contextmanager
+def weights_applied(model: nn.Module, weights: dict):
+    """Inside: ``model`` holds ``weights`` (a partial state dict); its own are restored after."""
+    state = model.state_dict()
+    backup = {k: state[k].clone() for k in weights}
+    with torch.no_grad():
+        for k, v in weights.items():
+            state[k].copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, v in backup.items():
+                state[k].copy_(v)
 
 
 def maybe_ema(model: nn.Module, decay: float) -> EMA | None:

@@ -6,6 +6,7 @@
 * :class:`~attnapps.training.checkpoint.Checkpointer` -- atomic ``last.pt``/``best.pt``, resume paths
 * :mod:`~attnapps.training.loggers` -- ``log.csv`` and TensorBoard
 * :class:`~attnapps.training.ema.EMA` -- the moving average of the weights
+* :class:`~attnapps.training.swa.WeightAverage` -- what the budget left after early stopping is spent on
 * :mod:`~attnapps.training.distributed` -- DDP under torchrun (rank 0 decides, the others follow)
 
 :meth:`Trainer.run` returns a :class:`RunResult`; writing the
@@ -35,6 +36,7 @@ from attnapps.training.ema import averaged, maybe_ema
 from attnapps.training.evaluation import RunResult, evaluate_split, peak_memory_mb, run_diagnostics
 from attnapps.training.loggers import build_loggers
 from attnapps.training.schedules import lr_factor
+from attnapps.training.swa import WeightAverage
 from attnapps.training.updater import Updater, build_optimizer, seed_everything
 
 
@@ -96,11 +98,14 @@ class Trainer:
         self.budget.total_steps = self.tc.max_steps or (self.tc.max_epochs * self.steps_per_epoch) or 10**9
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema = maybe_ema(self.model, self.tc.ema)
+        self.average: WeightAverage | None = None  # after early stopping (trainer.after_early_stop=average)
         self.updater = Updater(self.model, self.optimizer, self.scheduler, self.ema, self.tc, self.dist, self.progress,
                                self.task.loss, self.autocast, self.checkpoints.last_good)
 
     def _lr_factor(self, step: int) -> float:
         tc = self.tc
+        if self.progress.averaging > 0:  # weight averaging after early stopping: the LR of the stop, held
+            return self.progress.averaging
         return lr_factor(step, tc.schedule, tc.warmup_steps, self.budget.total_steps, tc.min_lr_ratio,
                          self.budget.schedule_fraction(step))
 
@@ -112,6 +117,7 @@ class Trainer:
             "progress": self.progress.state_dict(), "config": plain(self.cfg),
             "task_state": self.task.state_dict(), "task": self.task.name,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "average": self.average.state_dict() if self.average is not None else None,
         }
 
     def save_last(self) -> None:
@@ -132,6 +138,9 @@ class Trainer:
         self.checkpoints.restore(self.resume_state, self.resume_path, self.model, self.optimizer, self.scheduler,
                                  self.ema, self.progress, self.dist)
         self.sampler.set_epoch(self.progress.epoch, self.progress.batch_in_epoch)
+        if self.progress.averaging > 0:
+            self.average = WeightAverage(self.model)
+            self.average.load_state_dict(self.resume_state["average"])
 
     # ------------------------------------------------------------------ logging and evaluation
     def log(self, values: dict) -> None:
@@ -154,8 +163,10 @@ class Trainer:
         decides; the decision is broadcast, so the ranks cannot disagree (and hang)."""
         key, improved, value = self.task.selection_metric, False, None
         phase, spent = self.task.training_phase(), self.budget.fraction()
+        if self.average is not None:  # every rank keeps the same average (the weights are the same)
+            self.average.update()
         if self.is_main:
-            with averaged(self.ema):
+            with self.average.applied() if self.average is not None else averaged(self.ema):
                 metrics, _ = self.evaluate("valid", final=False)
                 if key not in metrics:
                     raise RuntimeError(f"task {self.task.name}: evaluate() returned no metric {key!r} to select by")
@@ -169,9 +180,11 @@ class Trainer:
             p.phase, p.bad_evals = phase, 0
         if improved:
             p.best, p.best_step, p.bad_evals = value, p.step, 0
+            p.best_averaged = self.average.n if self.average is not None else 0
         else:
             p.bad_evals += 1
-        if self.tc.patience > 0 and p.bad_evals >= self.tc.patience and spent >= self.tc.patience_after:
+        if (self.tc.patience > 0 and p.bad_evals >= self.tc.patience and spent >= self.tc.patience_after
+                and p.averaging <= 0):  # weights are averaged to the end of the budget
             p.stop = "patience"
         self.save_last()
         return p.stop == "patience"
@@ -227,6 +240,8 @@ class Trainer:
         return result
 
     def fit(self) -> None:
+        """Train until the budget is spent or early stopping; then, with budget left, average weights
+        (``trainer.after_early_stop``). A resumed run goes on in the phase it was saved in."""
         tc, p = self.tc, self.progress
         bar = self._progress_bar()
         self.model.train()
@@ -234,8 +249,19 @@ class Trainer:
         # consume the global RNG (dropout) or a resumed run would diverge from an uninterrupted one.
         loader = DataLoader(self.task.datasets["train"], batch_sampler=self.sampler, collate_fn=self.task.train_collate,
                             num_workers=tc.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed))
-        stop, evaluated_at = False, -1
         self.budget.start()
+        if not p.stop:
+            self._train(loader, bar)
+        if self._start_averaging():
+            self._train(loader, bar)
+        p.stop = p.stop or self.budget.reason()
+        if bar is not None:
+            bar.close()
+
+    def _train(self, loader, bar) -> None:
+        """Updates until the budget is spent or early stopping (``progress.stop``), then a last evaluation."""
+        tc, p = self.tc, self.progress
+        stop, evaluated_at = False, -1
         while not stop and not self.budget.done():
             self.sampler.set_epoch(p.epoch, p.batch_in_epoch)
             finished_epoch = True
@@ -256,11 +282,32 @@ class Trainer:
                 if not tc.eval_every and not stop:
                     stop = self._timed(self._eval_and_checkpoint)
                     evaluated_at = p.step
-        if evaluated_at != p.step:
+        if evaluated_at != p.step and (p.averaging <= 0 or p.step > p.early_stop_step):
             self._timed(self._eval_and_checkpoint)
-        p.stop = p.stop or self.budget.reason()
-        if bar is not None:
-            bar.close()
+
+    def _start_averaging(self) -> bool:
+        """After early stopping with budget left: go on from the best weights at the LR of the stop, held
+        constant, and average the weights at each evaluation (:mod:`attnapps.training.swa`)."""
+        p, tc = self.progress, self.tc
+        limited = tc.max_minutes > 0 or tc.max_steps or tc.max_epochs  # without a budget nothing is left over
+        if tc.after_early_stop != "average" or p.stop != "patience" or p.averaging > 0 or not limited \
+                or self.budget.done():
+            return False
+        best = None
+        if self.is_main and self.checkpoints.best.is_file():
+            best = load_checkpoint(self.checkpoints.best, map_location="cpu")["model"]
+        best = dist.broadcast_object(best)
+        if best is None:
+            return False
+        self.model.load_state_dict(best)
+        factor = self.scheduler.get_last_lr()[0] / max(self.scheduler.base_lrs[0], 1e-12)
+        p.averaging = max(factor, tc.min_lr_ratio, 1e-3)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * p.averaging
+        p.early_stop_step, p.best_before_average = p.step, p.best
+        p.stop, p.bad_evals = "", 0
+        self.average = WeightAverage(self.model)  # the best weights are its first member
+        return True
 
     def describe_stop(self) -> str:
         """One sentence for the report: how much of the budget training used, and why it ended."""
@@ -270,12 +317,21 @@ class Trainer:
         used = (f"used {self.budget.fraction():.0%} of its budget ({' / '.join(limits)}): " if limits
                 else "had no budget: ")
         used += f"{p.elapsed:.0f} s, {p.step} updates, best valid {key} at update {p.best_step}; "
-        why = {"patience": f"stopped early: no better valid {key} in {tc.patience} evaluations"
-                           + (f" (allowed once {tc.patience_after:.0%} of the budget was spent, "
-                              "`trainer.patience_after`)" if tc.patience_after > 0 and limits else ""),
-               "time": "ran to the end of its time budget", "steps": "ran to `trainer.max_steps`",
-               "epochs": "ran to `trainer.max_epochs`"}.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
-        return "Training " + used + why + "."
+        early = (f"stopped early: no better valid {key} in {tc.patience} evaluations"
+                 + (f" (allowed once {tc.patience_after:.0%} of the budget was spent, "
+                    "`trainer.patience_after`)" if tc.patience_after > 0 and limits else ""))
+        ends = {"time": "ran to the end of its time budget", "steps": "ran to `trainer.max_steps`",
+                "epochs": "ran to `trainer.max_epochs`"}
+        if p.averaging <= 0:
+            why = early if p.stop == "patience" else ends.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
+            return "Training " + used + why + "."
+        kept = (f"the average of {p.best_averaged} weights was better on valid ({key} {p.best:.4g} vs "
+                f"{p.best_before_average:.4g}) and is the model kept" if p.best_averaged
+                else f"no average was better on valid than the best model ({key} {p.best:.4g}), which is kept")
+        then = ends.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
+        return ("Training " + used + early.replace("stopped early", f"stopped early at update {p.early_stop_step}")
+                + f"; the rest of the budget averaged weights (SWA, `trainer.after_early_stop=average`: from the best "
+                f"weights at a constant LR, {p.step - p.early_stop_step} updates): {kept}; " + then + ".")
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> RunResult | None:
@@ -324,7 +380,9 @@ class Trainer:
             "train.steps": p.step, "train.epochs": round(p.epoch + p.batch_in_epoch / max(1, self.batches_per_epoch), 4),
             "train.wall_seconds": round(p.elapsed, 3), "train.best_step": p.best_step,
             "train.skipped_steps": p.skipped_steps, "train.budget_used": round(self.budget.fraction(), 4),
-            "train.stopped_early": int(p.stop == "patience"),
+            "train.stopped_early": int(p.stop == "patience" or p.averaging > 0),
+            "train.averaged_weights": p.best_averaged,
+            **({"train.valid_before_average": p.best_before_average} if p.averaging > 0 else {}),
             f"train.{self.task.count_unit}_per_sec": p.items / max(p.train_seconds, 1e-9),
             "train.parameters": sum(q.numel() for q in self.model.parameters()),
             "train.peak_memory_mb": peak_memory_mb(self.device)})

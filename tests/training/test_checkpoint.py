@@ -71,6 +71,26 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_while_averaging_weights_equals_uninterrupted(tmp_path):
+    # early stopping at update 16 (see test_trainer), then weight averaging to update 60; killed in update 37
+    common = ["task=dummy", "trainer.max_epochs=0", "trainer.max_steps=60", "trainer.eval_every=2",
+              "trainer.patience=2", "trainer.patience_after=0", "trainer.checkpoint_every=10"]
+    full = run_cli(*common, f"hydra.run.dir={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr
+    killed = run_cli(*common, "data.crash_at_call=37", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert killed.returncode == 3
+    last = load_checkpoint(tmp_path / "resumed/checkpoints/last.pt")
+    assert last["progress"]["step"] == 36 and last["progress"]["averaging"] > 0 and last["average"]["n"] == 11
+    resumed = run_cli(*common, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "full")
+    for name in ("best", "last"):
+        a = load_checkpoint(tmp_path / f"full/checkpoints/{name}.pt")["model"]
+        b = load_checkpoint(tmp_path / f"resumed/checkpoints/{name}.pt")["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     r = run_cli("task=dummy", "trainer.resume=true", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2 and "last.pt does not exist" in r.stderr and "Traceback" not in r.stderr

@@ -57,7 +57,8 @@ def test_max_steps_and_early_stopping(dummy_cfg, tmp_path):
     assert (m["train.budget_used"], m["train.stopped_early"]) == (1.0, 0)
     # lr=0: the metric never improves, so patience=2 stops after 3 evaluations (1 best + 2 bad) when
     # early stopping may end the run at any time ...
-    lr0 = ("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50")
+    lr0 = ("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50",
+           "trainer.after_early_stop=none")
     m = train(dummy_cfg(*lr0, "trainer.patience_after=0"), tmp_path / "p")
     assert m["train.steps"] == 6 and m["train.stopped_early"] == 1
     assert m["train.budget_used"] == pytest.approx(6 / 700, abs=1e-4)  # 50 epochs of 14 updates
@@ -79,7 +80,8 @@ class PhasedTask(dummy.DummyTask):
 def test_a_new_training_phase_gets_its_own_patience(dummy_cfg, tmp_path):
     # lr=0, patience 2 at any time: the first phase would stop at update 6; the phase change at update 280
     # (40% of 700) is not reached, so that run stops as before ...
-    cfg = ("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50")
+    cfg = ("trainer.lr=0", "trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=50",
+           "trainer.after_early_stop=none")
     m = run_training(dummy_cfg(*cfg, "trainer.patience_after=0"), tmp_path / "a", PhasedTask)
     assert m["train.steps"] == 6
     # ... while with early stopping allowed from 40%, the evaluation at update 280 is the new phase's first
@@ -88,6 +90,49 @@ def test_a_new_training_phase_gets_its_own_patience(dummy_cfg, tmp_path):
     assert m["train.steps"] == 282
     m = run_training(dummy_cfg(*cfg, "trainer.patience_after=0.4"), tmp_path / "c", dummy.DummyTask)
     assert m["train.steps"] == 280  # without the phase: two bad evaluations long since, so it stops at once
+
+
+def test_the_budget_left_after_early_stopping_averages_weights(dummy_cfg, tmp_path):
+    # Early stopping at any time ends this run at update 16 of 280 (20 epochs of 14) ...
+    cfg = ("trainer.eval_every=2", "trainer.patience=2", "trainer.max_epochs=20", "trainer.patience_after=0")
+    alone = train(dummy_cfg(*cfg, "trainer.after_early_stop=none"), tmp_path / "none")
+    assert (alone["train.steps"], alone["train.averaged_weights"]) == (16, 0)
+    # ... by default the rest of the budget goes on from the best weights and averages the weights at each
+    # evaluation (every 2 updates); the best average (n members: the best weights, then one per evaluation
+    # since update 16) is kept because it is better on valid -- and here on test too
+    m = train(dummy_cfg(*cfg), tmp_path / "average")
+    n = m["train.averaged_weights"]
+    assert m["train.steps"] == 280 and m["train.budget_used"] == 1.0 and m["train.stopped_early"] == 1
+    assert n > 1 and n == 1 + (m["train.best_step"] - 16) // 2
+    # without any budget, early stopping is the end: nothing is left over to average with
+    unlimited = train(dummy_cfg(*cfg[:2], "trainer.max_epochs=0", "trainer.patience_after=0"), tmp_path / "nolimit")
+    assert (unlimited["train.steps"], unlimited["train.averaged_weights"]) == (16, 0)
+    assert m["valid.accuracy"] > alone["valid.accuracy"] and m["test.accuracy"] > alone["test.accuracy"] + 0.1
+    report = (tmp_path / "average" / "report.md").read_text()
+    assert ("stopped early at update 16: no better valid accuracy in 2 evaluations; the rest of the budget averaged "
+            "weights (SWA" in report and f"the average of {n} weights was better on valid (accuracy "
+            f"{m['valid.accuracy']:.4g} vs {alone['valid.accuracy']:.4g}) and is the model kept" in report)
+    # the weights kept are the average's, not the ones trained to at the end
+    best = load_checkpoint(tmp_path / "average/checkpoints/best.pt")["model"]
+    last = load_checkpoint(tmp_path / "average/checkpoints/last.pt")
+    assert last["average"]["n"] == 1 + (280 - 16) // 2
+    assert not torch.equal(best["0.weight"], last["model"]["0.weight"])
+
+
+def test_weight_average_is_the_mean_of_its_members():
+    from attnapps.training.swa import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        average = WeightAverage(model)  # first member: 1
+        for value in (2.0, 6.0):
+            model.weight.fill_(value)
+            average.update()
+    assert average.n == 3
+    with average.applied():
+        assert torch.equal(model.weight, torch.full((1, 2), 3.0))  # (1 + 2 + 6) / 3
+    assert torch.equal(model.weight, torch.full((1, 2), 6.0))  # its own weights back
 
 
 def test_budget_reason_names_the_limit_reached():
