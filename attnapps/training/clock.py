@@ -67,6 +67,11 @@ class Budget:
         return dt
 
     @property
+    def limited(self) -> bool:
+        """Whether any limit is set (time, steps or epochs)."""
+        return self.tc.max_minutes > 0 or bool(self.tc.max_steps or self.tc.max_epochs)
+
+    @property
     def seconds(self) -> float:
         return 60 * self.tc.max_minutes
 

@@ -55,10 +55,11 @@ def maybe_ema(model: nn.Module, decay: float) -> EMA | None:
 
 
 @contextlib.contextmanager
-def averaged(ema: EMA | None):
-    """``ema.applied()``, or nothing without an average."""
-    if ema is None:
+def averaged(average):
+    """``average.applied()`` (an :class:`EMA` or a :class:`~attnapps.training.swa.WeightAverage`), or
+    nothing without an average."""
+    if average is None:
         yield
     else:
-        with ema.applied():
+        with average.applied():
             yield

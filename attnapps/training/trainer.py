@@ -166,7 +166,7 @@ class Trainer:
         if self.average is not None:  # every rank keeps the same average (the weights are the same)
             self.average.update()
         if self.is_main:
-            with self.average.applied() if self.average is not None else averaged(self.ema):
+            with averaged(self.average or self.ema):  # the weights that would be kept
                 metrics, _ = self.evaluate("valid", final=False)
                 if key not in metrics:
                     raise RuntimeError(f"task {self.task.name}: evaluate() returned no metric {key!r} to select by")
@@ -289,9 +289,8 @@ class Trainer:
         """After early stopping with budget left: go on from the best weights at the LR of the stop, held
         constant, and average the weights at each evaluation (:mod:`attnapps.training.swa`)."""
         p, tc = self.progress, self.tc
-        limited = tc.max_minutes > 0 or tc.max_steps or tc.max_epochs  # without a budget nothing is left over
-        if tc.after_early_stop != "average" or p.stop != "patience" or p.averaging > 0 or not limited \
-                or self.budget.done():
+        if tc.after_early_stop != "average" or p.stop != "patience" or p.averaging > 0 \
+                or not self.budget.limited or self.budget.done():  # without a budget nothing is left over
             return False
         best = None
         if self.is_main and self.checkpoints.best.is_file():
@@ -317,21 +316,20 @@ class Trainer:
         used = (f"used {self.budget.fraction():.0%} of its budget ({' / '.join(limits)}): " if limits
                 else "had no budget: ")
         used += f"{p.elapsed:.0f} s, {p.step} updates, best valid {key} at update {p.best_step}; "
-        early = (f"stopped early: no better valid {key} in {tc.patience} evaluations"
+        at = f" at update {p.early_stop_step}" if p.averaging > 0 else ""
+        early = (f"stopped early{at}: no better valid {key} in {tc.patience} evaluations"
                  + (f" (allowed once {tc.patience_after:.0%} of the budget was spent, "
                     "`trainer.patience_after`)" if tc.patience_after > 0 and limits else ""))
-        ends = {"time": "ran to the end of its time budget", "steps": "ran to `trainer.max_steps`",
-                "epochs": "ran to `trainer.max_epochs`"}
+        ended = {"time": "ran to the end of its time budget", "steps": "ran to `trainer.max_steps`",
+                 "epochs": "ran to `trainer.max_epochs`"}.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
         if p.averaging <= 0:
-            why = early if p.stop == "patience" else ends.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
-            return "Training " + used + why + "."
+            return "Training " + used + (early if p.stop == "patience" else ended) + "."
         kept = (f"the average of {p.best_averaged} weights was better on valid ({key} {p.best:.4g} vs "
                 f"{p.best_before_average:.4g}) and is the model kept" if p.best_averaged
                 else f"no average was better on valid than the best model ({key} {p.best:.4g}), which is kept")
-        then = ends.get(p.stop, "ended (" + (p.stop or "no limit") + ")")
-        return ("Training " + used + early.replace("stopped early", f"stopped early at update {p.early_stop_step}")
-                + f"; the rest of the budget averaged weights (SWA, `trainer.after_early_stop=average`: from the best "
-                f"weights at a constant LR, {p.step - p.early_stop_step} updates): {kept}; " + then + ".")
+        return ("Training " + used + early + "; the rest of the budget averaged weights (SWA, "
+                f"`trainer.after_early_stop=average`: from the best weights at a constant LR, "
+                f"{p.step - p.early_stop_step} updates): {kept}; " + ended + ".")
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> RunResult | None:
