@@ -1,6 +1,7 @@
 """The ``attnapps`` command: ``attnapps COMMAND [key=value ...]``, the same as ``python -m attnapps.COMMAND``.
 
     attnapps run task=translation [key=value ...]     train, evaluate, report (attnapps.run)
+    attnapps prepare task=NAME [key=value ...]        read and encode a task's data once (attnapps.prepare)
     attnapps predict task=NAME run=DIR [key=value ...]  use a trained run (attnapps.predict)
     attnapps report DIR [DIR ...]                       compare runs (attnapps.report)
     attnapps study [tasks=...] [attention=...]          the cross-task attention study (attnapps.study)
@@ -18,6 +19,7 @@ import sys
 
 COMMANDS = {  # command -> (module with main(argv), what it does)
     "run": ("attnapps.run", "train, evaluate and report a task (task=NAME)"),
+    "prepare": ("attnapps.prepare", "read, tokenize and encode a task's data once, for every later run"),
     "predict": ("attnapps.predict", "use a trained run on new inputs"),
     "report": ("attnapps.report", "compare runs side by side"),
     "study": ("attnapps.study", "every attention variant on every task, diagnostics side by side"),

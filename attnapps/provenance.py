@@ -23,6 +23,7 @@ import torch
 _command: list[str] = []  # the command line as the user typed it (set by the entry point)
 _files: dict[str, str] = {}  # resolved path -> "sha256:<hex>"
 _groups: dict[str, str] = {}  # label -> "<n> files, sha256 of names, sizes and mtimes:<hex>"
+_stats: dict[str, tuple[int, int]] = {}  # resolved path -> (size, mtime) when it was hashed
 KEY_PACKAGES = ("torch", "torchvision", "numpy", "sacrebleu", "nltk", "sentencepiece", "hydra-core",
                 "omegaconf", "pillow", "scikit-learn", "efficientnet-lite-pytorch")
 
@@ -34,6 +35,7 @@ def set_command(argv: list[str]) -> None:
 def start_recording() -> None:
     """Forget what was recorded (a new run starts reading its data)."""
     _files.clear()
+    _stats.clear()
     _groups.clear()
 
 
@@ -45,11 +47,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def record_file(path: str | os.PathLike) -> None:
-    """Note that a data file was read (hashed once per run)."""
+def record_file(path: str | os.PathLike) -> str:
+    """Note that a data file was read (hashed once per run); its fingerprint, ``sha256:<hex>``."""
     key = str(Path(path).resolve())
-    if key not in _files:
-        _files[key] = "sha256:" + sha256_file(key)
+    st = os.stat(key)
+    if _stats.get(key) != (st.st_size, st.st_mtime_ns):  # new, or rewritten since it was hashed
+        _files[key], _stats[key] = "sha256:" + sha256_file(key), (st.st_size, st.st_mtime_ns)
+    return _files[key]
 
 
 def record_files(label: str, paths: Iterable[str | os.PathLike]) -> None:

@@ -66,6 +66,8 @@ def write_report(run_dir: Path, cfg, metrics: dict, task=None, model=None, prove
     lines += ["", "Full config: `config.yaml`."]
     if (results or {}).get("training"):
         lines += ["", "## Training", "", results["training"]["stop"]]
+        if results["training"].get("data"):
+            lines += ["", results["training"]["data"]]
     lines += ["", "## Final metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items())]
     curve = None

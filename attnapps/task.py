@@ -179,6 +179,40 @@ class Task:
             self.state = fit()
         return self.state
 
+    prepared_info: dict | None = None  # how build_data found its prepared store (attnapps.data.prepared.open_or_build)
+    # the state_dict() keys the prepared encoding depends on: a checkpoint whose values differ gets its own store
+    encoding_state: ClassVar[tuple[str, ...]] = ("tokenizer",)
+
+    def prepared(self, files: Sequence, options: dict, build: Callable, cache_dir: str = ""):
+        """The data prepared once (:mod:`attnapps.data.prepared`): the store of these data ``files`` and
+        ``options`` (whatever else changes what is stored) under ``<cache_dir>/prepared/``, built by
+        ``build(writer)`` when missing -- it reads the files, fits the state (:meth:`fitted`) and writes the
+        encoded splits -- and opened read-only. After it ``self.state`` is the store's, unless a checkpoint
+        gave one (resume, predict): then the store is one encoded with the checkpoint's ``encoding_state``.
+        ``self.prepared_info`` says whether it was a cache hit and how long preparing took (the report)."""
+        from attnapps.data import prepared
+        from attnapps.data.files import cache_root
+
+        root = cache_root(cache_dir) / "prepared"
+        key, given = prepared.store_key(self.name, files, options), self.state
+
+        def encoding(state: dict | None) -> str:
+            return prepared.fingerprint({k: v for k, v in (state or {}).items() if k in self.encoding_state})
+
+        if given is not None:
+            mine, plain = encoding(given.to_dict()), root / key
+            if not ((plain / "manifest.json").is_file() and encoding(prepared.Store(plain).state()) == mine):
+                key = f"{key}-{mine[:12]}"
+
+        def write(writer):
+            build(writer)
+            writer.state(self.state_dict())
+
+        store, self.prepared_info = prepared.open_or_build(root, key, write)
+        if self.state is None and self.state_class is not None:  # a cache hit: the state fitted when it was built
+            self.state = self.state_class.from_dict(store.state())
+        return store
+
     def state_dict(self) -> dict[str, Any]:
         """The fitted state as plain values (``state_class.to_dict``): what checkpoints store."""
         return self.state.to_dict() if self.state is not None else {}
@@ -230,8 +264,9 @@ class Reporter:
     def report(self, model: nn.Module, run_dir: Path, results: dict[str, Any]) -> list[str]:
         """Markdown sections for ``report.md``; figures go to ``run_dir/plots``. ``results``: split ->
         the final evaluation's ``Evaluation.outputs``, and ``"run"`` -> the run's final metrics (those of
-        ``metrics.json``, ``extra_metrics`` included), ``"training"`` -> ``{"stop": sentence}`` (how much of
-        the budget training used and why it ended)."""
+        ``metrics.json``, ``extra_metrics`` included), ``"training"`` -> ``{"stop": sentence, "data":
+        sentence}`` (how much of the budget training used and why it ended; whether the prepared data was
+        a cache hit)."""
         return []
 
     def trivial_baseline(self, split: str) -> dict[str, float]:

@@ -16,6 +16,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Derived data (prepared stores, synthetic sets, feature caches) goes to a folder of this test session, not
+# to the user's ~/.cache/attnapps: every session starts as a fresh clone would; the CLI runs inherit it.
+os.environ["ATTNAPPS_CACHE"] = tempfile.mkdtemp(prefix="attnapps-test-cache-")
+
 
 def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, timeout=300):
     """Run ``python -m module args`` as a user would, with the test-only dummy task registered.

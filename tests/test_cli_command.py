@@ -14,10 +14,10 @@ def test_version_help_and_unknown_command(capsys):
     assert capsys.readouterr().out.strip() == f"attnapps {version('attnapps')}"
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("run", "predict", "report", "study", "serve"):
+    for command in ("run", "prepare", "predict", "report", "study", "serve"):
         assert f"\n  {command} " in out
     assert main(["trian"]) == 2
-    assert "unknown command 'trian'; choose one of run, predict" in capsys.readouterr().err
+    assert "unknown command 'trian'; choose one of run, prepare, predict" in capsys.readouterr().err
 
 
 def test_commands_dispatch_to_their_modules(capsys):

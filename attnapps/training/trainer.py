@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from attnapps import provenance
+from attnapps.data.prepared import describe as prepared_describe, prepared_metrics
 from attnapps.config import plain
 from attnapps.data.batching import BucketBatchSampler, to_device
 from attnapps.errors import AttnappsError, ConfigError
@@ -53,6 +55,8 @@ class Trainer:
         self.budget = Budget(self.tc, self.progress, synced=self.dist.enabled)
         self.checkpoints = Checkpointer(self.run_dir)
         self.loggers: list = []
+        self.started = time.monotonic()  # train.first_update_seconds counts from here: reading data, building
+        self.first_update: float | None = None  # the model, ... up to the end of the first update
         self.task = task_cls(cfg, device=self.device, budget=self.budget.fraction)
 
     @property
@@ -220,6 +224,8 @@ class Trainer:
         p, tc = self.progress, self.tc
         p.step += 1
         p.items += out["count"]
+        if self.first_update is None:  # this process's first update: the cost of starting (data, model)
+            self.first_update = time.monotonic() - self.started
         if p.step % tc.log_every == 0 or p.step == 1:
             self.log({"train.loss": out["loss"], "train.lr": self.scheduler.get_last_lr()[0],
                       "train.grad_norm": out["grad_norm"], "train.skipped_steps": p.skipped_steps,
@@ -378,6 +384,8 @@ class Trainer:
             "train.steps": p.step, "train.epochs": round(p.epoch + p.batch_in_epoch / max(1, self.batches_per_epoch), 4),
             "train.wall_seconds": round(p.elapsed, 3), "train.best_step": p.best_step,
             "train.skipped_steps": p.skipped_steps, "train.budget_used": round(self.budget.fraction(), 4),
+            **({"train.first_update_seconds": round(self.first_update, 3)} if self.first_update is not None else {}),
+            **prepared_metrics(getattr(self.task, "prepared_info", None)),
             "train.stopped_early": int(p.stop == "patience" or p.averaging > 0),
             "train.averaged_weights": p.best_averaged,
             **({"train.valid_before_average": p.best_before_average} if p.averaging > 0 else {}),
@@ -389,5 +397,6 @@ class Trainer:
             metrics.update(self.task.extra_metrics(self.model))
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         results["run"] = metrics  # the report may cite any final number
-        results["training"] = {"stop": self.describe_stop()}
+        results["training"] = {"stop": self.describe_stop(),
+                               "data": prepared_describe(getattr(self.task, "prepared_info", None))}
         return RunResult(metrics, results, self.task, self.model, self.data_fingerprints, self.device)

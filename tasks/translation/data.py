@@ -112,30 +112,41 @@ def target_language(path: str, embedded: str, src_lang: str, tgt_lang: str, reve
     return lang, how
 
 
-def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,
-               reverse: bool = False, embedded: str = "en-de") -> tuple[dict[str, list[Pair]], ErrorPolicy]:
-    """``({"train", "valid", "test"}: [(source, target)]), policy`` with the skip counts."""
+def split_files(path: str, src_lang: str, tgt_lang: str, embedded: str = "en-de"
+                ) -> tuple[Path, dict[str, tuple[Path, ...]]]:
+    """``(directory, {split: files})``: the files :func:`load_pairs` reads for each split found -- one
+    ``.tsv``, or a line-aligned ``.<src_lang>`` + ``.<tgt_lang>`` pair -- without reading them (what the
+    prepared store's key hashes). A missing train or test split is the same error as loading it."""
     directory = directory_of(path, embedded)
     if not directory.is_dir():
         raise DataError(directory, None, "data.path is not a directory")
     src_lang, tgt_lang = languages(directory, src_lang, tgt_lang)
-    policy = ErrorPolicy(on_error)
-    splits: dict[str, list[Pair]] = {}
+    found: dict[str, tuple[Path, ...]] = {}
     for split, names in SPLIT_NAMES.items():
         tsv = find_split(directory, names, ".tsv")
         src = find_split(directory, names, f".{src_lang}") if src_lang else None
         if tsv is not None:
-            splits[split] = read_tsv(tsv, policy)
+            found[split] = (tsv,)
         elif src is not None:
             tgt = src.with_suffix(f".{tgt_lang}")
             if not tgt.is_file():
                 raise DataError(tgt, None, f"missing: {src.name} has no aligned .{tgt_lang} file")
-            splits[split] = read_parallel(src, tgt, policy)
-    if "train" not in splits:
+            found[split] = (src, tgt)
+    if "train" not in found:
         raise DataError(directory, None, f"no train.tsv or train.{src_lang or '<src_lang>'}/train."
                                          f"{tgt_lang or '<tgt_lang>'} found")
-    if "test" not in splits:
+    if "test" not in found:
         raise DataError(directory, None, f"no test split (test.tsv or test.{src_lang}/test.{tgt_lang})")
+    return directory, found
+
+
+def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,
+               reverse: bool = False, embedded: str = "en-de") -> tuple[dict[str, list[Pair]], ErrorPolicy]:
+    """``({"train", "valid", "test"}: [(source, target)]), policy`` with the skip counts."""
+    directory, found = split_files(path, src_lang, tgt_lang, embedded)
+    policy = ErrorPolicy(on_error)
+    splits = {split: read_tsv(files[0], policy) if len(files) == 1 else read_parallel(*files, policy)
+              for split, files in found.items()}
     if "valid" not in splits:
         splits["train"], splits["valid"] = carve(splits["train"], 0.05, seed)
     for split, pairs in splits.items():

@@ -16,19 +16,45 @@ with tensors (every co-occurrence at once, ``scatter_add``): about a second for 
 
 from __future__ import annotations
 
+import random
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 
+# IBM Model 1 holds every (source, target) co-occurrence of its pairs at once: about 60 bytes each. A corpus
+# with more than this many is fitted on a fixed random sample of its pairs that has no more (~1.2 GB): a
+# lexicon's most probable entries are known long before millions of pairs
+MAX_COOCCURRENCES = 20_000_000
+
+
+def sample_pairs(pairs, budget: int = 0) -> list:
+    """``pairs`` (source, target) as a list, or, when their co-occurrences ``(1 + S) * T`` exceed ``budget``
+    (default :data:`MAX_COOCCURRENCES`), the longest prefix of a fixed shuffle of them within it."""
+    budget = budget or MAX_COOCCURRENCES
+    sizes = [(len(s) + 1) * len(t) for s, t in pairs]
+    if sum(sizes) <= budget:
+        return list(pairs)
+    order = list(range(len(sizes)))
+    random.Random(0).shuffle(order)
+    chosen, used = [], 0
+    for i in order:
+        if used + sizes[i] > budget:
+            break
+        chosen.append(i)
+        used += sizes[i]
+    return [pairs[i] for i in sorted(chosen)]
+
+
 def ibm1_tables(pairs: list[tuple[list[int], list[int]]], src_vocab: int, tgt_vocab: int, iterations: int = 5,
                 null_id: int = 0):
     """IBM Model 1 by EM from uniform, every co-occurrence of the training ``pairs`` (source ids, target
-    ids) at once. Yields, after each iteration, ``(keys, t)``: the distinct co-occurring ``e * tgt_vocab
-    + f`` ``(M,)`` and ``t(f | e)`` ``(M,)`` (float64). ``null_id`` stands for the NULL source word."""
+    ids) at once -- of a sample of them above :data:`MAX_COOCCURRENCES` (:func:`sample_pairs`). Yields,
+    after each iteration, ``(keys, t)``: the distinct co-occurring ``e * tgt_vocab + f`` ``(M,)`` and
+    ``t(f | e)`` ``(M,)`` (float64). ``null_id`` stands for the NULL source word."""
     e_parts, f_parts, blocks = [], [], []
-    for src, tgt in pairs:
+    for src, tgt in sample_pairs(pairs):
         if not tgt:
             continue
         e = torch.tensor([null_id] + list(src), dtype=torch.long)  # (1 + S,)
@@ -139,6 +165,16 @@ def channel_log_probs(lexicon: dict[str, Tensor], source: list[int], candidates:
     return torch.log((t * mask.unsqueeze(-1)).sum(1) + eps).sum(-1)  # (n,)
 
 
+WORD_PAIRS = 200_000  # training pairs whose words a word-level lexicon is fitted on, at most
+
+
+def word_sample(train):
+    """``train``, or a fixed random sample of :data:`WORD_PAIRS` of its pairs (in corpus order)."""
+    if len(train) <= WORD_PAIRS:
+        return train
+    return [train[i] for i in sorted(random.Random(0).sample(range(len(train)), WORD_PAIRS))]
+
+
 def fit_word_channel(train: list[tuple[str, str]], source_words, target_words, top: int = 32) -> dict:
     """The channel model of ``decode.channel``: IBM Model 1 fitted on the training pairs' *words* from the
     target side to the source side (5 EM iterations), each target word's ``top`` source words kept.
@@ -152,7 +188,9 @@ def fit_word_channel(train: list[tuple[str, str]], source_words, target_words, t
 
 def index_words(train: list[tuple[str, str]], source_words, target_words, first_target: int = 1):
     """The training pairs as word ids for a word-level IBM Model 1: ``(pairs [(source ids, target ids)],
-    source word -> id from 1, target word -> id from first_target)``; id 0 is NULL on either side."""
+    source word -> id from 1, target word -> id from first_target)``; id 0 is NULL on either side. Of a
+    corpus of more than :data:`WORD_PAIRS` pairs, a fixed random sample of them (:func:`word_sample`)."""
+    train = word_sample(train)
     src_ids: dict[str, int] = {}
     tgt_ids: dict[str, int] = {}
     pairs = [([src_ids.setdefault(w, len(src_ids) + 1) for w in source_words(s)],

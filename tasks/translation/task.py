@@ -12,14 +12,16 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import fit_tokenizer, pad_batch, scripts, tokenizer_from_state
-from attnapps.data.files import read_input, write_output
+from attnapps.data.files import ErrorPolicy, read_input, write_output
+from attnapps.data.prepared import Table
 from attnapps.decoding import decode_batches, length_penalty
 from attnapps.errors import ConfigError
 from attnapps.attention import record
@@ -33,7 +35,7 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
-from .data import load_extra_tests, load_pairs, target_language
+from .data import load_extra_tests, load_pairs, split_files, target_language
 from .augment import Augmenter, dictionary_pairs
 from . import hybrid
 from .baseline import translate_with_table, word_by_word
@@ -41,6 +43,9 @@ from .lexicon import WordChannel, fit_ibm1, fit_word_channel, lexicon_weight
 from .model import ARCHS
 
 BYTE_FALLBACK_MIN_VOCAB = 1024  # tokenizer.byte_fallback from this vocabulary size on
+SPLITS = ("train", "valid", "test")
+ENCODE_BATCH = 10000  # sentences encoded at once (on all threads) while preparing the data
+LANGUAGE_SAMPLE = 10000  # training targets whose scripts say the language (and whether it is written unspaced)
 EMBEDDED_NAMES = {"en-de": "embedded en-de (Ding dictionary)", "en-zh": "embedded en-zh (GNOME/GIMP/Inkscape strings)"}
 
 
@@ -134,43 +139,96 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return name, note
 
     def build_data(self):
+        """The splits as :class:`~attnapps.data.prepared.Table` s of ``(source ids, target ids)`` over the
+        prepared store (:meth:`prepare_data`, built once per data and options, memory-mapped), the texts
+        as lazy columns (``self.sources`` / ``self.refs``)."""
         d, t = self.cfg.data, self.cfg.tokenizer
-        splits, self.skipped = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse,
-                                          d.embedded)
-        train = splits["train"]
-        self.bleu_tokenize, self.lang_note = self.metric_language([g for _, g in train])
-        self.fitted(lambda: TranslationState.fit(train, t))  # or the checkpoint's tokenizers (resume, predict)
-        data = {}
-        for split, pairs in splits.items():
-            enc = [(self.src_tok.encode(s), self.tgt_tok.encode(g)) for s, g in pairs]
-            if split == "train":
-                keep = [e for e in enc if 0 < len(e[0]) <= d.max_len and 0 < len(e[1]) <= d.max_len]
-                self.filtered = len(enc) - len(keep)
-                enc = keep
-            data[split] = enc
-        if self.cfg.model.lexicon and self.state.lexicon is None:  # fitted once; a resumed run keeps its own
-            started = time.perf_counter()
-            self.state.lexicon = fit_ibm1(data["train"], self.src_tok.vocab_size, self.tgt_tok.vocab_size,
-                                          null_id=self.src_tok.pad_id)
-            self.lexicon_seconds = time.perf_counter() - started
+        _, files = split_files(d.path, d.src_lang, d.tgt_lang, d.embedded)
+        options = {"src_lang": d.src_lang, "tgt_lang": d.tgt_lang, "reverse": bool(d.reverse), "on_error": d.on_error,
+                   "max_len": d.max_len, "tokenizer": OmegaConf.to_container(t, resolve=True, enum_to_str=True),
+                   "carve_seed": None if "valid" in files else self.cfg.seed}  # a valid split cut from train
+        # (the lexicons are not in the key: a store built without one a run needs gets it fitted in that run)
+        given = self.state is not None  # a checkpoint's state (resume, predict) stays as it was saved
+        store = self.prepared([f for group in files.values() for f in group], options, self.prepare_data,
+                              d.cache_dir)
+        if not given:  # the store's state may hold a lexicon fitted for an earlier run's options: only what this
+            self.state.lexicon = self.state.lexicon if self.cfg.model.lexicon else None  # run's options use
+            self.state.channel = self.state.channel if self.needs_channel else None
+        notes = store.notes
+        self.filtered = notes["filtered"]
+        self.skipped = ErrorPolicy(d.on_error)
+        self.skipped.skipped, self.skipped.examples = notes["skipped"], list(notes["skip_examples"])
+        data = {split: Table(store.column(f"{split}.src"), store.column(f"{split}.tgt")) for split in SPLITS}
+        self.sources = {split: store.column(f"{split}.source") for split in SPLITS}
+        self.refs = {split: store.column(f"{split}.target") for split in SPLITS}
+        self.bleu_tokenize, self.lang_note = self.metric_language(self.refs["train"][:LANGUAGE_SAMPLE])
+        train = Table(self.sources["train"], self.refs["train"])
+        self.fit_from_training_data(data["train"], train)  # what the store's state lacks (a checkpoint's)
         a = self.cfg.augment
         if a.fragments + a.passthrough + a.shape > 0:  # the training pairs' own dictionary: the same on resume
             started = time.perf_counter()
-            target_words = self.target_words(self.unspaced([g for _, g in train]))
-            pairs = dictionary_pairs(train, scripts.split_words, target_words, scripts.join_words) if a.fragments else []
+            target_words = self.target_words(self.unspaced(self.refs["train"][:LANGUAGE_SAMPLE]))
+            pairs = dictionary_pairs(list(train), scripts.split_words, target_words, scripts.join_words) \
+                if a.fragments else []
             self.augmenter = Augmenter(pairs, a.fragments, a.passthrough, a.shape)
             self.lexicon_seconds += time.perf_counter() - started
-        if (self.cfg.decode.channel > 0 or self.cfg.decode.hybrid) and self.state.channel is None:  # fitted once
-            started = time.perf_counter()
-            self.state.channel = self.fit_channel(train)
-            self.lexicon_seconds += time.perf_counter() - started
-        self.refs = {split: [g for _, g in pairs] for split, pairs in splits.items()}
-        self.sources = {split: [s for s, _ in pairs] for split, pairs in splits.items()}
         self.extra_tests = load_extra_tests(d.extra_test, d.src_lang, d.tgt_lang, self.skipped, d.reverse)
         return data
 
+    @property
+    def needs_channel(self) -> bool:
+        return self.cfg.decode.channel > 0 or bool(self.cfg.decode.hybrid)
+
+    def prepare_data(self, writer) -> None:
+        """Read the pairs (:func:`load_pairs`), fit the tokenizers on train (unless a checkpoint gave them),
+        encode every split in batches on all CPU threads -- dropping training pairs longer than
+        ``data.max_len`` -- and write ids and texts; the lexicons fitted on the training pairs go into the
+        state with them (:meth:`fit_from_training_data`)."""
+        d, t = self.cfg.data, self.cfg.tokenizer
+        splits, policy = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse, d.embedded)
+        train = splits["train"]
+        self.fitted(lambda: TranslationState.fit(train, t))  # or the checkpoint's tokenizers (resume, predict)
+        filtered, encoded_train = 0, []
+        for split, pairs in splits.items():
+            src_col = writer.column(f"{split}.src", self.src_tok.vocab_size)
+            tgt_col = writer.column(f"{split}.tgt", self.tgt_tok.vocab_size)
+            for start in range(0, len(pairs), ENCODE_BATCH):
+                chunk = pairs[start:start + ENCODE_BATCH]
+                for s, g in zip(self.src_tok.encode_batch([s for s, _ in chunk]),
+                                self.tgt_tok.encode_batch([g for _, g in chunk])):
+                    if split == "train":
+                        if not (0 < len(s) <= d.max_len and 0 < len(g) <= d.max_len):
+                            filtered += 1
+                            continue
+                        encoded_train.append((s, g))
+                    src_col.add(s)
+                    tgt_col.add(g)
+            src_col.close(), tgt_col.close()
+            writer.texts(f"{split}.source", (s for s, _ in pairs))
+            writer.texts(f"{split}.target", (g for _, g in pairs))
+        writer.notes.update(filtered=filtered, skipped=policy.skipped, skip_examples=policy.examples)
+        self.fit_from_training_data(encoded_train, train)
+
+    def fit_from_training_data(self, encoded: Sequence, train: Sequence) -> None:
+        """The state's pieces fitted on the training pairs, where the config needs them and the state (the
+        store's, or a checkpoint's) lacks them: ``model.lexicon``'s IBM Model 1 over the pieces, the noisy
+        channel's word lexicon (``decode.channel`` / ``decode.hybrid``)."""
+        if self.cfg.model.lexicon and self.state.lexicon is None:  # fitted once; a resumed run keeps its own
+            started = time.perf_counter()
+            self.state.lexicon = fit_ibm1(encoded, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
+                                          null_id=self.src_tok.pad_id)
+            self.lexicon_seconds += time.perf_counter() - started
+        if self.needs_channel and self.state.channel is None:  # fitted once
+            started = time.perf_counter()
+            self.state.channel = self.fit_channel(train)
+            self.lexicon_seconds += time.perf_counter() - started
+
     def lengths(self, split):
-        return [max(len(s), len(t)) + 1 for s, t in self.datasets[split]]
+        """``(n,)``: the longer side of each pair plus its ``<bos>``/``<eos>``, from the stored offsets."""
+        pairs = self.datasets[split]
+        if isinstance(pairs, Table):
+            return np.maximum(pairs.columns[0].lengths, pairs.columns[1].lengths) + 1
+        return [max(len(s), len(t)) + 1 for s, t in pairs]
 
     def collate(self, examples):
         bos, eos = self.tgt_tok.bos_id, self.tgt_tok.eos_id
@@ -391,7 +449,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def fit_channel(self, train: list[tuple[str, str]]) -> dict:
         """``decode.channel``'s word lexicon (:func:`.lexicon.fit_word_channel`) on these training pairs,
         with how the target's words are cut (``unspaced``) for predict to cut them the same way."""
-        unspaced = self.unspaced([g for _, g in train])
+        unspaced = self.unspaced([g for _, g in train[:LANGUAGE_SAMPLE]])
         return dict(fit_word_channel(train, scripts.split_words, self.target_words(unspaced)), unspaced=unspaced)
 
     @staticmethod
@@ -414,7 +472,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         started = time.perf_counter()
         splits = {s: list(zip(self.sources[s], self.refs[s])) for s in ("valid", "test")}
         base = word_by_word(list(zip(self.sources["train"], self.refs["train"])), splits,
-                            self.target_words(self.unspaced(self.refs["train"])),
+                            self.target_words(self.unspaced(self.refs["train"][:LANGUAGE_SAMPLE])),
                             self.bleu_tokenize, self.primary_metric)
         base["seconds"] = time.perf_counter() - started
         self._base = base

@@ -134,6 +134,30 @@ def test_ibm1_lexicon_equals_the_reference_implementation():
     assert set(top2["ids"][5].tolist()) == {i for _, i in best}
 
 
+def test_ibm1_over_its_budget_is_fitted_on_a_fixed_sample_of_whole_pairs(monkeypatch):
+    """A corpus with more co-occurrences than MAX_COOCCURRENCES: the lexicon is the reference's on the
+    sample sample_pairs draws -- whole pairs, within the budget, the same on every call."""
+    from attnapps_tasks.translation import lexicon
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from translation_baseline import ibm1
+
+    rng = random.Random(1)
+    pairs = [([rng.randint(3, 12) for _ in range(rng.randint(1, 4))], [rng.randint(3, 15) for _ in range(rng.randint(1, 4))])
+             for _ in range(300)]
+    total = sum((len(s) + 1) * len(t) for s, t in pairs)
+    assert lexicon.sample_pairs(pairs, total) == pairs  # within the budget: every pair
+    monkeypatch.setattr(lexicon, "MAX_COOCCURRENCES", total // 3)
+    sample = lexicon.sample_pairs(pairs)
+    assert sample == lexicon.sample_pairs(pairs) and total // 4 < sum((len(s) + 1) * len(t) for s, t in sample) <= total // 3
+    assert len(sample) < len(pairs) and all(p in pairs for p in sample)  # whole pairs of the corpus
+    lex = lexicon.fit_ibm1(pairs, 13, 16, iterations=5, top=16)
+    ref = ibm1([([str(x) for x in s], [str(y) for y in t]) for s, t in sample], iterations=5)
+    for e in range(3, 13):
+        row = {int(i): float(p) for i, p in zip(lex["ids"][e], lex["probs"][e]) if p > 0}
+        assert row == pytest.approx({int(f): p for f, p in ref.get(str(e), {}).items()}, abs=1e-6)
+
+
 def test_lexical_bias_known_values():
     """log(sum_j a_j t(y | x_j) + eps) for one step and for teacher forcing."""
     ids = torch.tensor([[0, 0], [2, 3], [3, 0]])  # source 1 -> target 2 (.75) or 3 (.25); source 2 -> 3

@@ -28,7 +28,9 @@ def test_same_seed_same_loss_curve(dummy_cfg, tmp_path):
     b = train(dummy_cfg(), tmp_path / "b")
     assert losses(tmp_path / "a") == losses(tmp_path / "b") and len(losses(tmp_path / "a")) == 28
     assert a == {**b, "train.wall_seconds": a["train.wall_seconds"],  # all but the measured times and memory
-                 "train.examples_per_sec": a["train.examples_per_sec"], "train.peak_memory_mb": a["train.peak_memory_mb"]}
+                 "train.examples_per_sec": a["train.examples_per_sec"], "train.peak_memory_mb": a["train.peak_memory_mb"],
+                 "train.first_update_seconds": a["train.first_update_seconds"]}
+    assert a["train.first_update_seconds"] > 0  # counted from the run's start (data and model included)
     c = train(dummy_cfg("seed=7"), tmp_path / "c")
     assert losses(tmp_path / "c") != losses(tmp_path / "a") and c["valid.loss"] != a["valid.loss"]
 

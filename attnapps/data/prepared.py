@@ -1,0 +1,302 @@
+"""Prepared data: a corpus tokenized and encoded once into memory-mapped arrays, reused by every later run
+and by every process of a run.
+
+A store is one directory, named by a key that hashes the data files' contents and every option that
+changes what is stored (the tokenizer's, the length filter's, the task's own). It holds:
+
+* ``<name>.ids`` + ``<name>.offsets`` per sequence column: all sequences of a split back to back in one
+  flat array (``uint16`` below 65,536 symbols, else ``int32``; ``uint8`` for UTF-8 text) and the ``int64``
+  start of each (``n + 1`` offsets) -- the layout of fairseq's ``MMapIndexedDataset`` and nanoGPT's ``.bin``
+  files, read with ``numpy.memmap`` so that a corpus of any size costs the pages a batch touches, and a
+  length is ``offsets[i + 1] - offsets[i]`` without reading a token;
+* ``<name>.npy`` per flat column (labels, counts);
+* ``state.pt``: the task's fitted state (tokenizers, vocabularies), loaded with ``weights_only=True``;
+* ``manifest.json``: the key, the columns, the task's notes, how long preparing took -- written last: a
+  directory without it is not a store.
+
+Why not Arrow (``datasets``/``pyarrow``): the columns here are integer sequences and text, which two flat
+arrays hold exactly, with nothing to install and nothing to convert when a batch is read; Arrow would add a
+large dependency for the same memory map.
+
+A store is built in a temporary directory and renamed into place (atomic: a reader never sees half of
+one). Processes that need the same store at once (the ranks of a ``torchrun`` job on one machine, two runs
+started together) take a file lock: the first builds, the others wait and open it read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from array import array
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+FORMAT = 1  # bumped when the layout changes: older stores are then rebuilt, never misread
+CHUNK = 1 << 20  # tokens written per flush
+
+
+def store_key(name: str, files: Iterable[str | Path], options: dict) -> str:
+    """``<name>-<hash>``: the hash of the files' contents (SHA-256 of each, read in 1 MiB chunks and noted
+    for the run's provenance: any size, flat memory), ``options`` (JSON-able: what else changes what is
+    stored) and the layout's :data:`FORMAT`. The files are hashed by content, not by path or time: the same
+    data moved or copied is the same store."""
+    from attnapps import provenance
+
+    digests = sorted(provenance.record_file(f) for f in files)
+    h = hashlib.sha256(json.dumps({"format": FORMAT, "files": digests, **options}, sort_keys=True,
+                                  default=str).encode())
+    return f"{name}-{h.hexdigest()[:24]}"
+
+
+def fingerprint(value) -> str:
+    """SHA-256 of a state's value by content (dicts by sorted key, tensors by dtype, shape and bytes)."""
+    h = hashlib.sha256()
+
+    def feed(v):
+        if isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=str):
+                h.update(repr(k).encode() + b":")
+                feed(v[k])
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        elif torch.is_tensor(v):
+            h.update(f"tensor {v.dtype} {tuple(v.shape)}".encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        else:
+            h.update(repr(v).encode())
+        h.update(b",")
+
+    feed(value)
+    return h.hexdigest()
+
+
+def id_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= 65536 else np.int32
+
+
+class Ragged(Sequence):
+    """Variable-length sequences stored flat: ``store[i]`` is a list of ints (or a ``str`` for a text
+    column); a slice gives a list. ``lengths`` (``(n,)`` int64) needs no token read."""
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, text: bool = False):
+        self.ids, self.offsets, self.text = ids, offsets, text
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        part = self.ids[self.offsets[i]:self.offsets[i + 1]]
+        return bytes(part).decode("utf-8") if self.text else part.tolist()
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+class Table(Sequence):
+    """Columns of equal length zipped: ``table[i]`` is a tuple of the columns' ``i``-th items."""
+
+    def __init__(self, *columns: Sequence):
+        if len({len(c) for c in columns}) > 1:
+            raise ValueError(f"columns of unequal lengths {[len(c) for c in columns]}")
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return tuple(_item(c, i) for c in self.columns)
+
+
+def _item(column, i):
+    value = column[i]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class Column:
+    """One sequence or text column being written: :meth:`add` item by item (flushed every :data:`CHUNK`
+    tokens: memory flat in the corpus size), then :meth:`close`."""
+
+    def __init__(self, writer: "Writer", name: str, dtype, kind: str):
+        self.writer, self.name, self.dtype, self.kind = writer, name, np.dtype(dtype), kind
+        self.file = open(writer.directory / f"{name}.ids", "wb")
+        self.offsets, self.pending, self.size, self.total = array("q", [0]), [], 0, 0
+
+    def add(self, item) -> None:
+        """A token-id sequence, or a string for a text column."""
+        part = (np.frombuffer(item.encode("utf-8"), dtype=np.uint8) if self.kind == "text"
+                else np.asarray(item, dtype=self.dtype))
+        self.pending.append(part)
+        self.size += len(part)
+        self.total += len(part)
+        self.offsets.append(self.total)
+        if self.size >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            np.concatenate(self.pending).astype(self.dtype, copy=False).tofile(self.file)
+        self.pending, self.size = [], 0
+
+    def close(self) -> int:
+        self._flush()
+        self.file.close()
+        np.frombuffer(self.offsets, dtype=np.int64).tofile(self.writer.directory / f"{self.name}.offsets")
+        n = len(self.offsets) - 1
+        self.writer.columns[self.name] = {"kind": self.kind, "dtype": self.dtype.name, "n": n, "tokens": self.total}
+        return n
+
+
+class Writer:
+    """Writes a store's columns into ``directory`` (a store being built); ``notes``: JSON-able facts the
+    task wants back on a cache hit (counts of skipped lines, choices made from the data)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.columns: dict[str, dict] = {}
+        self.notes: dict[str, Any] = {}
+
+    def column(self, name: str, vocab_size: int = 0, text: bool = False) -> Column:
+        """A sequence column of token ids below ``vocab_size``, or (``text``) of strings."""
+        return Column(self, name, np.uint8 if text else id_dtype(vocab_size), "text" if text else "ids")
+
+    def ragged(self, name: str, sequences: Iterable[Sequence[int]], vocab_size: int) -> int:
+        """Stream ``sequences`` (token-id lists) into column ``name``; returns how many."""
+        column = self.column(name, vocab_size)
+        for seq in sequences:
+            column.add(seq)
+        return column.close()
+
+    def texts(self, name: str, texts: Iterable[str]) -> int:
+        """Stream strings into column ``name`` (UTF-8 bytes); returns how many."""
+        column = self.column(name, text=True)
+        for text in texts:
+            column.add(text)
+        return column.close()
+
+    def array(self, name: str, values) -> int:
+        """A flat column (``np.save``): labels, counts."""
+        values = np.asarray(values)
+        np.save(self.directory / f"{name}.npy", values)
+        self.columns[name] = {"kind": "array", "dtype": values.dtype.name, "n": len(values)}
+        return len(values)
+
+    def state(self, state: dict) -> None:
+        """The task's fitted state (tensors, numbers, strings, lists, dicts: ``weights_only``-loadable)."""
+        torch.save(state, self.directory / "state.pt")
+
+
+class Store:
+    """An opened store (read-only memory maps)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.manifest = json.loads((self.directory / "manifest.json").read_text())
+        self.notes = self.manifest.get("notes", {})
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.manifest["columns"]
+
+    def column(self, name: str):
+        """A :class:`Ragged` for a sequence or text column, a read-only array for a flat one."""
+        spec = self.manifest["columns"].get(name)
+        if spec is None:
+            raise KeyError(f"{self.directory}: no column {name!r}")
+        if spec["kind"] == "array":
+            return np.load(self.directory / f"{name}.npy", mmap_mode="r")
+        offsets = np.memmap(self.directory / f"{name}.offsets", dtype=np.int64, mode="r")
+        ids = (np.memmap(self.directory / f"{name}.ids", dtype=spec["dtype"], mode="r") if spec["tokens"]
+               else np.zeros(0, dtype=spec["dtype"]))  # numpy cannot map an empty file
+        return Ragged(ids, offsets, text=spec["kind"] == "text")
+
+    def state(self) -> dict | None:
+        f = self.directory / "state.pt"
+        return torch.load(f, map_location="cpu", weights_only=True) if f.is_file() else None
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (``fcntl.flock``; where there is none, no lock: runs then at worst
+    prepare the same store twice, each into its own temporary directory)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def open_or_build(root: str | Path, key: str, build: Callable[[Writer], None]) -> tuple[Store, dict]:
+    """The store ``root/key``, built by ``build(writer)`` if missing. Returns ``(store, info)`` with
+    ``info = {"hit": bool, "seconds": preparing time now (0 on a hit), "path", "prepared_seconds": what
+    building it took}``."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / key
+    if (final / "manifest.json").is_file():
+        store = Store(final)
+        return store, {"hit": True, "seconds": 0.0, "path": str(final), "prepared_seconds": store.manifest["seconds"]}
+    with _locked(root / f".{key}.lock"):
+        if (final / "manifest.json").is_file():  # another process built it while this one waited
+            store = Store(final)
+            return store, {"hit": True, "seconds": 0.0, "path": str(final),
+                           "prepared_seconds": store.manifest["seconds"]}
+        start = time.perf_counter()
+        tmp = root / f".{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            writer = Writer(tmp)
+            build(writer)
+            seconds = time.perf_counter() - start
+            manifest = {"key": key, "format": FORMAT, "columns": writer.columns, "notes": writer.notes,
+                        "seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            if final.exists():  # a directory left without its manifest: not a store
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return Store(final), {"hit": False, "seconds": seconds, "path": str(final), "prepared_seconds": seconds}
+
+
+def describe(info: dict | None) -> str:
+    """The report's sentence about the prepared data: hit or miss, and the time."""
+    if not info:
+        return ""
+    if info["hit"]:
+        return (f"Prepared data reused (cache hit, prepared earlier in {info['prepared_seconds']:.1f} s): "
+                f"`{info['path']}`.")
+    return f"Data prepared in {info['seconds']:.1f} s (cache miss), kept for later runs: `{info['path']}`."
+
+
+def prepared_metrics(info: dict | None) -> dict[str, float]:
+    """``metrics.json``'s ``data.cache_hit`` (1/0) and ``data.prepare_seconds`` (preparing in this run)."""
+    return {"data.cache_hit": int(info["hit"]), "data.prepare_seconds": round(info["seconds"], 3)} if info else {}

@@ -1,0 +1,131 @@
+"""The prepared store (attnapps/data/prepared.py): columns read back exactly, keys follow content and
+options, building is atomic and happens once when processes race for it."""
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from attnapps.data import prepared
+
+
+def build_into(root, key, columns: dict, state=None):
+    def build(w):
+        for name, (kind, values, vocab) in columns.items():
+            if kind == "ids":
+                w.ragged(name, values, vocab)
+            elif kind == "text":
+                w.texts(name, values)
+            else:
+                w.array(name, values)
+        if state is not None:
+            w.state(state)
+        w.notes["count"] = 3
+    return prepared.open_or_build(root, key, build)
+
+
+@given(st.lists(st.lists(st.integers(0, 70000), max_size=12), max_size=30),
+       st.lists(st.text(max_size=15), min_size=0, max_size=30))
+def test_columns_read_back_exactly(tmp_path_factory, seqs, texts):
+    root = tmp_path_factory.mktemp("store")
+    store, info = build_into(root, "k", {"a": ("ids", seqs, 70001), "t": ("text", texts, 0),
+                                         "y": ("array", list(range(len(texts))), 0)})
+    assert not info["hit"]
+    a, t = store.column("a"), store.column("t")
+    assert len(a) == len(seqs) and [a[i] for i in range(len(a))] == seqs and a[:] == seqs
+    assert list(a.lengths) == [len(s) for s in seqs]
+    assert a.ids.dtype == np.int32  # a vocabulary over 65,536 ids needs 32 bits
+    assert t[:] == texts
+    assert list(store.column("y")) == list(range(len(texts)))
+    if seqs:
+        assert a[-1] == seqs[-1]
+    with pytest.raises(IndexError):
+        a[len(seqs)]
+    table = prepared.Table(a, a)
+    assert table[:2] == [(s, s) for s in seqs[:2]]
+
+
+def test_small_vocabularies_take_two_bytes_a_token_and_writes_are_chunked(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepared, "CHUNK", 7)  # flush after every few tokens: the file is the concatenation
+    seqs = [[i, i + 1, 65535] for i in range(50)]
+    store, _ = build_into(tmp_path, "k", {"a": ("ids", seqs, 65536)})
+    col = store.column("a")
+    assert col.ids.dtype == np.uint16 and (tmp_path / "k" / "a.ids").stat().st_size == 2 * 150
+    assert col[:] == seqs and isinstance(col.ids, np.memmap)
+
+
+def test_a_second_open_is_a_hit_with_the_state_and_notes(tmp_path):
+    state = {"tokenizer": {"kind": "word", "itos": ["<pad>", "a"]}, "w": torch.arange(3.0)}
+    _, first = build_into(tmp_path, "k", {"a": ("ids", [[1, 2]], 10)}, state)
+    calls = []
+    store, second = prepared.open_or_build(tmp_path, "k", lambda w: calls.append(w))
+    assert not first["hit"] and second["hit"] and calls == []  # nothing rebuilt
+    assert second["prepared_seconds"] == pytest.approx(first["seconds"])
+    assert store.notes == {"count": 3} and store.column("a")[0] == [1, 2]
+    loaded = store.state()
+    assert loaded["tokenizer"] == state["tokenizer"] and torch.equal(loaded["w"], state["w"])
+    assert "cache hit" in prepared.describe(second) and "cache miss" in prepared.describe(first)
+
+
+def test_a_failed_build_leaves_no_store_and_no_temporary_files(tmp_path):
+    def build(w):
+        w.ragged("a", [[1]], 10)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        prepared.open_or_build(tmp_path, "k", build)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    store, info = build_into(tmp_path, "k", {"a": ("ids", [[4]], 10)})  # the next run builds it whole
+    assert not info["hit"] and store.column("a")[:] == [[4]]
+
+
+def test_keys_follow_content_and_options_not_paths(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "train.tsv").write_text("x\ty\n")
+    (b / "train.tsv").write_text("x\ty\n")
+    key = prepared.store_key("t", [a / "train.tsv"], {"vocab": 8})
+    assert prepared.store_key("t", [b / "train.tsv"], {"vocab": 8}) == key  # the same bytes elsewhere
+    assert prepared.store_key("t", [a / "train.tsv"], {"vocab": 9}) != key  # another option
+    (b / "train.tsv").write_text("x\tz\n")
+    assert prepared.store_key("t", [b / "train.tsv"], {"vocab": 8}) != key  # other bytes
+
+
+def test_fingerprint_by_content():
+    a = {"tok": {"model": torch.tensor([1, 2], dtype=torch.uint8)}, "labels": ["x", "y"]}
+    b = {"labels": ["x", "y"], "tok": {"model": torch.tensor([1, 2], dtype=torch.uint8)}}
+    assert prepared.fingerprint(a) == prepared.fingerprint(b)
+    b["tok"]["model"][1] = 3
+    assert prepared.fingerprint(a) != prepared.fingerprint(b)
+    assert prepared.fingerprint({"labels": ["x", "y"]}) != prepared.fingerprint({"labels": ["y", "x"]})
+
+
+def _race(root: str, log: str, barrier) -> None:
+    def build(w):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        w.ragged("a", [[os.getpid() % 1000]], 1000)
+
+    barrier.wait()
+    store, info = prepared.open_or_build(root, "k", build)
+    with open(log + ".seen", "a") as f:
+        f.write(json.dumps([store.column("a")[0], info["hit"]]) + "\n")
+
+
+def test_processes_racing_for_one_store_build_it_once(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    barrier, log = ctx.Barrier(3), str(tmp_path / "log")
+    procs = [ctx.Process(target=_race, args=(str(tmp_path / "root"), log, barrier)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(Path(log).read_text().split()) == 1  # one builder
+    seen = [json.loads(line) for line in Path(log + ".seen").read_text().splitlines()]
+    assert len({tuple(s[0]) for s in seen}) == 1 and sorted(s[1] for s in seen) == [False, True, True]

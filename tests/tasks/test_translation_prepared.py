@@ -1,0 +1,123 @@
+"""task=translation on prepared data: the store holds exactly what reading and encoding the files gives,
+is found again for the same data and options (not for other ones), and drives runs from the command line."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from attnapps.errors import DataError
+from attnapps_tasks.translation.data import load_pairs
+from attnapps_tasks.translation.task import TranslationConfig, TranslationTask
+from tests.conftest import run_cli
+
+PAIRS = [("the cat sleeps .", "die katze schläft ."), ("a dog runs home .", "ein hund läuft nach hause ."),
+         ("the small house .", "das kleine haus ."), ("we read a book .", "wir lesen ein buch ."),
+         ("she drinks water .", "sie trinkt wasser .")]
+
+
+def corpus(directory, n=60, valid=True, long_every=7):
+    """``n`` training pairs (every ``long_every``-th one far longer than ``data.max_len=40`` allows)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        s, t = PAIRS[i % len(PAIRS)]
+        if i % long_every == 3:
+            s, t = " ".join([s] * 10), " ".join([t] * 10)
+        lines.append(f"{s} {i}\t{t} {i}")
+    (directory / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (directory / "test.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in PAIRS) + "\n", encoding="utf-8")
+    if valid:
+        (directory / "valid.tsv").write_text("\n".join(f"{t}\t{s}" for s, t in PAIRS) + "\n", encoding="utf-8")
+
+
+def task_for(directory, cache, *more):
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist(
+        [f"data.path={directory}", f"data.cache_dir={cache}", "tokenizer.vocab_size=60", "data.max_len=40", *more]))
+    task = TranslationTask(cfg)
+    task.load_data()
+    return task
+
+
+def test_the_store_holds_what_reading_and_encoding_the_files_gives(tmp_path):
+    corpus(tmp_path / "d")
+    task = task_for(tmp_path / "d", tmp_path / "c")
+    assert task.prepared_info["hit"] is False
+    splits, _ = load_pairs(str(tmp_path / "d"), "", "")
+    src, tgt = task.src_tok, task.tgt_tok
+    for split, pairs in splits.items():  # the reference: encode pair by pair, drop long training pairs
+        want = [(src.encode(s), tgt.encode(t)) for s, t in pairs]
+        if split == "train":
+            want = [(s, t) for s, t in want if 0 < len(s) <= 40 and 0 < len(t) <= 40]
+        assert task.datasets[split][:] == want
+        assert task.sources[split][:] == [s for s, _ in pairs] and task.refs[split][:] == [t for _, t in pairs]
+        assert list(task.lengths(split)) == [max(len(s), len(t)) + 1 for s, t in want]
+    assert task.filtered == len(splits["train"]) - len(task.datasets["train"]) > 0
+    assert task.state.channel is not None  # decode.channel / decode.hybrid's lexicon: fitted once, in the store
+
+
+def test_the_same_data_and_options_find_the_store_and_others_do_not(tmp_path):
+    corpus(tmp_path / "d")
+    first = task_for(tmp_path / "d", tmp_path / "c")
+    again = task_for(tmp_path / "d", tmp_path / "c", "seed=7")  # a valid split is given: the seed changes nothing
+    assert again.prepared_info["hit"] and again.prepared_info["path"] == first.prepared_info["path"]
+    assert again.datasets["train"][:] == first.datasets["train"][:]
+    assert again.src_tok.state_dict()["model"].equal(first.src_tok.state_dict()["model"])
+    other = task_for(tmp_path / "d", tmp_path / "c", "tokenizer.vocab_size=50")
+    assert not other.prepared_info["hit"] and other.src_tok.vocab_size != first.src_tok.vocab_size
+    corpus(tmp_path / "d", n=61)  # the files changed
+    changed = task_for(tmp_path / "d", tmp_path / "c")
+    assert not changed.prepared_info["hit"] and len(changed.sources["train"]) == 61
+
+
+def test_a_carved_valid_split_depends_on_the_seed(tmp_path):
+    corpus(tmp_path / "d", valid=False)
+    a = task_for(tmp_path / "d", tmp_path / "c", "seed=1")
+    b = task_for(tmp_path / "d", tmp_path / "c", "seed=2")
+    assert not b.prepared_info["hit"] and a.sources["valid"][:] != b.sources["valid"][:]
+    assert task_for(tmp_path / "d", tmp_path / "c", "seed=1").prepared_info["hit"]
+
+
+def test_a_checkpoints_tokenizer_gets_a_store_encoded_with_it(tmp_path):
+    corpus(tmp_path / "d")
+    corpus(tmp_path / "other", n=40, long_every=5)
+    theirs = task_for(tmp_path / "other", tmp_path / "c")  # a model trained on other data
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), OmegaConf.from_dotlist(
+        [f"data.path={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}", "tokenizer.vocab_size=60",
+         "data.max_len=40"]))
+    task = TranslationTask(cfg)
+    task.load_state_dict(theirs.state_dict())  # as resume and predict do
+    task.load_data()
+    mine = task_for(tmp_path / "d", tmp_path / "c")
+    assert task.prepared_info["path"] != mine.prepared_info["path"]
+    assert task.datasets["test"][0][0] == theirs.src_tok.encode(PAIRS[0][0]) != mine.datasets["test"][0][0]
+
+
+def test_data_errors_still_name_file_and_line(tmp_path):
+    corpus(tmp_path / "d")
+    with open(tmp_path / "d" / "train.tsv", "a", encoding="utf-8") as f:
+        f.write("no tab here\n")
+    with pytest.raises(DataError, match=r"train\.tsv:61"):
+        task_for(tmp_path / "d", tmp_path / "c")
+    assert not any((tmp_path / "c" / "prepared").glob("translation-*"))  # nothing half-built left behind
+
+
+@pytest.mark.slow
+def test_prepare_then_run_from_the_command_line(tmp_path):
+    corpus(tmp_path / "d")
+    keys = [f"data.path={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}", "tokenizer.vocab_size=60"]
+    prep = run_cli("task=translation", *keys, module="attnapps.prepare")
+    assert prep.returncode == 0, prep.stderr
+    assert "cache miss" in prep.stdout and "examples: train 51, valid 5, test 5" in prep.stdout  # 9 pairs too long dropped
+    again = run_cli("task=translation", *keys, module="attnapps.prepare")
+    assert "cache hit" in again.stdout
+    run = run_cli("task=translation", *keys, "trainer.max_steps=2", "model.hidden_size=16", "model.embed_size=16",
+                  "decode.beam=1", "decode.hybrid=false", "report.baseline=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["data.cache_hit"] == 1 and metrics["data.prepare_seconds"] == 0
+    assert metrics["train.first_update_seconds"] > 0
+    assert "Prepared data reused (cache hit" in (tmp_path / "run" / "report.md").read_text()
+    other = run_cli("task=generation", f"data.cache_dir={tmp_path / 'c'}", module="attnapps.prepare")
+    assert other.returncode == 2 and other.stderr.strip().count("\n") == 0
+    assert "has no prepared store" in other.stderr
