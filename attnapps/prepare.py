@@ -3,7 +3,7 @@
 The same keys as ``attnapps.run`` (``data.path=``, ``tokenizer.*``, ``data.cache_dir=``, ...). What a run
 does first -- read the files, fit the tokenizer, encode every split -- is done here and kept as a prepared
 store (:mod:`attnapps.data.prepared`) under ``<data.cache_dir>/prepared/``; every later run with the same
-data and options, and every process of a ``torchrun`` job, opens it memory-mapped instead (its report says
+data and options, and every process of a ``torchrun`` job, opens it read-only instead (its report says
 "cache hit"). Preparing a large corpus before a multi-process job keeps the processes from waiting on it.
 Prints whether the store was found or built, in how long, where it is and each split's size.
 """

@@ -56,10 +56,10 @@ def record_file(path: str | os.PathLike) -> str:
     return _files[key]
 
 
-def record_files(label: str, paths: Iterable[str | os.PathLike]) -> None:
+def record_files(label: str, paths: Iterable[str | os.PathLike]) -> str:
     """Note a large set of files read as one unit (e.g. thousands of images): one SHA-256 over each
     file's name, size and modification time, not over their bytes (hashing a 100k-image set would cost
-    minutes; the feature cache is keyed the same way)."""
+    minutes; the feature cache is keyed the same way). Returns that fingerprint."""
     h, n = hashlib.sha256(), 0
     for p in sorted(str(p) for p in paths):
         try:
@@ -69,6 +69,7 @@ def record_files(label: str, paths: Iterable[str | os.PathLike]) -> None:
             h.update(f"{p}\0missing\n".encode())
         n += 1
     _groups[label] = f"{n} files, sha256 of names, sizes and mtimes:{h.hexdigest()}"
+    return _groups[label]
 
 
 def data_fingerprints() -> dict[str, str]:

@@ -1,16 +1,18 @@
-"""How translation's start-up scales with the corpus: prepare once, then every run opens the store.
+"""How start-up scales with the corpus: prepare once, then every run opens the store.
 
-For each size it writes a synthetic training corpus made by recombining the embedded English-German pairs
-(two random pairs joined into one, so the corpus is not one pair repeated; valid and test stay the embedded
-ones), then, one process at a time, measures:
+For each size it writes a synthetic training set made by recombining the embedded data -- translation: two
+random English-German pairs joined into one; classification: two random review snippets joined, labelled
+as the first -- so the corpus is not one example repeated (valid and test stay the embedded ones), then,
+one process at a time, measures:
 
-* ``python -m attnapps.prepare task=translation data.path=DIR``: wall time and peak RSS while preparing;
-* ``python -m attnapps.run task=translation data.path=DIR trainer.max_steps=20`` on the cache hit: seconds
-  from the run's start to its first update (``train.first_update_seconds``), training tokens/s and the run's
-  peak RSS (decoding kept small: greedy, no word-by-word hybrid, no baseline -- start-up is measured here,
-  not decoding).
+* ``python -m attnapps.prepare task=TASK data.path=DIR``: wall time and peak RSS while preparing;
+* ``python -m attnapps.run task=TASK data.path=DIR trainer.max_steps=20`` on the cache hit: seconds from
+  the run's start to its first update (``train.first_update_seconds``), training tokens (examples) per
+  second and the run's peak RSS (the final evaluation kept small -- translation: greedy, no word-by-word
+  hybrid, no baseline; classification: no TF-IDF baseline -- start-up is measured here, not decoding).
 
-    python scripts/bench_scale.py [--sizes 10000,100000,1000000] [--out runs/bench-scale]
+    python scripts/bench_scale.py [--task translation|classification] [--sizes 10000,100000,1000000]
+        [--out runs/bench-scale]
 
 Prints a Markdown table. Peak RSS is the process's own (``wait4``), file-backed pages of the memory maps
 included.
@@ -28,21 +30,29 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EMBEDDED = ROOT / "data" / "translation"
 
 
-def write_corpus(directory: Path, size: int, seed: int = 0) -> None:
-    """``size`` training pairs, each two embedded pairs joined; the embedded valid and test splits."""
+def write_corpus(task: str, directory: Path, size: int, seed: int = 0) -> None:
+    """``size`` training examples, each two embedded ones joined; the embedded valid and test splits."""
     directory.mkdir(parents=True, exist_ok=True)
-    pairs = [line.split("\t") for line in (EMBEDDED / "train.tsv").read_text(encoding="utf-8").splitlines()
-             if line.count("\t") == 1]
+    embedded = ROOT / "data" / task
+    rows = [line.split("\t") for line in (embedded / "train.tsv").read_text(encoding="utf-8").splitlines()
+            if line.count("\t") == 1]
     rng = random.Random(seed)
     with open(directory / "train.tsv", "w", encoding="utf-8") as f:
         for _ in range(size):
-            (a, b), (c, d) = rng.choice(pairs), rng.choice(pairs)
-            f.write(f"{a} {c}\t{b} {d}\n")
+            (a, b), (c, d) = rng.choice(rows), rng.choice(rows)
+            f.write(f"{a} {c}\t{b} {d}\n" if task == "translation" else f"{a} {c}\t{b}\n")
     for split in ("valid", "test"):
-        shutil.copy(EMBEDDED / f"{split}.tsv", directory / f"{split}.tsv")
+        shutil.copy(embedded / f"{split}.tsv", directory / f"{split}.tsv")
+
+
+RUN_KEYS = {  # the final evaluation kept small: start-up is what is measured
+    "translation": ["decode.beam=1", "decode.hybrid=false", "decode.channel=0", "decode.valid_subset=50",
+                    "report.baseline=false", "report.examples=0"],
+    "classification": ["report.baseline=false"],
+}
+UNIT = {"translation": "tokens", "classification": "examples"}
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:
@@ -62,6 +72,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="translation", choices=sorted(RUN_KEYS))
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--out", default="runs/bench-scale")
     p.add_argument("--steps", type=int, default=20)
@@ -69,23 +80,22 @@ def main():
     out = (ROOT / args.out).resolve()
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        data, cache, run = out / f"data-{size}", out / f"cache-{size}", out / f"run-{size}"
+        tag = f"{args.task}-{size}" if args.task != "translation" else str(size)
+        data, cache, run = out / f"data-{tag}", out / f"cache-{tag}", out / f"run-{tag}"
         shutil.rmtree(cache, ignore_errors=True), shutil.rmtree(run, ignore_errors=True)
-        write_corpus(data, size)
-        keys = [f"data.path={data}", f"data.cache_dir={cache}"]
-        prep_s, prep_mb = run_measured([sys.executable, "-m", "attnapps.prepare", "task=translation", *keys])
-        run_s, run_mb = run_measured([sys.executable, "-m", "attnapps.run", "task=translation", *keys,
-                                      f"trainer.max_steps={args.steps}", "trainer.progress=false",
-                                      "decode.beam=1", "decode.hybrid=false", "decode.channel=0",
-                                      "decode.valid_subset=50", "report.baseline=false", "report.examples=0",
-                                      f"hydra.run.dir={run}"])
+        write_corpus(args.task, data, size)
+        keys = [f"task={args.task}", f"data.path={data}", f"data.cache_dir={cache}"]
+        prep_s, prep_mb = run_measured([sys.executable, "-m", "attnapps.prepare", *keys])
+        run_s, run_mb = run_measured([sys.executable, "-m", "attnapps.run", *keys, f"trainer.max_steps={args.steps}",
+                                      "trainer.progress=false", *RUN_KEYS[args.task], f"hydra.run.dir={run}"])
         m = json.loads((run / "metrics.json").read_text())
         assert m["data.cache_hit"] == 1, "the run after prepare must find the store"
-        rows.append((size, prep_s, prep_mb, m["train.first_update_seconds"], m["train.tokens_per_sec"], run_mb, run_s))
+        rows.append((size, prep_s, prep_mb, m["train.first_update_seconds"], m[f"train.{UNIT[args.task]}_per_sec"],
+                     run_mb, run_s))
         print(f"{size}: prepare {prep_s:.1f} s {prep_mb:.0f} MB; run first update {rows[-1][3]:.1f} s, "
               f"{run_mb:.0f} MB", file=sys.stderr)
-    print("| training pairs | prepare (s) | peak RSS preparing (MB) | first update on a hit (s) | "
-          "train tokens/s | peak RSS of the run (MB) | run, command to exit (s) |")
+    print(f"| {args.task} training examples | prepare (s) | peak RSS preparing (MB) | first update on a hit (s) | "
+          f"train {UNIT[args.task]}/s | peak RSS of the run (MB) | run, command to exit (s) |")
     print("|---|---|---|---|---|---|---|")
     for size, ps, pm, fu, tps, rm, rs in rows:
         print(f"| {size:,} | {ps:.1f} | {pm:.0f} | {fu:.1f} | {tps:,.0f} | {rm:.0f} | {rs:.1f} |")

@@ -27,50 +27,57 @@ class BucketBatchSampler:
         if batch_size < 1 and max_tokens < 1:
             raise ValueError("need batch_size >= 1 or max_tokens >= 1")
         self.n, self.batch_size, self.max_tokens = n, batch_size, max_tokens
-        self.lengths = None if lengths is None else torch.as_tensor(list(lengths))
+        # (n,) int32 (4 bytes an example); a numpy array (lengths stored with prepared data) without a Python list
+        self.lengths = None if lengths is None else torch.tensor(
+            lengths if not isinstance(lengths, tuple) else list(lengths), dtype=torch.int32)
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.drop_last = drop_last
         self.epoch, self.start_batch = 0, 0
+        self._cache: tuple[int, list[Tensor]] | None = None  # (epoch, its batches): made once per epoch
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 
-    def _batches(self) -> list[list[int]]:
+    def _batches(self) -> list[Tensor]:
+        """The epoch's global batches, as index tensors (computed once per epoch: ``len`` and iteration
+        share them). Per example only tensor operations, except the greedy packing of ``max_tokens``."""
+        if self._cache is not None and self._cache[0] == self.epoch:
+            return self._cache[1]
         g = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
-        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+        order = (torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)).to(torch.int32)
         if self.lengths is not None:
             chunk = max(1, 100 * max(self.batch_size, 1))
             pieces = []
             for start in range(0, self.n, chunk):
                 part = order[start:start + chunk]
-                pieces.append(part[torch.argsort(self.lengths[part], stable=True)])
+                pieces.append(part[torch.argsort(self.lengths[part.long()], stable=True)])
             order = torch.cat(pieces) if pieces else order
-        batches, current, longest = [], [], 0
-        for i in order.tolist():
-            length = 1 if self.lengths is None else int(self.lengths[i])
-            if self.max_tokens > 0:
+        if self.max_tokens > 0:
+            batches, current, longest = [], [], 0
+            lengths = [1] * self.n if self.lengths is None else self.lengths[order.long()].tolist()
+            for i, length in zip(order.tolist(), lengths):
                 new_longest = max(longest, length)
                 if current and new_longest * (len(current) + 1) > self.max_tokens:
-                    batches.append(current)
+                    batches.append(torch.tensor(current))
                     current, new_longest = [], length
                 current.append(i)
                 longest = new_longest
-            else:
-                current.append(i)
-                if len(current) == self.batch_size:
-                    batches.append(current)
-                    current = []
-        if current and not self.drop_last:
-            batches.append(current)
+            if current and not self.drop_last:
+                batches.append(torch.tensor(current))
+        else:
+            batches = list(order.split(self.batch_size))
+            if batches and self.drop_last and len(batches[-1]) < self.batch_size:
+                batches.pop()
         batches = [b for b in batches if len(b) >= self.world_size]  # every rank needs an example
         if self.shuffle and self.lengths is not None:
             perm = torch.randperm(len(batches), generator=g).tolist()
             batches = [batches[j] for j in perm]
+        self._cache = (self.epoch, batches)
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self._batches()[self.start_batch:]:
-            yield batch[self.rank::self.world_size]
+            yield batch[self.rank::self.world_size].tolist()
 
     def __len__(self) -> int:
         return max(0, len(self._batches()) - self.start_batch)

@@ -7,8 +7,8 @@ changes what is stored (the tokenizer's, the length filter's, the task's own). I
 * ``<name>.ids`` + ``<name>.offsets`` per sequence column: all sequences of a split back to back in one
   flat array (``uint16`` below 65,536 symbols, else ``int32``; ``uint8`` for UTF-8 text) and the ``int64``
   start of each (``n + 1`` offsets) -- the layout of fairseq's ``MMapIndexedDataset`` and nanoGPT's ``.bin``
-  files, read with ``numpy.memmap`` so that a corpus of any size costs the pages a batch touches, and a
-  length is ``offsets[i + 1] - offsets[i]`` without reading a token;
+  files; an item is two small reads at known positions (:class:`Ragged`), so a corpus of any size costs a
+  run the bytes its batches read, and a length is ``offsets[i + 1] - offsets[i]`` without reading a token;
 * ``<name>.npy`` per flat column (labels, counts);
 * ``state.pt``: the task's fitted state (tokenizers, vocabularies), loaded with ``weights_only=True``;
 * ``manifest.json``: the key, the columns, the task's notes, how long preparing took -- written last: a
@@ -16,7 +16,7 @@ changes what is stored (the tokenizer's, the length filter's, the task's own). I
 
 Why not Arrow (``datasets``/``pyarrow``): the columns here are integer sequences and text, which two flat
 arrays hold exactly, with nothing to install and nothing to convert when a batch is read; Arrow would add a
-large dependency for the same memory map.
+large dependency for the same layout.
 
 A store is built in a temporary directory and renamed into place (atomic: a reader never sees half of
 one). Processes that need the same store at once (the ranks of a ``torchrun`` job on one machine, two runs
@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-FORMAT = 1  # bumped when the layout changes: older stores are then rebuilt, never misread
+FORMAT = 2  # bumped when the layout changes: older stores are then rebuilt, never misread
 CHUNK = 1 << 20  # tokens written per flush
 
 
@@ -88,28 +88,62 @@ def id_dtype(vocab_size: int):
 
 
 class Ragged(Sequence):
-    """Variable-length sequences stored flat: ``store[i]`` is a list of ints (or a ``str`` for a text
-    column); a slice gives a list. ``lengths`` (``(n,)`` int64) needs no token read."""
+    """Variable-length sequences stored flat: ``column[i]`` is a list of ints (or a ``str`` for a text
+    column); a slice gives a list; ``lengths`` ``(n,)`` comes from the offsets alone.
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray, text: bool = False):
-        self.ids, self.offsets, self.text = ids, offsets, text
+    Items are read by position (``os.pread``: two small reads an item) rather than through a memory map:
+    a mapped page stays counted in the process's resident memory once read, so shuffled batches over a
+    large corpus would grow it by ~16 MB a batch (the kernel maps neighbouring cached pages with each one);
+    read this way, the run's memory stays what its model and batches need, and the operating system's page
+    cache does the caching. The file handles are reopened in a forked process (DataLoader workers)."""
+
+    def __init__(self, ids_path: Path, offsets_path: Path, dtype, n: int, text: bool = False):
+        self.ids_path, self.offsets_path, self.dtype, self.n, self.text = ids_path, offsets_path, np.dtype(dtype), n, text
+        self._handles: tuple[int, int, int] | None = None  # (pid, ids fd, offsets fd)
+
+    def _files(self) -> tuple[int, int]:
+        if self._handles is None or self._handles[0] != os.getpid():
+            self._handles = (os.getpid(), os.open(self.ids_path, os.O_RDONLY), os.open(self.offsets_path, os.O_RDONLY))
+        return self._handles[1], self._handles[2]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handles": None}
+
+    def __del__(self):
+        if self._handles is not None and self._handles[0] == os.getpid():
+            for fd in self._handles[1:]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return self.n
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
+            i += self.n
+        if not 0 <= i < self.n:
             raise IndexError(i)
-        part = self.ids[self.offsets[i]:self.offsets[i + 1]]
-        return bytes(part).decode("utf-8") if self.text else part.tolist()
+        ids_fd, offsets_fd = self._files()
+        start, end = np.frombuffer(_pread(offsets_fd, 16, 8 * i), dtype=np.int64)
+        size = self.dtype.itemsize
+        raw = _pread(ids_fd, int(end - start) * size, int(start) * size)
+        return raw.decode("utf-8") if self.text else np.frombuffer(raw, dtype=self.dtype).tolist()
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return np.diff(np.fromfile(self.offsets_path, dtype=np.int64))
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes of ``fd`` from ``offset`` (``os.pread``; a seek and a read where there is none)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
 
 
 class Table(Sequence):
@@ -195,6 +229,11 @@ class Writer:
             column.add(text)
         return column.close()
 
+    def read(self, name: str):
+        """A column written so far, memory-mapped (what a build fits on after encoding, without keeping the
+        encoded corpus in memory): as :meth:`Store.column` reads it."""
+        return _open_column(self.directory, name, self.columns[name])
+
     def array(self, name: str, values) -> int:
         """A flat column (``np.save``): labels, counts."""
         values = np.asarray(values)
@@ -208,7 +247,7 @@ class Writer:
 
 
 class Store:
-    """An opened store (read-only memory maps)."""
+    """An opened store (read-only: sequence columns read by position, flat columns memory-mapped)."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -223,16 +262,18 @@ class Store:
         spec = self.manifest["columns"].get(name)
         if spec is None:
             raise KeyError(f"{self.directory}: no column {name!r}")
-        if spec["kind"] == "array":
-            return np.load(self.directory / f"{name}.npy", mmap_mode="r")
-        offsets = np.memmap(self.directory / f"{name}.offsets", dtype=np.int64, mode="r")
-        ids = (np.memmap(self.directory / f"{name}.ids", dtype=spec["dtype"], mode="r") if spec["tokens"]
-               else np.zeros(0, dtype=spec["dtype"]))  # numpy cannot map an empty file
-        return Ragged(ids, offsets, text=spec["kind"] == "text")
+        return _open_column(self.directory, name, spec)
 
     def state(self) -> dict | None:
         f = self.directory / "state.pt"
         return torch.load(f, map_location="cpu", weights_only=True) if f.is_file() else None
+
+
+def _open_column(directory: Path, name: str, spec: dict):
+    if spec["kind"] == "array":
+        return np.load(directory / f"{name}.npy", mmap_mode="r")
+    return Ragged(directory / f"{name}.ids", directory / f"{name}.offsets", spec["dtype"], spec["n"],
+                  text=spec["kind"] == "text")
 
 
 @contextmanager

@@ -28,6 +28,8 @@ class ClassificationData:
     max_len: int = opt(0, "tokens kept per text (and the flatten width); 0 = from the data (tasks/classification/auto.py)",
                        check=at_least(0))
     on_error: OnError = opt("raise", "raise | skip")
+    cache_dir: str = opt("", "prepared data (encoded splits, built once; attnapps/data/prepared.py) under "
+                         "<cache_dir>/prepared; \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
 
 
 @dataclass

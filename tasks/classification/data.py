@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from attnapps import provenance
 from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, data_dir, find_split, read_lines
@@ -72,10 +75,15 @@ def read_csv(path: Path, text_column: str, label_column: str, policy: ErrorPolic
     return out
 
 
+def imdb_files(directory: Path) -> list[tuple[Path, Path]]:
+    """``(label folder, review file)`` of an ``aclImdb`` split folder, in reading order (``unsup`` left out)."""
+    return [(label_dir, f) for label_dir in sorted(p for p in directory.iterdir() if p.is_dir() and p.name != "unsup")
+            for f in sorted(label_dir.glob("*.txt"))]
+
+
 def read_imdb(directory: Path, policy: ErrorPolicy) -> list[Example]:
     out = []
-    files = [(label_dir, f) for label_dir in sorted(p for p in directory.iterdir() if p.is_dir() and p.name != "unsup")
-             for f in sorted(label_dir.glob("*.txt"))]
+    files = imdb_files(directory)
     provenance.record_files(str(directory.resolve()), [f for _, f in files])  # one fingerprint for 25k reviews
     for label_dir, f in files:
         text = " ".join(" ".join(t for _, t in read_lines(f, policy, record=False)).replace("<br />", " ").split())
@@ -87,6 +95,45 @@ def read_imdb(directory: Path, policy: ErrorPolicy) -> list[Example]:
 
 
 EMBEDDED = {"en": "classification", "zh": "classification_zh"}  # data.embedded -> folder under data/
+
+
+def example_files(path: str, fmt: str = "tsv", embedded: str = "en") -> tuple[list[Path], str, bool]:
+    """What :func:`load_examples` reads, without reading it (the prepared store's key): ``(files, listed,
+    has_valid)`` -- the split files of a TSV/CSV layout; for the IMDB layout, whose thousands of reviews are
+    not hashed one by one, ``listed``: one fingerprint of their names, sizes and times; whether a valid
+    split is given (else it is carved from train with the seed)."""
+    directory = data_dir(path, EMBEDDED[str(embedded)])
+    if not directory.is_dir():
+        raise DataError(directory, None, "data.path is not a directory")
+    if fmt in ("tsv", "csv"):
+        found = {split: find_split(directory, names, f".{fmt}") for split, names in SPLIT_NAMES.items()}
+        return [f for f in found.values() if f is not None], "", found["valid"] is not None
+    if fmt == "imdb":  # each split folder fingerprinted as read_imdb records it
+        listed = [provenance.record_files(str((directory / split).resolve()), [f for _, f in imdb_files(directory / split)])
+                  for split in ("train", "test") if (directory / split).is_dir()]
+        return [], " ".join(listed), False
+    raise ConfigError(f"data.format={fmt!r}: choose tsv, csv or imdb")
+
+
+class Encoded(Sequence):
+    """A split as ``(ids, label)`` pairs over prepared columns (:mod:`attnapps.data.prepared`): token ids
+    cut to ``max_len`` as they are read, so one store serves every ``data.max_len``."""
+
+    def __init__(self, ids, labels, max_len: int):
+        self.ids, self.labels, self.max_len = ids, labels, max_len
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.ids[i][: self.max_len], int(self.labels[i])
+
+    @property
+    def lengths(self):
+        """``(n,)`` lengths after the cut, from the stored offsets."""
+        return np.minimum(self.ids.lengths, self.max_len)
 
 
 def load_examples(path: str, fmt: str = "tsv", text_column: str = "text", label_column: str = "label",

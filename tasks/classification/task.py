@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from attnapps.config import arch_config, check_heads
 from attnapps.data import TokenizerState, fit_tokenizer, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
-from attnapps.data.files import read_input
+from attnapps.data.files import ErrorPolicy, read_input
+from attnapps.data.prepared import Table
 from attnapps.explorer import example, recorded_views, view
 from attnapps.errors import ConfigError, DataError
 from attnapps.metrics import classification_report
@@ -34,11 +37,12 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 from . import auto, diagnostics, tfidf
 from .baseline import describe as describe_baseline, fit as fit_baseline
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
-from .data import load_examples
+from .data import Encoded, example_files, load_examples
 from .model import ARCHS, Ensemble, ngram_vocabulary
 
 EMBEDDED_NAMES = {"en": "embedded Rotten Tomatoes snippets", "zh": "embedded Chinese program strings (data.embedded=zh)"}
 PNG_TOKENS = 120  # tokens of a long text drawn in the PNG (the HTML has them all)
+ENCODE_BATCH = 10000  # texts encoded at once while preparing the data
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # where han cuts a text into sentences
 
 
@@ -75,6 +79,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
     primary_metric = "macro_f1"
     higher_is_better = True
     count_unit = "examples"
+    encoding_state = ("tokenizer", "labels")  # what the prepared ids and label indices depend on
 
     study_presets = {"quick": ["report.baseline=false"]}  # attnapps.study: what keeps a quick look quick
     secondary_metrics, study_figure = ("accuracy",), "attention_tokens.png"  # what attnapps.study shows of this task
@@ -101,25 +106,31 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
 
     # ------------------------------------------------------------------ data
     def build_data(self):
-        d, t = self.cfg.data, self.cfg.tokenizer
-        splits, labels, self.policy = load_examples(d.path, d.format, d.text_column, d.label_column,
-                                                    d.on_error, self.cfg.seed, d.embedded)
-        self.raw = splits
-        train_texts = [text for text, _ in splits["train"]]
-        self.units = auto.text_units(train_texts)  # char or word n-grams: for the tokenizer and the baseline
-        notes = auto.resolve_tokenizer(self.cfg, self.units)
-        state = self.fitted(lambda: ClassificationState(  # or the checkpoint's tokenizer and labels (resume, predict)
-            fit_tokenizer(t.kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size,
-                          normalize=t.normalize, lowercase=True), list(labels)))
-        if list(labels) != list(state.labels):
-            raise DataError(d.path or "data/classification", None, f"the labels {list(labels)} differ from the "
-                            f"checkpoint's {state.labels}")
-        self.auto_notes = notes + auto.resolve(self.cfg, [len(self.tok.encode(x)) for x in train_texts],
-                                               len(train_texts))
-        index = {label: i for i, label in enumerate(self.labels)}
-        data = {split: [(self.encode(text), index[label]) for text, label in examples]
-                for split, examples in splits.items()}
-        m = self.cfg.model
+        """The splits as :class:`.data.Encoded` ``(ids, label)`` views over the prepared store
+        (:meth:`prepare_data`: read, tokenized and encoded once per data and tokenizer options, read by position),
+        the texts as ``self.raw``; then the settings chosen from the data (:mod:`.auto`, from the stored
+        lengths) and what is fitted on the encoded training texts (n-gram vocabulary, TF-IDF companion)."""
+        d, t, m = self.cfg.data, self.cfg.tokenizer, self.cfg.model
+        files, listed, has_valid = example_files(d.path, d.format, d.embedded)
+        options = {"format": str(d.format), "text_column": d.text_column, "label_column": d.label_column,
+                   "on_error": str(d.on_error), "carve_seed": None if has_valid else self.cfg.seed, "listed": listed,
+                   "tokenizer": OmegaConf.to_container(t, resolve=True, enum_to_str=True),
+                   "sentences": str(m.arch) == "han"}  # han reads its texts as <eos>-separated sentences
+        given = self.state
+        store = self.prepared(files, options, self.prepare_data, d.cache_dir)
+        notes = store.notes
+        if given is not None and list(notes["labels"]) != list(given.labels):
+            raise DataError(d.path or "data/classification", None, f"the labels {list(notes['labels'])} differ from "
+                            f"the checkpoint's {given.labels}")
+        self.policy = ErrorPolicy(d.on_error)
+        self.policy.skipped, self.policy.examples = notes["skipped"], list(notes["skip_examples"])
+        splits = [split for split in ("train", "valid", "test") if f"{split}.ids" in store]
+        self.raw = {split: Table(store.column(f"{split}.text"), store.column(f"{split}.label")) for split in splits}
+        self.units = tuple(notes["units"])  # char or word n-grams: for the tokenizer and the baseline
+        lengths = np.asarray(store.column("train.plain_len")).tolist()  # Python ints: the config takes them
+        self.auto_notes = auto.resolve_tokenizer(self.cfg, self.units) + auto.resolve(self.cfg, lengths, len(lengths))
+        data = {split: Encoded(store.column(f"{split}.ids"), store.column(f"{split}.y"), d.max_len) for split in splits}
+        state = self.state
         if self.arch.ngram_vocabulary and m.min_count > 0 and state.ngram_keys is None:  # fitted once, then saved
             state.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
             self.auto_notes = [*self.auto_notes, f"n-gram vocabulary: {len(self.ngram_keys)} n-grams of 2..{m.ngrams} "
@@ -136,20 +147,56 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
                                f"{time.perf_counter() - start:.1f} s"]
         return data
 
+    def prepare_data(self, writer) -> None:
+        """Read the labelled texts (:func:`.data.load_examples`), fit the tokenizer on train (unless a
+        checkpoint gave it: ``tokenizer.kind=auto`` takes the units :func:`.auto.text_units` names) and write
+        each split's texts, labels and token ids -- whole, cut to ``data.max_len`` only when read -- with the
+        training texts' token counts (what the automatic settings are chosen from)."""
+        d, t = self.cfg.data, self.cfg.tokenizer
+        splits, labels, policy = load_examples(d.path, d.format, d.text_column, d.label_column, d.on_error,
+                                               self.cfg.seed, d.embedded)
+        train_texts = [text for text, _ in splits["train"]]
+        units = auto.text_units(train_texts)
+        kind = units[0] if t.kind == "auto" else str(t.kind)
+        state = self.fitted(lambda: ClassificationState(  # or the checkpoint's tokenizer and labels (resume, predict)
+            fit_tokenizer(kind, train_texts, t.vocab_size, min_freq=t.min_freq, max_size=t.max_size,
+                          normalize=t.normalize, lowercase=True), list(labels)))
+        index = {label: i for i, label in enumerate(state.labels)}
+        sentences = str(self.cfg.model.arch) == "han"
+        for split, examples in splits.items():
+            ids_col = writer.column(f"{split}.ids", state.tok.vocab_size)
+            plain = []
+            for start in range(0, len(examples), ENCODE_BATCH):
+                texts = [text for text, _ in examples[start:start + ENCODE_BATCH]]
+                for text, ids in zip(texts, state.tok.encode_batch(texts)):
+                    plain.append(len(ids))
+                    ids_col.add((self.sentence_ids(text) if sentences else ids) or [state.tok.unk_id])
+            ids_col.close()
+            if split == "train":
+                writer.array("train.plain_len", np.asarray(plain, dtype=np.int64))
+            writer.texts(f"{split}.text", (text for text, _ in examples))
+            writer.texts(f"{split}.label", (label for _, label in examples))
+            writer.array(f"{split}.y", np.asarray([index.get(label, -1) for _, label in examples], dtype=np.int64))
+        writer.notes.update(units=list(units), labels=list(labels), skipped=policy.skipped,
+                            skip_examples=policy.examples)
+
+    def sentence_ids(self, text: str) -> list[int]:
+        """``han``'s encoding: each sentence's ids followed by ``<eos>``."""
+        ids = []
+        for sentence in SENTENCE_END.split(text):
+            piece = self.tok.encode(sentence)
+            if piece:
+                ids += piece + [self.tok.eos_id]
+        return ids
+
     def encode(self, text: str) -> list[int]:
         """Token ids, at most ``data.max_len``; for ``han`` the sentences are separated by ``<eos>``."""
-        if self.arch.reads_sentences:
-            ids = []
-            for sentence in SENTENCE_END.split(text):
-                piece = self.tok.encode(sentence)
-                if piece:
-                    ids += piece + [self.tok.eos_id]
-        else:
-            ids = self.tok.encode(text)
+        ids = self.sentence_ids(text) if self.arch.reads_sentences else self.tok.encode(text)
         return (ids or [self.tok.unk_id])[: self.cfg.data.max_len]
 
     def lengths(self, split):
-        return [len(ids) for ids, _ in self.datasets[split]]
+        examples = self.datasets[split]
+        return examples.lengths if isinstance(examples, Encoded) else [len(ids) for ids, _ in examples]
 
     def collate(self, examples):
         ids, lengths = pad_batch([x for x, _ in examples], self.tok.pad_id)  # (batch, len), (batch,)

@@ -32,7 +32,7 @@ class TranslationData:
                           "possible; 0-based source-target word indices): the run reports diag.aer")
     extra_test: str = opt("", "more test sets, comma-separated: folders with test.tsv (or test.<src>/test.<tgt>) or "
                           ".tsv files; each scored with the final model as test.<name>.bleu / test.<name>.chrf")
-    cache_dir: str = opt("", "prepared data (encoded splits, memory-mapped; attnapps/data/prepared.py) under "
+    cache_dir: str = opt("", "prepared data (encoded splits, built once; attnapps/data/prepared.py) under "
                          "<cache_dir>/prepared; \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
 
 

@@ -1,5 +1,6 @@
 """Tokenizers round-trip; the batch sampler covers every example once, resumes and shards exactly."""
 
+import pytest
 import torch
 
 from attnapps.data import (
@@ -60,6 +61,54 @@ def test_sampler_max_tokens_and_ddp_shards():
     ranks = [BucketBatchSampler(200, 16, lengths, seed=0, rank=r, world_size=2) for r in (0, 1)]
     for g, a, b in zip(full, *ranks):
         assert sorted(a + b) == sorted(g)
+
+
+def reference_batches(n, batch_size, lengths, max_tokens, seed, epoch, drop_last=False, world_size=1):
+    """The sampler's rule written out example by example: a seeded permutation, sorted by length inside
+    chunks of 100 batches, packed greedily, then the batches shuffled with the same generator."""
+    g = torch.Generator().manual_seed(seed + 7919 * epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    if lengths is not None:
+        chunk = 100 * max(batch_size, 1)
+        order = [i for start in range(0, n, chunk)
+                 for i in sorted(order[start:start + chunk], key=lambda i: lengths[i])]  # sorted() is stable
+    batches, current, longest = [], [], 0
+    for i in order:
+        length = 1 if lengths is None else lengths[i]
+        if max_tokens > 0:
+            if current and max(longest, length) * (len(current) + 1) > max_tokens:
+                batches.append(current)
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, length)
+        else:
+            current.append(i)
+            if len(current) == batch_size:
+                batches.append(current)
+                current = []
+    if current and not drop_last:
+        batches.append(current)
+    batches = [b for b in batches if len(b) >= world_size]
+    if lengths is not None:
+        batches = [batches[j] for j in torch.randperm(len(batches), generator=g).tolist()]
+    return batches
+
+
+@pytest.mark.parametrize("batch_size,max_tokens,drop_last", [(8, 0, False), (8, 0, True), (0, 90, False), (5, 0, False)])
+def test_sampler_equals_the_rule_written_example_by_example(batch_size, max_tokens, drop_last):
+    """Vectorised (one tensor split for fixed-size batches, one list for token-based packing), once per
+    epoch: the same batches as the plain rule, whether lengths come as a list or as a numpy array."""
+    import numpy as np
+
+    lengths = [int(x) for x in torch.randint(1, 30, (1003,), generator=torch.Generator().manual_seed(5))]
+    for given in (lengths, np.asarray(lengths, dtype=np.int64)):
+        s = BucketBatchSampler(1003, batch_size, given, max_tokens=max_tokens, seed=4, drop_last=drop_last)
+        for epoch in (0, 3):
+            s.set_epoch(epoch)
+            want = reference_batches(1003, batch_size, lengths, max_tokens, 4, epoch, drop_last)
+            assert list(s) == want and len(s) == len(want)
+            s.set_epoch(epoch, start_batch=7)
+            assert list(s) == want[7:] and len(s) == len(want) - 7
 
 
 def test_pad_batch():
