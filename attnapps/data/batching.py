@@ -28,8 +28,7 @@ class BucketBatchSampler:
             raise ValueError("need batch_size >= 1 or max_tokens >= 1")
         self.n, self.batch_size, self.max_tokens = n, batch_size, max_tokens
         # (n,) int32 (4 bytes an example); a numpy array (lengths stored with prepared data) without a Python list
-        self.lengths = None if lengths is None else torch.tensor(
-            lengths if not isinstance(lengths, tuple) else list(lengths), dtype=torch.int32)
+        self.lengths = None if lengths is None else torch.tensor(lengths, dtype=torch.int32)
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.drop_last = drop_last
         self.epoch, self.start_batch = 0, 0

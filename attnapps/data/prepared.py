@@ -300,14 +300,18 @@ def open_or_build(root: str | Path, key: str, build: Callable[[Writer], None]) -
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / key
-    if (final / "manifest.json").is_file():
+
+    def found() -> tuple[Store, dict] | None:
+        if not (final / "manifest.json").is_file():
+            return None
         store = Store(final)
         return store, {"hit": True, "seconds": 0.0, "path": str(final), "prepared_seconds": store.manifest["seconds"]}
+
+    if hit := found():
+        return hit
     with _locked(root / f".{key}.lock"):
-        if (final / "manifest.json").is_file():  # another process built it while this one waited
-            store = Store(final)
-            return store, {"hit": True, "seconds": 0.0, "path": str(final),
-                           "prepared_seconds": store.manifest["seconds"]}
+        if hit := found():  # another process built it while this one waited
+            return hit
         start = time.perf_counter()
         tmp = root / f".{key}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -385,7 +385,7 @@ class Trainer:
             "train.wall_seconds": round(p.elapsed, 3), "train.best_step": p.best_step,
             "train.skipped_steps": p.skipped_steps, "train.budget_used": round(self.budget.fraction(), 4),
             **({"train.first_update_seconds": round(self.first_update, 3)} if self.first_update is not None else {}),
-            **prepared_metrics(getattr(self.task, "prepared_info", None)),
+            **prepared_metrics(self.task.prepared_info),
             "train.stopped_early": int(p.stop == "patience" or p.averaging > 0),
             "train.averaged_weights": p.best_averaged,
             **({"train.valid_before_average": p.best_before_average} if p.averaging > 0 else {}),
@@ -398,5 +398,5 @@ class Trainer:
         metrics.update(run_diagnostics(self.task, self.model, self.cfg, p.elapsed))
         results["run"] = metrics  # the report may cite any final number
         results["training"] = {"stop": self.describe_stop(),
-                               "data": prepared_describe(getattr(self.task, "prepared_info", None))}
+                               "data": prepared_describe(self.task.prepared_info)}
         return RunResult(metrics, results, self.task, self.model, self.data_fingerprints, self.device)
