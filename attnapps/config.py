@@ -44,7 +44,7 @@ def choice(name: str, values: list[str]) -> type[Choice]:
 
 OnError = choice("OnError", ["raise", "skip"])
 Schedule = choice("Schedule", ["constant", "linear", "cosine", "inverse_sqrt"])
-Precision = choice("Precision", ["fp32", "bf16"])
+Precision = choice("Precision", ["fp32", "bf16", "fp16"])
 AfterEarlyStop = choice("AfterEarlyStop", ["average", "none"])
 SentencePieceType = choice("SentencePieceType", ["unigram", "bpe"])
 
@@ -241,7 +241,11 @@ class TrainerConfig:
     clip_grad_norm: float = opt(1.0, "0 = off", check=at_least(0))
     ema: float = opt(0.0, "> 0: evaluate and keep an exponential moving average of the weights (e.g. 0.999)",
                      check=PROBABILITY)
-    precision: Precision = opt("fp32", "fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted)")
+    precision: Precision = opt("fp32", "fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted) | "
+                               "fp16 (autocast with torch.amp.GradScaler's loss scaling: for CUDA; runs on CPU too, "
+                               "slowly; overflowing steps skipped, counted, and the scale lowered)")
+    compile: bool = opt(False, "torch.compile the model's forward (Inductor; the first steps compile; pays on GPUs, "
+                        "see the README's Performance section for this CPU)")
     device: str = opt("auto", "auto (CUDA if present, else CPU) | cpu | cuda | cuda:N",
                       check=matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:N"))
     eval_every: int = opt(0, "evaluate every N updates (0 = at the end of each epoch)", check=at_least(0))
@@ -259,7 +263,8 @@ class TrainerConfig:
     resume: str = opt("false", "false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)")
     resume_force: bool = opt(False, "resume even though the data files changed since the checkpoint")
     progress: bool = opt(True, "tqdm progress bar")
-    num_workers: int = opt(0, "DataLoader worker processes", check=at_least(0))
+    num_workers: int = opt(0, "DataLoader worker processes (batches go through pinned memory on CUDA)",
+                           check=at_least(0))
     threads: int = opt(0, "torch.set_num_threads (0 = PyTorch's default)", check=at_least(0))
 
 

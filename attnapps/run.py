@@ -128,6 +128,9 @@ def _hydra_main():
                 tdist.init_process_group("nccl" if torch.cuda.is_available() and cfg.trainer.device != "cpu"
                                          else "gloo")
             run_dir = dist.broadcast_object(run_dir)
+            record = dist.elastic_record()
+            if dist.restart_count() == 0 and record is not None and tdist.get_rank() == 0:
+                record.write_text(os.path.abspath(run_dir))  # a restarted attempt goes on in this directory
         try:
             metrics = train(cfg, run_dir)
         except AttnappsError as e:
@@ -218,6 +221,19 @@ def expand_aliases(argv: list[str]) -> list[str]:
     return out
 
 
+def _elastic_run_dir(argv: list[str], rank: int) -> list[str]:
+    """A worker group torchrun restarted (``--max-restarts``) goes on in the run directory of its first
+    attempt, where the trainer finds ``last.pt`` and resumes from it; without ``hydra.run.dir=`` that
+    directory is read from the note rank 0 left at the first attempt."""
+    from attnapps.training import distributed as dist
+
+    record = dist.elastic_record()
+    if (rank != 0 or dist.restart_count() == 0 or record is None or not record.is_file()
+            or any(a.startswith("hydra.run.dir=") for a in argv)):
+        return argv
+    return argv + [f"hydra.run.dir={record.read_text().strip()}"]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = expand_aliases(sys.argv[1:] if argv is None else argv)  # (loads the task plugins)
     from attnapps import provenance
@@ -241,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     rank = int(os.environ.get("RANK", "0"))
+    argv = _elastic_run_dir(argv, rank)
     if rank != 0 and not any(a.startswith("hydra.run.dir=") for a in argv):
         # Other ranks get rank 0's run directory by broadcast; keep Hydra from creating its own.
         argv = argv + ["hydra.run.dir=.", "hydra.output_subdir=null",

@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import time
 from array import array
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -267,6 +268,41 @@ class Store:
     def state(self) -> dict | None:
         f = self.directory / "state.pt"
         return torch.load(f, map_location="cpu", weights_only=True) if f.is_file() else None
+
+    def derived(self, name: str, options: dict, build: Callable[[], Any]) -> tuple[Any, dict]:
+        """What a run fits on the stored data (a companion model, a vocabulary), kept beside it: built by
+        ``build()`` the first time for these ``options`` (JSON-able: whatever else it depends on), then
+        loaded (``weights_only``: tensors, numbers, strings, lists, dicts). Returns ``(value, info)``,
+        ``info = {"hit", "seconds": what building it took}``. Written atomically under a lock (one process
+        builds, the others wait and load); a store on a read-only disk builds it each time instead."""
+        path = self.directory / "derived" / f"{name}-{fingerprint(options)[:16]}.pt"
+
+        def load():
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                return saved["value"], {"hit": True, "seconds": saved["seconds"]}
+            except (OSError, RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError):
+                return None  # missing or damaged: built again
+
+        if (found := load()) is not None:
+            return found
+        with ExitStack() as stack:
+            try:
+                path.parent.mkdir(exist_ok=True)
+                stack.enter_context(_locked(path.with_suffix(".lock")))
+                writable = True
+            except OSError:  # a read-only store
+                writable = False
+            if writable and (found := load()) is not None:  # another process built it meanwhile
+                return found
+            start = time.perf_counter()
+            value = build()
+            seconds = time.perf_counter() - start
+            if writable:
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                torch.save({"value": value, "seconds": seconds}, tmp)
+                os.replace(tmp, path)
+            return value, {"hit": False, "seconds": seconds}
 
 
 def _open_column(directory: Path, name: str, spec: dict):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -26,6 +28,22 @@ class DistInfo:
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted this worker group after a failure (``--max-restarts``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def elastic_record() -> Path | None:
+    """Under torchrun, the file where rank 0 notes its run directory on the first attempt, so that a
+    restarted attempt (whose default ``hydra.run.dir`` would be a new timestamp) goes on in the same one.
+    Keyed by the rendezvous id, which stays the same across restarts (None outside torchrun)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not run_id:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return Path(tempfile.gettempdir()) / f"attnapps-{os.getuid()}-torchrun-{safe}.rundir"
 
 
 def setup(device: torch.device) -> DistInfo:

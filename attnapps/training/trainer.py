@@ -64,8 +64,8 @@ class Trainer:
         return self.dist.is_main
 
     def autocast(self):
-        if self.tc.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.tc.precision in ("bf16", "fp16"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.tc.precision == "bf16" else torch.float16)
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ setup
@@ -73,7 +73,11 @@ class Trainer:
         seed_everything(self.cfg.seed)  # the same initial weights on every rank
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)
-        self.resume_path = self.checkpoints.resume_path(self.tc.resume)
+        resume = self.tc.resume
+        if dist.restart_count() > 0 and str(resume).strip().lower() in ("", "false", "no", "0", "none") \
+                and self.checkpoints.last.is_file():
+            resume = "true"  # torchrun restarted the workers after a failure: go on from the last checkpoint
+        self.resume_path = self.checkpoints.resume_path(resume)
         self.resume_state = None
         if self.resume_path is not None:  # the tokenizer/vocabulary/labels come from the checkpoint, not a refit
             self.resume_state = load_checkpoint(self.resume_path, map_location=self.device)
@@ -94,6 +98,8 @@ class Trainer:
             len(datasets["train"]), self.tc.batch_size, self.task.lengths("train"), self.tc.max_tokens, shuffle=True,
             seed=self.cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.model = self.task.build_model().to(self.device)
+        if self.tc.compile:  # in place: the state dict keeps its keys, checkpoints load either way
+            self.model.compile()
         if self.dist.rank > 0:  # dropout and sampling differ per rank; the weights are rank 0's (DDP broadcasts)
             seed_everything(self.cfg.seed + 7919 * self.dist.rank)
         self.optimizer = build_optimizer(self.model, self.tc)
@@ -122,6 +128,7 @@ class Trainer:
             "task_state": self.task.state_dict(), "task": self.task.name,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "average": self.average.state_dict() if self.average is not None else None,
+            "scaler": self.updater.scaler.state_dict() if self.updater.scaler is not None else None,
         }
 
     def save_last(self) -> None:
@@ -142,6 +149,8 @@ class Trainer:
         self.checkpoints.restore(self.resume_state, self.resume_path, self.model, self.optimizer, self.scheduler,
                                  self.ema, self.progress, self.dist)
         self.sampler.set_epoch(self.progress.epoch, self.progress.batch_in_epoch)
+        if self.updater.scaler is not None and self.resume_state.get("scaler"):
+            self.updater.scaler.load_state_dict(self.resume_state["scaler"])
         if self.progress.averaging > 0:
             self.average = WeightAverage(self.model)
             self.average.load_state_dict(self.resume_state["average"])
@@ -254,7 +263,8 @@ class Trainer:
         # Its own generator: creating a DataLoader iterator draws a worker seed, which must not
         # consume the global RNG (dropout) or a resumed run would diverge from an uninterrupted one.
         loader = DataLoader(self.task.datasets["train"], batch_sampler=self.sampler, collate_fn=self.task.train_collate,
-                            num_workers=tc.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed))
+                            num_workers=tc.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed),
+                            pin_memory=self.device.type == "cuda")
         self.budget.start()
         if not p.stop:
             self._train(loader, bar)

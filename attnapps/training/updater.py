@@ -46,6 +46,13 @@ class Updater:
         self.model, self.optimizer, self.scheduler, self.ema = model, optimizer, scheduler, ema
         self.tc, self.dist, self.progress = trainer_cfg, dist_info, progress
         self.loss, self.autocast, self.last_good = loss, autocast, last_good
+        # fp16: the loss is scaled up before backward so small gradients survive the half range; the
+        # scale halves after an overflow and doubles after 2,000 clean steps (torch.amp.GradScaler). The
+        # tasks' losses are sums over the batch's items, whose gradients are already that many times a
+        # mean's: the scale starts at 2^8, not 2^16 (where the first updates would overflow and be skipped).
+        device = next(model.parameters()).device
+        self.scaler = (torch.amp.GradScaler(device.type, init_scale=2.0 ** 8) if trainer_cfg.precision == "fp16"
+                       else None)
         self.ddp = model
         if dist_info.enabled:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -53,9 +60,10 @@ class Updater:
 
     def _non_finite(self, what: str) -> None:
         """A non-finite loss or gradient norm: never applied. fp32 stops the run (it will not recover);
-        bf16 skips the update and counts it (a rare overflow of the low-precision range)."""
+        bf16 and fp16 skip the update and count it (an overflow of the low-precision range; fp16's loss
+        scale has been lowered by then)."""
         self.optimizer.zero_grad(set_to_none=True)
-        if self.tc.precision == "bf16":
+        if self.tc.precision in ("bf16", "fp16"):
             self.progress.skipped_steps += 1
             return
         raise AttnappsError(f"non-finite {what} at step {self.progress.step + 1}; stopping, the weights were not "
@@ -72,13 +80,16 @@ class Updater:
             with ctx:
                 with self.autocast():
                     loss_sum, n = self.loss(self.ddp, batch)
-                loss_sum.float().backward()
+                loss_sum = loss_sum.float()
+                (self.scaler.scale(loss_sum) if self.scaler is not None else loss_sum).backward()
             loss_total += loss_sum.detach().double().cpu()
             count_total += float(n)
         stats = dist.all_reduce_sum(torch.stack([loss_total, count_total]))
         loss_total, count_total = stats[0], stats[1]
         if not torch.isfinite(loss_total):
             return self._non_finite("training loss")
+        if self.scaler is not None:  # back to true gradients (inf/NaN where fp16 overflowed)
+            self.scaler.unscale_(self.optimizer)
         # DDP averaged the gradient sums over processes; rescale to the global mean per item.
         scale = self.dist.world_size / float(count_total.clamp(min=1))
         grads = [p.grad for p in params if p.grad is not None]
@@ -87,10 +98,16 @@ class Updater:
         # (every rank holds the same all-reduced gradients, so every rank takes the same decision)
         grad_norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0) if grads else torch.zeros(())
         if not torch.isfinite(grad_norm):
+            if self.scaler is not None:
+                self.scaler.update()  # the overflow unscale_ found lowers the scale
             return self._non_finite("gradient norm")
         if self.tc.clip_grad_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(params, self.tc.clip_grad_norm, grad_norm)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # (the gradients are finite: it steps)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.progress.step)

@@ -11,7 +11,6 @@ import html
 import inspect
 import json
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,20 +130,27 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         self.auto_notes = auto.resolve_tokenizer(self.cfg, self.units) + auto.resolve(self.cfg, lengths, len(lengths))
         data = {split: Encoded(store.column(f"{split}.ids"), store.column(f"{split}.y"), d.max_len) for split in splits}
         state = self.state
-        if self.arch.ngram_vocabulary and m.min_count > 0 and state.ngram_keys is None:  # fitted once, then saved
-            state.ngram_keys = ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets)
+        # What is fitted on the encoded training texts is kept with the store, keyed by what else it
+        # depends on: a later run with the same data and options loads it instead of fitting it again.
+        if self.arch.ngram_vocabulary and m.min_count > 0 and state.ngram_keys is None:  # then saved
+            state.ngram_keys, info = store.derived(
+                "ngram_vocabulary", {"max_len": d.max_len, "ngrams": m.ngrams, "min_count": m.min_count,
+                                     "buckets": m.buckets},
+                lambda: ngram_vocabulary([ids for ids, _ in data["train"]], m.ngrams, m.min_count, m.buckets))
             self.auto_notes = [*self.auto_notes, f"n-gram vocabulary: {len(self.ngram_keys)} n-grams of 2..{m.ngrams} "
                                f"tokens in at least {m.min_count} training texts (rarer ones add nothing)"]
-        if m.tfidf == "on" and state.tfidf is None:  # fitted once, then saved
-            start = time.perf_counter()
-            state.tfidf = tfidf.fit(data["train"], data.get("valid", []), len(self.labels),
-                                    tfidf.orders_for(str(self.cfg.tokenizer.kind)), m.tfidf_c)
+        if m.tfidf == "on" and state.tfidf is None:  # then saved
+            orders = tfidf.orders_for(str(self.cfg.tokenizer.kind))
+            state.tfidf, info = store.derived(
+                "tfidf", {"max_len": d.max_len, "orders": orders, "C": m.tfidf_c, "classes": len(self.labels)},
+                lambda: tfidf.fit(data["train"], data.get("valid", []), len(self.labels), orders, m.tfidf_c))
             f = state.tfidf
             how = "as set" if m.tfidf_c > 0 else ("chosen on valid, accuracy " + ", ".join(
                 f"{a:.4f} at C={c}" for c, a in f["valid_accuracy"].items()) if f["valid_accuracy"] else "no valid split")
+            when = (f"kept with the prepared data (fitting took {info['seconds']:.1f} s)" if info["hit"]
+                    else f"fitted in {info['seconds']:.1f} s")
             self.auto_notes = [*self.auto_notes, f"TF-IDF companion: {len(f['keys'])} n-grams of 1..{f['orders']} tokens "
-                               f"in at least 2 training texts; C={f['C']:g} ({how}); fitted in "
-                               f"{time.perf_counter() - start:.1f} s"]
+                               f"in at least 2 training texts; C={f['C']:g} ({how}); {when}"]
         return data
 
     def prepare_data(self, writer) -> None:

@@ -90,6 +90,42 @@ def test_a_second_open_is_a_hit_with_the_state_and_notes(tmp_path):
     assert "cache hit" in prepared.describe(second) and "cache miss" in prepared.describe(first)
 
 
+def test_what_is_fitted_on_the_store_is_kept_per_options(tmp_path, monkeypatch):
+    """Store.derived: built once per options, then loaded (the same values); other options build again; a
+    damaged file is rebuilt; a read-only store builds every time and writes nothing."""
+    store, _ = build_into(tmp_path, "k", {"a": ("ids", [[1, 2]], 10)})
+    calls = []
+
+    def fit(scale):
+        def build():
+            calls.append(scale)
+            return {"w": torch.arange(4.0) * scale, "keys": [1, 2], "valid": {0.5: 0.75}}
+        return build
+
+    first, a = store.derived("fit", {"c": 1}, fit(1))
+    again, b = store.derived("fit", {"c": 1}, fit(99))
+    assert calls == [1] and not a["hit"] and b["hit"] and b["seconds"] == pytest.approx(a["seconds"])
+    assert torch.equal(again["w"], torch.arange(4.0)) and again["keys"] == [1, 2] and again["valid"] == {0.5: 0.75}
+    other, c = store.derived("fit", {"c": 2}, fit(2))
+    assert calls == [1, 2] and not c["hit"] and torch.equal(other["w"], torch.arange(4.0) * 2)
+    [saved] = [p for p in (store.directory / "derived").glob("fit-*.pt")
+               if torch.equal(torch.load(p, weights_only=True)["value"]["w"], torch.arange(4.0) * 2)]
+    saved.write_bytes(b"not a checkpoint")
+    rebuilt, d = store.derived("fit", {"c": 2}, fit(3))
+    assert calls == [1, 2, 3] and not d["hit"] and torch.equal(rebuilt["w"], torch.arange(4.0) * 3)
+    assert [p.name for p in (store.directory / "derived").iterdir() if p.suffix == ".tmp"] == []
+    before = sorted((store.directory / "derived").iterdir())
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(prepared, "_locked", read_only)  # (root may write anywhere: no chmod test)
+    four, _ = store.derived("fit", {"c": 3}, fit(4))
+    five, _ = store.derived("fit", {"c": 3}, fit(5))
+    assert calls[-2:] == [4, 5] and torch.equal(five["w"], torch.arange(4.0) * 5)
+    assert sorted((store.directory / "derived").iterdir()) == before
+
+
 def test_a_failed_build_leaves_no_store_and_no_temporary_files(tmp_path):
     def build(w):
         w.ragged("a", [[1]], 10)

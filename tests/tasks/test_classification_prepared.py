@@ -90,3 +90,31 @@ def test_a_checkpoint_with_other_labels_is_refused_by_name(tmp_path):
     task.load_state_dict(theirs.state_dict())
     with pytest.raises(DataError, match=r"the labels \['mid', 'neg', 'pos'\] differ from the checkpoint's \['x', 'y'\]"):
         task.load_data()
+
+
+def test_the_tfidf_companion_and_ngram_vocabulary_are_kept_with_the_store(tmp_path):
+    """Fitted on the first run, loaded by the next with the same data and options (the same values, and its
+    note says so); data.max_len or the companion's C fit them again."""
+    import torch
+
+    corpus(tmp_path / "d")
+    on = {"model": {"tfidf": "on", "min_count": 1}}
+
+    def fitted(*more):
+        cfg = OmegaConf.merge(OmegaConf.structured(ClassificationConfig), on, OmegaConf.from_dotlist(
+            [f"data.path={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}", "tokenizer.min_freq=1",
+             "model.arch=ngram_attention", *more]))
+        task = ClassificationTask(cfg)
+        task.load_data()
+        note = next(n for n in task.auto_notes if n.startswith("TF-IDF companion"))
+        return task.state, note
+
+    first, note1 = fitted()
+    second, note2 = fitted()
+    assert "fitted in" in note1 and "kept with the prepared data" in note2
+    for key in ("keys", "idf", "weight", "bias"):
+        assert torch.equal(torch.as_tensor(first.tfidf[key]), torch.as_tensor(second.tfidf[key]))
+    assert first.tfidf["C"] == second.tfidf["C"] and torch.equal(first.ngram_keys, second.ngram_keys)
+    shorter, note3 = fitted("data.max_len=5")
+    assert "fitted in" in note3 and not torch.equal(shorter.ngram_keys, first.ngram_keys)
+    assert "fitted in" in fitted("model.tfidf_c=0.5")[1]

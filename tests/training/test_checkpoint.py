@@ -71,6 +71,26 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.slow
+def test_fp16_resume_restores_the_loss_scale(tmp_path):
+    """An overflow at update 13 halved the scale before last.pt (update 20): the resumed run goes on
+    with that scale and its growth count, and ends as the uninterrupted run. (The hooks count the calls of
+    each process: the resumed one, 10 updates, reaches neither again.)"""
+    common = ["task=dummy", "trainer.precision=fp16", "data.inf_grad_at_call=13", "trainer.max_epochs=0",
+              "trainer.max_steps=30", "trainer.checkpoint_every=10", "trainer.eval_every=15"]
+    full = run_cli(*common, f"hydra.run.dir={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr
+    killed = run_cli(*common, "data.crash_at_call=27", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert killed.returncode == 3
+    assert load_checkpoint(tmp_path / "resumed/checkpoints/last.pt")["scaler"]["scale"] == 128.0
+    resumed = run_cli(*common, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "full")
+    a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
+    b = load_checkpoint(tmp_path / "resumed/checkpoints/last.pt")
+    assert a["scaler"] == b["scaler"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.slow
 def test_resume_while_averaging_weights_equals_uninterrupted(tmp_path):
     # early stopping at update 16 (see test_trainer), then weight averaging to update 60; killed in update 37
     common = ["task=dummy", "trainer.max_epochs=0", "trainer.max_steps=60", "trainer.eval_every=2",

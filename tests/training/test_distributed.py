@@ -69,3 +69,57 @@ def test_two_process_kill_and_resume_equals_uninterrupted(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     single = run_cli(*common[4:], "trainer.resume=true", f"hydra.run.dir={tmp_path / 'resumed'}")
     assert single.returncode == 2 and "saved by 2 process(es), resumed with 1" in single.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_through_c10d_rendezvous_match_one_process(tmp_path):
+    """Two torchrun "nodes" (one process each) meeting at a c10d rendezvous train exactly as one process
+    with the same global batch -- the multi-node launch, on one machine."""
+    import concurrent.futures
+
+    args = ["-m", "attnapps.run", "task=dummy", "model.dropout=0", "trainer.batch_size=16", "trainer.max_epochs=2",
+            f"hydra.run.dir={tmp_path / 'nodes'}"]
+    port = free_port()
+    node = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+            "--rdzv-id=two-nodes"]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: run_cli(*node, *args, module="torch.distributed.run", timeout=240), (0, 1)))
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    single = run_cli(*args[2:-1], f"hydra.run.dir={tmp_path / 'single'}")
+    assert single.returncode == 0, single.stderr
+    assert train_losses(tmp_path / "nodes") == pytest.approx(train_losses(tmp_path / "single"), rel=1e-5, abs=1e-6)
+    ma = json.loads((tmp_path / "nodes/metrics.json").read_text())
+    mb = json.loads((tmp_path / "single/metrics.json").read_text())
+    assert ma["test.accuracy"] == mb["test.accuracy"] and ma["train.steps"] == mb["train.steps"] == 28
+
+
+@pytest.mark.slow
+def test_elastic_restart_resumes_from_the_last_checkpoint_by_itself(tmp_path):
+    """Under ``torchrun --max-restarts=1`` a worker killed in step 27 is restarted with its group, which
+    finds ``last.pt`` (step 20) in the first attempt's run directory -- the default one, a timestamp, read
+    from rank 0's note -- and ends exactly as the uninterrupted run."""
+    common = ["--standalone", "--nproc_per_node=2", "-m", "attnapps.run", "task=dummy", "model.dropout=0.3",
+              "trainer.max_epochs=0", "trainer.max_steps=40", "trainer.checkpoint_every=10", "trainer.eval_every=15"]
+    full = run_cli(*common, f"hydra.run.dir={tmp_path / 'full'}", module="torch.distributed.run")
+    assert full.returncode == 0, full.stderr[-2000:]
+    (tmp_path / "elastic").mkdir()
+    elastic = run_cli("--max-restarts=1", *common, "data.crash_at_call=27", f"data.calls_file={tmp_path / 'calls'}",
+                      module="torch.distributed.run", cwd=tmp_path / "elastic", timeout=240)
+    assert elastic.returncode == 0, elastic.stderr[-3000:]
+    run_dirs = [p.parent for p in (tmp_path / "elastic/runs").glob("*/*/metrics.json")]
+    assert len(run_dirs) == 1 and len(list((tmp_path / "elastic/runs").glob("*/*"))) == 1  # one run, one dir
+    assert "exitcode: 3" in elastic.stderr  # the first attempt died (os._exit(3)) and torchrun restarted it
+    # the second attempt made 20 updates per rank: it went on from step 20, not from the start
+    assert [int((tmp_path / f"calls.rank{r}").read_text()) for r in (0, 1)] == [20, 20]
+    assert train_losses(run_dirs[0]) == train_losses(tmp_path / "full")
+    a = json.loads((tmp_path / "full/metrics.json").read_text())
+    b = json.loads((run_dirs[0] / "metrics.json").read_text())
+    assert b["train.steps"] == 40 and b["test.accuracy"] == a["test.accuracy"]

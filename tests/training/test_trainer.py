@@ -178,6 +178,43 @@ def test_bf16_skips_and_counts_a_non_finite_step(dummy_cfg, tmp_path):
     assert all(torch.isfinite(v).all() for v in best.values())
 
 
+def test_fp16_scales_the_loss_skips_an_overflow_and_lowers_the_scale(dummy_cfg, tmp_path):
+    """torch.amp.GradScaler: starts at 2^8 (the losses are sums), the inf gradient of update 7 is not
+    applied, is counted, and halves the scale; no other update overflows."""
+    m = train(dummy_cfg("data.inf_grad_at_call=7", "trainer.precision=fp16", "trainer.max_epochs=0",
+                        "trainer.max_steps=20"), tmp_path)
+    assert m["train.skipped_steps"] == 1 and m["train.steps"] == 20
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["scaler"]["scale"] == 128.0 and last["scaler"]["_growth_tracker"] == 20 - 7 + 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_fp16_updates_follow_fp32(dummy_cfg, tmp_path):
+    """The scaled and unscaled gradients are the fp32 ones up to half-precision rounding: the first
+    updates' losses agree to a few parts in a thousand, and the model learns."""
+    from tests.training.test_distributed import train_losses
+
+    a = train(dummy_cfg("model.dropout=0", "trainer.precision=fp16", "trainer.max_epochs=4"), tmp_path / "fp16")
+    b = train(dummy_cfg("model.dropout=0", "trainer.max_epochs=4"), tmp_path / "fp32")
+    assert train_losses(tmp_path / "fp16")[:10] == pytest.approx(train_losses(tmp_path / "fp32")[:10], rel=5e-3)
+    assert a["test.accuracy"] > 0.7 and a["train.skipped_steps"] == 0
+    assert abs(a["test.accuracy"] - b["test.accuracy"]) < 0.05
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_as_the_eager_one(dummy_cfg, tmp_path):
+    """``trainer.compile=true`` (Inductor, compiled in place): the same losses as eager up to float
+    reassociation, and checkpoints with the eager model's keys (they load into an uncompiled model)."""
+    from tests.training.test_distributed import train_losses
+
+    a = train(dummy_cfg("model.dropout=0", "trainer.compile=true"), tmp_path / "compiled")
+    b = train(dummy_cfg("model.dropout=0"), tmp_path / "eager")
+    assert train_losses(tmp_path / "compiled") == pytest.approx(train_losses(tmp_path / "eager"), rel=1e-4, abs=1e-6)
+    assert a["test.accuracy"] == b["test.accuracy"]
+    best = load_checkpoint(tmp_path / "compiled/checkpoints/best.pt")["model"]
+    assert set(best) == set(load_checkpoint(tmp_path / "eager/checkpoints/best.pt")["model"])
+
+
 def test_time_budget_counts_data_loading(dummy_cfg, tmp_path):
     """Batches that take 0.1 s to load under a 0.5 s budget: about 5 updates, not hundreds."""
     m = train(dummy_cfg("data.collate_sleep=0.1", "trainer.max_minutes=0.00834", "trainer.max_epochs=0",
