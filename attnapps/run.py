@@ -198,7 +198,9 @@ def expand_aliases(argv: list[str]) -> list[str]:
     """``KEY=value`` for a short name the chosen task declares (``Task.aliases``, e.g. ``tokenizer=X`` for
     ``tokenizer.kind=X``) -> the full key; a key the task renamed (``Task.renamed``) -> its new name, with
     a deprecation line on stderr; a key whose value is a comma-separated list of its own
-    (``Task.list_keys``, e.g. ``data.extra_test=A,B``) quoted, so Hydra reads one string, not a sweep."""
+    (``Task.list_keys``, e.g. ``data.extra_test=A,B``) or of ``NAME=VALUE`` pairs (``data.hf_splits``,
+    ``data.hf_columns``) quoted, so Hydra reads one string, not a sweep."""
+    from attnapps.data import hub
     from attnapps.task import get_task
 
     try:
@@ -214,7 +216,8 @@ def expand_aliases(argv: list[str]) -> list[str]:
             print(f"warning: {key}= is deprecated and will be removed in the next release; use "
                   f"{task.renamed[key]}=", file=sys.stderr)
             a = f"{task.renamed[key]}={value}"
-        elif eq and key in task.list_keys and "," in value and value[:1] not in ("'", '"'):
+        elif eq and (key in task.list_keys and "," in value or key in hub.PAIR_KEYS and ("," in value or "=" in value)) \
+                and value[:1] not in ("'", '"'):
             quote = '"' if "'" in value else "'"
             a = f"{key}={quote}{value}{quote}"
         out.append(a)

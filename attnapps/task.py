@@ -129,9 +129,21 @@ class Task:
 
     # -- data -----------------------------------------------------------------------------------
     def load_data(self) -> dict[str, Sequence]:
-        """``build_data()``, kept as ``self.datasets`` (what :meth:`batches` reads)."""
+        """``build_data()``, kept as ``self.datasets`` (what :meth:`batches` reads). With ``data.hf=`` set,
+        the dataset is exported into the task's layout first (:mod:`attnapps.data.hub`, :meth:`write_hub`)
+        and ``data.path`` points at the export."""
+        from attnapps.data import hub
+
+        self.hub_info = hub.apply(self.cfg, self)
         self.datasets = self.build_data()
         return self.datasets
+
+    def write_hub(self, datasets: dict, columns: dict[str, str], folder: Path) -> dict:
+        """Write a Hugging Face dataset (``data.hf=``) into ``folder`` in this task's file layout and return
+        the ``data.*`` config values that read it. ``datasets``: ``{"train", "valid", "test"}`` ->
+        ``datasets.Dataset``; ``columns``: the user's ``data.hf_columns`` (our name -> their column); iterate
+        rows with :func:`attnapps.data.hub.rows` (memory stays flat)."""
+        raise ConfigError(f"task={self.name} does not read data.hf= datasets; give data.path=")
 
     def build_data(self) -> dict[str, Sequence]:
         """Read the data, fit the tokenizer on train; return ``{"train", "valid", "test"}`` datasets."""
@@ -180,6 +192,8 @@ class Task:
         return self.state
 
     prepared_info: dict | None = None  # how build_data found its prepared store (attnapps.data.prepared.open_or_build)
+    hub_info: dict | None = None  # with data.hf=: the export of the dataset (attnapps.data.hub.apply)
+    hub_keys: ClassVar[tuple[str, ...]] = ()  # config keys write_hub reads: part of the export's key
     # the state_dict() keys the prepared encoding depends on: a checkpoint whose values differ gets its own store
     encoding_state: ClassVar[tuple[str, ...]] = ("tokenizer",)
 

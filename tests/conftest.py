@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Derived data (prepared stores, synthetic sets, feature caches) goes to a folder of this test session, not
 # to the user's ~/.cache/attnapps: every session starts as a fresh clone would; the CLI runs inherit it.
 os.environ["ATTNAPPS_CACHE"] = tempfile.mkdtemp(prefix="attnapps-test-cache-")
+# Hugging Face datasets (data.hf=): its cache in the session's folder too, and never the network
+os.environ["HF_HOME"] = os.path.join(os.environ["ATTNAPPS_CACHE"], "huggingface")
+os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, timeout=300):

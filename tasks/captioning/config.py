@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attnapps.data import hub
 from attnapps.config import OnError, RunConfig, TrainerConfig, at_least, choice, model_section, opt
 
 from attnapps.decoding import BeamOptions
@@ -30,6 +31,10 @@ class CaptioningData:
     max_len: int = opt(30, "caption tokens kept for training", check=at_least(1))
     captions_per_image: int = opt(5, "training captions used per image and batch (all, up to this)", check=at_least(1))
     on_error: OnError = opt("raise", "raise | skip (skip and count bad entries and unreadable images)")
+    hf: str = opt("", hub.help_text("hf", example="a COCO or Flickr captions set"))
+    hf_config: str = opt("", hub.help_text("hf_config", config="as the set names them"))
+    hf_splits: str = opt("", hub.help_text("hf_splits"))
+    hf_columns: str = opt("", hub.help_text("hf_columns", columns="image=image, captions=the first of captions, caption, sentences, text; one caption or a list of them per row, or several columns: captions=caption_0+caption_1"))
 
 
 @dataclass

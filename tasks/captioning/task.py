@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,12 @@ import torch
 from PIL import Image
 
 from attnapps.config import arch_config, arch_keys, check_heads
-from attnapps.data import Vocab, pad_batch
+from attnapps.data import Vocab, hub, pad_batch
 from attnapps.data.scripts import join_words
 from attnapps.data.files import cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import decode_batches, search, step_attention
-from attnapps.errors import ConfigError
+from attnapps.errors import ConfigError, DataError
 from attnapps.explorer import encoder_decoder_route, example, forced_views, image_uri, view
 from attnapps.losses import sequence_loss
 from attnapps.metrics import cider_d, corpus_bleu_nltk
@@ -115,6 +116,41 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def build_encoder(self):
         e = self.cfg.encoder
         return build_encoder(e.name, e.weights, e.image_size)
+
+    def write_hub(self, datasets, columns, folder):
+        """``data.hf=``: the images under ``images/`` (their bytes as stored, or the files an image column
+        names) and a Karpathy-format ``dataset.json`` with each row's captions: one column holding a string
+        or a list of them, or several joined by ``+`` (``captions=caption_0+caption_1+caption_2``)."""
+        import datasets as hf
+
+        train = datasets["train"]
+        image = columns.get("image", "image")
+        have = hub.columns_of(train)
+        captions = columns.get("captions") or next((c for c in ("captions", "caption", "sentences", "text")
+                                                    if c in have), "captions")
+        (folder / "images").mkdir()
+        entries, split_name = [], {"train": "train", "valid": "val", "test": "test"}
+        for split, dataset in datasets.items():
+            if image in dataset.features and isinstance(dataset.features[image], hf.Image):
+                dataset = dataset.cast_column(image, hf.Image(decode=False))  # the stored bytes, not decoded
+            parts = {f"caption{k}": c for k, c in enumerate(captions.split("+"))}  # caption_0+caption_1+...
+            for i, row in enumerate(hub.rows(dataset, {"image": image, **parts}, self.cfg.data.hf)):
+                picture = row["image"]
+                caps = [c for k in parts for c in ([row[k]] if isinstance(row[k], str) else row[k] or [])]
+                source = picture.get("path") if isinstance(picture, dict) else picture
+                suffix = Path(str(source or "")).suffix.lower() or ".jpg"
+                name = f"{split}-{i:07d}{suffix if len(suffix) <= 5 else '.jpg'}"
+                if isinstance(picture, dict) and picture.get("bytes"):
+                    (folder / "images" / name).write_bytes(picture["bytes"])
+                elif source and Path(str(source)).is_file():
+                    shutil.copyfile(str(source), folder / "images" / name)
+                else:
+                    raise DataError(self.cfg.data.hf, None, f"{split} row {i}: no image in column {image!r}")
+                entries.append({"filename": name, "split": split_name[split],
+                                "sentences": [{"raw": str(c)} for c in caps if str(c).strip()]})
+        (folder / "dataset.json").write_text(json.dumps({"dataset": str(self.cfg.data.hf), "images": entries}),
+                                             encoding="utf-8")
+        return {"image_dir": ""}
 
     def build_data(self):
         d, e = self.cfg.data, self.cfg.encoder

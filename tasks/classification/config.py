@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attnapps.data import hub
 from attnapps.config import (
     PROBABILITY_OR_AUTO, OnError, RunConfig, Schedule, TrainerConfig, at_least, choice, model_section, opt)
 
@@ -30,6 +31,10 @@ class ClassificationData:
     on_error: OnError = opt("raise", "raise | skip")
     cache_dir: str = opt("", "prepared data (encoded splits, built once; attnapps/data/prepared.py) under "
                          "<cache_dir>/prepared; \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
+    hf: str = opt("", hub.help_text("hf", example="imdb, ag_news"))
+    hf_config: str = opt("", hub.help_text("hf_config", config="none for these; sst2 for glue"))
+    hf_splits: str = opt("", hub.help_text("hf_splits"))
+    hf_columns: str = opt("", hub.help_text("hf_columns", columns="text=text, label=label"))
 
 
 @dataclass

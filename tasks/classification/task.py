@@ -7,6 +7,7 @@ which tokens it attended to.
 
 from __future__ import annotations
 
+import csv
 import html
 import inspect
 import json
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from attnapps.config import arch_config, check_heads
-from attnapps.data import TokenizerState, fit_tokenizer, pad_batch, tokenizer_from_state
+from attnapps.data import TokenizerState, fit_tokenizer, hub, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
 from attnapps.data.files import ErrorPolicy, read_input
 from attnapps.data.prepared import Table
@@ -142,7 +143,8 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         if m.tfidf == "on" and state.tfidf is None:  # then saved
             orders = tfidf.orders_for(str(self.cfg.tokenizer.kind))
             state.tfidf, info = store.derived(
-                "tfidf", {"max_len": d.max_len, "orders": orders, "C": m.tfidf_c, "classes": len(self.labels)},
+                "tfidf", {"max_len": d.max_len, "orders": orders, "C": m.tfidf_c, "classes": len(self.labels),
+                          "max_docs": tfidf.MAX_DOCS},
                 lambda: tfidf.fit(data["train"], data.get("valid", []), len(self.labels), orders, m.tfidf_c))
             f = state.tfidf
             how = "as set" if m.tfidf_c > 0 else ("chosen on valid, accuracy " + ", ".join(
@@ -199,6 +201,18 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         """Token ids, at most ``data.max_len``; for ``han`` the sentences are separated by ``<eos>``."""
         ids = self.sentence_ids(text) if self.arch.reads_sentences else self.tok.encode(text)
         return (ids or [self.tok.unk_id])[: self.cfg.data.max_len]
+
+    def write_hub(self, datasets, columns, folder):
+        """``data.hf=``: each split as ``{train,valid,test}.csv`` with a ``text,label`` header (csv quotes
+        line breaks and commas inside a text); class-label columns give their names."""
+        names = {"text": columns.get("text", "text"), "label": columns.get("label", "label")}
+        for split, dataset in datasets.items():
+            with open(folder / f"{split}.csv", "w", encoding="utf-8", newline="") as f:
+                out = csv.writer(f)
+                out.writerow(["text", "label"])
+                for row in hub.rows(dataset, names, self.cfg.data.hf):
+                    out.writerow([str(row["text"] or ""), str(row["label"])])
+        return {"format": "csv", "text_column": "text", "label_column": "label"}
 
     def lengths(self, split):
         examples = self.datasets[split]

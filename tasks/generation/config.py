@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attnapps.data import hub
 from attnapps.config import (
     OnError, RunConfig, SentencePieceType, TrainerConfig, at_least, between, choice, model_section, opt)
 
@@ -21,6 +22,10 @@ class GenerationData:
     format: DataFormat = opt("txt", "txt | wikitext (DIR/wiki.{train,valid,test}.raw)")
     cache_dir: str = opt("", "encoded corpora (memory maps); \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
     on_error: OnError = opt("raise", "raise | skip (drop and count lines that are not UTF-8)")
+    hf: str = opt("", hub.help_text("hf", example="wikitext"))
+    hf_config: str = opt("", hub.help_text("hf_config", config="wikitext-103-raw-v1"))
+    hf_splits: str = opt("", hub.help_text("hf_splits"))
+    hf_columns: str = opt("", hub.help_text("hf_columns", columns="text=text"))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from attnapps.config import arch_config, arch_keys, check_heads
-from attnapps.data import TokenizerState, fit_tokenizer
+from attnapps.data import TokenizerState, fit_tokenizer, hub
 from attnapps.data.files import cache_root
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
@@ -88,6 +88,16 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
         return "\n".join(lines + [self.tok.decode(current)])
 
     # ------------------------------------------------------------------ data
+    def write_hub(self, datasets, columns, folder):
+        """``data.hf=``: each split as ``{train,valid,test}.txt``, one row after another (a row that does not
+        end a line gets a line break: WikiText's rows are its lines)."""
+        for split, dataset in datasets.items():
+            with open(folder / f"{split}.txt", "w", encoding="utf-8") as f:
+                for row in hub.rows(dataset, {"text": columns.get("text", "text")}, self.cfg.data.hf):
+                    text = str(row["text"] or "")
+                    f.write(text if text.endswith("\n") else text + "\n")
+        return {"format": "txt"}
+
     def build_data(self):
         d, t = self.cfg.data, self.cfg.tokenizer
         texts, self.policy, self.source = load_corpus(d.path, d.format, d.on_error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attnapps.data import hub
 from attnapps.config import (
     OnError, RunConfig, SentencePieceType, TrainerConfig, at_least, choice, model_section, opt, positive)
 
@@ -34,6 +35,10 @@ class TranslationData:
                           ".tsv files; each scored with the final model as test.<name>.bleu / test.<name>.chrf")
     cache_dir: str = opt("", "prepared data (encoded splits, built once; attnapps/data/prepared.py) under "
                          "<cache_dir>/prepared; \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
+    hf: str = opt("", hub.help_text("hf", example="wmt14, bentrevett/multi30k"))
+    hf_config: str = opt("", hub.help_text("hf_config", config="de-en for wmt14"))
+    hf_splits: str = opt("", hub.help_text("hf_splits"))
+    hf_columns: str = opt("", hub.help_text("hf_columns", columns="src=COL, tgt=COL; default: the translation column's data.src_lang/data.tgt_lang keys (English the source when unset), else the two text columns"))
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from attnapps.config import arch_config, arch_keys, check_heads
-from attnapps.data import fit_tokenizer, pad_batch, scripts, tokenizer_from_state
+from attnapps.data import fit_tokenizer, hub, pad_batch, scripts, tokenizer_from_state
 from attnapps.data.files import ErrorPolicy, read_input, write_output
 from attnapps.data.prepared import Table
 from attnapps.decoding import decode_batches, length_penalty
@@ -95,6 +95,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     default = True  # `python -m attnapps.run` with no task= trains this one (the README's main job)
     config_class, state_class = TranslationConfig, TranslationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
+    hub_keys = ("data.src_lang", "data.tgt_lang")  # which side of a data.hf= dataset is which
     list_keys = ("data.extra_test",)  # `data.extra_test=A,B`: one string of test sets, not a Hydra sweep
     # runs saved before a key load as they were trained and decoded
     introduced = {"model.lexicon": False, "decode.lexicon_weight": 1.0, "decode.channel": 0.0,
@@ -225,6 +226,46 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             started = time.perf_counter()
             self.state.channel = self.fit_channel(train)
             self.lexicon_seconds += time.perf_counter() - started
+
+    def write_hub(self, datasets, columns, folder):
+        """``data.hf=``: each split as line-aligned ``{split}.<src>`` / ``{split}.<tgt>`` files. The sides:
+        ``data.hf_columns=src=COL,tgt=COL``; else a translation column's languages (``data.src_lang`` /
+        ``data.tgt_lang``, or English as the source when present); else the dataset's two text columns."""
+        d, train = self.cfg.data, datasets["train"]
+        if "src" in columns or "tgt" in columns:
+            if not ("src" in columns and "tgt" in columns):
+                raise ConfigError("data.hf_columns: name both sides, src=COLUMN,tgt=COLUMN")
+            sides = (columns["src"], columns["tgt"])
+            langs = (d.src_lang or sides[0].rsplit(".", 1)[-1], d.tgt_lang or sides[1].rsplit(".", 1)[-1])
+        else:
+            def pick(options):  # (source, target) among the languages found
+                src = d.src_lang or ("en" if "en" in options else options[0])
+                tgt = d.tgt_lang or next((o for o in options if o != src), "")
+                if src not in options or tgt not in options:
+                    raise ConfigError(f"data.src_lang/data.tgt_lang: {d.hf} has the languages {', '.join(options)}")
+                return src, tgt
+
+            nested = [c for c in hub.columns_of(train) if "." in c]
+            text = [name for name, f in train.features.items() if getattr(f, "dtype", "") in ("string", "large_string")]
+            if nested:
+                parent = nested[0].split(".")[0]
+                langs = pick([c.split(".", 1)[1] for c in nested if c.startswith(parent + ".")])
+                sides = tuple(f"{parent}.{lang}" for lang in langs)
+            elif len(text) == 2 or (d.src_lang in text and d.tgt_lang in text):
+                langs = sides = pick(text)
+            else:
+                raise ConfigError(f"data.hf={d.hf}: say which columns are the sides with data.hf_columns=src=COLUMN,"
+                                  f"tgt=COLUMN (it has {', '.join(hub.columns_of(train))})")
+        langs = tuple(hub.safe_name(x) for x in langs)
+        if langs[0] == langs[1]:
+            langs = ("src", "tgt")
+        for split, dataset in datasets.items():
+            with open(folder / f"{split}.{langs[0]}", "w", encoding="utf-8") as fs, \
+                    open(folder / f"{split}.{langs[1]}", "w", encoding="utf-8") as ft:
+                for row in hub.rows(dataset, {"src": sides[0], "tgt": sides[1]}, d.hf):
+                    fs.write(hub.text_line(row["src"]) + "\n")
+                    ft.write(hub.text_line(row["tgt"]) + "\n")
+        return {"src_lang": langs[0], "tgt_lang": langs[1]}
 
     def lengths(self, split):
         """``(n,)``: the longer side of each pair plus its ``<bos>``/``<eos>``, stored when the data was

@@ -113,3 +113,19 @@ def test_the_vote_mixes_probabilities_and_training_sees_the_model_alone(model_lo
     assert torch.allclose(tfidf.probabilities(logits), 0.25 * p_tfidf + 0.75 * p_model, atol=1e-5)
     assert logits.shape == (4, model_logits.size(-1)) and torch.equal(w, torch.ones(ids.shape) / ids.size(1))
     assert not any(name.startswith("companion") for name in both.state_dict())  # saved in the task state
+
+
+def test_a_large_corpus_is_fitted_on_a_fixed_random_sample(monkeypatch):
+    """Past MAX_DOCS training documents the companion sees a fixed random sample of them (the same at
+    every fit), not the first ones."""
+    monkeypatch.setattr(tfidf, "MAX_DOCS", 40)
+    seen, real = [], tfidf.vocabulary
+    monkeypatch.setattr(tfidf, "vocabulary", lambda docs, *a, **k: (seen.append(docs), real(docs, *a, **k))[1])
+    train = [([i + 100, 1 + i % 2], i % 2) for i in range(200)]  # token i+100 marks document i
+    first = tfidf.fit(train, [], 2, 1, C=1.0)
+    second = tfidf.fit(train, [], 2, 1, C=1.0)
+    assert len(seen[0]) == 40 and seen[0] == seen[1]
+    picked = sorted(doc[0] - 100 for doc in seen[0])
+    assert len(set(picked)) == 40 and picked != list(range(40)) and max(picked) >= 100
+    assert torch.equal(first["weight"], second["weight"])
+    assert len(first["keys"]) == 2  # tokens 1 and 2 (min_df 2: each mark is in one document)
