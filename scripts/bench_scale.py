@@ -2,7 +2,9 @@
 
 For each size it writes a synthetic training set made by recombining the embedded data -- translation: two
 random English-German pairs joined into one; classification: two random review snippets joined, labelled
-as the first -- so the corpus is not one example repeated (valid and test stay the embedded ones), then,
+as the first; generation: the embedded novels' paragraphs drawn at random up to the size in characters;
+captioning: that many synthetic scenes (its default data's generator; ``prepare`` extracts their pixels into
+the feature cache) -- so the corpus is not one example repeated (valid and test stay the embedded ones), then,
 one process at a time, measures:
 
 * ``python -m attnapps.prepare task=TASK data.path=DIR``: wall time and peak RSS while preparing;
@@ -11,7 +13,7 @@ one process at a time, measures:
   second and the run's peak RSS (the final evaluation kept small -- translation: greedy, no word-by-word
   hybrid, no baseline; classification: no TF-IDF baseline -- start-up is measured here, not decoding).
 
-    python scripts/bench_scale.py [--task translation|classification] [--sizes 10000,100000,1000000]
+    python scripts/bench_scale.py [--task translation|classification|generation] [--sizes 10000,100000,1000000]
         [--out runs/bench-scale]
 
 Prints a Markdown table. Peak RSS is the process's own (``wait4``), file-backed pages of the memory maps
@@ -33,9 +35,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_corpus(task: str, directory: Path, size: int, seed: int = 0) -> None:
-    """``size`` training examples, each two embedded ones joined; the embedded valid and test splits."""
+    """``size`` training examples, each two embedded ones joined (generation: ``size`` characters of the
+    embedded training text's paragraphs in random order); the embedded valid and test splits."""
     directory.mkdir(parents=True, exist_ok=True)
     embedded = ROOT / "data" / task
+    if task == "captioning":  # the synthetic scenes' generator, with `size` training images
+        from attnapps_tasks.captioning.synthetic import write_synthetic
+
+        shutil.rmtree(directory)
+        write_synthetic(directory, seed, (("train", size), ("val", 250), ("test", 250)))
+        return
+    if task == "generation":
+        import gzip
+
+        paragraphs = gzip.decompress((embedded / "train.txt.gz").read_bytes()).decode("utf-8").split("\n\n")
+        rng, written = random.Random(seed), 0
+        with open(directory / "train.txt", "w", encoding="utf-8") as f:
+            while written < size:
+                text = rng.choice(paragraphs)[: size - written - 2] + "\n\n"
+                f.write(text)
+                written += len(text)
+        for split in ("valid", "test"):
+            (directory / f"{split}.txt").write_bytes(gzip.decompress((embedded / f"{split}.txt.gz").read_bytes()))
+        return
     rows = [line.split("\t") for line in (embedded / "train.tsv").read_text(encoding="utf-8").splitlines()
             if line.count("\t") == 1]
     rng = random.Random(seed)
@@ -51,8 +73,12 @@ RUN_KEYS = {  # the final evaluation kept small: start-up is what is measured
     "translation": ["decode.beam=1", "decode.hybrid=false", "decode.channel=0", "decode.valid_subset=50",
                     "report.baseline=false", "report.examples=0"],
     "classification": ["report.baseline=false"],
+    "generation": ["sample.max_new_tokens=20", "explorer.examples=0", "diag.examples=0"],
+    "captioning": ["decode.strategy=greedy", "decode.valid_subset=50", "explorer.examples=0", "diag.examples=0",
+                   "report.figures=0"],
 }
-UNIT = {"translation": "tokens", "classification": "examples"}
+UNIT = {"translation": "tokens", "classification": "examples", "generation": "tokens", "captioning": "captions"}
+SIZE_UNIT = {"translation": "pairs", "classification": "documents", "generation": "characters", "captioning": "images"}
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:
@@ -94,7 +120,7 @@ def main():
                      run_mb, run_s))
         print(f"{size}: prepare {prep_s:.1f} s {prep_mb:.0f} MB; run first update {rows[-1][3]:.1f} s, "
               f"{run_mb:.0f} MB", file=sys.stderr)
-    print(f"| {args.task} training examples | prepare (s) | peak RSS preparing (MB) | first update on a hit (s) | "
+    print(f"| {args.task} training {SIZE_UNIT[args.task]} | prepare (s) | peak RSS preparing (MB) | first update on a hit (s) | "
           f"train {UNIT[args.task]}/s | peak RSS of the run (MB) | run, command to exit (s) |")
     print("|---|---|---|---|---|---|---|")
     for size, ps, pm, fu, tps, rm, rs in rows:

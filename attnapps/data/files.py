@@ -141,8 +141,12 @@ SPLIT_NAMES = {"train": ["train"], "valid": ["valid", "val", "dev"],
 
 def carve(items: list, fraction: float, seed: int) -> tuple[list, list]:
     """Split off a random ``fraction`` (at least one item) with a fixed seed: ``(rest, carved)``."""
-    order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
-    n = max(1, int(round(fraction * len(items)))) if len(items) > 1 else 0
-    carved = set(order[:n])
+    carved = carve_indices(len(items), fraction, seed)
     return [x for i, x in enumerate(items) if i not in carved], [items[i] for i in sorted(carved)]
+
+
+def carve_indices(n: int, fraction: float, seed: int) -> set[int]:
+    """The positions :func:`carve` splits off ``n`` items (for a corpus read as a stream)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return set(order[:max(1, int(round(fraction * n))) if n > 1 else 0])

@@ -123,7 +123,10 @@ class Ragged(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                return [self[j] for j in range(start, stop, step)]
+            return self._run(start, stop)
         if i < 0:
             i += self.n
         if not 0 <= i < self.n:
@@ -134,9 +137,34 @@ class Ragged(Sequence):
         raw = _pread(ids_fd, int(end - start) * size, int(start) * size)
         return raw.decode("utf-8") if self.text else np.frombuffer(raw, dtype=self.dtype).tolist()
 
+    def _run(self, start: int, stop: int) -> list:
+        """Items ``start:stop`` with two reads in all (their offsets, then their tokens or bytes)."""
+        if stop <= start:
+            return []
+        ids_fd, offsets_fd = self._files()
+        offsets = np.frombuffer(_pread_all(offsets_fd, 8 * (stop - start + 1), 8 * start), dtype=np.int64)
+        size, base = self.dtype.itemsize, int(offsets[0])
+        raw = _pread_all(ids_fd, (int(offsets[-1]) - base) * size, base * size)
+        bounds = (offsets - base).tolist()
+        if self.text:
+            return [raw[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+        flat = np.frombuffer(raw, dtype=self.dtype)
+        return [flat[a:b].tolist() for a, b in zip(bounds, bounds[1:])]
+
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(np.fromfile(self.offsets_path, dtype=np.int64))
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    """Exactly ``size`` bytes from ``offset`` (a large read may come back in parts)."""
+    data = _pread(fd, size, offset)
+    while len(data) < size:
+        more = _pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise EOFError(f"a prepared column ends {size - len(data)} bytes early")
+        data += more
+    return data
 
 
 def _pread(fd: int, size: int, offset: int) -> bytes:
@@ -145,6 +173,96 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
     os.lseek(fd, offset, os.SEEK_SET)
     return os.read(fd, size)
+
+
+class Rows:
+    """A ``(n, ...)`` array in a raw file (C order, no header), read by position: ``rows[index]`` -- an
+    int, a slice (step 1), or a list / array / tensor of row numbers -- reads only those rows (one
+    ``os.pread`` for a slice, one a row otherwise) and gives a tensor, so a large array (image features)
+    costs a process the rows its batches read. ``dim()``, ``size()``, ``shape``, ``dtype`` and ``len`` as a
+    tensor's. Handles are reopened after a fork and dropped when pickled (DataLoader workers)."""
+
+    def __init__(self, path: Path, dtype, shape: Sequence[int]):
+        self.path, self.np_dtype, self._shape = Path(path), np.dtype(dtype), tuple(int(x) for x in shape)
+        self.row_bytes = int(np.prod(self._shape[1:], dtype=np.int64)) * self.np_dtype.itemsize
+        self._handle: tuple[int, int] | None = None  # (pid, fd)
+
+    def _fd(self) -> int:
+        if self._handle is None or self._handle[0] != os.getpid():
+            self._handle = (os.getpid(), os.open(self.path, os.O_RDONLY))
+        return self._handle[1]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handle": None}
+
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None and self._handle[0] == os.getpid():
+            os.close(self._handle[1])
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        size, data = count * self.row_bytes, bytearray()
+        while len(data) < size:
+            chunk = _pread(self._fd(), size - len(data), start * self.row_bytes + len(data))
+            if not chunk:
+                raise EOFError(f"{self.path}: shorter than its {self._shape[0]} rows")
+            data += chunk
+        return np.frombuffer(data, dtype=self.np_dtype).reshape((count, *self._shape[1:]))
+
+    def __getitem__(self, index) -> torch.Tensor:
+        n = self._shape[0]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step != 1:
+                raise IndexError("Rows: slices with a step are not read")
+            return torch.from_numpy(self._read(start, max(0, stop - start)))
+        if isinstance(index, (int, np.integer)):
+            i = int(index) + (n if index < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"row {index} of {n}")
+            return torch.from_numpy(self._read(i, 1)[0])
+        rows = [int(i) for i in (index.tolist() if hasattr(index, "tolist") else index)]
+        if not rows:
+            return torch.from_numpy(np.zeros((0, *self._shape[1:]), dtype=self.np_dtype))
+        return torch.stack([self[i] for i in rows])
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    def dim(self) -> int:
+        return len(self._shape)
+
+    def size(self, dim: int | None = None):
+        return torch.Size(self._shape) if dim is None else self._shape[dim]
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self._shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.from_numpy(np.zeros(0, dtype=self.np_dtype)).dtype
+
+
+class Chain(Sequence):
+    """Sequences one after another, read by position (``chain[i]`` looks up which one holds item ``i``):
+    e.g. the source and target sides of a corpus as one list of sentences, without copying either."""
+
+    def __init__(self, *parts: Sequence):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[k][i - int(self.starts[k])]
 
 
 class Table(Sequence):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -160,10 +161,14 @@ class SentencePieceTokenizer(Tokenizer):
         import sentencepiece as spm
 
         buf = io.BytesIO()
+        if isinstance(texts, Sequence) and len(texts) > TRAIN_SENTENCES:
+            # a large corpus: a fixed random sample (sentencepiece's own advice), drawn by position, so a
+            # corpus read from disk (a prepared column) is never held whole
+            texts = [texts[i] for i in sorted(random.Random(0).sample(range(len(texts)), TRAIN_SENTENCES))]
         sentences = [t for t in texts if t.strip()]
         if not sentences:
             raise AttnappsError("sentencepiece: the training text is empty")
-        if len(sentences) > TRAIN_SENTENCES:  # a large corpus: a fixed random sample (sentencepiece's own advice)
+        if len(sentences) > TRAIN_SENTENCES:  # (an iterable of unknown length: sampled once read)
             sentences = random.Random(0).sample(sentences, TRAIN_SENTENCES)
         try:
             spm.SentencePieceTrainer.train(
@@ -261,7 +266,7 @@ def fit_tokenizer(kind: str, texts: Iterable[str], vocab_size: int = 4000, model
     if kind == "word":
         return WordTokenizer(**options).fit(texts, min_freq=min_freq, max_size=max_size)
     if kind == "sentencepiece":
-        texts = list(texts)
+        texts = texts if isinstance(texts, Sequence) else list(texts)  # (a Sequence is read by position)
         # sentencepiece's advice: cover 99.95% of the characters of scripts with thousands of them (CJK), all
         # of the others (judged on at most 100,000 sentences drawn at random: the share of a script is known)
         seen = texts if len(texts) <= PROFILE_SENTENCES else random.Random(0).sample(texts, PROFILE_SENTENCES)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from torch import Tensor, nn
 
 from attnapps.data.files import ErrorPolicy
 from attnapps.errors import ConfigError
-from attnapps.training.checkpoint import atomic_save
 
 ENCODERS = ("small_cnn", "resnet18", "resnet50", "resnet101", "efficientnet_lite0")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -125,7 +125,7 @@ def images_fingerprint(paths: list[Path]) -> str:
 def cache_key(kind: str, encoder: str, weights: str, image_size: int, paths: list[Path]) -> str:
     """``kind`` is ``features`` (a frozen encoder's output) or ``pixels`` (resized images)."""
     spec = {"kind": kind, "encoder": encoder if kind == "features" else "", "weights": weights if kind == "features" else "",
-            "image_size": image_size, "images": images_fingerprint(paths), "count": len(paths), "version": 3}
+            "image_size": image_size, "images": images_fingerprint(paths), "count": len(paths), "version": 4}
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -148,60 +148,78 @@ def load_pixels(path, image_size: int) -> Tensor:
     return data.view(image_size, image_size, 3).permute(2, 0, 1).contiguous()
 
 
-def extract(paths: list[Path], encoder: GridEncoder | None, image_size: int, policy: ErrorPolicy,
+def extract(paths: list[Path], encoder: GridEncoder | None, image_size: int, policy: ErrorPolicy, out: Path,
             batch_size: int = 32, device="cpu", progress: bool = True) -> dict:
-    """Decode every image (an unreadable one raises, or is skipped and recorded under ``policy``), then run
-    the frozen ``encoder`` (or keep the pixels when it is None). Returns ``{"data": (n_ok, ...) tensor,
+    """Decode every image (an unreadable one raises, or is skipped and recorded under ``policy``), run the
+    frozen ``encoder`` (or keep the pixels when it is None) and append each batch's rows to the raw file
+    ``out`` as they come (memory flat in the number of images). Returns ``{"dtype", "shape": (n_ok, ...),
     "rows": {path index: row}, "bad": [[path, reason]], "images_per_sec", "seconds"}``."""
     from tqdm import tqdm
 
     if encoder is not None:
         encoder.eval()  # frozen: BatchNorm running statistics, no dropout
-    rows, bad, chunks, batch, t0 = {}, [], [], [], time.perf_counter()
+    rows, bad, batch, t0 = {}, [], [], time.perf_counter()
+    layout: dict = {"dtype": "uint8" if encoder is None else "float16", "shape": [0]}
 
-    def flush():
-        if not batch:
-            return
-        x = torch.stack(batch)  # (b, 3, S, S) uint8
-        if encoder is not None:
-            with torch.no_grad():
-                x = encoder(x.to(device)).to("cpu", torch.float16)  # (b, regions, channels)
-        chunks.append(x)
-        batch.clear()
+    with open(out, "wb") as f:
+        def flush():
+            if not batch:
+                return
+            x = torch.stack(batch)  # (b, 3, S, S) uint8
+            if encoder is not None:
+                with torch.no_grad():
+                    x = encoder(x.to(device)).to("cpu", torch.float16)  # (b, regions, channels)
+            f.write(x.contiguous().numpy().tobytes())
+            layout["shape"] = [layout["shape"][0] + x.size(0), *x.shape[1:]]
+            batch.clear()
 
-    for i, p in enumerate(tqdm(paths, desc="features" if encoder is not None else "images", unit="img",
-                               disable=not progress, mininterval=1.0)):
-        try:
-            pixels = load_pixels(p, image_size)
-        except Exception as e:  # PIL raises many types for corrupt files
-            reason = f"cannot read image ({type(e).__name__}: {e})"
-            policy.bad(p, None, reason)  # raises unless on_error=skip
-            bad.append([str(p), reason])
-            continue
-        rows[i] = len(rows)
-        batch.append(pixels)
-        if len(batch) == batch_size:
-            flush()
-    flush()
+        for i, p in enumerate(tqdm(paths, desc="features" if encoder is not None else "images", unit="img",
+                                   disable=not progress, mininterval=1.0)):
+            try:
+                pixels = load_pixels(p, image_size)
+            except Exception as e:  # PIL raises many types for corrupt files
+                reason = f"cannot read image ({type(e).__name__}: {e})"
+                policy.bad(p, None, reason)  # raises unless on_error=skip
+                bad.append([str(p), reason])
+                continue
+            rows[i] = len(rows)
+            batch.append(pixels)
+            if len(batch) == batch_size:
+                flush()
+        flush()
     seconds = time.perf_counter() - t0
-    data = torch.cat(chunks) if chunks else torch.empty(0)
-    return {"data": data, "rows": rows, "bad": bad, "images_per_sec": len(rows) / max(seconds, 1e-9),
-            "seconds": seconds}
+    return {**layout, "rows": rows, "bad": bad, "images_per_sec": len(rows) / max(seconds, 1e-9), "seconds": seconds}
 
 
 def cached_extract(cache_dir: Path, paths: list[Path], encoder: GridEncoder | None, encoder_name: str,
                    weights: str, image_size: int, policy: ErrorPolicy, **kw) -> tuple[dict, bool, Path]:
-    """:func:`extract` through the cache: ``(result, hit, file)``. A hit replays the bad-image records
-    into ``policy`` (so ``on_error=raise`` still raises on an image a skipping run had dropped)."""
+    """:func:`extract` through the cache: ``(result, hit, file)``, ``result["data"]`` the rows as a
+    :class:`attnapps.data.prepared.Rows` (read by position). The cache entry is a raw ``.bin`` file and its
+    ``.json`` description, written last (atomic: a reader never sees half of one). A hit replays the
+    bad-image records into ``policy`` (so ``on_error=raise`` still raises on an image a skipping run had
+    dropped)."""
+    from attnapps.data.prepared import Rows
+
     kind = "features" if encoder is not None else "pixels"
     key = cache_key(kind, encoder_name, weights, image_size, paths)
-    file = Path(cache_dir) / "captioning" / "features" / f"{kind}-{encoder_name if encoder else 'images'}-{key}.pt"
-    if file.is_file():
-        blob = torch.load(file, map_location="cpu", weights_only=True)
+    file = Path(cache_dir) / "captioning" / "features" / f"{kind}-{encoder_name if encoder else 'images'}-{key}.bin"
+    meta = file.with_suffix(".json")
+    hit = meta.is_file() and file.is_file()
+    if hit:
+        blob = json.loads(meta.read_text())
         for path, reason in blob["bad"]:
             policy.bad(path, None, reason)
-        blob["rows"] = {int(k): v for k, v in blob["rows"].items()}
-        return blob, True, file
-    blob = extract(paths, encoder, image_size, policy, **kw)
-    atomic_save(blob, file)
-    return blob, False, file
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        try:
+            blob = extract(paths, encoder, image_size, policy, tmp, **kw)
+            os.replace(tmp, file)
+        finally:
+            tmp.unlink(missing_ok=True)
+        tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+        tmp_meta.write_text(json.dumps(blob))
+        os.replace(tmp_meta, meta)
+    blob["rows"] = {int(k): v for k, v in blob["rows"].items()}
+    blob["data"] = Rows(file, blob["dtype"], blob["shape"])
+    return blob, hit, file

@@ -168,6 +168,9 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         self.store = blob["data"]
         self.feature_info = {"cache_hit": hit, "file": str(file), "images_per_sec": blob["images_per_sec"],
                              "seconds": blob["seconds"], "kind": "pixels" if self.trains_encoder else "features"}
+        # the feature (or pixel) cache is this task's prepared data: data.cache_hit, the report's sentence
+        self.prepared_info = {"hit": hit, "seconds": 0.0 if hit else blob["seconds"], "path": str(file),
+                              "prepared_seconds": blob["seconds"]}
         rows, k = blob["rows"], 0
         self.items = {}
         for split in ("train", "valid", "test"):

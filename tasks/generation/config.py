@@ -20,7 +20,8 @@ TokenizerKind = choice("TokenizerKind", ["char", "sentencepiece"])
 class GenerationData:
     path: str = opt("", "DIR with {train,valid,test}.txt, or FILE.txt (split 90/5/5); \"\" = embedded Jane Austen")
     format: DataFormat = opt("txt", "txt | wikitext (DIR/wiki.{train,valid,test}.raw)")
-    cache_dir: str = opt("", "encoded corpora (memory maps); \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
+    cache_dir: str = opt("", "prepared data (encoded splits, built once; attnapps/data/prepared.py) under "
+                         "<cache_dir>/prepared; \"\" = $ATTNAPPS_CACHE or ~/.cache/attnapps")
     on_error: OnError = opt("raise", "raise | skip (drop and count lines that are not UTF-8)")
     hf: str = opt("", hub.help_text("hf", example="wikitext"))
     hf_config: str = opt("", hub.help_text("hf_config", config="wikitext-103-raw-v1"))

@@ -11,16 +11,14 @@ Layouts:
 Text must be UTF-8: a bad byte raises a :class:`DataError` naming file and line, or with
 ``data.on_error=skip`` the line is dropped and counted.
 
-Encoded splits are cached as flat ``uint16``/``int32`` arrays in ``<cache_dir>/generation/`` and
-opened with ``numpy.memmap``, so a large corpus is never held as Python lists; the key hashes the
-tokenizer and the text.
+Encoded splits are kept in the prepared store (:mod:`attnapps.data.prepared`, keyed by the files'
+contents and the tokenizer options) as flat ``uint16``/``int32`` arrays, memory-mapped when read: a later
+run reads no text at all, and a large corpus is never held as Python lists.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +74,27 @@ def split_contiguous(text: str, fractions=(0.9, 0.05, 0.05)) -> dict[str, str]:
     return {"train": text[:a], "valid": text[a:b], "test": text[b:]}
 
 
+def corpus_files(path: str = "", fmt: str = "txt") -> list[Path]:
+    """The files :func:`load_corpus` reads, without reading them (what the prepared store's key hashes)."""
+    if fmt not in ("txt", "wikitext"):
+        raise ConfigError(f"data.format={fmt!r}: choose txt or wikitext")
+    root = data_dir(path, "generation")
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise DataError(root, None, "no such file or directory")
+    names = _split_names(fmt)
+    files = [f for f in (_find(root, names[s]) for s in SPLITS) if f is not None]
+    if _find(root, names["train"]) is None:
+        raise DataError(root / names["train"][0], None, "no such file (the training text)")
+    return files
+
+
+def _split_names(fmt: str) -> dict[str, list[str]]:
+    return ({s: [f"wiki.{s}.raw", f"wiki.{s}.tokens"] for s in SPLITS} if fmt == "wikitext"
+            else {"train": ["train.txt"], "valid": ["valid.txt", "val.txt", "dev.txt"], "test": ["test.txt"]})
+
+
 def load_corpus(path: str = "", fmt: str = "txt", on_error: str = "raise") -> tuple[dict[str, str], ErrorPolicy, str]:
     """``({"train", "valid", "test"}: text), policy, description``."""
     policy = ErrorPolicy(on_error)
@@ -87,8 +106,7 @@ def load_corpus(path: str = "", fmt: str = "txt", on_error: str = "raise") -> tu
         return _checked(split_contiguous(text), root), policy, f"{root} (split 90/5/5 by contiguous chunks)"
     if not root.is_dir():
         raise DataError(root, None, "no such file or directory")
-    names = ({s: [f"wiki.{s}.raw", f"wiki.{s}.tokens"] for s in SPLITS} if fmt == "wikitext"
-             else {"train": ["train.txt"], "valid": ["valid.txt", "val.txt", "dev.txt"], "test": ["test.txt"]})
+    names = _split_names(fmt)
     files = {s: _find(root, names[s]) for s in SPLITS}
     if files["train"] is None:
         raise DataError(root / names["train"][0], None, "no such file (the training text)")
@@ -108,21 +126,14 @@ def _checked(texts: dict[str, str], where: Path) -> dict[str, str]:
     return texts
 
 
-def encode_cached(text: str, encode, fingerprint: str, vocab_size: int, cache_dir: Path, name: str) -> np.ndarray:
-    """``encode(text)`` as a read-only memory-mapped 1-D array, cached on disk under a key of the
-    tokenizer's ``fingerprint`` and the text (``uint16`` below 65,536 symbols, else ``int32``)."""
-    key = hashlib.sha1(fingerprint.encode() + b"\0" + text.encode("utf-8")).hexdigest()[:20]
-    dtype = np.uint16 if vocab_size < 65536 else np.int32
-    file = Path(cache_dir) / "generation" / f"{name}-{key}.{np.dtype(dtype).name}"
-    if not file.is_file():
-        file.parent.mkdir(parents=True, exist_ok=True)
-        ids = np.asarray(encode(text), dtype=dtype)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        ids.tofile(tmp)
-        os.replace(tmp, file)  # atomic: a reader never sees a half-written array
-    if file.stat().st_size == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(file, dtype=dtype, mode="r")
+def encode_pieces(text: str, encode, lines: int = 20000):
+    """``encode(text)`` in pieces of ``lines`` lines (whose concatenation is the same ids, for encoders that
+    mark a newline by itself, as :meth:`GenerationTask.encode` does), so a long text never becomes one
+    Python list of ids."""
+    parts = text.split("\n")
+    for start in range(0, len(parts), lines):
+        last = start + lines >= len(parts)
+        yield encode("\n".join(parts[start:start + lines]) + ("" if last else "\n"))
 
 
 class Windows(torch.utils.data.Dataset):

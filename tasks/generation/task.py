@@ -7,15 +7,17 @@ sample from it with a key/value cache.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import TokenizerState, fit_tokenizer, hub
-from attnapps.data.files import cache_root
+from attnapps.data.files import ErrorPolicy
+from attnapps.data.prepared import id_dtype
 from attnapps.data.vocab import EOS
 from attnapps.decoding import sample_tokens
 from attnapps.errors import ConfigError, DataError
@@ -28,7 +30,7 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 
 from . import diagnostics
 from .config import GenerationConfig, GenerationPredict
-from .data import Windows, encode_cached, load_corpus
+from .data import Windows, corpus_files, encode_pieces, load_corpus
 from .model import ARCHS
 
 
@@ -99,23 +101,45 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
         return {"format": "txt"}
 
     def build_data(self):
+        """Each split's token ids from the prepared store (:meth:`prepare_data`: read, tokenizer fitted,
+        encoded once per data files and tokenizer options), memory-mapped, in windows of the context."""
         d, t = self.cfg.data, self.cfg.tokenizer
-        texts, self.policy, self.source = load_corpus(d.path, d.format, d.on_error)
+        options = {"format": str(d.format), "on_error": str(d.on_error),
+                   "tokenizer": OmegaConf.to_container(t, resolve=True, enum_to_str=True)}
+        store = self.prepared(corpus_files(d.path, d.format), options, self.prepare_data, d.cache_dir)
+        notes = store.notes
+        self.source, self.chars = notes["source"], dict(notes["chars"])
+        self.policy = ErrorPolicy(d.on_error)
+        self.policy.skipped, self.policy.examples = notes["skipped"], list(notes["skip_examples"])
+        self.ids = {s: store.column(f"{s}.ids") for s in self.chars}
+        self.train_counts = torch.from_numpy(np.array(store.column("train.counts")))  # (vocab,)
+        ctx = self.cfg.model.context
+        if len(self.ids["train"]) < ctx + 1:
+            raise DataError(self.source, None, f"the training text has {len(self.ids['train'])} tokens; "
+                            f"model.context={ctx} needs at least {ctx + 1} (give more text or a smaller model.context)")
+        return {s: Windows(self.ids[s], ctx) for s in self.chars}
+
+    def prepare_data(self, writer) -> None:
+        """Read the texts (:func:`.data.load_corpus`), fit the tokenizer on train (unless a checkpoint gave
+        it) and write each split's ids, encoded in pieces of lines (:func:`.data.encode_pieces`)."""
+        d, t = self.cfg.data, self.cfg.tokenizer
+        texts, policy, source = load_corpus(d.path, d.format, d.on_error)
 
         def fit():  # on the training text (unless a checkpoint gave the tokenizer: resume, predict)
             lines = [texts["train"]] if t.kind == "char" else texts["train"].split("\n")
             return TokenizerState(fit_tokenizer(t.kind, lines, t.vocab_size, t.model_type))
 
         self.fitted(fit)
-        cache = cache_root(d.cache_dir)
-        fp = tokenizer_fingerprint(self.tok)
-        self.ids = {s: encode_cached(texts[s], self.encode, fp, self.tok.vocab_size, cache, s) for s in texts}
-        self.chars = {s: len(texts[s]) for s in texts}
-        ctx = self.cfg.model.context
-        if len(self.ids["train"]) < ctx + 1:
-            raise DataError(self.source, None, f"the training text has {len(self.ids['train'])} tokens; "
-                            f"model.context={ctx} needs at least {ctx + 1} (give more text or a smaller model.context)")
-        return {s: Windows(self.ids[s], ctx) for s in texts}
+        dtype = id_dtype(self.tok.vocab_size)
+        for split in list(texts):
+            pieces = [np.asarray(ids, dtype=dtype) for ids in encode_pieces(texts[split], self.encode)]
+            ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+            writer.array(f"{split}.ids", ids)
+            if split == "train":  # the unigram baseline's counts: no pass over the corpus in a run
+                writer.array("train.counts", np.bincount(ids, minlength=self.tok.vocab_size).astype(np.int64))
+            del ids, pieces
+        writer.notes.update(source=source, chars={s: len(x) for s, x in texts.items()}, skipped=policy.skipped,
+                            skip_examples=policy.examples)
 
     def collate(self, examples):
         return {"ids": torch.stack(examples)}  # (batch, context + 1)
@@ -162,7 +186,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     def trivial_baseline(self, split):
         """A unigram model of the training tokens (add-one), scored as :meth:`evaluate` scores the model:
         every token but the first, bits over the characters of the split."""
-        counts = torch.bincount(torch.as_tensor(self.ids["train"].astype("int64")), minlength=self.tok.vocab_size)
+        counts = self.train_counts  # (vocab,), counted when the data was prepared
         log_p = torch.log((counts + 1.0) / (counts.sum() + self.tok.vocab_size))
         ids = torch.as_tensor(self.ids[split].astype("int64"))
         total, count = float(-log_p[ids[1:]].sum()), max(0, len(ids) - 1)
@@ -288,11 +312,3 @@ def distinct_n(texts: list[str], n: int) -> float:
     """Unique word n-grams / all word n-grams over ``texts`` (Li et al. 2016)."""
     grams = [tuple(words[i:i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
     return len(set(grams)) / max(1, len(grams))
-
-
-def tokenizer_fingerprint(tok) -> str:
-    h = hashlib.sha1(tok.kind.encode())
-    for k, v in sorted(tok.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.numpy().tobytes() if torch.is_tensor(v) else repr(v).encode())
-    return h.hexdigest()[:16]

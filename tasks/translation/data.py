@@ -14,17 +14,22 @@ and line, or are skipped and counted with ``data.on_error=skip``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from attnapps.data import scripts
-from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, data_dir, find_split, read_lines
+from attnapps.data.files import ErrorPolicy, SPLIT_NAMES, carve, carve_indices, data_dir, find_split, read_lines
 from attnapps.errors import DataError
 
 Pair = tuple[str, str]
 
 
 def read_tsv(path: Path, policy: ErrorPolicy) -> list[Pair]:
-    pairs = []
+    return list(iter_tsv(path, policy))
+
+
+def iter_tsv(path: Path, policy: ErrorPolicy) -> Iterator[Pair]:
+    """The pairs of a ``source<TAB>target`` file as they are read."""
     for number, line in read_lines(path, policy):
         if not line.strip():
             continue
@@ -36,8 +41,7 @@ def read_tsv(path: Path, policy: ErrorPolicy) -> list[Pair]:
         if not src or not tgt:
             policy.bad(path, number, f"empty {'source' if not src else 'target'} side")
             continue
-        pairs.append((src, tgt))
-    return pairs
+        yield src, tgt
 
 
 def read_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> list[Pair]:
@@ -57,6 +61,30 @@ def read_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> list[P
             continue
         pairs.append((s.strip(), t.strip()))
     return pairs
+
+
+def iter_parallel(src_path: Path, tgt_path: Path, policy: ErrorPolicy) -> Iterator[Pair]:
+    """:func:`read_parallel`'s pairs as they are read, without holding either file: one pass counts each
+    file's lines (its errors -- bad UTF-8, unaligned files -- come first and in the same order), a second
+    walks both files together by line number."""
+    counts = [sum(1 for _ in read_lines(path, policy)) for path in (src_path, tgt_path)]
+    if counts[0] != counts[1] and policy.mode == "raise":
+        raise DataError(tgt_path, None, f"{counts[1]} lines, but {src_path.name} has {counts[0]}: files must be "
+                                        "line-aligned")
+    quiet = ErrorPolicy("skip")  # bad UTF-8 lines were counted by the first pass
+    targets = read_lines(tgt_path, quiet, record=False)
+    current = next(targets, None)
+    for number, s in read_lines(src_path, quiet, record=False):
+        while current is not None and current[0] < number:
+            current = next(targets, None)
+        if current is None or current[0] != number:
+            policy.bad(tgt_path, number, f"no line aligned with {src_path.name}:{number}")
+            continue
+        t = current[1]
+        if not s.strip() or not t.strip():
+            policy.bad(src_path if not s.strip() else tgt_path, number, "empty line in a parallel file")
+            continue
+        yield s.strip(), t.strip()
 
 
 EMBEDDED = {"en-de": "translation", "en-zh": "translation_zh"}  # data.embedded -> folder under data/
@@ -155,6 +183,28 @@ def load_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise",
     if reverse:
         splits = {k: [(t, s) for s, t in v] for k, v in splits.items()}
     return splits, policy
+
+
+def stream_pairs(path: str, src_lang: str, tgt_lang: str, on_error: str = "raise", seed: int = 0,
+                 reverse: bool = False, embedded: str = "en-de") -> tuple[Path, dict, ErrorPolicy]:
+    """:func:`load_pairs` as streams: ``(directory, {"train", "valid", "test"}: () -> iterator of pairs,
+    policy)``, the same pairs in the same order, read when iterated (once each: the policy counts what is
+    skipped). Without a valid split, :func:`carve_indices` picks the training pairs that become it -- one
+    extra pass counts the training pairs (its errors are the ones :func:`load_pairs` would raise)."""
+    directory, found = split_files(path, src_lang, tgt_lang, embedded)
+    policy = ErrorPolicy(on_error)
+
+    def read(split, pol):
+        files = found[split]
+        pairs = iter_tsv(files[0], pol) if len(files) == 1 else iter_parallel(*files, pol)
+        return ((t, s) for s, t in pairs) if reverse else pairs
+
+    streams = {split: (lambda split=split: read(split, policy)) for split in found}
+    if "valid" not in found:
+        carved = carve_indices(sum(1 for _ in read("train", ErrorPolicy(on_error))), 0.05, seed)
+        streams["train"] = lambda: (p for i, p in enumerate(read("train", policy)) if i not in carved)
+        streams["valid"] = lambda: (p for i, p in enumerate(read("train", ErrorPolicy("skip"))) if i in carved)
+    return directory, {split: streams[split] for split in ("train", "valid", "test")}, policy
 
 
 def test_languages(directory: Path, src_lang: str, tgt_lang: str) -> tuple[str, str]:

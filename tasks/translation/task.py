@@ -22,9 +22,9 @@ from omegaconf import OmegaConf
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import fit_tokenizer, hub, pad_batch, scripts, tokenizer_from_state
 from attnapps.data.files import ErrorPolicy, read_input, write_output
-from attnapps.data.prepared import Table
+from attnapps.data.prepared import Chain, Table
 from attnapps.decoding import decode_batches, length_penalty
-from attnapps.errors import ConfigError
+from attnapps.errors import ConfigError, DataError
 from attnapps.attention import record
 from attnapps.explorer import encoder_decoder_route, example, forced_views, view
 from attnapps.losses import sequence_loss
@@ -36,7 +36,7 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
-from .data import load_extra_tests, load_pairs, split_files, target_language
+from .data import load_extra_tests, split_files, stream_pairs, target_language
 from .augment import Augmenter, dictionary_pairs
 from . import hybrid
 from .baseline import translate_with_table, word_by_word
@@ -63,16 +63,17 @@ class TranslationState:
     hybrid: dict | None = None  # decode.hybrid's choice on valid: {"weights", "table", "valid"} (.hybrid)
 
     @classmethod
-    def fit(cls, train: list[tuple[str, str]], t) -> "TranslationState":
-        """sentencepiece on the training pairs (``t``: the tokenizer section), jointly or per side."""
+    def fit(cls, sources: Sequence[str], targets: Sequence[str], t) -> "TranslationState":
+        """sentencepiece on the training pairs' sides (``t``: the tokenizer section), jointly or per side;
+        read by position (a stored column is never copied whole)."""
         # byte pieces only where they leave room: 256 of a vocabulary under 1024 would crowd out the words
         byte_fallback = bool(t.byte_fallback) and t.vocab_size >= BYTE_FALLBACK_MIN_VOCAB
         fit = lambda texts: fit_tokenizer("sentencepiece", texts, t.vocab_size, t.model_type,  # noqa: E731
                                           byte_fallback=byte_fallback)
         if t.joint:
-            joint = fit([s for s, _ in train] + [g for _, g in train])
+            joint = fit(Chain(sources, targets))
             return cls(joint, joint)
-        return cls(fit([s for s, _ in train]), fit([g for _, g in train]))
+        return cls(fit(sources), fit(targets))
 
     def to_dict(self) -> dict:
         state = {"src_tokenizer": self.src_tok.state_dict()}
@@ -183,23 +184,36 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return self.cfg.decode.channel > 0 or bool(self.cfg.decode.hybrid)
 
     def prepare_data(self, writer) -> None:
-        """Read the pairs (:func:`load_pairs`), fit the tokenizers on train (unless a checkpoint gave them),
-        encode every split in batches on all CPU threads -- dropping training pairs longer than
-        ``data.max_len`` -- and write ids and texts; the lexicons fitted on the training pairs go into the
-        state with them (:meth:`fit_from_training_data`)."""
+        """Stream the pairs (:func:`.data.stream_pairs`) into the store's text columns as they are read, fit
+        the tokenizers on the stored training text (unless a checkpoint gave them; sentencepiece reads at
+        most a fixed sample of it), encode every split in batches on all CPU threads -- dropping training
+        pairs longer than ``data.max_len`` -- and fit the lexicons on the encoded training pairs
+        (:meth:`fit_from_training_data`). The corpus is never held in memory: each step reads the columns
+        the one before wrote."""
         d, t = self.cfg.data, self.cfg.tokenizer
-        splits, policy = load_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed, d.reverse, d.embedded)
-        train = splits["train"]
-        self.fitted(lambda: TranslationState.fit(train, t))  # or the checkpoint's tokenizers (resume, predict)
+        directory, streams, policy = stream_pairs(d.path, d.src_lang, d.tgt_lang, d.on_error, self.cfg.seed,
+                                                  d.reverse, d.embedded)
+        texts = {}
+        for split, stream in streams.items():
+            sources, targets = writer.column(f"{split}.source", text=True), writer.column(f"{split}.target", text=True)
+            for s, g in stream():
+                sources.add(s)
+                targets.add(g)
+            n = sources.close()
+            targets.close()
+            if n == 0:
+                raise DataError(directory, None, f"the {split} split has no usable pairs")
+            texts[split] = Table(writer.read(f"{split}.source"), writer.read(f"{split}.target"))
+        train = texts["train"]
+        self.fitted(lambda: TranslationState.fit(*train.columns, t))  # or the checkpoint's tokenizers
         filtered = 0
-        for split, pairs in splits.items():
+        for split, pairs in texts.items():
             src_col = writer.column(f"{split}.src", self.src_tok.vocab_size)
             tgt_col = writer.column(f"{split}.tgt", self.tgt_tok.vocab_size)
             longer = array("i")  # max(source, target) + 1 per kept pair: what batching sorts by
             for start in range(0, len(pairs), ENCODE_BATCH):
-                chunk = pairs[start:start + ENCODE_BATCH]
-                for s, g in zip(self.src_tok.encode_batch([s for s, _ in chunk]),
-                                self.tgt_tok.encode_batch([g for _, g in chunk])):
+                sources, targets = pairs.columns[0][start:start + ENCODE_BATCH], pairs.columns[1][start:start + ENCODE_BATCH]
+                for s, g in zip(self.src_tok.encode_batch(sources), self.tgt_tok.encode_batch(targets)):
                     if split == "train" and not (0 < len(s) <= d.max_len and 0 < len(g) <= d.max_len):
                         filtered += 1
                         continue
@@ -208,8 +222,6 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
                     longer.append(max(len(s), len(g)) + 1)
             src_col.close(), tgt_col.close()
             writer.array(f"{split}.len", np.frombuffer(longer, dtype=np.int32))
-            writer.texts(f"{split}.source", (s for s, _ in pairs))
-            writer.texts(f"{split}.target", (g for _, g in pairs))
         writer.notes.update(filtered=filtered, skipped=policy.skipped, skip_examples=policy.examples)
         self.fit_from_training_data(Table(writer.read("train.src"), writer.read("train.tgt")), train)
 

@@ -44,8 +44,14 @@ def test_columns_read_back_exactly(tmp_path_factory, seqs, texts):
     assert list(store.column("y")) == list(range(len(texts)))
     if seqs:
         assert a[-1] == seqs[-1]
+    for lo, hi in ((1, 3), (len(seqs) // 2, len(seqs)), (2, 1), (-3, None)):  # runs read in two reads each
+        assert a[lo:hi] == seqs[lo:hi] and t[lo:hi] == texts[lo:hi] and a[lo:hi:2] == seqs[lo:hi:2]
     with pytest.raises(IndexError):
         a[len(seqs)]
+    chain = prepared.Chain(t, texts, t)
+    assert list(chain) == texts * 3 and chain[1:len(texts) + 2] == (texts * 3)[1:len(texts) + 2]
+    if texts:
+        assert chain[-1] == texts[-1] and chain[len(texts)] == texts[0]
     table = prepared.Table(a, a)
     assert table[:2] == [(s, s) for s in seqs[:2]]
 
@@ -124,6 +130,36 @@ def test_what_is_fitted_on_the_store_is_kept_per_options(tmp_path, monkeypatch):
     five, _ = store.derived("fit", {"c": 3}, fit(5))
     assert calls[-2:] == [4, 5] and torch.equal(five["w"], torch.arange(4.0) * 5)
     assert sorted((store.directory / "derived").iterdir()) == before
+
+
+def test_rows_read_by_position_equal_the_array(tmp_path):
+    """prepared.Rows over a raw file: every kind of index gives the array's rows, as tensors, in any
+    process (pickled for a DataLoader worker, or after a fork)."""
+    array = np.random.default_rng(0).standard_normal((37, 4, 3)).astype(np.float16)
+    (tmp_path / "a.bin").write_bytes(array.tobytes())
+    rows = prepared.Rows(tmp_path / "a.bin", "float16", array.shape)
+    assert len(rows) == 37 and rows.dim() == 3 and rows.size(1) == 4 and rows.shape == (37, 4, 3)
+    assert rows.dtype == torch.float16 and rows.size() == torch.Size([37, 4, 3])
+    assert torch.equal(rows[5], torch.from_numpy(array[5])) and torch.equal(rows[-1], torch.from_numpy(array[-1]))
+    assert torch.equal(rows[3:30], torch.from_numpy(array[3:30])) and torch.equal(rows[:], torch.from_numpy(array))
+    pick = [7, 0, 36, 7]
+    assert torch.equal(rows[torch.tensor(pick)], torch.from_numpy(array[pick]))
+    assert torch.equal(rows[np.array(pick)], torch.from_numpy(array[pick])) and rows[[]].shape == (0, 4, 3)
+    with pytest.raises(IndexError):
+        rows[37]
+    import pickle
+
+    again = pickle.loads(pickle.dumps(rows))
+    assert torch.equal(again[2:4], torch.from_numpy(array[2:4]))
+    r, w = os.pipe()
+    if (pid := os.fork()) == 0:  # the child reads through its own handle
+        os.write(w, bytes([int(torch.equal(rows[pick], torch.from_numpy(array[pick])))]))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"\x01"
+    (tmp_path / "a.bin").write_bytes(array[:10].tobytes())  # a file shorter than it says
+    with pytest.raises(EOFError, match="shorter than its 37 rows"):
+        prepared.Rows(tmp_path / "a.bin", "float16", array.shape)[20]
 
 
 def test_a_failed_build_leaves_no_store_and_no_temporary_files(tmp_path):

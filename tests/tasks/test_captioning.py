@@ -109,9 +109,9 @@ def test_feature_cache_hit_miss_and_invalidation(tmp_path):
     assert not hit and blob["data"].dtype == torch.float16 and blob["data"].shape == (3, 1, 512)  # 32 px -> 1x1
     with torch.no_grad():
         direct = enc.eval()(torch.stack([load_pixels(p, 32) for p in paths]))  # (3, 1, 512)
-    assert torch.allclose(blob["data"].float(), direct, rtol=1e-2, atol=1e-3)
+    assert torch.allclose(blob["data"][:].float(), direct, rtol=1e-2, atol=1e-3)
     blob2, hit, file2 = cached_extract(tmp_path / "c", paths, enc, "resnet18", "", 32, ErrorPolicy(), progress=False)
-    assert hit and file2 == file and torch.equal(blob2["data"], blob["data"])
+    assert hit and file2 == file and torch.equal(blob2["data"][:], blob["data"][:])
     # another encoder, another size or weights, or changed images: a new entry
     assert cache_key("features", "resnet50", "", 32, paths) != cache_key("features", "resnet18", "", 32, paths)
     assert cache_key("features", "resnet18", "DEFAULT", 32, paths) != cache_key("features", "resnet18", "", 32, paths)
@@ -352,6 +352,7 @@ def test_tiny_model_overfits_a_handful_of_images(overfit_run):
     root, metrics, doc = overfit_run
     assert metrics["test.bleu4"] > 0.95 and metrics["test.cider"] > 5.0
     assert metrics["features.cache_hit"] == 0 and metrics["train.captions_per_sec"] > 0
+    assert metrics["data.cache_hit"] == 0 and metrics["data.prepare_seconds"] > 0  # the pixel cache, built
     report = (root / "run" / "report.md").read_text()
     assert "Attention grounding" in report and "plots/attention_0.png" in report
     assert (root / "run" / "plots" / "attention_0.png").is_file()

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from attnapps.run import train as run_training
 from attnapps.decoding import sample_next, sample_tokens
 from attnapps.errors import DataError
-from attnapps_tasks.generation.data import encode_cached, load_corpus
+from attnapps_tasks.generation.data import encode_pieces, load_corpus
 from attnapps_tasks.generation.model import GPT, GPTConfig, LSTMAttentionConfig, LSTMAttentionLM
 from attnapps_tasks.generation.task import GenerationConfig, GenerationTask, distinct_n
 from tests.conftest import run_cli
@@ -63,16 +63,34 @@ def test_bad_utf8_names_file_and_line_or_is_skipped(tmp_path):
     assert path.exists()
 
 
-def test_encoded_corpus_is_a_cached_memory_map(tmp_path):
-    encode = lambda text: [ord(c) for c in text]  # noqa: E731
-    a = encode_cached("hello world", encode, "fp1", 300, tmp_path, "train")
-    assert isinstance(a, np.memmap) and a.dtype == np.uint16 and list(a) == encode("hello world")
-    files = list((tmp_path / "generation").iterdir())
-    assert len(files) == 1
-    b = encode_cached("hello world", lambda t: 1 / 0, "fp1", 300, tmp_path, "train")  # hit: no encoding
-    assert list(b) == list(a)
-    encode_cached("hello world", encode, "fp2", 300, tmp_path, "train")  # other tokenizer: a new entry
-    assert len(list((tmp_path / "generation").iterdir())) == 2
+@pytest.mark.parametrize("kind", ["char", "sentencepiece"])
+def test_encoded_corpus_is_prepared_once_and_memory_mapped(tmp_path, kind):
+    """Each split's ids in the store equal the whole text encoded at once (the pieces of lines join up
+    exactly); the next run with the same files and tokenizer opens the store; a changed file is a miss."""
+    write(tmp_path / "d" / "train.txt", TEXT * 3)
+    write(tmp_path / "d" / "valid.txt", TEXT[:500])
+    write(tmp_path / "d" / "test.txt", TEXT[500:1100].rstrip("\n"))  # a last line without its newline
+
+    def task():
+        cfg = OmegaConf.merge(OmegaConf.structured(GenerationConfig), OmegaConf.from_dotlist(
+            [f"data.path={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}", f"tokenizer.kind={kind}",
+             "tokenizer.vocab_size=60", "model.context=16"]))
+        t = GenerationTask(cfg)
+        t.load_data()
+        return t
+
+    first = task()
+    texts, _, _ = load_corpus(str(tmp_path / "d"))
+    for split, text in texts.items():
+        assert isinstance(first.ids[split], np.memmap) and first.ids[split].dtype == np.uint16
+        assert first.ids[split].tolist() == first.encode(text) and first.chars[split] == len(text)
+        pieces = list(encode_pieces(text, first.encode, lines=7))
+        assert len(pieces) > 1 and sum(pieces, []) == first.encode(text)
+    second = task()
+    assert second.prepared_info["hit"] and not first.prepared_info["hit"]
+    assert all(second.ids[s].tolist() == first.ids[s].tolist() for s in texts)
+    write(tmp_path / "d" / "valid.txt", TEXT[:400])
+    assert not task().prepared_info["hit"]
 
 
 # ---------------------------------------------------------------------------------------- models

@@ -118,6 +118,50 @@ def test_prepare_then_run_from_the_command_line(tmp_path):
     assert metrics["data.cache_hit"] == 1 and metrics["data.prepare_seconds"] == 0
     assert metrics["train.first_update_seconds"] > 0
     assert "Prepared data reused (cache hit" in (tmp_path / "run" / "report.md").read_text()
-    other = run_cli("task=generation", f"data.cache_dir={tmp_path / 'c'}", module="attnapps.prepare")
+    other = run_cli("task=dummy", module="attnapps.prepare")  # (the test task reads its data in each run)
     assert other.returncode == 2 and other.stderr.strip().count("\n") == 0
     assert "has no prepared store" in other.stderr
+
+
+@pytest.mark.parametrize("layout", ["tsv", "parallel"])
+@pytest.mark.parametrize("valid", [True, False])
+def test_streamed_pairs_are_the_loaded_pairs(tmp_path, layout, valid):
+    """stream_pairs (what preparing reads, a pair at a time) gives load_pairs' pairs in its order, with its
+    skip counts: bad UTF-8, a wrong number of tabs, empty sides, unaligned lines; valid carved by the seed;
+    reversed."""
+    from attnapps_tasks.translation.data import stream_pairs
+
+    d = tmp_path / "d"
+    d.mkdir()
+    good = [(f"{s} {i}", f"{t} {i}") for i in range(40) for s, t in [PAIRS[i % 5]]]
+    if layout == "tsv":
+        lines = [f"{s}\t{t}".encode() for s, t in good]
+        lines[3], lines[8], lines[12] = b"bad \xff\tbyte", b"no tab here", b"\tempty source"
+        (d / "train.tsv").write_bytes(b"\n".join(lines) + b"\n")
+        (d / "test.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in PAIRS) + "\n")
+        if valid:
+            (d / "valid.tsv").write_text("\n".join(f"{t}\t{s}" for s, t in PAIRS) + "\n")
+    else:
+        src = [s.encode() for s, _ in good]
+        tgt = [t.encode() for _, t in good]
+        src[5], tgt[9], tgt[14] = b"bad \xfe", b"", b"also bad \xff"
+        (d / "train.en").write_bytes(b"\n".join(src) + b"\n")
+        (d / "train.de").write_bytes(b"\n".join(tgt[:-2]) + b"\n")  # two lines short: unaligned at the end
+        (d / "test.en").write_text("\n".join(s for s, _ in PAIRS) + "\n")
+        (d / "test.de").write_text("\n".join(t for _, t in PAIRS) + "\n")
+        if valid:
+            (d / "valid.en").write_text("\n".join(s for s, _ in PAIRS) + "\n")
+            (d / "valid.de").write_text("\n".join(t for _, t in PAIRS) + "\n")
+    for reverse in (False, True):
+        want, policy = load_pairs(str(d), "", "", "skip", 7, reverse)
+        _, streams, streamed = stream_pairs(str(d), "", "", "skip", 7, reverse)
+        got = {split: list(stream()) for split, stream in streams.items()}
+        assert got == want and streamed.skipped == policy.skipped > 0
+        assert len(got["valid"]) == (5 if valid else 2)  # given, or 5% of train carved
+    with pytest.raises(DataError) as raised:
+        load_pairs(str(d), "", "", "raise", 7)
+    with pytest.raises(DataError) as streamed_error:
+        _, streams, _ = stream_pairs(str(d), "", "", "raise", 7)
+        for stream in streams.values():
+            list(stream())
+    assert str(streamed_error.value) == str(raised.value)  # the same first error
