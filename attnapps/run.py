@@ -124,6 +124,11 @@ def _hydra_main():
             import torch
             import torch.distributed as tdist
 
+            if dist.restarts_share_the_store() and os.environ.get("RANK", "0") == "0" and dist.restart_count() == 0:
+                print("warning: torchrun --max-restarts with its rendezvous store shared with the workers: a "
+                      "restarted group may fail to connect (PyTorch issue #135712); launch with "
+                      "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1", file=sys.stderr)
+
             if not tdist.is_initialized():
                 tdist.init_process_group("nccl" if torch.cuda.is_available() and cfg.trainer.device != "cpu"
                                          else "gloo")

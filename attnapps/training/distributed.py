@@ -35,6 +35,14 @@ def restart_count() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
+def restarts_share_the_store() -> bool:
+    """torchrun may restart the workers (``--max-restarts`` > 0) and shares its rendezvous store with them:
+    then a restarted group can read the previous attempt's addresses and fail to connect (PyTorch issue
+    #135712); ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` gives each attempt its own store."""
+    return (int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0
+            and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True")
+
+
 def elastic_record() -> Path | None:
     """Under torchrun, the file where rank 0 notes its run directory on the first attempt, so that a
     restarted attempt (whose default ``hydra.run.dir`` would be a new timestamp) goes on in the same one.

@@ -112,7 +112,8 @@ def test_elastic_restart_resumes_from_the_last_checkpoint_by_itself(tmp_path):
     assert full.returncode == 0, full.stderr[-2000:]
     (tmp_path / "elastic").mkdir()
     elastic = run_cli("--max-restarts=1", *common, "data.crash_at_call=27", f"data.calls_file={tmp_path / 'calls'}",
-                      module="torch.distributed.run", cwd=tmp_path / "elastic", timeout=240)
+                      module="torch.distributed.run", cwd=tmp_path / "elastic", timeout=240,
+                      env_extra={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})  # (PyTorch #135712, below)
     assert elastic.returncode == 0, elastic.stderr[-3000:]
     run_dirs = [p.parent for p in (tmp_path / "elastic/runs").glob("*/*/metrics.json")]
     assert len(run_dirs) == 1 and len(list((tmp_path / "elastic/runs").glob("*/*"))) == 1  # one run, one dir
@@ -123,3 +124,18 @@ def test_elastic_restart_resumes_from_the_last_checkpoint_by_itself(tmp_path):
     a = json.loads((tmp_path / "full/metrics.json").read_text())
     b = json.loads((run_dirs[0] / "metrics.json").read_text())
     assert b["train.steps"] == 40 and b["test.accuracy"] == a["test.accuracy"]
+
+
+@pytest.mark.slow
+def test_restarts_over_a_shared_rendezvous_store_are_warned_about(tmp_path):
+    """With torchrun's store shared with the workers (its default) a restarted group can read the previous
+    attempt's addresses and fail to connect (PyTorch #135712; 2 of 4 restarts here): rank 0 says so, once,
+    with the variable that avoids it -- and says nothing when it is set."""
+    common = ["--max-restarts=1", "--standalone", "--nproc_per_node=2", "-m", "attnapps.run", "task=dummy",
+              "trainer.max_epochs=0", "trainer.max_steps=2"]
+    shared = run_cli(*common, f"hydra.run.dir={tmp_path / 'a'}", module="torch.distributed.run")
+    assert shared.returncode == 0, shared.stderr[-2000:]
+    assert shared.stderr.count("TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1") == 1
+    own = run_cli(*common, f"hydra.run.dir={tmp_path / 'b'}", module="torch.distributed.run",
+                  env_extra={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"})
+    assert own.returncode == 0 and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in own.stderr
