@@ -100,23 +100,10 @@ class Ragged(Sequence):
 
     def __init__(self, ids_path: Path, offsets_path: Path, dtype, n: int, text: bool = False):
         self.ids_path, self.offsets_path, self.dtype, self.n, self.text = ids_path, offsets_path, np.dtype(dtype), n, text
-        self._handles: tuple[int, int, int] | None = None  # (pid, ids fd, offsets fd)
+        self.files = _ProcessFiles(ids_path, offsets_path)
 
     def _files(self) -> tuple[int, int]:
-        if self._handles is None or self._handles[0] != os.getpid():
-            self._handles = (os.getpid(), os.open(self.ids_path, os.O_RDONLY), os.open(self.offsets_path, os.O_RDONLY))
-        return self._handles[1], self._handles[2]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_handles": None}
-
-    def __del__(self):
-        if self._handles is not None and self._handles[0] == os.getpid():
-            for fd in self._handles[1:]:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        return self.files.fds()
 
     def __len__(self) -> int:
         return self.n
@@ -156,13 +143,38 @@ class Ragged(Sequence):
         return np.diff(np.fromfile(self.offsets_path, dtype=np.int64))
 
 
-def _pread_all(fd: int, size: int, offset: int) -> bytes:
-    """Exactly ``size`` bytes from ``offset`` (a large read may come back in parts)."""
+class _ProcessFiles:
+    """Read-only descriptors of ``paths``, opened on first use in each process (a forked DataLoader worker
+    opens its own) and left out when pickled."""
+
+    def __init__(self, *paths: Path):
+        self.paths, self._open = paths, None  # (pid, fds)
+
+    def fds(self) -> tuple[int, ...]:
+        if self._open is None or self._open[0] != os.getpid():
+            self._open = (os.getpid(), tuple(os.open(p, os.O_RDONLY) for p in self.paths))
+        return self._open[1]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_open": None}
+
+    def __del__(self):
+        if getattr(self, "_open", None) is not None and self._open[0] == os.getpid():
+            for fd in self._open[1]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _pread_all(fd: int, size: int, offset: int, short: str = "a prepared column ends early") -> bytes:
+    """Exactly ``size`` bytes from ``offset`` (a large read may come back in parts); ``EOFError(short)``
+    where the file ends first."""
     data = _pread(fd, size, offset)
     while len(data) < size:
         more = _pread(fd, size - len(data), offset + len(data))
         if not more:
-            raise EOFError(f"a prepared column ends {size - len(data)} bytes early")
+            raise EOFError(short)
         data += more
     return data
 
@@ -185,27 +197,11 @@ class Rows:
     def __init__(self, path: Path, dtype, shape: Sequence[int]):
         self.path, self.np_dtype, self._shape = Path(path), np.dtype(dtype), tuple(int(x) for x in shape)
         self.row_bytes = int(np.prod(self._shape[1:], dtype=np.int64)) * self.np_dtype.itemsize
-        self._handle: tuple[int, int] | None = None  # (pid, fd)
-
-    def _fd(self) -> int:
-        if self._handle is None or self._handle[0] != os.getpid():
-            self._handle = (os.getpid(), os.open(self.path, os.O_RDONLY))
-        return self._handle[1]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_handle": None}
-
-    def __del__(self):
-        if getattr(self, "_handle", None) is not None and self._handle[0] == os.getpid():
-            os.close(self._handle[1])
+        self.files = _ProcessFiles(self.path)
 
     def _read(self, start: int, count: int) -> np.ndarray:
-        size, data = count * self.row_bytes, bytearray()
-        while len(data) < size:
-            chunk = _pread(self._fd(), size - len(data), start * self.row_bytes + len(data))
-            if not chunk:
-                raise EOFError(f"{self.path}: shorter than its {self._shape[0]} rows")
-            data += chunk
+        data = bytearray(_pread_all(self.files.fds()[0], count * self.row_bytes, start * self.row_bytes,
+                                    f"{self.path}: shorter than its {self._shape[0]} rows"))  # (writable: torch)
         return np.frombuffer(data, dtype=self.np_dtype).reshape((count, *self._shape[1:]))
 
     def __getitem__(self, index) -> torch.Tensor:

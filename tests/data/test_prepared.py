@@ -73,7 +73,7 @@ def test_columns_survive_pickling_and_forking(tmp_path):
     a = store.column("a")
     assert a[1] == [3]  # opened here
     again = pickle.loads(pickle.dumps(a))
-    assert again[:] == [[1, 2], [3]] and again._handles[0] == os.getpid()
+    assert again[:] == [[1, 2], [3]] and again.files._open[0] == os.getpid()
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:
         assert pool.apply(_read_in_child, (a,)) == [[1, 2], [3]]
