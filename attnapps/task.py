@@ -191,6 +191,15 @@ class Task:
             self.state = fit()
         return self.state
 
+    # the run's folder while the trainer runs the final evaluation (rank 0): outputs are written there as they come
+    outputs_dir: Path | None = None
+
+    def output_lines(self, name: str) -> "OutputLines":
+        """The final evaluation's file ``name`` in the run folder, written window by window as decoding
+        goes (:class:`OutputLines`) -- a long evaluation shows its progress and a stopped one keeps what
+        it had decoded; outside the final evaluation (no :attr:`outputs_dir`) it writes nothing."""
+        return OutputLines(self.outputs_dir / name if self.outputs_dir is not None and name else None)
+
     prepared_info: dict | None = None  # how build_data found its prepared store (attnapps.data.prepared.open_or_build)
     hub_info: dict | None = None  # with data.hf=: the export of the dataset (attnapps.data.hub.apply)
     hub_keys: ClassVar[tuple[str, ...]] = ()  # config keys write_hub reads: part of the export's key
@@ -264,6 +273,44 @@ class Task:
         size = batch_size or self.cfg.trainer.batch_size
         for start in range(0, len(order), size):
             yield to_device(self.collate([ds[i] for i in order[start:start + size]]), self.device)
+
+
+class OutputLines:
+    """Lines appended to a file and flushed at each :meth:`write` (a context manager); ``path`` None
+    writes nothing. ``written`` says whether the file holds the lines (so a report need not write them)."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.file, self.count = path, None, 0
+
+    def __enter__(self) -> "OutputLines":
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "w", encoding="utf-8")
+        return self
+
+    def write(self, lines: Sequence[str]) -> None:
+        self.count += len(lines)
+        if self.file is not None:
+            self.file.write("".join(f"{line}\n" for line in lines))
+            self.file.flush()
+
+    @property
+    def written(self) -> bool:
+        return self.path is not None
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+EVAL_WINDOW = 8192  # examples a final evaluation decodes at a time (sorted by length within one)
+
+
+def windows(n: int, size: int | None = None):
+    """``range`` s of at most ``size`` (:data:`EVAL_WINDOW`) covering ``0..n``: a large split evaluated piece
+    by piece (its inputs read from the prepared store per piece, its outputs written as each is decoded)."""
+    size = size or EVAL_WINDOW
+    return (range(start, min(n, start + size)) for start in range(0, n, size))
 
 
 # ------------------------------------------------------------------------------- optional components

@@ -383,6 +383,7 @@ class Trainer:
             self.task.load_state_dict(best["task_state"])
         p = self.progress
         metrics, results = {}, {}
+        self.task.outputs_dir = self.run_dir  # outputs (hypotheses) written as they come
         for split in ("valid", "test"):
             if len(self.task.datasets.get(split, ())) > 0:
                 split_metrics, results[split] = self.evaluate(split, final=True)

@@ -12,13 +12,22 @@ use ``data.image_dir=Flicker8k_Dataset``). ``restval`` counts as train, ``val`` 
 without captions or an unknown split raises a :class:`DataError` naming ``dataset.json`` and the
 image, or is skipped and counted with ``data.on_error=skip``; unreadable image files are caught the
 same way when they are decoded (:mod:`tasks.captioning.features`).
+
+The file is parsed once, when the data is prepared (:func:`write_prepared`): each split's captions go into
+the prepared store as token ids and as words, with each image's path, name and (synthetic scenes) objects;
+a run reads them by position (:class:`PreparedImages`), never as a list of the whole corpus.
 """
 
 from __future__ import annotations
 
 import json
+from array import array
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from attnapps import provenance
 from attnapps.data import scripts
@@ -43,16 +52,19 @@ class ImageItem:
     height: int = 0
 
 
+def karpathy_file(root: str | Path) -> tuple[Path, Path]:
+    """``(dataset.json, the folder its image paths start from)`` of ``data.path`` (a folder, or the file)."""
+    root = Path(root)
+    return (root, root.parent) if root.is_file() else (root / "dataset.json", root)
+
+
 def load_karpathy(root: str | Path, on_error: str = "raise", image_dir: str = "",
                   max_images: int = 0) -> tuple[dict[str, list[ImageItem]], ErrorPolicy]:
     """``({"train", "valid", "test"}: [ImageItem]), policy`` from ``root/dataset.json``.
 
     ``max_images`` > 0 keeps at most that many images per split (quick experiments)."""
-    root = Path(root)
     policy = ErrorPolicy(on_error)
-    meta = root / "dataset.json"
-    if root.is_file():  # data.path=DIR/dataset_flickr8k.json: Karpathy's file under its own name
-        meta, root = root, root.parent
+    meta, root = karpathy_file(root)  # data.path=DIR/dataset_flickr8k.json: Karpathy's file under its own name
     if not meta.is_file():
         raise DataError(meta, None, "no such file (data.path= must be a folder with the Karpathy-format "
                                     "dataset.json and its images)")
@@ -82,8 +94,8 @@ def load_karpathy(root: str | Path, on_error: str = "raise", image_dir: str = ""
         sentences = entry.get("sentences") or []
         for s in sentences if isinstance(sentences, list) else []:
             tokens = s.get("tokens") if isinstance(s, dict) else None
-            if isinstance(tokens, list) and tokens:
-                tokens = [str(t).lower() for t in tokens if str(t).strip()]
+            if isinstance(tokens, list) and tokens:  # a token holding a space is two words
+                tokens = [w for t in tokens for w in str(t).lower().split()]
             else:
                 raw = s.get("raw", "") if isinstance(s, dict) else s
                 tokens = tokenize(raw if isinstance(raw, str) else "")
@@ -114,3 +126,109 @@ def load_karpathy(root: str | Path, on_error: str = "raise", image_dir: str = ""
     if not splits["train"]:
         raise DataError(meta, None, "no training images")
     return splits, policy
+
+
+def write_prepared(writer, splits: dict[str, list[ImageItem]], root: Path, vocab, max_len: int) -> dict:
+    """Each split into the prepared store (:mod:`attnapps.data.prepared`): ``{split}.caps`` (every caption's
+    token ids, cut at ``max_len``) and ``{split}.words`` (its words, space-joined) in dataset order,
+    ``{split}.first`` (``n + 1``: where each image's captions start), and per image ``{split}.image`` (its
+    path from ``root``), ``{split}.name`` and ``{split}.objects`` (JSON, synthetic scenes only). Returns
+    the notes a run needs without a pass over the corpus: the training split's most frequent caption."""
+    counts: Counter = Counter()
+    for split, items in splits.items():
+        ids, words = writer.column(f"{split}.caps", len(vocab)), writer.column(f"{split}.words", text=True)
+        image, name, objects = (writer.column(f"{split}.{c}", text=True) for c in ("image", "name", "objects"))
+        first = array("q", [0])
+        for it in items:
+            for c in it.captions:
+                ids.add(vocab.encode(c[:max_len]))
+                words.add(" ".join(c))
+                if split == "train":
+                    counts[tuple(c)] += 1
+            first.append(first[-1] + len(it.captions))
+            image.add(it.path.relative_to(root).as_posix())
+            name.add(it.name)
+            objects.add(json.dumps({"objects": it.objects, "width": it.width, "height": it.height})
+                        if it.objects else "")
+        for column in (ids, words, image, name, objects):
+            column.close()
+        writer.array(f"{split}.first", np.frombuffer(first, dtype=np.int64))
+    top = max(counts, key=lambda c: (counts[c], c))  # ties: the last in sort order, as before
+    return {"top_caption": list(top)}
+
+
+class PreparedImages(Sequence):
+    """A split's images over the prepared store, read by position: ``images[j]`` is ``(row, ImageItem)``
+    -- ``row`` the image's row in the feature (or pixel) cache -- built when asked for. ``rows`` and
+    ``index`` (the kept images' rows and positions in the split: an image the encoder could not read is
+    left out) are arrays; :meth:`ids` / :meth:`words` give one image's captions without the rest."""
+
+    def __init__(self, store, split: str, root: Path, rows=None, index=None):
+        self.root = Path(root)
+        self.first = np.asarray(store.column(f"{split}.first"))  # (n + 1,)
+        self.caps, self.caption_words = store.column(f"{split}.caps"), store.column(f"{split}.words")
+        self.images, self.names, self.objects = (store.column(f"{split}.{c}") for c in ("image", "name", "objects"))
+        n = len(self.first) - 1
+        self.index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
+        self.rows = self.index if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def kept(self, rows, index) -> "PreparedImages":
+        """The same split with only the images at positions ``index``, at feature rows ``rows``."""
+        view = object.__new__(PreparedImages)
+        view.__dict__.update(self.__dict__)
+        view.index, view.rows = np.asarray(index, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+        return view
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        return int(self.rows[j]), self.item(j)
+
+    def paths(self) -> list[Path]:
+        """Every image's file, in split order (what the feature cache is keyed on and extracts)."""
+        return [self.root / p for p in self.images[: len(self.images)]]
+
+    def _span(self, j: int) -> tuple[int, int]:
+        k = int(self.index[j])
+        return int(self.first[k]), int(self.first[k + 1])
+
+    def ids(self, j: int) -> list[list[int]]:
+        """Image ``j``'s captions as token ids."""
+        return self.caps[slice(*self._span(j))]
+
+    def words(self, j: int) -> list[list[str]]:
+        """Image ``j``'s captions as words (the references the metrics score against)."""
+        return [c.split(" ") for c in self.caption_words[slice(*self._span(j))]]
+
+    def name(self, j: int) -> str:
+        return self.names[int(self.index[j])]
+
+    def item(self, j: int) -> ImageItem:
+        k = int(self.index[j])
+        extra = self.objects[k]
+        extra = json.loads(extra) if extra else {}
+        return ImageItem(self.root / self.images[k], self.names[k], self.words(j), extra.get("objects", []),
+                         extra.get("width", 0), extra.get("height", 0))
+
+
+class View(Sequence):
+    """``n`` items made by ``get(i)`` when asked for (a slice gives a list): a split's references or
+    examples over :class:`PreparedImages` without a list of them all."""
+
+    def __init__(self, n: int, get):
+        self.n, self.get = n, get
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.get(j) for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.get(i)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from PIL import Image
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import Vocab, hub, pad_batch
 from attnapps.data.scripts import join_words
-from attnapps.data.files import cache_root, carve
+from attnapps.data.files import ErrorPolicy, cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
 from attnapps.decoding import decode_batches, search, step_attention
 from attnapps.errors import ConfigError, DataError
@@ -31,14 +30,14 @@ from attnapps.losses import sequence_loss
 from attnapps.metrics import cider_d, corpus_bleu_nltk
 from attnapps.plots import attention_heatmap, attention_over_image
 from attnapps.report import section, table
-from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
+from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task, windows
 
 from . import diagnostics
 from .config import CaptioningConfig, CaptioningPredict
-from .data import load_karpathy
+from .data import PreparedImages, View, karpathy_file, load_karpathy, write_prepared
 from .features import build_encoder, cached_extract, load_pixels
 from .grounding import pointing_game
-from .memory import RetrievedMemory, collate_memory
+from .memory import PackedCaptions, RetrievedMemory, collate_memory
 from .model import ARCHS
 from .retrieval import ConsensusScorer, global_features, knn_captions, neighbours, retrieval_baseline
 from .scst import scst_loss
@@ -96,6 +95,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                               "training images (a frozen encoder, model.arch=show_attend_tell, model.retrieval_k > 0)")
 
     encoder = baseline = None
+    captions_written = False  # test_captions.txt written by the final evaluation
     knn_k = None  # set when the run chose knn on valid (saved with the best weights): predict retrieves too
     _knn_scorer = None  # (training captions as words, their ConsensusScorer): built once for predict/serve
     vocab = property(lambda self: self.state.vocab if self.state else None)
@@ -153,42 +153,81 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         return {"image_dir": ""}
 
     def build_data(self):
+        """The splits over the prepared store (:meth:`prepare_data`: ``dataset.json`` parsed and its captions
+        encoded once per data and options) and the feature (or pixel) cache, read by position:
+        ``self.items[split]`` the kept images (:class:`.data.PreparedImages`), the datasets
+        ``(row, caption ids, memory)`` per image made when a batch asks for them."""
         d, e = self.cfg.data, self.cfg.encoder
         cache = cache_root(d.cache_dir)
         root = Path(d.path) if d.path else ensure_synthetic(cache, d.synthetic_seed)
-        splits, self.policy = load_karpathy(root, d.on_error, d.image_dir, d.max_images)
-        if not splits["valid"]:
-            splits["train"], splits["valid"] = carve(splits["train"], 0.05, self.cfg.seed)
-        self.root = root
+        meta, self.root = karpathy_file(root)
+        self.meta = meta
+        if not meta.is_file():
+            raise DataError(meta, None, "no such file (data.path= must be a folder with the Karpathy-format "
+                                        "dataset.json and its images)")
+        options = {"on_error": d.on_error, "image_dir": d.image_dir, "max_images": d.max_images,
+                   "min_freq": d.min_freq, "max_len": d.max_len}
+        given = self.state  # a checkpoint's vocabulary (resume, predict)
+        store = self.prepared([meta], options, self.prepare_data, d.cache_dir)
+        if store.notes.get("carve_seed") not in (None, self.cfg.seed):  # valid was cut from train with another
+            self.state = given  # seed: this seed's own store (data with a valid split shares one across seeds)
+            store = self.prepared([meta], {**options, "carve_seed": self.cfg.seed}, self.prepare_data, d.cache_dir)
+        self.policy = ErrorPolicy(d.on_error)
+        self.policy.skipped, self.policy.examples = store.notes["skipped"], list(store.notes["skip_examples"])
+        self.top_caption = store.notes["top_caption"]
+        images = {split: PreparedImages(store, split, self.root) for split in ("train", "valid", "test")}
         self.encoder = self.build_encoder()
-        items = splits["train"] + splits["valid"] + splits["test"]
+        paths = [p for split in images.values() for p in split.paths()]
         blob, hit, file = cached_extract(
-            cache, [it.path for it in items], None if self.trains_encoder else self.encoder, e.name, e.weights,
+            cache, paths, None if self.trains_encoder else self.encoder, e.name, e.weights,
             self.encoder.image_size, self.policy, batch_size=e.batch_size, progress=self.cfg.trainer.progress)
         self.store = blob["data"]
         self.feature_info = {"cache_hit": hit, "file": str(file), "images_per_sec": blob["images_per_sec"],
                              "seconds": blob["seconds"], "kind": "pixels" if self.trains_encoder else "features"}
-        # the feature (or pixel) cache is this task's prepared data: data.cache_hit, the report's sentence
-        self.prepared_info = {"hit": hit, "seconds": 0.0 if hit else blob["seconds"], "path": str(file),
-                              "prepared_seconds": blob["seconds"]}
-        rows, k = blob["rows"], 0
-        self.items = {}
-        for split in ("train", "valid", "test"):
-            kept = []
-            for it in splits[split]:
-                if k in rows:
-                    kept.append((rows[k], it))
-                k += 1
-            self.items[split] = kept
-        self.fitted(lambda: CaptioningState(  # or the checkpoint's vocabulary (resume, predict)
-            Vocab.build((c for _, it in self.items["train"] for c in it.captions), min_freq=d.min_freq)))
-        encoded = {split: [[self.vocab.encode(c[: d.max_len]) for c in it.captions] for _, it in kept]
-                   for split, kept in self.items.items()}
-        self.memory.build(self.store, self.items, encoded["train"])
+        info = self.prepared_info  # the captions' store, and the feature cache: together this task's prepared data
+        self.prepared_info = {"hit": info["hit"] and hit, "path": info["path"], "features": str(file),
+                              "seconds": info["seconds"] + (0.0 if hit else blob["seconds"]),
+                              "prepared_seconds": info["prepared_seconds"] + blob["seconds"]}
+        row_of = np.full(len(paths), -1, dtype=np.int64)  # path index -> row (-1: the image could not be read)
+        row_of[np.fromiter(blob["rows"], dtype=np.int64, count=len(blob["rows"]))] = list(blob["rows"].values())
+        self.items, start = {}, 0
+        for split, split_images in images.items():
+            rows = row_of[start: start + len(split_images)]
+            index = np.flatnonzero(rows >= 0)
+            self.items[split] = split_images.kept(rows[index], index)
+            start += len(split_images)
+        self.memory.build(self.store, {split: torch.from_numpy(kept.rows) for split, kept in self.items.items()},
+                          self.caption_ids("train"))
         memory = (lambda split, i: self.memory.of_example(split, i)) if self.arch.reads_memory \
             else (lambda split, i: None)
-        return {split: [(row, caps, memory(split, i)) for i, ((row, _), caps) in enumerate(zip(kept, encoded[split]))]
+        return {split: View(len(kept), lambda i, split=split, kept=kept: (int(kept.rows[i]), kept.ids(i),
+                                                                          memory(split, i)))
                 for split, kept in self.items.items()}
+
+    def prepare_data(self, writer) -> None:
+        """Parse ``dataset.json`` (:func:`.data.load_karpathy`), cut a valid split from train when it has
+        none (5%, ``seed``), fit the vocabulary on the training captions (unless a checkpoint gave it) and
+        write every split's captions and images into the store (:func:`.data.write_prepared`)."""
+        d = self.cfg.data
+        splits, policy = load_karpathy(self.meta, d.on_error, d.image_dir, d.max_images)
+        carved = not splits["valid"]
+        if carved:
+            splits["train"], splits["valid"] = carve(splits["train"], 0.05, self.cfg.seed)
+        self.fitted(lambda: CaptioningState(  # or the checkpoint's vocabulary (resume, predict)
+            Vocab.build((c for it in splits["train"] for c in it.captions), min_freq=d.min_freq)))
+        notes = write_prepared(writer, splits, self.root, self.vocab, d.max_len)
+        writer.notes.update(notes, skipped=policy.skipped, skip_examples=policy.examples,
+                            carve_seed=self.cfg.seed if carved else None)
+
+    def caption_ids(self, split: str) -> View:
+        """Token ids of each kept image's captions, read when asked for."""
+        kept = self.items[split]
+        return View(len(kept), kept.ids)
+
+    def references(self, split: str, n: int | None = None) -> View:
+        """The first ``n`` (all) kept images' captions as words: what the metrics score against."""
+        kept = self.items[split]
+        return View(len(kept) if n is None else min(n, len(kept)), kept.words)
 
     def collate(self, examples):
         n = self.cfg.data.captions_per_image
@@ -269,7 +308,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def id_scorer(self) -> ConsensusScorer:
         """CIDEr-D between token-id captions, document frequencies from the training captions."""
         if getattr(self, "_id_scorer", None) is None:
-            self._id_scorer = ConsensusScorer([caps for _, caps, _ in self.datasets["train"]])
+            train = self.datasets["train"]  # (row, caption ids, memory) per image, read one at a time
+            self._id_scorer = ConsensusScorer(View(len(train), lambda i: train[i][1]))
         return self._id_scorer
 
     # ------------------------------------------------------------------ decoding and metrics
@@ -309,25 +349,30 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         if not final:
             hyps, attns = self.strategy.decode_split(model, split, dec.valid_subset)  # greedy, on a subset
             words = [self.vocab.decode(h) for h in hyps]
-        else:
-            words, attns = self.strategy.captions(model, split, self.strategy.choose(model))
+        else:  # window by window, the test captions written as they come
+            choice, words, attns, kept = self.strategy.choose(model), [], [], self.items[split]
+            with self.output_lines("test_captions.txt" if split == "test" else "") as out:
+                for part in windows(len(self.datasets[split])):
+                    w, a = self.strategy.captions(model, split, choice, part)
+                    out.write([f"{kept.name(j)}\t{' '.join(x)}" for j, x in zip(part, w)])
+                    words += w
+                    attns += a
+            self.captions_written = out.written
         r = self.regions()  # attention rows: regions, then (with the memory) retrieved tokens
         mem_attns = [a[:, r:] if a is not None and a.size(1) > r else None for a in attns]
         attns = [a[:, :r] if a is not None else None for a in attns]
-        refs = [it.captions for _, it in self.items[split][: len(words)]]
+        refs = self.references(split, len(words))
         out = corpus_bleu_nltk(words, refs)
         out["cider"] = cider_d(words, refs)[0]
-        g = pointing_game([it for _, it in self.items[split][: len(words)]], words, attns)
+        g = pointing_game(View(len(words), lambda i: self.items[split].item(i)), words, attns)
         if g is not None:
             out["grounding"], out["grounding_chance"] = g["accuracy"], g["chance"]
         return Evaluation(out, {"words": words, "attention": attns, "grounding": g, "memory_attention": mem_attns,
                                 "metrics": out})
 
     def trivial_baseline(self, split):
-        """Every image gets the training split's most frequent caption."""
-        counts = Counter(tuple(c) for _, it in self.items["train"] for c in it.captions)
-        top = list(max(counts, key=lambda c: (counts[c], c)))
-        refs = [it.captions for _, it in self.items[split]]
+        """Every image gets the training split's most frequent caption (counted when the data was prepared)."""
+        top, refs = self.top_caption, self.references(split)
         out = corpus_bleu_nltk([top] * len(refs), refs)
         return {"bleu4": out["bleu4"], "cider": cider_d([top] * len(refs), refs)[0]}
 
@@ -345,8 +390,9 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         info, test = self.feature_info, results["test"]
         words, attns, scores, g, mem_attns = (test["words"], test["attention"], test["metrics"], test["grounding"],
                                               test["memory_attention"])
-        (run_dir / "test_captions.txt").write_text(
-            "".join(f"{it.name}\t{' '.join(w)}\n" for (_, it), w in zip(self.items["test"], words)), encoding="utf-8")
+        if not self.captions_written:  # (the final evaluation wrote them as they came)
+            (run_dir / "test_captions.txt").write_text(
+                "".join(f"{self.items['test'].name(j)}\t{' '.join(w)}\n" for j, w in enumerate(words)), encoding="utf-8")
         sat = "attention" in arch_keys(m)  # one attention variant to name
         memory = ("off (" + ("the encoder trains, so there are no fixed features to retrieve with"
                              if self.trains_encoder and m.retrieval_k > 0 else "model.retrieval_k=0") + ")")
@@ -395,9 +441,9 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         lines += ["", "Test captions: `test_captions.txt`.", "", "### Samples (test)", ""]
         lines += table(["image", "generated", "references (first two)"],
                        [[it.name, join_words(w), " / ".join(join_words(c) for c in it.captions[:2])]
-                        for (_, it), w in list(zip(self.items["test"], words))[: self.cfg.report.examples]])
+                        for (_, it), w in zip(self.items["test"][: self.cfg.report.examples], words)])
         lines += ["", "### Where the decoder looked (test images, test decoding)", ""]
-        for n, ((_, it), w, a) in enumerate(list(zip(self.items["test"], words, attns))[: self.cfg.report.figures]):
+        for n, ((_, it), w, a) in enumerate(zip(self.items["test"][: self.cfg.report.figures], words, attns)):
             if a is None or not w:
                 continue
             path = self.figure(it.path, w, a, run_dir / "plots" / f"attention_{n}.png")
@@ -433,10 +479,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                 for s in range(0, self.store.size(0), 256):
                     chunks.append(global_features(model.images(self.store[s:s + 256].to(self.device)).cpu()))
             feats, what = torch.cat(chunks), "trained encoder's features"
-        parts = []
-        for split in ("train", "valid", "test"):
-            rows = torch.tensor([row for row, _ in self.items[split]], dtype=torch.long)
-            parts.append((feats[rows], [it.captions for _, it in self.items[split]]))
+        parts = [(feats[torch.from_numpy(self.items[split].rows)], self.references(split))
+                 for split in ("train", "valid", "test")]
         out = retrieval_baseline(*parts)
         out["features"], out["feats"] = what, feats
         self.baseline = out
@@ -445,7 +489,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     @property
     def scorer(self) -> ConsensusScorer:
         if getattr(self, "_scorer", None) is None:
-            self._scorer = ConsensusScorer([it.captions for _, it in self.items["train"]])
+            self._scorer = ConsensusScorer(self.references("train"))
         return self._scorer
 
     def describe_encoder(self) -> str:
@@ -530,7 +574,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def explore(self, model, results, n):
         test = results["test"]
         out = []
-        for i, ((_, it), words) in enumerate(list(zip(self.items["test"], test["words"]))[:n]):
+        for i, ((_, it), words) in enumerate(zip(self.items["test"][:n], test["words"])):
             attn, mem = test["attention"][i], test["memory_attention"][i]
             if attn is not None and mem is not None:
                 attn = torch.cat([attn, mem], 1)  # (len, regions + memory)
@@ -575,14 +619,17 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def state_dict(self):
         state = super().state_dict()  # the vocabulary
         if self.memory.index is not None:  # prediction retrieves from the training images as in training
-            state["retrieval"] = {"keys": self.memory.index["keys"], "captions": self.memory.index["captions"]}
+            captions = self.memory.index["captions"]  # packed tensors (a list in checkpoints before them)
+            state["retrieval"] = {"keys": self.memory.index["keys"],
+                                  "captions": captions.to_dict() if isinstance(captions, PackedCaptions) else captions}
         if self.strategy.name == "knn":  # chosen on valid: predict and the server caption by retrieval too
             state["knn_k"] = int(self.baseline["k"])  # the baseline was computed when knn was scored
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.memory.index = state.get("retrieval")
+        index = state.get("retrieval")
+        self.memory.index = index and {"keys": index["keys"], "captions": PackedCaptions.of(index["captions"])}
         self.knn_k, self._knn_scorer = state.get("knn_k"), None
 
     def knn_captions(self, model, pixels) -> list[list[str]] | None:

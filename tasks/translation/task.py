@@ -32,7 +32,7 @@ from attnapps.metrics import bleu_tokenizer, check_bleu_tokenizer, sacrebleu_sco
 from attnapps.plots import attention_heatmap
 from attnapps.predict import predict_options
 from attnapps.report import section, table
-from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
+from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task, windows
 
 from . import diagnostics
 from .config import TranslationConfig, TranslationPredict
@@ -443,9 +443,9 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         decode with them -- and both report how often the word-by-word translation was chosen."""
         dec = self.cfg.decode
         n = len(self.datasets[split]) if final else min(dec.valid_subset, len(self.datasets[split]))
-        sources, given = [s for s, _ in self.datasets[split][:n]], self.sources[split][:n]
         metrics = {}
         if final and split == "valid" and dec.hybrid and dec.beam > 1:  # one decoding: the pool, then the choice
+            sources, given = [s for s, _ in self.datasets[split][:n]], self.sources[split][:n]
             pool: dict = {}
             self.translate(model, sources, dec.beam, dec.alpha, attention=False, pool=pool, texts=given)
             feats, cands = zip(*(pool[id(s)] for s in sources))
@@ -453,21 +453,36 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
             self.state.hybrid = {"weights": weights.tolist(), "table": self.word_by_word()["table"], "valid": chosen}
             texts = [c[k] for c, k in zip(cands, hybrid.choose(list(feats), weights))]
             metrics["word_by_word_share"] = chosen["share"]
-        else:
-            hyps = self.translate(model, sources, dec.beam if final else 1, dec.alpha, attention=False,  # words only
-                                  texts=given)
-            texts = [self.tgt_tok.decode(h) for h in hyps.tokens]
+            written = False
+        else:  # window by window: the sources read from the store, the hypotheses written as they come
+            texts, same = [], 0
+            with self.output_lines(f"{split}_hypotheses.txt" if final and split == "test" else "") as out:
+                for part in windows(n):
+                    sources = [s for s, _ in self.datasets[split][part.start:part.stop]]
+                    given = self.sources[split][part.start:part.stop]
+                    hyps = self.translate(model, sources, dec.beam if final else 1, dec.alpha, attention=False,
+                                          texts=given)  # words only
+                    new = [self.tgt_tok.decode(h) for h in hyps.tokens]
+                    out.write(new)
+                    texts += new
+                    if final and dec.hybrid and self.state.hybrid is not None and dec.beam > 1:
+                        same += self.word_by_word_count(hyps.tokens, given)
+                written = out.written
             if final and dec.hybrid and self.state.hybrid is not None and dec.beam > 1:
-                metrics["word_by_word_share"] = self.word_by_word_share(hyps.tokens, given)
+                metrics["word_by_word_share"] = same / max(n, 1)
         scores = sacrebleu_scores(texts, self.refs[split][:n], self.bleu_tokenize)
-        return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"], **metrics}, {"texts": texts, "scores": scores})
+        return Evaluation({"bleu": scores["bleu"], "chrf": scores["chrf"], **metrics},
+                          {"texts": texts, "scores": scores, "written": written})
 
     def word_by_word_share(self, outputs: list[list[int]], sources: list[str]) -> float:
         """The part of ``outputs`` that are the word-by-word translation of their source (the hybrid's
         choice)."""
+        return self.word_by_word_count(outputs, sources) / max(len(outputs), 1)
+
+    def word_by_word_count(self, outputs: list[list[int]], sources: list[str]) -> int:
+        """How many of ``outputs`` are the word-by-word translation of their source."""
         table, protect = self.state.hybrid["table"], self.cfg.decode.protect
-        same = [o == self.tgt_tok.encode(translate_with_table(table, s, protect)) for o, s in zip(outputs, sources)]
-        return sum(same) / max(len(same), 1)
+        return sum(o == self.tgt_tok.encode(translate_with_table(table, s, protect)) for o, s in zip(outputs, sources))
 
     def extra_metrics(self, model):
         """``data.extra_test``: each further test set translated as the test split (``decode.beam``) and
@@ -549,7 +564,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def report(self, model, run_dir, results):
         dec, d = self.cfg.decode, self.cfg.data
         texts, scores = results["test"]["texts"], results["test"]["scores"]
-        (Path(run_dir) / "test_hypotheses.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+        if not results["test"].get("written"):  # (the final evaluation wrote them as they came)
+            (Path(run_dir) / "test_hypotheses.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
         lines = section("Translation", [
             f"direction: {'reversed ' if d.reverse else ''}{d.path or EMBEDDED_NAMES[str(d.embedded)]}",
             f"pairs: train {len(self.datasets['train'])}, valid {len(self.datasets['valid'])}, test "

@@ -122,6 +122,113 @@ def test_feature_cache_hit_miss_and_invalidation(tmp_path):
     assert not hit and file3 != file
 
 
+def captioning_task(data, cache, *keys):
+    return CaptioningTask(OmegaConf.merge(OmegaConf.structured(CaptioningConfig), OmegaConf.from_dotlist(
+        [f"data.path={data}", f"data.cache_dir={cache}", "data.min_freq=1", "trainer.progress=false", *keys])))
+
+
+def test_prepared_store_holds_every_caption_and_a_hit_parses_no_json(tmp_path, monkeypatch):
+    """The captions, names, paths and objects read back by position are the parsed file's; the ids are the
+    vocabulary's encoding cut at data.max_len; a second run reads the store, not dataset.json."""
+    from collections import Counter
+
+    import attnapps_tasks.captioning.task as task_module
+
+    write_synthetic(tmp_path / "d", seed=3, splits=(("train", 5), ("val", 2), ("test", 3)))
+    task = captioning_task(tmp_path / "d", tmp_path / "c", "data.max_len=3")
+    data = task.build_data()
+    assert task.prepared_info["hit"] is False
+    parsed, _ = load_karpathy(tmp_path / "d")
+    for split, items in parsed.items():
+        assert len(task.items[split]) == len(data[split]) == len(items)
+        for j, ((row, got), want) in enumerate(zip(task.items[split], items)):
+            assert (got.name, got.path, got.captions, got.objects, got.width) == \
+                   (want.name, want.path, want.captions, want.objects, want.width)
+            assert data[split][j][1] == [task.vocab.encode(c[:3]) for c in want.captions] and data[split][j][0] == row
+    counts = Counter(tuple(c) for it in parsed["train"] for c in it.captions)
+    assert task.top_caption == list(max(counts, key=lambda c: (counts[c], c)))
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("dataset.json parsed on a cache hit")
+
+    monkeypatch.setattr(task_module, "load_karpathy", no_parsing)
+    again = captioning_task(tmp_path / "d", tmp_path / "c", "data.max_len=3")
+    data2 = again.build_data()
+    assert again.prepared_info["hit"] is True and again.vocab.itos == task.vocab.itos
+    assert [data2["test"][i][:2] for i in range(3)] == [data["test"][i][:2] for i in range(3)]
+
+
+def test_valid_carved_from_train_follows_the_seed_and_a_given_valid_split_shares_one_store(tmp_path):
+    from attnapps.data.files import carve_indices
+
+    write_synthetic(tmp_path / "d", seed=4, splits=(("train", 12), ("test", 2)))  # no valid split
+    names = [e["filename"] for e in json.loads((tmp_path / "d" / "dataset.json").read_text())["images"]
+             if e["split"] == "train"]
+    stores = {}
+    for seed in (0, 1, 0):
+        task = captioning_task(tmp_path / "d", tmp_path / "c", f"seed={seed}")
+        task.build_data()
+        assert [it.name for _, it in task.items["valid"]] == [names[i] for i in sorted(carve_indices(12, 0.05, seed))]
+        assert not {it.name for _, it in task.items["valid"]} & {it.name for _, it in task.items["train"]}
+        assert stores.setdefault(seed, task.prepared_info["path"]) == task.prepared_info["path"]
+    assert stores[0] != stores[1]
+    write_synthetic(tmp_path / "v", seed=4, splits=(("train", 4), ("val", 2), ("test", 2)))
+    paths = []
+    for seed in (0, 1):
+        task = captioning_task(tmp_path / "v", tmp_path / "c", f"seed={seed}")
+        task.build_data()
+        paths.append((task.prepared_info["path"], task.prepared_info["hit"]))
+    assert paths[1] == (paths[0][0], True)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "rerank"])
+def test_a_final_evaluation_captions_window_by_window_and_writes_them_as_they_come(tmp_path, monkeypatch, strategy):
+    """Windows of 2 images give the captions, attention and scores of one window over the split, and
+    test_captions.txt holds each window's lines before the next is decoded."""
+    import attnapps.task as core
+
+    write_synthetic(tmp_path / "d", seed=3, splits=(("train", 6), ("val", 2), ("test", 5)))
+    task = captioning_task(tmp_path / "d", tmp_path / "c", f"decode.strategy={strategy}", "decode.beam=2",
+                           "encoder=resnet18", "encoder.image_size=32", "model.hidden_size=32", "model.embed_size=16")
+    task.datasets = task.build_data()
+    torch.manual_seed(0)
+    model = task.build_model()
+    scorer, compared = task.scorer, []  # rerank: which image's neighbour captions each hypothesis meets
+    similarity = scorer.mean_similarity
+    monkeypatch.setattr(scorer, "mean_similarity", lambda c, refs: compared.append(refs) or similarity(c, refs))
+    whole = task.evaluate(model, "test", final=True)
+    compared_whole, compared[:] = list(compared), []
+    monkeypatch.setattr(core, "EVAL_WINDOW", 2)
+    task.outputs_dir = tmp_path / "run"
+    out_file, seen, captions = tmp_path / "run" / "test_captions.txt", [], task.strategy.captions
+
+    def spy(model, split, choice, part=None):
+        seen.append((len(part), len(out_file.read_text(encoding="utf-8").splitlines())))
+        return captions(model, split, choice, part)
+
+    monkeypatch.setattr(task.strategy, "captions", spy)
+    windowed = task.evaluate(model, "test", final=True)
+    assert seen == [(2, 0), (2, 2), (1, 4)]
+    assert compared == compared_whole and (strategy == "greedy") == (not compared)
+    assert windowed.outputs["words"] == whole.outputs["words"] and windowed.metrics == whole.metrics
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(windowed.outputs["attention"], whole.outputs["attention"]))
+    names = [it.name for it in load_karpathy(tmp_path / "d")[0]["test"]]
+    assert out_file.read_text(encoding="utf-8") == "".join(
+        f"{n}\t{' '.join(w)}\n" for n, w in zip(names, whole.outputs["words"]))
+
+
+def test_packed_retrieval_captions_read_back_per_image():
+    from attnapps_tasks.captioning.memory import PackedCaptions
+
+    captions = [[[4, 5], [6]], [], [[7, 8, 9]], [[10]]]
+    packed = PackedCaptions.pack(captions)
+    assert [packed[j] for j in range(4)] == captions and packed[-1] == [[10]] and len(packed) == 4
+    assert packed.ids.dtype == torch.int32 and packed.ids.tolist() == [4, 5, 6, 7, 8, 9, 10]
+    again = PackedCaptions.of(packed.to_dict())
+    assert again[0:3] == captions[:3]
+    assert PackedCaptions.of(captions) is captions  # a checkpoint from before packing: its list as saved
+
+
 def test_synthetic_scenes_are_deterministic_and_captions_name_the_relation(tmp_path):
     write_synthetic(tmp_path / "a", seed=3, splits=(("train", 5), ("test", 2)))
     write_synthetic(tmp_path / "b", seed=3, splits=(("train", 5), ("test", 2)))

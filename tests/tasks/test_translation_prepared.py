@@ -165,3 +165,32 @@ def test_streamed_pairs_are_the_loaded_pairs(tmp_path, layout, valid):
         for stream in streams.values():
             list(stream())
     assert str(streamed_error.value) == str(raised.value)  # the same first error
+
+
+def test_a_final_evaluation_decodes_window_by_window_and_writes_hypotheses_as_they_come(tmp_path, monkeypatch):
+    """Windows of 2 pairs give the hypotheses and scores of one window over the whole split, and
+    test_hypotheses.txt holds each window's lines before the next window is decoded."""
+    import torch
+
+    import attnapps.task as core
+
+    corpus(tmp_path / "d")
+    task = task_for(tmp_path / "d", tmp_path / "c", "decode.hybrid=false", "decode.channel=0")
+    torch.manual_seed(0)
+    model = task.build_model()
+    whole = task.evaluate(model, "test", final=True)
+    assert whole.outputs["written"] is False  # outside a run: nothing written, the report writes the file
+    monkeypatch.setattr(core, "EVAL_WINDOW", 2)
+    task.outputs_dir = tmp_path / "run"
+    out_file, seen, translate = tmp_path / "run" / "test_hypotheses.txt", [], task.translate
+
+    def spy(model, sources, *args, **kwargs):
+        seen.append((len(sources), len(out_file.read_text(encoding="utf-8").splitlines())))
+        return translate(model, sources, *args, **kwargs)
+
+    monkeypatch.setattr(task, "translate", spy)
+    windowed = task.evaluate(model, "test", final=True)
+    assert seen == [(2, 0), (2, 2), (1, 4)]  # 5 test pairs: each window's lines are on disk before the next
+    assert windowed.outputs["texts"] == whole.outputs["texts"] and windowed.metrics == whole.metrics
+    assert out_file.read_text(encoding="utf-8") == "".join(f"{t}\n" for t in whole.outputs["texts"])
+    assert windowed.outputs["written"] is True
