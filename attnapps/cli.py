@@ -6,6 +6,7 @@
     attnapps report DIR [DIR ...]                       compare runs (attnapps.report)
     attnapps study [tasks=...] [attention=...]          the cross-task attention study (attnapps.study)
     attnapps serve run=DIR [run=DIR ...]                the HTTP API and demo page (attnapps.serve)
+    attnapps docs [--build-only] [--port N]             build and serve the documentation (attnapps.docs)
     attnapps --version
 
 ``attnapps COMMAND --help`` gives each command's keys.
@@ -24,6 +25,7 @@ COMMANDS = {  # command -> (module with main(argv), what it does)
     "report": ("attnapps.report", "compare runs side by side"),
     "study": ("attnapps.study", "every attention variant on every task, diagnostics side by side"),
     "serve": ("attnapps.serve.__main__", "serve trained runs: HTTP API and live attention page"),
+    "docs": ("attnapps.docs", "build this documentation and serve it locally"),
 }
 
 

@@ -242,8 +242,33 @@ def _elastic_run_dir(argv: list[str], rank: int) -> list[str]:
     return argv + [f"hydra.run.dir={record.read_text().strip()}"]
 
 
+EXTRA_KEYS = "ATTNAPPS_EXTRA_KEYS"
+
+
+def with_extra_keys(argv: list[str]) -> list[str]:
+    """``$ATTNAPPS_EXTRA_KEYS`` (``key=value`` words, shell-quoted) added to a run's keys, replacing the same
+    keys given on the command line: how the documentation's tests run every documented command at a tiny
+    budget (``ATTNAPPS_EXTRA_KEYS="trainer.max_steps=2"``) without a second copy of the commands."""
+    import shlex
+
+    extra = shlex.split(os.environ.get(EXTRA_KEYS, ""))
+    if not extra:
+        return argv
+    bad = [k for k in extra if "=" not in k or k.startswith("-")]
+    if bad:
+        raise AttnappsError(f"{EXTRA_KEYS}: expected key=value words, got {bad[0]!r}")
+    replaced = {k.split("=", 1)[0].lstrip("+~") for k in extra}
+    return [a for a in argv if a.split("=", 1)[0].lstrip("+~") not in replaced] + extra
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = expand_aliases(sys.argv[1:] if argv is None else argv)  # (loads the task plugins)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        argv = with_extra_keys(argv)
+    except AttnappsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    argv = expand_aliases(argv)  # (loads the task plugins)
     from attnapps import provenance
 
     if "TORCHELASTIC_RUN_ID" in os.environ:

@@ -139,3 +139,23 @@ def test_help_marks_each_model_key_with_the_architectures_that_use_it(task):
             assert mark and mark.group(1).split(", ") == users, f"model.{key}: {text!r} vs {users}"
         seen.add(key)
     assert seen == set().union(*fields.values())  # every key of every architecture is listed
+
+
+def test_extra_keys_from_the_environment_replace_the_command_lines(monkeypatch, tmp_path):
+    from attnapps.errors import AttnappsError
+    from attnapps.run import with_extra_keys
+
+    monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "trainer.max_steps=2 'model.name=a b'")
+    assert with_extra_keys(["task=dummy", "trainer.max_steps=500", "seed=3", "+model.name=x"]) == \
+        ["task=dummy", "seed=3", "trainer.max_steps=2", "model.name=a b"]
+    monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "")
+    assert with_extra_keys(["task=dummy", "seed=3"]) == ["task=dummy", "seed=3"]
+    monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "--multirun")
+    with pytest.raises(AttnappsError, match="ATTNAPPS_EXTRA_KEYS: expected key=value words, got '--multirun'"):
+        with_extra_keys(["task=dummy"])
+    run = tmp_path / "run"  # through the command line: the run stops where the environment says
+    out = run_cli("task=dummy", "trainer.max_steps=50", f"hydra.run.dir={run}",
+                  env_extra={"ATTNAPPS_EXTRA_KEYS": "trainer.max_steps=3"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run / "metrics.json").read_text())["train.steps"] == 3
+    assert "max_steps: 3" in (run / "config.yaml").read_text()

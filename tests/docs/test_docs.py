@@ -1,0 +1,102 @@
+"""The documentation cannot drift from the code: the site builds with every warning an error, every Python
+block of a page runs (in order, in one namespace) and prints the output shown under it, every shell block
+runs as written at a tiny budget (``ATTNAPPS_EXTRA_KEYS``), and the Chinese pages use the English pages'
+commands."""
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "_generated" not in p.parts)
+FENCE = re.compile(r"^(`{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
+TINY = "trainer.max_steps=2"  # what every documented run is shrunk to
+
+
+def blocks(page: Path) -> list[tuple[str, str]]:
+    """``(language, text)`` of each fenced block of a page, in order (directives such as ``{toctree}``
+    excluded)."""
+    return [(info.strip(), text) for _, info, text in FENCE.findall(page.read_text(encoding="utf-8"))
+            if not info.strip().startswith("{")]
+
+
+def readme_commands() -> set[str]:
+    """The README's install-and-run and test commands: CI runs them itself (``.ci/run``)."""
+    return {text for lang, text in blocks(ROOT / "README.md")[:1] if lang == "bash"}
+
+
+def without_comments(text: str) -> str:
+    """Code with ``#`` comments and docstrings' prose left out (a translated page translates those)."""
+    text = re.sub(r'"""[^"]*"""', '""""""', text)
+    return "\n".join(re.sub(r"\s+#\s.*$", "", line).rstrip() for line in text.splitlines())
+
+
+def test_every_page_is_found():
+    names = {p.relative_to(DOCS).as_posix() for p in PAGES}
+    assert {"index.md", "tutorials/attention-layer.md", "zh/tutorials/attention-layer.md"} <= names
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(lang == "python" for lang, _ in blocks(p))],
+                         ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_python_blocks_run_and_print_what_the_page_shows(page, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__docs__"}
+    found = blocks(page)
+    for n, (lang, text) in enumerate(found):
+        if lang != "python":
+            continue
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(text, f"{page}:block{n}", "exec"), namespace)  # noqa: S102 (our own docs)
+        if n + 1 < len(found) and found[n + 1][0] == "text":
+            shown = found[n + 1][1]
+            assert [line.rstrip() for line in out.getvalue().splitlines()] == \
+                   [line.rstrip() for line in shown.splitlines()], f"{page} block {n}: printed output differs"
+
+
+@pytest.mark.parametrize("english", sorted(p for p in (DOCS / "tutorials").glob("*.md") if p.name != "index.md"),
+                         ids=lambda p: p.name)
+def test_a_chinese_tutorial_page_runs_the_english_pages_code(english):
+    chinese = DOCS / "zh" / "tutorials" / english.name
+    assert chinese.is_file(), f"no Chinese page for {english.name}"
+    code = lambda page: [(lang, without_comments(text)) for lang, text in blocks(page)]  # noqa: E731
+    assert code(chinese) == code(english)
+
+
+def test_the_chinese_quick_start_is_the_readmes():
+    shell = [text for lang, text in blocks(DOCS / "zh" / "index.md") if lang == "bash"]
+    assert shell and shell[0] in readme_commands()
+
+
+@pytest.mark.slow
+def test_the_site_builds_without_warnings(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS),
+                        str(tmp_path / "html")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    config = (tmp_path / "html" / "reference" / "_generated" / "config-translation.html").read_text(encoding="utf-8")
+    assert "trainer.max_steps" in config and "model.attention" in config  # generated from the config dataclasses
+    api = (tmp_path / "html" / "reference" / "attention.html").read_text(encoding="utf-8")
+    assert "masked_softmax" in api and "Bahdanau" in api  # from the docstrings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in PAGES if any(lang == "bash" for lang, _ in blocks(p))],
+                         ids=lambda p: p.relative_to(DOCS).as_posix())
+def test_shell_blocks_run_as_written_at_a_tiny_budget(page, tmp_path):
+    """Each page in a fresh folder, its blocks in order, with ``python`` the test's interpreter and the
+    repository importable (as in a clone with the environment activated)."""
+    env = {**os.environ, "ATTNAPPS_EXTRA_KEYS": TINY, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for n, (lang, text) in enumerate(blocks(page)):
+        if lang != "bash" or text in readme_commands():  # the README's two commands: CI runs them
+            continue
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, f"{page} block {n}:\n{text}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
