@@ -130,7 +130,9 @@ def create_app(runs: dict[str, LoadedRun], cfg: ServeConfig | None = None):
               openapi_extra={"requestBody": {"content": {
                   "application/json": {"schema": TextRequest.model_json_schema()},
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
-                      "image": {"type": "string", "format": "binary"}, "beam": {"type": "integer"}}}}}}})
+                      "image": {"type": "string", "format": "binary",
+                                "description": "the image file (tasks that caption images)"},
+                      "beam": {"type": "integer", "description": "beam size (optional; the run's by default)"}}}}}}})
     async def predict(task: str, request: Request, run: str | None = None):
         loaded = pick_run(runs, task, run)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

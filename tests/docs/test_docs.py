@@ -84,6 +84,8 @@ def test_the_site_builds_without_warnings(tmp_path):
     assert "trainer.max_steps" in config and "model.attention" in config  # generated from the config dataclasses
     api = (tmp_path / "html" / "reference" / "attention.html").read_text(encoding="utf-8")
     assert "masked_softmax" in api and "Bahdanau" in api  # from the docstrings
+    served = (tmp_path / "html" / "reference" / "_generated" / "serve-api.html").read_text(encoding="utf-8")
+    assert "/v1/{task}/predict" in served and "several input texts" in served  # from the OpenAPI schema
 
 
 @pytest.mark.slow
