@@ -248,7 +248,8 @@ EXTRA_KEYS = "ATTNAPPS_EXTRA_KEYS"
 def with_extra_keys(argv: list[str]) -> list[str]:
     """``$ATTNAPPS_EXTRA_KEYS`` (``key=value`` words, shell-quoted) added to a run's keys, replacing the same
     keys given on the command line: how the documentation's tests run every documented command at a tiny
-    budget (``ATTNAPPS_EXTRA_KEYS="trainer.max_steps=2"``) without a second copy of the commands."""
+    budget without a second copy of the commands. ``?key=value`` is added only when the run's task has
+    that key (one list for every task: ``?decode.beam=1`` shrinks the tasks that decode)."""
     import shlex
 
     extra = shlex.split(os.environ.get(EXTRA_KEYS, ""))
@@ -257,6 +258,12 @@ def with_extra_keys(argv: list[str]) -> list[str]:
     bad = [k for k in extra if "=" not in k or k.startswith("-")]
     if bad:
         raise AttnappsError(f"{EXTRA_KEYS}: expected key=value words, got {bad[0]!r}")
+    if any(k.startswith("?") for k in extra):
+        from attnapps.config import describe
+        from attnapps.task import get_task
+
+        keys = {key for key, *_ in describe(get_task(_task_of(_user_overrides(argv))).config_class)}
+        extra = [k.removeprefix("?") for k in extra if not k.startswith("?") or k[1:].split("=", 1)[0] in keys]
     replaced = {k.split("=", 1)[0].lstrip("+~") for k in extra}
     return [a for a in argv if a.split("=", 1)[0].lstrip("+~") not in replaced] + extra
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "_generated" not in p.parts)
 FENCE = re.compile(r"^(`{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
-TINY = "trainer.max_steps=2 diag.examples=4"  # what every documented run is shrunk to
+TINY = "trainer.max_steps=2 diag.examples=4 ?decode.beam=1 ?decode.strategy=greedy"  # every documented run, shrunk
 
 
 def blocks(page: Path) -> list[tuple[str, str]]:

@@ -148,6 +148,11 @@ def test_extra_keys_from_the_environment_replace_the_command_lines(monkeypatch, 
     monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "trainer.max_steps=2 'model.name=a b'")
     assert with_extra_keys(["task=dummy", "trainer.max_steps=500", "seed=3", "+model.name=x"]) == \
         ["task=dummy", "seed=3", "trainer.max_steps=2", "model.name=a b"]
+    monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "?decode.beam=1 ?model.attention=dot trainer.max_steps=2")
+    assert with_extra_keys(["task=translation", "decode.beam=5"]) == \
+        ["task=translation", "decode.beam=1", "model.attention=dot", "trainer.max_steps=2"]
+    assert with_extra_keys(["task=classification"]) == \
+        ["task=classification", "model.attention=dot", "trainer.max_steps=2"]  # no decode.* keys: left out
     monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "")
     assert with_extra_keys(["task=dummy", "seed=3"]) == ["task=dummy", "seed=3"]
     monkeypatch.setenv("ATTNAPPS_EXTRA_KEYS", "--multirun")
