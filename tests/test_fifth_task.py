@@ -99,7 +99,8 @@ def test_the_core_names_no_task_outside_docs_and_comments():
     assert not found
 
 
-def test_the_readme_shows_the_smallest_task_whole_and_it_is_under_80_lines():
+def test_the_docs_show_the_smallest_task_whole_and_it_is_under_80_lines():
     code = (ROOT / "tests" / "fifth_task.py").read_text()
     assert len(code.splitlines()) < 80
-    assert f"```python\n{code}```" in (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "how-to" / "own-task.md").read_text()
+    assert "```{literalinclude} ../../tests/fifth_task.py\n:language: python\n```" in page  # the file, whole
