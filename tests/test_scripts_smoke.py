@@ -306,3 +306,19 @@ def test_translation_decoding_table_reproduces_the_runs_valid_score(tmp_path):
     rows = {(row[0], row[1]): row for row in markdown_rows(out.stdout)[1:]}
     assert float(rows[("2", "2")][4]) == pytest.approx(metrics["valid.bleu"], abs=0.006)
     assert float(rows[("2", "2")][5]) == pytest.approx(metrics["valid.chrf"], abs=0.006)
+
+
+@pytest.mark.slow
+def test_bench_scale_prepares_then_runs_on_the_cache_hit_and_tabulates_it(tmp_path):
+    """One tiny classification corpus: the script prepares it, runs on the store (it asserts the hit
+    itself), and prints one row whose numbers are the run's own."""
+    r = script("bench_scale.py", "--task", "classification", "--sizes", "300", "--steps", "2", "--out", str(tmp_path),
+               timeout=600)
+    header, row = markdown_rows(r.stdout)
+    assert header[0] == "classification training documents" and row[0] == "300"
+    metrics = json.loads((tmp_path / "run-classification-300" / "metrics.json").read_text())
+    assert metrics["train.steps"] == 2 and metrics["data.cache_hit"] == 1
+    assert float(row[3]) == pytest.approx(metrics["train.first_update_seconds"], abs=0.051)
+    assert float(row[4].replace(",", "")) == pytest.approx(metrics["train.examples_per_sec"], abs=0.51)
+    lines = (tmp_path / "data-classification-300" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 300 and all(line.count("\t") == 1 for line in lines)  # the size asked for
