@@ -15,7 +15,9 @@ looks at test). The rows differ in what the n-grams are made of:
   2012, "Baselines and bigrams"; two classes only);
 * ``companion``: the companion itself over the model's token ids, n-grams in at least ``min_df`` texts.
 
-    python scripts/classification_linear_variants.py
+    python scripts/classification_linear_variants.py [--path DIR]
+
+``--path``: another corpus in the task's ``{train,valid,test}.tsv`` layout instead of the embedded snippets.
 
 scikit-learn comes with the ``dev`` extra.
 """
@@ -54,12 +56,17 @@ def logreg_accuracy(x, y, xv, yv) -> tuple[float, float]:
     return scores[c], c
 
 
-def main():
+def main(argv=None):
+    import argparse
+
     import numpy as np
     import scipy.sparse as sparse
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-    splits = load_examples("", "tsv", seed=SEED, embedded="en")[0]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--path", default="", help="a {train,valid,test}.tsv folder (default: the embedded snippets)")
+    args = ap.parse_args(argv)
+    splits = load_examples(args.path, "tsv", seed=SEED, embedded="en")[0]
     train, valid = splits["train"], splits["valid"]
     texts, y = [t for t, _ in train], [label for _, label in train]
     vtexts, yv = [t for t, _ in valid], [label for _, label in valid]
@@ -91,7 +98,8 @@ def main():
     from attnapps_tasks.classification.config import ClassificationConfig
     from attnapps_tasks.classification.task import ClassificationTask
 
-    cfg = OmegaConf.merge(OmegaConf.structured(ClassificationConfig), OmegaConf.from_dotlist([f"seed={SEED}"]))
+    keys = [f"seed={SEED}"] + ([f"data.path={args.path}"] if args.path else [])
+    cfg = OmegaConf.merge(OmegaConf.structured(ClassificationConfig), OmegaConf.from_dotlist(keys))
     task = ClassificationTask(cfg)
     data = task.build_data()
     for min_df in (2, 1):
@@ -100,7 +108,7 @@ def main():
         rows.append((f"companion, min_df={min_df}", len(fitted["keys"]), best, fitted["C"]))
 
     se = (0.78 * 0.22 / len(valid)) ** 0.5
-    print(f"Rotten Tomatoes snippets, valid accuracy ({len(train)} train / {len(valid)} valid; one binomial "
+    print(f"{args.path or 'Rotten Tomatoes snippets'}, valid accuracy ({len(train)} train / {len(valid)} valid; one binomial "
           f"standard error at 0.78: {se:.3f})\n")
     print("| features | n-grams | valid accuracy | C |\n|---|---|---|---|")
     for name, n, acc, c in rows:

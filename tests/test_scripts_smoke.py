@@ -322,3 +322,20 @@ def test_bench_scale_prepares_then_runs_on_the_cache_hit_and_tabulates_it(tmp_pa
     assert float(row[4].replace(",", "")) == pytest.approx(metrics["train.examples_per_sec"], abs=0.51)
     lines = (tmp_path / "data-classification-300" / "train.tsv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 300 and all(line.count("\t") == 1 for line in lines)  # the size asked for
+
+
+def test_classification_linear_variants_rows_are_valid_accuracies_of_their_own_fits(tmp_path):
+    """On a corpus whose cue words decide the label, every variant's valid accuracy is 1, the baseline's
+    n-gram count is scikit-learn's own for that corpus, and C is one of the baseline's grid."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from attnapps_tasks.classification.baseline import C_GRID
+
+    root = reviews(tmp_path / "d")
+    r = script("classification_linear_variants.py", "--path", str(root))
+    rows = {row[0]: row for row in markdown_rows(r.stdout)[1:]}
+    assert set(rows) == {"baseline", "split", "split, words only", "split, rare -> <unk>", "binary NB-weighted",
+                         "companion, min_df=2", "companion, min_df=1"}
+    assert all(float(row[2]) == 1.0 and float(row[3]) in C_GRID for row in rows.values())
+    texts = [line.split("\t")[0] for line in (root / "train.tsv").read_text().splitlines()]
+    assert int(rows["baseline"][1].replace(",", "")) == len(TfidfVectorizer(ngram_range=(1, 2)).fit(texts).vocabulary_)
