@@ -278,6 +278,26 @@ class Table(Sequence):
         return tuple(_item(c, i) for c in self.columns)
 
 
+class View(Sequence):
+    """``n`` items made by ``get(i)`` when asked for (a slice gives a list): a split's examples or
+    references over a store without a list of them all."""
+
+    def __init__(self, n: int, get: Callable[[int], Any]):
+        self.n, self.get = n, get
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.get(j) for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.get(i)
+
+
 def _item(column, i):
     value = column[i]
     return value.item() if isinstance(value, np.generic) else value

@@ -164,7 +164,7 @@ class PreparedImages(Sequence):
     left out) are arrays; :meth:`ids` / :meth:`words` give one image's captions without the rest."""
 
     def __init__(self, store, split: str, root: Path, rows=None, index=None):
-        self.root = Path(root)
+        self.store, self.split, self.root = store, split, Path(root)
         self.first = np.asarray(store.column(f"{split}.first"))  # (n + 1,)
         self.caps, self.caption_words = store.column(f"{split}.caps"), store.column(f"{split}.words")
         self.images, self.names, self.objects = (store.column(f"{split}.{c}") for c in ("image", "name", "objects"))
@@ -174,10 +174,7 @@ class PreparedImages(Sequence):
 
     def kept(self, rows, index) -> "PreparedImages":
         """The same split with only the images at positions ``index``, at feature rows ``rows``."""
-        view = object.__new__(PreparedImages)
-        view.__dict__.update(self.__dict__)
-        view.index, view.rows = np.asarray(index, dtype=np.int64), np.asarray(rows, dtype=np.int64)
-        return view
+        return PreparedImages(self.store, self.split, self.root, rows, index)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -212,23 +209,3 @@ class PreparedImages(Sequence):
         extra = json.loads(extra) if extra else {}
         return ImageItem(self.root / self.images[k], self.names[k], self.words(j), extra.get("objects", []),
                          extra.get("width", 0), extra.get("height", 0))
-
-
-class View(Sequence):
-    """``n`` items made by ``get(i)`` when asked for (a slice gives a list): a split's references or
-    examples over :class:`PreparedImages` without a list of them all."""
-
-    def __init__(self, n: int, get):
-        self.n, self.get = n, get
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self.get(j) for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(i)
-        return self.get(i)

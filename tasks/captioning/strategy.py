@@ -10,7 +10,7 @@ import torch
 
 from attnapps.metrics import cider_d
 
-from .data import View
+from attnapps.data.prepared import View
 from .retrieval import neighbours
 
 DECODINGS = ("greedy", "beam", "rerank")  # the model's captions

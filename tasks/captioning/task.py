@@ -20,6 +20,7 @@ from PIL import Image
 
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import Vocab, hub, pad_batch
+from attnapps.data.prepared import View
 from attnapps.data.scripts import join_words
 from attnapps.data.files import ErrorPolicy, cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
@@ -34,7 +35,7 @@ from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, regi
 
 from . import diagnostics
 from .config import CaptioningConfig, CaptioningPredict
-from .data import PreparedImages, View, karpathy_file, load_karpathy, write_prepared
+from .data import PreparedImages, karpathy_file, load_karpathy, write_prepared
 from .features import build_encoder, cached_extract, load_pixels
 from .grounding import pointing_game
 from .memory import PackedCaptions, RetrievedMemory, collate_memory
@@ -95,7 +96,6 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                               "training images (a frozen encoder, model.arch=show_attend_tell, model.retrieval_k > 0)")
 
     encoder = baseline = None
-    captions_written = False  # test_captions.txt written by the final evaluation
     knn_k = None  # set when the run chose knn on valid (saved with the best weights): predict retrieves too
     _knn_scorer = None  # (training captions as words, their ConsensusScorer): built once for predict/serve
     vocab = property(lambda self: self.state.vocab if self.state else None)
@@ -345,19 +345,19 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         return out
 
     def evaluate(self, model, split, final=False):
-        dec = self.cfg.decode
+        dec, written = self.cfg.decode, False
         if not final:
             hyps, attns = self.strategy.decode_split(model, split, dec.valid_subset)  # greedy, on a subset
             words = [self.vocab.decode(h) for h in hyps]
         else:  # window by window, the test captions written as they come
             choice, words, attns, kept = self.strategy.choose(model), [], [], self.items[split]
-            with self.output_lines("test_captions.txt" if split == "test" else "") as out:
+            with self.output_lines("test_captions.txt" if split == "test" else "") as sink:
                 for part in windows(len(self.datasets[split])):
                     w, a = self.strategy.captions(model, split, choice, part)
-                    out.write([f"{kept.name(j)}\t{' '.join(x)}" for j, x in zip(part, w)])
+                    sink.write([f"{kept.name(j)}\t{' '.join(x)}" for j, x in zip(part, w)])
                     words += w
                     attns += a
-            self.captions_written = out.written
+            written = sink.written
         r = self.regions()  # attention rows: regions, then (with the memory) retrieved tokens
         mem_attns = [a[:, r:] if a is not None and a.size(1) > r else None for a in attns]
         attns = [a[:, :r] if a is not None else None for a in attns]
@@ -368,7 +368,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         if g is not None:
             out["grounding"], out["grounding_chance"] = g["accuracy"], g["chance"]
         return Evaluation(out, {"words": words, "attention": attns, "grounding": g, "memory_attention": mem_attns,
-                                "metrics": out})
+                                "metrics": out, "written": written})
 
     def trivial_baseline(self, split):
         """Every image gets the training split's most frequent caption (counted when the data was prepared)."""
@@ -390,7 +390,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         info, test = self.feature_info, results["test"]
         words, attns, scores, g, mem_attns = (test["words"], test["attention"], test["metrics"], test["grounding"],
                                               test["memory_attention"])
-        if not self.captions_written:  # (the final evaluation wrote them as they came)
+        if not test.get("written"):  # (the final evaluation wrote them as they came)
             (run_dir / "test_captions.txt").write_text(
                 "".join(f"{self.items['test'].name(j)}\t{' '.join(w)}\n" for j, w in enumerate(words)), encoding="utf-8")
         sat = "attention" in arch_keys(m)  # one attention variant to name
