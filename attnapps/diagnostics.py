@@ -25,6 +25,26 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
+# metrics.json keys (attnapps.outputs): present when diag.examples > 0, as by default ("*": every such run)
+METRIC_KEYS: dict[str, str] = {
+    "diag.examples": "* test examples explained (`diag.examples=`, drawn with the run's seed)",
+    "diag.outputs": "* outputs explained (a sequence task explains several tokens of each example)",
+    "diag.seconds": "* seconds the diagnostics took",
+    "diag.time_fraction": "* those seconds as a fraction of the training time",
+    "diag.entropy": "* concentration: mean normalised entropy of the attention over the inputs (0 = on one input)",
+    "diag.top1": "* concentration: mean weight of the most attended input",
+    "diag.top3": "* concentration: mean weight of the three most attended inputs",
+    "diag.tau_grad": "* Kendall's tau-b between the attention and input x gradient importance (Jain & Wallace 2019)",
+    "diag.tau_loo": "* Kendall's tau-b between the attention and leave-one-out erasure importance",
+    "diag.erase_max": "* drop in log P(output) when the most attended input is removed",
+    "diag.erase_random": "* drop in log P(output) when a random input is removed",
+    "diag.flip_max": "a decision (`Diagnoser.diag_decision`): the share of decisions flipped by removing the most "
+                     "attended input",
+    "diag.flip_random": "a decision: the share flipped by removing a random input",
+    "diag.permute_tvd": "* total variation distance between the output and the output with the attention weights "
+                        "permuted across the inputs (`diag.permutations=` permutations)",
+}
+
 
 # ---------------------------------------------------------------------------------- measures
 def normalised_entropy(w: Tensor) -> float:

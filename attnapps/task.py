@@ -66,6 +66,10 @@ class Task:
     study_figure: ClassVar[str] = ""  # the attention figure under plots/ the study shows per variant
     # further uses of attention the study runs as their own rows, as ``task+use``: {use: its overrides}
     study_uses: ClassVar[dict[str, list[str]]] = {}
+    # What the task adds to a run's outputs (attnapps.outputs: pattern -> meaning, "*" = every run has it): the
+    # reference pages list them, and a test fails on a key or file that nothing documents
+    metric_keys: ClassVar[dict[str, str]] = {}
+    run_files: ClassVar[dict[str, str]] = {}
 
     def __init__(self, cfg, device: str | torch.device | None = None, budget: Callable[[], float] | None = None):
         self.cfg = cfg

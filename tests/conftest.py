@@ -16,12 +16,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 # Derived data (prepared stores, synthetic sets, feature caches) goes to a folder of this test session, not
 # to the user's ~/.cache/attnapps: every session starts as a fresh clone would; the CLI runs inherit it.
 os.environ["ATTNAPPS_CACHE"] = tempfile.mkdtemp(prefix="attnapps-test-cache-")
 # Hugging Face datasets (data.hf=): its cache in the session's folder too, and never the network
 os.environ["HF_HOME"] = os.path.join(os.environ["ATTNAPPS_CACHE"], "huggingface")
 os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
+
+from tests.tiny_runs import tiny_runs  # noqa: E402,F401  (a session fixture: tiny trained runs of the four tasks)
 
 
 def run_cli(*args, module="attnapps.run", cwd=None, input=None, env_extra=None, timeout=300):

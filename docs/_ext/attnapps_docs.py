@@ -4,6 +4,12 @@
   default, help -- from the task's config dataclass through :func:`attnapps.config.describe`, the source
   ``python -m attnapps.run task=NAME --help`` prints from;
 * ``reference/_generated/commands.md``: the ``attnapps`` commands, from :data:`attnapps.cli.COMMANDS`;
+* ``reference/_generated/outputs.md``: the run directory's files and the ``metrics.json`` keys, from
+  :mod:`attnapps.outputs`, the diagnostics' keys and each task's ``outputs.py`` (a test fails on a file or
+  key a tiny run of each task writes that these tables do not document);
+* ``reference/_generated/errors.md``: every error a user can cause, from the catalog of
+  ``tests/error_cases.py``: each case is caused when the site is built (in-process, about 15 s) and the page
+  shows the line the code prints today, beside the catalog's advice;
 * ``reference/_generated/serve-api.md``: the served API's endpoints, parameters and request bodies, from the
   OpenAPI schema FastAPI makes of :func:`attnapps.serve.create_app` (what ``/docs`` shows a running server).
 
@@ -45,6 +51,94 @@ def commands_page() -> str:
     for name, (module, what) in COMMANDS.items():
         lines.append(f"| `attnapps {name}` | `python -m {module.removesuffix('.__main__')}` | {cell(what)} |")
     return "\n".join(lines) + "\n"
+
+
+def outputs_table(patterns: dict[str, str], what: str) -> list[str]:
+    lines = [f"| {what} | every run | what it is |", "|---|---|---|"]
+    for pattern, meaning in patterns.items():
+        always = meaning.startswith("*")
+        lines.append(f"| `{cell(pattern)}` | {'yes' if always else ''} | {cell(meaning.lstrip('* '))} |")
+    return lines + [""]
+
+
+def outputs_page() -> str:
+    from attnapps import outputs
+    from attnapps.diagnostics import METRIC_KEYS as DIAG
+    from attnapps.task import get_task, list_tasks
+
+    tasks = [t for t in list_tasks() if get_task(t).metric_keys or get_task(t).run_files]
+    lines = ["# The run directory and `metrics.json`", "",
+             "Generated from `attnapps.outputs` (what every run writes), `attnapps.diagnostics.METRIC_KEYS` and "
+             "each task's `outputs.py`. `<name>` stands for one part of a key or a path (no `.` or `/`), "
+             "`<name...>` for any rest. \"every run\": every run at the defaults has it; the rest says when it "
+             "appears. A test trains a tiny run of each task and fails on a file or key these tables do not "
+             "name, or on one marked \"every run\" that is missing.", "",
+             "A run directory is `hydra.run.dir=PATH` (default `runs/<task>/<date>_<time>`); "
+             "`python -m attnapps.report RUN_DIR...` compares runs by their `metrics.json` and `config.yaml`.", "",
+             "## Files every run writes", ""]
+    lines += outputs_table(outputs.RUN_FILES, "file")
+    for task in tasks:
+        if get_task(task).run_files:
+            lines += [f"### `task={task}` adds", ""] + outputs_table(get_task(task).run_files, "file")
+    lines += ["## `metrics.json` keys", "", "One flat JSON object of numbers. `<split>` is `valid` or `test`.", "",
+              "### Every task", ""]
+    lines += outputs_table(outputs.METRIC_KEYS, "key")
+    lines += ["### Attention diagnostics (`diag.examples=`, 0 = off; [Diagnostics](../../explanation/diagnostics.md))",
+              ""] + outputs_table(DIAG, "key")
+    for task in tasks:
+        if get_task(task).metric_keys:
+            lines += [f"### `task={task}`", ""] + outputs_table(get_task(task).metric_keys, "key")
+    return "\n".join(lines)
+
+
+NOISE = ("trainer.progress=", "trainer.max_steps=", "hydra.run.dir=", "data.cache_dir=")  # the cases' own settings
+
+
+def errors_page() -> str:
+    import os
+    import shlex
+    import tempfile
+
+    from tests import error_cases as ec
+
+    lines = ["# Error messages and what to do", "",
+             "Every error a user can cause stops the command with exit status 2 and one line, `error: ...`, that "
+             "names the file and line, the key or the option at fault; a traceback means a bug (please report "
+             "it). Bad data lines can be skipped and counted instead with `data.on_error=skip`.", "",
+             "Generated: each case of `tests/error_cases.py` was caused when this page was built, and the line "
+             "shown is what the code printed (`DIR` stands for the case's folder). `tests/test_bad_input.py` "
+             "checks the same cases.", ""]
+    kinds = {"CONFIG": ("config", ec.CONFIG_CASES), "RUN": ("run", ec.RUN_CASES)}
+    saved = {k: os.environ.get(k) for k in ("ATTNAPPS_CACHE", "ATTNAPPS_EXTRA_KEYS")}
+    with tempfile.TemporaryDirectory(prefix="attnapps-errors-") as tmp:
+        os.environ["ATTNAPPS_CACHE"] = os.path.join(tmp, "cache")
+        os.environ.pop("ATTNAPPS_EXTRA_KEYS", None)
+        trained = None
+        try:
+            for title, prefix in ec.SECTIONS:
+                kind, cases = kinds.get(prefix, ("data", [c for c in ec.DATA_CASES if c[0].startswith(prefix)]))
+                lines += [f"## {title}", ""]
+                for case in cases:
+                    folder = Path(tmp) / case[0]
+                    folder.mkdir()
+                    if kind == "run" and ec.needs_trained(case) and trained is None:
+                        trained = ec.trained_run(Path(tmp) / "trained")
+                    argv, entry, code, err = ec.run_case(kind, case, folder, trained)
+                    said = [x for x in err.splitlines() if x.strip()]
+                    if code != 2 or len(said) != 1:
+                        raise RuntimeError(f"error case {case[0]}: exit {code}, stderr {err[-500:]!r}")
+                    hide = lambda t: t.replace(str(folder), "DIR").replace(str(Path(tmp) / "trained"), "DIR")  # noqa: E731
+                    shown = shlex.join(a for a in argv if not a.startswith(NOISE[:2] if kind == "run" else NOISE))
+                    what, todo = ec.GUIDE[case[0]]
+                    lines += [f"(error-{case[0]})=", f"### {what}", "", "```text", hide(f"$ {ec.COMMAND[entry]} {shown}"),
+                              hide(said[0]), "```", "", f"**What to do:** {todo}", ""]
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return "\n".join(lines)
 
 
 def schema_type(schema: dict) -> str:
@@ -100,6 +194,8 @@ def generate(srcdir: Path) -> list[Path]:
     pages = {f"config-{task}.md": config_page(task) for task in list_tasks()}
     pages["commands.md"] = commands_page()
     pages["serve-api.md"] = serve_page()
+    pages["outputs.md"] = outputs_page()
+    pages["errors.md"] = errors_page()
     pages["config.md"] = "# Config keys\n\n```{toctree}\n:maxdepth: 1\n\n" + "\n".join(
         f"config-{task}" for task in list_tasks()) + "\n```\n"
     written = []

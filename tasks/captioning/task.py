@@ -33,7 +33,7 @@ from attnapps.plots import attention_heatmap, attention_over_image
 from attnapps.report import section, table
 from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task, windows
 
-from . import diagnostics
+from . import diagnostics, outputs
 from .config import CaptioningConfig, CaptioningPredict
 from .data import PreparedImages, karpathy_file, load_karpathy, write_prepared
 from .features import build_encoder, cached_extract, load_pixels
@@ -76,6 +76,7 @@ class CaptioningState:
 
 @register_task("captioning")
 class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
+    metric_keys, run_files = outputs.METRIC_KEYS, outputs.RUN_FILES  # what a run writes (attnapps.outputs)
     config_class, state_class = CaptioningConfig, CaptioningState
     aliases = {"encoder": "encoder.name"}  # `encoder=X` is short for `encoder.name=X`
     renamed = {"decode.samples": "report.examples", "decode.figures": "report.figures"}  # old names, for one release

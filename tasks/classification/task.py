@@ -34,7 +34,7 @@ from attnapps.plots import confusion_matrix_plot, shade_tokens_html, shade_token
 from attnapps.report import section, table
 from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
-from . import auto, diagnostics, tfidf
+from . import auto, diagnostics, outputs, tfidf
 from .baseline import describe as describe_baseline, fit as fit_baseline
 from .config import ClassificationConfig, ClassificationModel, ClassificationPredict
 from .data import Encoded, example_files, load_examples
@@ -73,6 +73,7 @@ class ClassificationState(TokenizerState):
 
 @register_task("classification")
 class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
+    metric_keys, run_files = outputs.METRIC_KEYS, outputs.RUN_FILES  # what a run writes (attnapps.outputs)
     config_class, state_class = ClassificationConfig, ClassificationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = ClassificationPredict

@@ -28,7 +28,7 @@ from attnapps.plots import attention_heatmap
 from attnapps.report import section
 from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task
 
-from . import diagnostics
+from . import diagnostics, outputs
 from .config import GenerationConfig, GenerationPredict
 from .data import Windows, corpus_files, encode_pieces, load_corpus
 from .model import ARCHS
@@ -36,6 +36,7 @@ from .model import ARCHS
 
 @register_task("generation")
 class GenerationTask(Task, Reporter, Explainer, Diagnoser):
+    metric_keys, run_files = outputs.METRIC_KEYS, outputs.RUN_FILES  # what a run writes (attnapps.outputs)
     config_class, state_class = GenerationConfig, TokenizerState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = GenerationPredict

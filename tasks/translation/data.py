@@ -164,7 +164,8 @@ def split_files(path: str, src_lang: str, tgt_lang: str, embedded: str = "en-de"
         raise DataError(directory, None, f"no train.tsv or train.{src_lang or '<src_lang>'}/train."
                                          f"{tgt_lang or '<tgt_lang>'} found")
     if "test" not in found:
-        raise DataError(directory, None, f"no test split (test.tsv or test.{src_lang}/test.{tgt_lang})")
+        raise DataError(directory, None, f"no test split (test.tsv or test.{src_lang or '<src_lang>'}/test."
+                                         f"{tgt_lang or '<tgt_lang>'})")
     return directory, found
 
 

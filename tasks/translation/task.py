@@ -34,7 +34,7 @@ from attnapps.predict import predict_options
 from attnapps.report import section, table
 from attnapps.task import Diagnoser, Evaluation, Explainer, Reporter, Task, register_task, windows
 
-from . import diagnostics
+from . import diagnostics, outputs
 from .config import TranslationConfig, TranslationPredict
 from .data import load_extra_tests, split_files, stream_pairs, target_language
 from .augment import Augmenter, dictionary_pairs
@@ -93,6 +93,7 @@ class TranslationState:
 
 @register_task("translation")
 class TranslationTask(Task, Reporter, Explainer, Diagnoser):
+    metric_keys, run_files = outputs.METRIC_KEYS, outputs.RUN_FILES  # what a run writes (attnapps.outputs)
     default = True  # `python -m attnapps.run` with no task= trains this one (the README's main job)
     config_class, state_class = TranslationConfig, TranslationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`

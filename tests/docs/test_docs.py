@@ -86,6 +86,11 @@ def test_the_site_builds_without_warnings(tmp_path):
     assert "masked_softmax" in api and "Bahdanau" in api  # from the docstrings
     served = (tmp_path / "html" / "reference" / "_generated" / "serve-api.html").read_text(encoding="utf-8")
     assert "/v1/{task}/predict" in served and "several input texts" in served  # from the OpenAPI schema
+    outputs = (tmp_path / "html" / "reference" / "_generated" / "outputs.html").read_text(encoding="utf-8")
+    assert "test_hypotheses.txt" in outputs and "diag.tau_grad" in outputs and "generate.tokens_per_sec_cached" in outputs
+    errors = (tmp_path / "html" / "reference" / "_generated" / "errors.html").read_text(encoding="utf-8")
+    assert "DIR/mt/train.tsv:2: expected 'source&lt;TAB&gt;target'" in errors  # caused when the page was built
+    assert "attnapps-errors-" not in errors and "What to do:" in errors
 
 
 @pytest.mark.slow

@@ -162,7 +162,7 @@ def test_explorer_examples_zero_writes_no_page(tmp_path, dummy_cfg):
 
 @pytest.mark.slow
 def test_captioning_transformer_has_every_layer_and_head_matching_decoding(tiny_runs, tmp_path):
-    from tests.serving.conftest import _run
+    from tests.tiny_runs import _run
     from attnapps_tasks.captioning.task import CaptioningTask
 
     root = tiny_runs["captioning"][0].parent

@@ -81,6 +81,10 @@ def test_run_directory_contents_and_predict(tmp_path):
     report = (run / "report.md").read_text()
     assert "## Final metrics" in report and "plots/learning_curves.png" in report and "## Dummy section" in report
     assert "task_name: dummy" in (run / "config.yaml").read_text()
+    from attnapps.outputs import RUN_FILES, missing, undocumented  # the reference page's table, from the CLI
+
+    written = [str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()]
+    assert undocumented(written, RUN_FILES) == [] and missing(written, RUN_FILES) == []
     # a task without explore() still gets report.html: its curves and metrics, no examples
     from tests.serving.test_explorer import page_data
 
