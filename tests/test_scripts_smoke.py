@@ -339,3 +339,21 @@ def test_classification_linear_variants_rows_are_valid_accuracies_of_their_own_f
     assert all(float(row[2]) == 1.0 and float(row[3]) in C_GRID for row in rows.values())
     texts = [line.split("\t")[0] for line in (root / "train.tsv").read_text().splitlines()]
     assert int(rows["baseline"][1].replace(",", "")) == len(TfidfVectorizer(ngram_range=(1, 2)).fit(texts).vocabulary_)
+
+
+@pytest.mark.slow  # the session's tiny trained runs (tests/tiny_runs.py)
+def test_translation_hybrid_table_reproduces_the_runs_own_valid_scores(tiny_runs):
+    """Re-tuned on valid without retraining, the hybrid row is the run's own valid score (the run tuned the
+    same way), and the word-by-word row is the run's own baseline on valid."""
+    from attnapps_tasks.translation.hybrid import FEATURES
+
+    run, metrics = tiny_runs["translation"]
+    out = script("translation_hybrid.py", "--run", str(run)).stdout
+    weights = re.search(r"hybrid weights chosen on valid \((.*)\): (.*)", out)
+    assert weights.group(1) == ", ".join(FEATURES) and len(weights.group(2).split(", ")) == len(FEATURES)
+    rows = {row[1]: row for row in markdown_rows(out)[1:] if row[0] == "valid"}
+    assert set(rows) == {"model alone", "hybrid", "word by word (IBM Model 1)"}
+    for system, prefix in (("hybrid", ""), ("word by word (IBM Model 1)", "baseline.")):
+        assert float(rows[system][2]) == pytest.approx(metrics[f"{prefix}valid.bleu"], abs=0.006), system
+        assert float(rows[system][3]) == pytest.approx(metrics[f"{prefix}valid.chrf"], abs=0.006), system
+    assert rows["word by word (IBM Model 1)"][4] == "100%"

@@ -112,10 +112,9 @@ def test_shell_blocks_run_as_written_at_a_tiny_budget(page, tmp_path):
 
 LISTING = re.compile(r"^(`{3,})\{code-block\} bash\n((?::[^\n]*\n)*)\n?(.*?)^\1[ \t]*$", re.S | re.M)
 # scripts a listing may name that tests/test_scripts_smoke.py does not run, and why
-NOT_SMOKE_RUN = {  # (a gap to close: translation_hybrid.py could run on a tiny trained run)
+NOT_SMOKE_RUN = {
     "decision_tables.py": "trains the decision tables for hours",
     "captioning_sets.py": "needs the image sets build_captioning_sets.py downloads",
-    "translation_hybrid.py": "not yet in the smoke test",
 }
 
 
