@@ -75,7 +75,13 @@ def _compiled(pattern: str) -> re.Pattern:
 
 
 def documented(name: str, patterns) -> str | None:
-    """The first pattern of ``patterns`` that ``name`` matches, or None."""
+    """The first pattern of ``patterns`` that ``name`` matches, or None.
+
+    >>> documented("test.pos.f1", ["test.loss", "<split>.<label>.<measure>"])
+    '<split>.<label>.<measure>'
+    >>> documented("test.a.b.f1", ["<split>.<label>.<measure>"]) is None   # a placeholder holds no dot
+    True
+    """
     return next((p for p in patterns if _compiled(p).match(name)), None)
 
 

@@ -312,7 +312,11 @@ EVAL_WINDOW = 8192  # examples a final evaluation decodes at a time (sorted by l
 
 def windows(n: int, size: int | None = None):
     """``range`` s of at most ``size`` (:data:`EVAL_WINDOW`) covering ``0..n``: a large split evaluated piece
-    by piece (its inputs read from the prepared store per piece, its outputs written as each is decoded)."""
+    by piece (its inputs read from the prepared store per piece, its outputs written as each is decoded).
+
+    >>> [list(r) for r in windows(5, size=2)]
+    [[0, 1], [2, 3], [4]]
+    """
     size = size or EVAL_WINDOW
     return (range(start, min(n, start + size)) for start in range(0, n, size))
 

@@ -1,7 +1,17 @@
 """The shared attention core: one interface, one mask convention (True = may attend), a registry.
 
+>>> import torch
+>>> from attnapps.attention import build_attention, lengths_to_mask
 >>> attn = build_attention("additive", query_size=8, key_size=6)
->>> context, weights = attn(query, keys, mask=lengths_to_mask(lengths), need_weights=True)
+>>> query, keys = torch.randn(2, 1, 8), torch.randn(2, 5, 6)      # (batch, q_len, d_q), (batch, k_len, d_k)
+>>> mask = lengths_to_mask(torch.tensor([5, 3]))                   # (batch, k_len): True = may attend
+>>> context, weights = attn(query, keys, mask=mask, need_weights=True)
+>>> context.shape, weights.shape                                   # values default to the keys
+(torch.Size([2, 1, 6]), torch.Size([2, 1, 5]))
+>>> weights[1, 0, 3:].tolist()                                     # the padding gets exactly nothing
+[0.0, 0.0]
+>>> torch.allclose(weights.sum(-1), torch.ones(2, 1))               # each query's weights sum to 1
+True
 
 Variants: ``additive`` (Bahdanau), ``dot`` and ``general`` (Luong), ``scaled_dot`` and
 ``multihead`` (Vaswani). See :mod:`attnapps.attention.base` for the contract.

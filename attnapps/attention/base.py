@@ -38,6 +38,12 @@ def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor
     Masked scores are filled with the dtype's most negative finite value rather than ``-inf``, so a
     fully-masked row never produces NaN in the forward or the backward pass; multiplying by the mask
     then makes masked weights exactly zero and fully-masked rows zero.
+
+    >>> import torch
+    >>> masked_softmax(torch.tensor([[1.0, 1.0, 5.0]]), torch.tensor([[True, True, False]]))
+    tensor([[0.5000, 0.5000, 0.0000]])
+    >>> masked_softmax(torch.zeros(1, 2), torch.tensor([[False, False]]))   # nothing to attend: zeros, not NaN
+    tensor([[0., 0.]])
     """
     if mask is None:
         return torch.softmax(scores, dim=dim)

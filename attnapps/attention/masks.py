@@ -17,7 +17,12 @@ from torch import Tensor
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
-    """``(batch,)`` lengths -> ``(batch, max_len)`` bool mask, True on the first ``length`` positions."""
+    """``(batch,)`` lengths -> ``(batch, max_len)`` bool mask, True on the first ``length`` positions.
+
+    >>> lengths_to_mask(torch.tensor([3, 1]))
+    tensor([[ True,  True,  True],
+            [ True, False, False]])
+    """
     max_len = int(lengths.max()) if max_len is None else max_len
     positions = torch.arange(max_len, device=lengths.device)  # (max_len,)
     return positions.unsqueeze(0) < lengths.unsqueeze(1)  # (batch, max_len)
@@ -28,6 +33,10 @@ def causal_mask(q_len: int, k_len: int | None = None, device=None) -> Tensor:
 
     Aligned bottom-right, so the last ``q_len`` queries of a sequence of ``k_len`` keys (incremental
     decoding with a key/value cache) see exactly their past.
+
+    >>> causal_mask(2, 3)[0]   # two new queries after one cached key
+    tensor([[ True,  True, False],
+            [ True,  True,  True]])
     """
     k_len = q_len if k_len is None else k_len
     q_pos = torch.arange(q_len, device=device).unsqueeze(1) + (k_len - q_len)  # (q_len, 1)

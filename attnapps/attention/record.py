@@ -1,8 +1,19 @@
 """``record(model)``: every attention module's weights, per head, from one ordinary forward pass.
 
+>>> import torch
+>>> from torch import nn
+>>> from attnapps.attention import build_attention, record
+>>> class Reader(nn.Module):
+...     def __init__(self):
+...         super().__init__()
+...         self.cross_attn = build_attention("dot", query_size=4)
+...     def forward(self, queries, keys):
+...         return self.cross_attn(queries, keys)
+>>> model = Reader()
 >>> with record(model) as maps:
-...     model(src, src_len, tgt_in)
->>> maps["decoder.layers.0.cross_attn"]   # (batch, heads, q_len, k_len)
+...     _ = model(torch.randn(2, 3, 4), torch.randn(2, 5, 4))
+>>> maps["cross_attn"].shape   # (batch, heads, q_len, k_len): a single-head variant has heads = 1
+torch.Size([2, 1, 3, 5])
 
 Each :class:`~attnapps.attention.Attention` inside ``model`` (found by type, named as in
 ``model.named_modules()``) hands its weights to the recorder on the explicit path (the one

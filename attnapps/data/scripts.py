@@ -119,7 +119,11 @@ def normalize(text: str, form: str = "auto") -> str:
 
 def split_words(text: str, punctuation: bool = True) -> list[str]:
     """Words of any script (see the module docstring). ``punctuation=False``: runs of letters and digits
-    only, as the COCO caption evaluation's tokenizer keeps."""
+    only, as the COCO caption evaluation's tokenizer keeps.
+
+    >>> split_words("我爱北京天安门。"), split_words("Hello, world!"), split_words("مرحبا بالعالم")
+    (['我', '爱', '北', '京', '天', '安', '门', '。'], ['Hello', ',', 'world', '!'], ['مرحبا', 'بالعالم'])
+    """
     unspaced, words, letters = _patterns()
     spaced = unspaced.sub(r" \1 ", text)  # each character of an unspaced script stands alone
     return (words if punctuation else letters).findall(spaced)
@@ -127,7 +131,11 @@ def split_words(text: str, punctuation: bool = True) -> list[str]:
 
 def join_words(tokens: list[str]) -> str:
     """Tokens back to text: a space between two tokens unless either is of a script written without
-    spaces, and none before closing punctuation."""
+    spaces, and none before closing punctuation.
+
+    >>> join_words(['我', '爱', '北', '京', '。']), join_words(['Hello', ',', 'world', '!'])
+    ('我爱北京。', 'Hello, world!')
+    """
     out = []
     for tok in tokens:
         if out and not (script(tok[0]) in UNSPACED or script(out[-1][-1]) in UNSPACED or tok[0] in ".,!?;:)]}'"):
