@@ -191,7 +191,12 @@ def run(study: Study, log=print) -> dict:
                 log(f"{task}/{variant}: not applicable ({why})")
                 continue
             cells += [(task, variant, seed) for seed in study.seeds]
-    (study.out / "study.json").write_text(json.dumps(plan, indent=2))
+    record = study.out / "study.json"
+    try:  # a rerun adds its time to the time earlier invocations spent on the same study
+        before = float(json.loads(record.read_text()).get("wall_seconds", 0.0)) if record.is_file() else 0.0
+    except (ValueError, AttributeError):
+        before = 0.0
+    record.write_text(json.dumps(dict(plan, wall_seconds=before), indent=2))
     threads = max(1, (os.cpu_count() or 1) // study.parallel) if study.parallel > 1 else 0
     start = time.perf_counter()
 
@@ -201,7 +206,8 @@ def run(study: Study, log=print) -> dict:
 
     with ThreadPoolExecutor(max_workers=study.parallel) as pool:
         list(pool.map(one, cells))
-    plan["wall_seconds"] = time.perf_counter() - start
+    plan["wall_seconds"] = before + time.perf_counter() - start  # every invocation's time on this study
+    record.write_text(json.dumps(plan, indent=2))
     from attnapps.study_report import write
 
     return write(study.out, plan)

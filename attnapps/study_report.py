@@ -113,10 +113,11 @@ def task_section(task: str, runs: dict, plan: dict) -> tuple[list[str], list[str
                      f"{int(col('train.parameters').get('mean', 0)):,} |")
     for v, why in plan["not_applicable"].get(task, {}).items():
         lines.append(f"| {v} | not applicable: {why} |" + " |" * (5 + len(secondary)))
+    shown = [d for d in DIAG if any(f"diag.{d}" in m for v in variants for m in runs[v].values())]  # the task's own
     lines += ["", "Diagnostics (mean over seeds; see the run reports for their meaning):", "",
-              "| attention | " + " | ".join(DIAG) + " |", "|---" * (1 + len(DIAG)) + "|"]
+              "| attention | " + " | ".join(shown) + " |", "|---" * (1 + len(shown)) + "|"]
     for v in variants:
-        cells = [stats([m.get(f"diag.{d}") for m in runs[v].values()]) for d in DIAG]
+        cells = [stats([m.get(f"diag.{d}") for m in runs[v].values()]) for d in shown]
         lines.append(f"| {v} | " + " | ".join(f"{c['mean']:.3f}" if c.get("n") else "—" for c in cells) + " |")
     if means:
         top = max(means.values()) if higher else min(means.values())

@@ -125,6 +125,10 @@ def test_killed_study_rerun_ends_with_the_same_tables(tmp_path):
     again = subprocess.run(study_cmd(out, data), env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "resumed" in again.stdout and "skipped (done)" in again.stdout
+    first = json.loads((out / "study.json").read_text())["wall_seconds"]
+    rerun = subprocess.run(study_cmd(out, data), env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0 and rerun.stdout.count("skipped (done)") == 4, rerun.stderr
+    assert json.loads((out / "study.json").read_text())["wall_seconds"] >= first > 0  # a rerun adds, never resets
     killed, whole = deterministic(out), deterministic(tmp_path / "whole")
     assert killed.keys() == whole.keys()
     for cell in killed:  # every count, step and prediction-derived score exactly; the mean losses and the
