@@ -1,6 +1,7 @@
 """Training and generation throughput of the generation task's GPT, against this machine's matmul speed.
 
-For the default size (``task=generation`` defaults) and the classic "baby GPT" (4 layers, 4 heads,
+For the GPT at the sizes ``task=generation model.arch=transformer`` resolves to (the default architecture is
+the LSTM with self-attention since the decision tables were re-measured) and the classic "baby GPT" (4 layers, 4 heads,
 width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 and under bf16 autocast:
 
 * training tokens/s of a full step (forward, backward, fused AdamW), on random tokens of an 84-symbol
@@ -101,7 +102,7 @@ def main():
     GenerationTask.resolve_config(cfg)
     m, tr = cfg.model, cfg.trainer
     sizes = {
-        f"default ({m.layers}L {m.heads}H {m.d_model}w ctx{m.context} b{tr.batch_size})":
+        f"GPT, model.arch=transformer ({m.layers}L {m.heads}H {m.d_model}w ctx{m.context} b{tr.batch_size})":
             dict(layers=m.layers, heads=m.heads, d_model=m.d_model, context=m.context, batch=tr.batch_size),
         "baby GPT (4L 4H 128w ctx64 b12)": dict(layers=4, heads=4, d_model=128, context=64, batch=12),
     }
@@ -115,7 +116,7 @@ def main():
             tps, flops = train_speed(size, dtype, device, args.steps)
             print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
     long = dict(sizes[next(iter(sizes))], context=1024)  # a long window: where the cache matters most
-    gen_sizes = dict(sizes, **{f"default width, context 1024 ({2 * args.new_tokens:,} new tokens)": long})
+    gen_sizes = dict(sizes, **{f"GPT, context 1024 ({2 * args.new_tokens:,} new tokens)": long})
     print("\n| size | generation tokens/s, cache | no cache | speed-up |")
     print("|---|---|---|---|")
     for name, size in gen_sizes.items():

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import re
+import shlex
 import subprocess
 import sys
 
@@ -357,3 +358,22 @@ def test_translation_hybrid_table_reproduces_the_runs_own_valid_scores(tiny_runs
         assert float(rows[system][2]) == pytest.approx(metrics[f"{prefix}valid.bleu"], abs=0.006), system
         assert float(rows[system][3]) == pytest.approx(metrics[f"{prefix}valid.chrf"], abs=0.006), system
     assert rows["word by word (IBM Model 1)"][4] == "100%"
+
+
+def test_save_results_keeps_exactly_what_the_command_printed(tmp_path):
+    """The fragment is the provenance line, the command as typed, then the printout itself -- a table
+    printed right under a line of text gets the blank line Markdown needs; a failing command saves nothing."""
+    printout = "weights: 1, 0\n| a | b |\n|---|---|\n| 1 | 2 |\nafter the table\n"
+    code = f"print({printout!r}, end='')"
+    r = script("save_results.py", "demo", "--dir", str(tmp_path), "--", sys.executable, "-c", code)
+    assert r.stdout == printout  # shown on the terminal as it came
+    saved = (tmp_path / "demo.md").read_text(encoding="utf-8")
+    head, body = saved.split("```\n\n", 1)
+    assert head.startswith("<!-- written by scripts/save_results.py") and "Measured 20" in head and "at commit `" in head
+    assert f"```text\npython -c {shlex.quote(code)}\n" in head
+    assert body == "weights: 1, 0\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nafter the table\n"
+    failed = subprocess.run([sys.executable, str(SCRIPTS / "save_results.py"), "bad", "--dir", str(tmp_path), "--",
+                             sys.executable, "-c", "import sys; print('x'); sys.exit(3)"], capture_output=True, text=True)
+    assert failed.returncode == 3 and not (tmp_path / "bad.md").exists()
+    fixed = script("save_results.py", "fixed", "--dir", str(tmp_path), "--", sys.executable, "-c", "print('  L  ms\\n 32  1.0')")
+    assert fixed.returncode == 0 and (tmp_path / "fixed.md").read_text().endswith("```text\n  L  ms\n 32  1.0\n```\n")
