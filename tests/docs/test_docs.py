@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts and "_generated" not in p.parts)
 FENCE = re.compile(r"^(`{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.S | re.M)
-TINY = "trainer.max_steps=2 diag.examples=4 ?decode.beam=1 ?decode.strategy=greedy"  # every documented run, shrunk
+TINY = ("trainer.max_steps=2 diag.examples=4 ?decode.beam=1 ?decode.strategy=greedy "  # every documented run, shrunk
+        "?report.baseline=false")  # (the baselines a run fits beside its model: seconds each, tested elsewhere)
 
 
 def blocks(page: Path) -> list[tuple[str, str]]:
@@ -75,20 +76,25 @@ def test_the_chinese_quick_start_is_the_readmes():
     assert shell and shell[0] in readme_commands()
 
 
+BUILD = "python -m attnapps docs --build-only"  # how-to/docs.md's command: the build test below runs it
+
+
 @pytest.mark.slow
-def test_the_site_builds_without_warnings(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS),
-                        str(tmp_path / "html")], capture_output=True, text=True, timeout=300)
+def test_the_site_builds_without_warnings():
+    """The documented build command (warnings are errors), run once, here, for the docs page and for CI."""
+    r = subprocess.run([sys.executable, *BUILD.split()[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-3000:]
-    config = (tmp_path / "html" / "reference" / "_generated" / "config-translation.html").read_text(encoding="utf-8")
+    site = DOCS / "_build" / "html"  # where the command builds
+    config = (site / "reference" / "_generated" / "config-translation.html").read_text(encoding="utf-8")
     assert "trainer.max_steps" in config and "model.attention" in config  # generated from the config dataclasses
-    api = (tmp_path / "html" / "reference" / "attention.html").read_text(encoding="utf-8")
+    api = (site / "reference" / "attention.html").read_text(encoding="utf-8")
     assert "masked_softmax" in api and "Bahdanau" in api  # from the docstrings
-    served = (tmp_path / "html" / "reference" / "_generated" / "serve-api.html").read_text(encoding="utf-8")
+    served = (site / "reference" / "_generated" / "serve-api.html").read_text(encoding="utf-8")
     assert "/v1/{task}/predict" in served and "several input texts" in served  # from the OpenAPI schema
-    outputs = (tmp_path / "html" / "reference" / "_generated" / "outputs.html").read_text(encoding="utf-8")
+    outputs = (site / "reference" / "_generated" / "outputs.html").read_text(encoding="utf-8")
     assert "test_hypotheses.txt" in outputs and "diag.tau_grad" in outputs and "generate.tokens_per_sec_cached" in outputs
-    errors = (tmp_path / "html" / "reference" / "_generated" / "errors.html").read_text(encoding="utf-8")
+    errors = (site / "reference" / "_generated" / "errors.html").read_text(encoding="utf-8")
     assert "DIR/mt/train.tsv:2: expected 'source&lt;TAB&gt;target'" in errors  # caused when the page was built
     assert "attnapps-errors-" not in errors and "What to do:" in errors
 
@@ -103,8 +109,8 @@ def test_shell_blocks_run_as_written_at_a_tiny_budget(page, tmp_path):
     env = {**os.environ, "ATTNAPPS_EXTRA_KEYS": TINY, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     for n, (lang, text) in enumerate(blocks(page)):
-        if lang != "bash" or text in readme_commands():  # the README's two commands: CI runs them
-            continue
+        if lang != "bash" or text in readme_commands() or text.strip() == BUILD:  # the README's two commands: CI
+            continue  # runs them; the site's build: test_the_site_builds_without_warnings runs it
         r = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=600)
         assert r.returncode == 0, f"{page} block {n}:\n{text}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
