@@ -4,6 +4,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers share the cores; one thread each (and each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # run a test starts), or their threads fight over the cores
+
 import pytest
 from hypothesis import settings
 from omegaconf import OmegaConf
