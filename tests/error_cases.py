@@ -256,34 +256,34 @@ def without_run_dir(trained: dict) -> list[str]:
     return [a for a in trained["argv"] if not a.startswith("hydra.run.dir=")]
 
 
-# (id, entry point, builder(tmp, trained run or None) -> argv, expected fragments); a builder that takes the
-# trained run says so by its second argument's name
+# (id, entry point, builder(tmp, trained) -> argv, expected fragments); ``trained()`` gives the tiny finished
+# run the predict and resume cases start from (built on the first call, by whoever runs the cases)
 RUN_CASES = [
-    ("run-dir-blocked", "run", lambda t, _: ["task=translation", f"hydra.run.dir={write(t / 'file', 'x') / 'run'}"],
+    ("run-dir-blocked", "run", lambda t, trained: ["task=translation", f"hydra.run.dir={write(t / 'file', 'x') / 'run'}"],
      ["hydra.run.dir=", "cannot create the run directory"]),
-    ("run-dir-is-a-file", "run", lambda t, _: ["task=translation", f"hydra.run.dir={write(t / 'file', 'x')}"],
+    ("run-dir-is-a-file", "run", lambda t, trained: ["task=translation", f"hydra.run.dir={write(t / 'file', 'x')}"],
      ["exists and is not a directory"]),
-    ("predict-no-run", "predict", lambda t, _: ["task=classification", f"run={t / 'missing'}"],
+    ("predict-no-run", "predict", lambda t, trained: ["task=classification", f"run={t / 'missing'}"],
      ["no such run directory"]),
-    ("predict-not-a-run", "predict", lambda t, _: ["task=classification", f"run={t}"], ["no checkpoints/best.pt"]),
-    ("predict-wrong-task", "predict", lambda t, trained: ["task=translation", f"run={trained['run']}"],
+    ("predict-not-a-run", "predict", lambda t, trained: ["task=classification", f"run={t}"], ["no checkpoints/best.pt"]),
+    ("predict-wrong-task", "predict", lambda t, trained: ["task=translation", f"run={trained()['run']}"],
      ["trained for task=classification, not task=translation"]),
-    ("predict-unknown-option", "predict", lambda t, trained: ["task=classification", f"run={trained['run']}", "topp=3"],
+    ("predict-unknown-option", "predict", lambda t, trained: ["task=classification", f"run={trained()['run']}", "topp=3"],
      ["unknown predict option 'topp'"]),
-    ("predict-bad-option", "predict", lambda t, trained: ["task=classification", f"run={trained['run']}", "top=-1"],
+    ("predict-bad-option", "predict", lambda t, trained: ["task=classification", f"run={trained()['run']}", "top=-1"],
      ["predict option 'top'", ">= 0"]),
     ("predict-bad-input", "predict", lambda t, trained: [
-        "task=classification", f"run={trained['run']}", f"input={write(t / 'bad.txt', BAD_UTF8_LINES)}"],
+        "task=classification", f"run={trained()['run']}", f"input={write(t / 'bad.txt', BAD_UTF8_LINES)}"],
      ["bad.txt:2", "not valid UTF-8"]),
-    ("predict-damaged-checkpoint", "predict", lambda t, trained: [f"run={truncated_best(trained, t)}"],
+    ("predict-damaged-checkpoint", "predict", lambda t, trained: [f"run={truncated_best(trained(), t)}"],
      ["best.pt", "cannot load checkpoint"]),
     ("resume-nothing-to-resume", "run", lambda t, trained: [
-        *without_run_dir(trained), f"hydra.run.dir={t / 'fresh'}", "trainer.resume=true"],
+        *without_run_dir(trained()), f"hydra.run.dir={t / 'fresh'}", "trainer.resume=true"],
      ["trainer.resume=true", "last.pt does not exist"]),
     ("resume-other-task", "run", lambda t, trained: [
-        "task=generation", f"hydra.run.dir={t / 'g'}", f"trainer.resume={trained['run']}"],
+        "task=generation", f"hydra.run.dir={t / 'g'}", f"trainer.resume={trained()['run']}"],
      ["checkpoint is for task 'classification', not 'generation'"]),
-    ("resume-data-changed", "run", lambda t, trained: changed_data(trained, t),
+    ("resume-data-changed", "run", lambda t, trained: changed_data(trained(), t),
      ["the data changed since the checkpoint", "train.tsv", "trainer.resume_force=true"]),
 ]
 
@@ -304,10 +304,6 @@ def config_argv(case, tmp: Path) -> list[str]:
     _, argv, _ = case
     data = [] if "task=summarization" in argv else [f"data.path={tmp / 'data-never-read'}"]
     return [*argv, *data, f"hydra.run.dir={tmp / 'run'}"]
-
-
-def needs_trained(case) -> bool:
-    return case[2].__code__.co_varnames[1:2] == ("trained",)
 
 
 # id -> (what happened, what to do): the error reference's text beside the line the code prints
@@ -424,9 +420,9 @@ SECTIONS = [("Config keys", "CONFIG"), ("Translation data", "mt-"), ("Classifica
             ("Generation data", "gen-"), ("Captioning data", "cap-"), ("Run directory, predict and resume", "RUN")]
 
 
-def run_case(kind: str, case, tmp: Path, trained: dict | None = None) -> tuple[list[str], str, int, str]:
-    """Cause one case's error under ``tmp``: (the command, as a user types it), the entry point's name,
-    exit status, stderr."""
+def run_case(kind: str, case, tmp: Path, trained=None) -> tuple[list[str], str, int, str]:
+    """Cause one case's error under ``tmp``: the command's keys, the entry point's name, exit status,
+    stderr. ``trained``: a function giving :func:`trained_run`'s run, for the RUN_CASES that need one."""
     if kind == "data":
         entry, argv = "run", data_argv(case, tmp)
     elif kind == "config":

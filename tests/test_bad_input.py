@@ -17,7 +17,8 @@ import torch
 from attnapps import predict as predict_cli
 from attnapps import run as run_cli_module
 from tests.error_cases import (CONFIG_CASES, DATA_CASES, GUIDE, RUN_CASES, SECTIONS, assert_one_line_error,
-                               call, changed_data, config_argv, copy_run, data_argv, needs_trained, run_case, trained_run)
+                               call, changed_data, config_argv, copy_run, data_argv, run_case, trained_run,
+                               without_run_dir)
 
 
 @pytest.mark.parametrize("case", DATA_CASES, ids=[c[0] for c in DATA_CASES])
@@ -58,8 +59,8 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", RUN_CASES, ids=[c[0] for c in RUN_CASES])
-def test_run_directory_predict_and_resume_errors(case, trained, tmp_path):
-    _, _, code, err = run_case("run", case, tmp_path, trained if needs_trained(case) else None)
+def test_run_directory_predict_and_resume_errors(case, request, tmp_path):
+    _, _, code, err = run_case("run", case, tmp_path, lambda: request.getfixturevalue("trained"))
     assert_one_line_error(code, err, *case[3])
 
 
@@ -105,7 +106,7 @@ def test_truncated_and_pickled_checkpoints_are_refused(trained, tmp_path):
     # the same payload as last.pt, for resume
     last = run / "checkpoints" / "last.pt"
     torch.save({"task": "classification", "rng": Payload(marker)}, last)
-    argv = [a for a in trained["argv"] if not a.startswith("hydra.run.dir=")]
+    argv = without_run_dir(trained)
     code, err = call(run_cli_module.main, [*argv, f"hydra.run.dir={run}", "trainer.resume=true", "trainer.max_steps=4"])
     assert_one_line_error(code, err, "last.pt", "cannot load checkpoint")
     assert not marker.exists()
@@ -114,7 +115,7 @@ def test_truncated_and_pickled_checkpoints_are_refused(trained, tmp_path):
 def test_resume_errors(trained, tmp_path):
     """Beyond the catalog's cases (RUN_CASES): a checkpoint path that does not exist, and changed data
     accepted when forced."""
-    argv = [a for a in trained["argv"] if not a.startswith("hydra.run.dir=")]
+    argv = without_run_dir(trained)
     code, err = call(run_cli_module.main, [*argv, f"hydra.run.dir={tmp_path / 'x'}", f"trainer.resume={tmp_path / 'nope.pt'}"])
     assert_one_line_error(code, err, "nope.pt", "no checkpoint")
     argv = changed_data(trained, tmp_path)

@@ -95,6 +95,7 @@ NOISE = ("trainer.progress=", "trainer.max_steps=", "hydra.run.dir=", "data.cach
 
 
 def errors_page() -> str:
+    import functools
     import os
     import shlex
     import tempfile
@@ -113,7 +114,7 @@ def errors_page() -> str:
     with tempfile.TemporaryDirectory(prefix="attnapps-errors-") as tmp:
         os.environ["ATTNAPPS_CACHE"] = os.path.join(tmp, "cache")
         os.environ.pop("ATTNAPPS_EXTRA_KEYS", None)
-        trained = None
+        trained = functools.cache(lambda: ec.trained_run(Path(tmp) / "trained"))  # the first case needing it builds it
         try:
             for title, prefix in ec.SECTIONS:
                 kind, cases = kinds.get(prefix, ("data", [c for c in ec.DATA_CASES if c[0].startswith(prefix)]))
@@ -121,8 +122,6 @@ def errors_page() -> str:
                 for case in cases:
                     folder = Path(tmp) / case[0]
                     folder.mkdir()
-                    if kind == "run" and ec.needs_trained(case) and trained is None:
-                        trained = ec.trained_run(Path(tmp) / "trained")
                     argv, entry, code, err = ec.run_case(kind, case, folder, trained)
                     said = [x for x in err.splitlines() if x.strip()]
                     if code != 2 or len(said) != 1:
