@@ -3,6 +3,7 @@
     attnapps run task=translation [key=value ...]     train, evaluate, report (attnapps.run)
     attnapps prepare task=NAME [key=value ...]        read and encode a task's data once (attnapps.prepare)
     attnapps predict task=NAME run=DIR [key=value ...]  use a trained run (attnapps.predict)
+    attnapps export run=DIR format=safetensors|onnx     a trained model for other programs (attnapps.export)
     attnapps report DIR [DIR ...]                       compare runs (attnapps.report)
     attnapps study [tasks=...] [attention=...]          the cross-task attention study (attnapps.study)
     attnapps serve run=DIR [run=DIR ...]                the HTTP API and demo page (attnapps.serve)
@@ -22,6 +23,7 @@ COMMANDS = {  # command -> (module with main(argv), what it does)
     "run": ("attnapps.run", "train, evaluate and report a task (task=NAME)"),
     "prepare": ("attnapps.prepare", "read, tokenize and encode a task's data once, for every later run"),
     "predict": ("attnapps.predict", "use a trained run on new inputs"),
+    "export": ("attnapps.export.__main__", "a trained model as safetensors + JSON, or as ONNX graphs"),
     "report": ("attnapps.report", "compare runs side by side"),
     "study": ("attnapps.study", "every attention variant on every task, diagnostics side by side"),
     "serve": ("attnapps.serve.__main__", "serve trained runs: HTTP API and live attention page"),

@@ -31,6 +31,12 @@ RUN_FILES: dict[str, str] = {
                            "data position, elapsed time, config, tokenizer, data files' SHA-256",
     "checkpoints/best.pt": "* the model kept (best on valid, or its weight average), with config and tokenizer: what "
                            "`attnapps.predict` and `attnapps.serve` load",
+    "export/safetensors/<file>": "after `python -m attnapps.export run=DIR format=safetensors`: `model.safetensors` "
+                                 "(the weights), `attnapps.json` (config and task state), `task_state.safetensors` "
+                                 "(the task state's tensors, if any); loads without pickle",
+    "export/onnx/<file>": "after `python -m attnapps.export run=DIR format=onnx`: the task's graphs (`*.onnx`), "
+                          "`onnx.json` (which graph takes and gives what, the gap to PyTorch measured at export), "
+                          "`attnapps.json` and `task_state.safetensors`",
     "tensorboard/<file...>": "when the `tensorboard` package is installed: the logged scalars",
     ".hydra/<name>.yaml": "Hydra's own record of the command (`config.yaml`, `overrides.yaml`, `hydra.yaml`)",
     "run.log": "Hydra's log of the run (the command line's runs only)",

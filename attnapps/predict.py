@@ -25,19 +25,30 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return args
 
 
-def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu"):
-    """``(task, model)`` rebuilt from a run directory (or a checkpoint file), in eval mode."""
-
-    from attnapps.task import get_task
+def read_saved(run: str | Path) -> tuple[dict, Path]:
+    """``(state, where)``: the saved model of a run directory (``checkpoints/best.pt``), of a checkpoint
+    file, or of a folder ``python -m attnapps.export format=safetensors`` wrote (no pickle)."""
+    from attnapps.export.weights import META, is_export, read_export
     from attnapps.training.checkpoint import load_checkpoint
 
     run = Path(run)
-    ckpt_path = run if run.is_file() else run / "checkpoints" / "best.pt"
     if not run.exists():
         raise AttnappsError(f"run={run}: no such run directory")
+    if is_export(run):
+        return read_export(run), run / META
+    ckpt_path = run if run.is_file() else run / "checkpoints" / "best.pt"
     if not ckpt_path.is_file():
-        raise AttnappsError(f"run={run}: no checkpoints/best.pt (is it a finished attnapps run directory?)")
-    state = load_checkpoint(ckpt_path)
+        raise AttnappsError(f"run={run}: no checkpoints/best.pt (is it a finished attnapps run directory "
+                            "or an exported model?)")
+    return load_checkpoint(ckpt_path), ckpt_path
+
+
+def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu"):
+    """``(task, model)`` rebuilt from a run directory, a checkpoint file or an exported folder
+    (:mod:`attnapps.export`), in eval mode."""
+    from attnapps.task import get_task
+
+    state, ckpt_path = read_saved(run)
     if not isinstance(state, dict) or not {"task", "model", "config", "task_state"} <= set(state):
         raise AttnappsError(f"{ckpt_path}: not an attnapps checkpoint (no task, model, config and task_state)")
     saved_task = state.get("task")
@@ -54,6 +65,10 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
         task.load_state_dict(state["task_state"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise AttnappsError(f"{ckpt_path}: damaged task state ({type(e).__name__}: {e})") from None
+    if state["model"] is None:  # an ONNX export: its graphs in ONNX Runtime
+        from attnapps.export.runtime import OnnxModel
+
+        return task, OnnxModel(run).to(device)
     model = task.build_model()
     try:
         model.load_state_dict(state["model"])

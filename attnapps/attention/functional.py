@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -50,7 +51,8 @@ def dot_product_attention(
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p), None
     row_ok = mask.any(-1, keepdim=True)  # (..., q_len|1, 1)
-    if bool(row_ok.all()):  # the usual case: plain SDPA, no extra work in forward or backward
+    if not torch.compiler.is_exporting() and bool(row_ok.all()):  # the usual case: plain SDPA, no extra work
+        # in forward or backward (a graph for export takes the general path below: it depends on no value)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
     # Rows with no allowed key: let them attend everywhere (finite, no NaN in backward), then zero them.
     safe = mask | ~row_ok

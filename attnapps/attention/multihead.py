@@ -38,11 +38,22 @@ class KVCache:
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.size(2)
 
+    @property
+    def length(self):
+        """The positions held: ``len(cache)``, except that while tracing (ONNX export) it stays a symbolic
+        size (``len()`` would turn it into a constant)."""
+        return 0 if self.k is None else self.k.size(2)
+
     def reorder(self, index: Tensor) -> "KVCache":
         """Select batch rows (beam search): returns a new cache with rows ``index``."""
         if self.k is None:
             return KVCache(self.static)
         return KVCache(self.static, self.k.index_select(0, index), self.v.index_select(0, index))
+
+
+# a pytree node: the ONNX export (attnapps.export.graphs) flattens decoder states holding caches to tensors
+torch.utils._pytree.register_pytree_node(KVCache, lambda c: ([c.k, c.v], c.static),
+                                         lambda kv, static: KVCache(static, kv[0], kv[1]))
 
 
 @register_attention("multihead")

@@ -29,6 +29,8 @@ def unpack(packed: PackedSequence, total_length: int) -> Tensor:
 def run_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
     """A batch-first (bi)directional RNN over padded ``x (batch, len, in)`` that only reads each row's first
     ``lengths`` steps: ``(states (batch, len, out) with zero padding, final state)``."""
+    if torch.compiler.is_exporting():  # packed sequences do not trace (ONNX export): the same, unpacked
+        return run_unpacked(rnn, x, lengths)
     packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
     out, h = rnn(packed)
     return unpack(out, x.size(1)), h
@@ -58,6 +60,48 @@ def rnn_states(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> Tensor:
     forward = out[:b, :, :h]  # (batch, len, hidden)
     backward = out[b:, :, h:].gather(1, (t + shift).clamp(max=n - 1).unsqueeze(-1).expand(-1, -1, h))
     return torch.cat([forward, backward], -1) * (t < lengths.unsqueeze(1)).unsqueeze(-1)  # (batch, len, 2 * hidden)
+
+
+def layer_view(rnn: nn.RNNBase, layer: int) -> nn.RNNBase:
+    """A one-layer RNN of the same kind whose parameters are layer ``layer`` of ``rnn`` (the same tensors)."""
+    size = rnn.input_size if layer == 0 else rnn.hidden_size * (2 if rnn.bidirectional else 1)
+    kind = next(c for c in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(rnn, c))  # not type(): a proxy when tracing
+    view = kind(size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True,
+                     bidirectional=rnn.bidirectional)
+    for name in view._flat_weights_names:  # weight_ih_l0[_reverse] <- weight_ih_l{layer}[_reverse]
+        setattr(view, name, getattr(rnn, name.replace("_l0", f"_l{layer}")))
+    return view.train(rnn.training)
+
+
+def run_unpacked(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, None]]:
+    """:func:`run_rnn` without packing, which ``torch.export`` (ONNX) cannot trace: layer by layer, the
+    forward direction reads the left-aligned rows and the backward direction a right-aligned copy, as in
+    :func:`rnn_states`. The same states, and the same final ``h (layers * directions, batch, hidden)``; an
+    LSTM's final cell state is not computed (``(h, None)``)."""
+    b, n, _ = x.shape
+    lengths = lengths.to(x.device).clamp(min=1, max=n)
+    t = torch.arange(n, device=x.device).unsqueeze(0)  # (1, len)
+    shift = (n - lengths).unsqueeze(1)  # (batch, 1): how far each row moves right
+    keep = (t < lengths.unsqueeze(1)).unsqueeze(-1)  # (batch, len, 1)
+    last = (lengths - 1).view(b, 1, 1)  # (batch, 1, 1): each row's last position
+    finals = []
+    for layer in range(rnn.num_layers):
+        view = layer_view(rnn, layer)
+        d = x.size(-1)
+        if not rnn.bidirectional:
+            out, _ = view(x)  # (batch, len, hidden)
+            finals.append(out.gather(1, last.expand(-1, 1, out.size(-1))).squeeze(1))
+        else:
+            right = x.gather(1, (t - shift).clamp(min=0).unsqueeze(-1).expand(-1, -1, d)) * (t >= shift).unsqueeze(-1)
+            both, _ = view(torch.cat([x, right]))  # (2 * batch, len, 2 * hidden)
+            h = both.size(-1) // 2
+            forward = both[:b, :, :h]  # (batch, len, hidden)
+            backward = both[b:, :, h:].gather(1, (t + shift).clamp(max=n - 1).unsqueeze(-1).expand(-1, -1, h))
+            finals += [forward.gather(1, last.expand(-1, 1, h)).squeeze(1), backward[:, 0]]
+            out = torch.cat([forward, backward], -1)  # (batch, len, 2 * hidden)
+        x = out * keep  # zero padding, the next layer's input
+    h_n = torch.stack(finals)  # (layers * directions, batch, hidden)
+    return x, ((h_n, None) if isinstance(rnn, nn.LSTM) else h_n)
 
 
 class RNNEncoder(nn.Module):

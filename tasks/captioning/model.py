@@ -299,7 +299,7 @@ class TransformerCaptioner(nn.Module):
         return {"memory": self._memory(images), "caches": self.decoder.new_caches()}
 
     def step(self, tokens: Tensor, state: dict):
-        offset = len(state["caches"][0][0])
+        offset = state["caches"][0][0].length
         x, _ = self.decoder(self._embed(tokens.unsqueeze(1), offset), state["memory"], None,
                             caches=state["caches"])  # (batch, 1, d_model)
         log_probs = torch.log_softmax((x.squeeze(1) @ self.embedding.weight.t()).float(), -1)

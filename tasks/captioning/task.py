@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from PIL import Image
 
+from attnapps.export.graphs import ExampleInputs, random_ids
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import Vocab, hub, pad_batch
 from attnapps.data.prepared import View
@@ -322,7 +324,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         inputs = {"images": images.to(self.device), **{k: v.to(self.device) for k, v in (memory or {}).items()}}
         hyps = search(model.step, model.encode(**inputs), images.size(0), BOS, EOS, self.cfg.decode.max_len, beam,
                       alpha, n_best, self.device)
-        hyps.attention = step_attention(model, inputs, hyps.tokens, BOS, self.device)
+        if isinstance(model, nn.Module):  # an ONNX export (attnapps.export.runtime) has no attention to record
+            hyps.attention = step_attention(model, inputs, hyps.tokens, BOS, self.device)
         return hyps
 
     def example_inputs(self, chunk: list) -> tuple[dict, int]:
@@ -516,7 +519,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         if not options.image:
             raise ConfigError("image=: give an image file (or several, comma-separated)")
         paths = [Path(p) for p in options.image.split(",") if p]
-        size = model.images.encoder.image_size
+        size = model.images.encoder.image_size if isinstance(model, nn.Module) else model.input_shape("images")[-1]
         for n, p in enumerate(paths):
             try:
                 pixels = load_pixels(p, size).unsqueeze(0)  # (1, 3, S, S)
@@ -524,6 +527,9 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                 raise ConfigError(f"image={p}: no such file") from None
             except Exception as e:
                 raise ConfigError(f"image={p}: cannot read image ({type(e).__name__})") from None
+            if not isinstance(model, nn.Module) and (self.knn_k or self.uses_memory):
+                raise ConfigError("this run captions by retrieval from its training images, which needs the CNN's "
+                                  "features: predict with the run directory, not its ONNX export")
             knn = self.knn_captions(model, pixels)  # the run chose retrieval on valid
             out = None if knn else self.caption_images(model, pixels, options.beam, options.alpha,
                                                        self.predict_memory(model, pixels))
@@ -534,6 +540,21 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                 if len(paths) > 1:
                     plot = plot.with_name(f"{plot.stem}_{n}{plot.suffix or '.png'}")
                 self.figure(p, words, out.attention[0], plot)
+
+    def export_inputs(self, model, batch: int, length: int, generator):
+        """ONNX export (:mod:`attnapps.export.graphs`): random pixels through the kept CNN (and, with the
+        retrieved memory, random retrieved captions), as ``encode`` reads them when predicting."""
+        encoder = model.images.encoder
+        if encoder is None:
+            raise ConfigError("this run keeps no image encoder (its features were cached): nothing reads pixels to export")
+        size = encoder.image_size
+        inputs = {"images": torch.randint(0, 256, (batch, 3, size, size), generator=generator,
+                                          dtype=torch.uint8)}  # (batch, 3, S, S) as load_pixels reads them
+        if getattr(model, "memory", False):
+            memory, _ = random_ids(batch, length, len(self.vocab.itos), generator, PAD)  # (batch, mem_len)
+            ranks = torch.randint(0, model.mem_rank.num_embeddings, memory.shape, generator=generator)
+            inputs.update(memory=memory, memory_rank=ranks * (memory != PAD))
+        return ExampleInputs(inputs, BOS, EOS)
 
     serve_input = "image"
     serve_options = ("beam", "alpha")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from attnapps.export.ops import searchsorted
 from attnapps.attention import build_attention, lengths_to_mask, record
 from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, between, choice, opt
 from attnapps.data.batching import pad_batch
@@ -399,7 +400,7 @@ class NgramAttention(nn.Module):
     def vocabulary_rows(self, ids: Tensor, k: int) -> Tensor:
         """Rows of ``self.grams`` for the ``k``-grams at each position ``(batch, len - k + 1)``; 0 = unknown."""
         key = ngram_key(ids, k)
-        i = torch.searchsorted(self.keys, key).clamp(max=max(len(self.keys) - 1, 0))
+        i = searchsorted(self.keys, key).clamp(max=max(len(self.keys) - 1, 0))  # traceable while exporting
         found = self.keys[i] == key if len(self.keys) else torch.zeros_like(key, dtype=torch.bool)
         return (i + 1) * found
 

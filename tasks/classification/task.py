@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from attnapps.export.graphs import ExampleInputs, random_ids
 from attnapps.config import arch_config, check_heads
 from attnapps.data import TokenizerState, fit_tokenizer, hub, pad_batch, tokenizer_from_state
 from attnapps.attention.record import record
@@ -546,6 +547,11 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
                                text=self.labels[k], label={"pred": self.labels[k], "probs": {
                                    lab: round(float(p), 4) for lab, p in zip(self.labels, probs[i])}}))
         return out
+
+    def export_inputs(self, model, batch: int, length: int, generator):
+        """ONNX export (:mod:`attnapps.export.graphs`): random token ids and lengths, as ``forward`` reads them."""
+        ids, lengths = random_ids(batch, length, self.tok.vocab_size, generator, self.tok.pad_id)
+        return ExampleInputs({"ids": ids, "lengths": lengths})
 
     def predict(self, model, options):
         text = read_input(options.input)

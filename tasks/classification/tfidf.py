@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attnapps.data.batching import pad_batch
+from attnapps.export.ops import searchsorted
 
 from .model import document_frequencies, ngram_keys
 
@@ -41,7 +42,7 @@ def counts(ids: Tensor, lengths: Tensor, orders: int, vocab: Tensor) -> tuple[Te
     """The known n-grams of each row: ``(rows, columns, counts)``, one triple per (text, n-gram) pair;
     ``vocab``: sorted keys, a column each."""
     k = ngram_keys(ids, lengths, orders, lowest=1)  # (batch, positions)
-    col = torch.searchsorted(vocab, k).clamp(max=max(len(vocab) - 1, 0))  # (batch, positions)
+    col = searchsorted(vocab, k).clamp(max=max(len(vocab) - 1, 0))  # (batch, positions)
     known = (vocab[col] == k) if len(vocab) else torch.zeros_like(k, dtype=torch.bool)
     rows = torch.arange(ids.size(0), device=ids.device).unsqueeze(1).expand_as(k)
     pair, count = torch.unique(rows[known] * max(len(vocab), 1) + col[known], return_counts=True)
@@ -64,6 +65,16 @@ def features(ids: Tensor, lengths: Tensor, orders: int, vocab: Tensor, idf: Tens
     value = value / norm[rows].clamp(min=1e-12)
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), value, (ids.size(0), len(vocab)),
                                    check_invariants=False).coalesce()
+
+
+def dense_features(ids: Tensor, lengths: Tensor, orders: int, vocab: Tensor, idf: Tensor) -> Tensor:
+    """:func:`features` as a dense ``(batch, len(vocab))`` tensor, from scatters only (what exports to ONNX)."""
+    k = ngram_keys(ids, lengths, orders, lowest=1)  # (batch, positions)
+    col = searchsorted(vocab, k).clamp(max=max(len(vocab) - 1, 0))  # (batch, positions)
+    known = (vocab[col] == k).float()
+    count = torch.zeros(ids.size(0), len(vocab), device=ids.device).scatter_add(1, col, known)  # (batch, V)
+    value = torch.where(count > 0, (1 + torch.log(count.clamp(min=1))) * idf, 0.0)
+    return value / value.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def matrix(docs: list[list[int]], orders: int, vocab: Tensor, idf: Tensor, batch: int = 1024) -> Tensor:
@@ -164,6 +175,8 @@ class TfidfCompanion(nn.Module):
             self.register_buffer(name, fitted[name], persistent=False)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        if torch.compiler.is_exporting():  # ONNX has no sparse tensors: the same rows, dense
+            return dense_features(ids, lengths, self.orders, self.keys, self.idf) @ self.weight + self.bias
         x = features(ids, lengths, self.orders, self.keys, self.idf)  # (batch, features), sparse
         return torch.sparse.mm(x, self.weight) + self.bias  # (batch, classes)
 

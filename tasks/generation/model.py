@@ -125,7 +125,8 @@ class GPT(nn.Module):
         return {"caches": [KVCache() for _ in self.blocks], "length": 0}
 
     def step(self, ids: Tensor, state: dict) -> tuple[Tensor, dict]:
-        x = self._embed(ids, state["length"])  # (batch, new, d_model)
+        offset = state["caches"][0].length if state["caches"] else state["length"]  # a size: exports as one
+        x = self._embed(ids, offset)  # (batch, new, d_model)
         for block, cache in zip(self.blocks, state["caches"]):
             x = block(x, is_causal=True, cache=cache)
         state["length"] += ids.size(1)

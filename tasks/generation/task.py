@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from attnapps.export.graphs import ExampleInputs, random_ids
 from attnapps.config import arch_config, arch_keys, check_heads
 from attnapps.data import TokenizerState, fit_tokenizer, hub
 from attnapps.data.files import ErrorPolicy
@@ -266,6 +267,10 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
     def piece(self, i: int) -> str:
         p = "\n" if i == EOS and self.tok.kind != "char" else self.tok.id_to_piece(i)  # sentencepiece: EOS = newline
         return {" ": "␣", "\n": "⏎"}.get(p, p)
+
+    def export_inputs(self, model, batch: int, length: int, generator):
+        """ONNX export (:mod:`attnapps.export.graphs`): random ids, a prompt per row."""
+        return ExampleInputs({"ids": random_ids(batch, length, self.tok.vocab_size, generator, low=0)[0][:, :length - batch + 1]})
 
     serve_options = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
     serve_limits = {"max_new_tokens": "max_new_tokens"}  # what attnapps.serve caps (its max_* keys)

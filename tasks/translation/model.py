@@ -266,7 +266,7 @@ class TransformerSeq2Seq(SourceOutput, nn.Module):
         return self.teacher_forced(src, src_len, tgt_in)[0]
 
     def step(self, tokens: Tensor, state: dict):
-        offset = len(state["caches"][0][0])
+        offset = state["caches"][0][0].length
         y = self._embed(self.tgt_embedding, tokens.unsqueeze(1), offset)  # (batch, 1, d_model)
         x, w = self.decoder(y, state["memory"], state["mask"], caches=state["caches"],
                             need_weights=self.reads_weights)  # (batch, 1, d_model), (batch, 1, src_len)

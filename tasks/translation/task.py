@@ -24,6 +24,7 @@ from attnapps.data import fit_tokenizer, hub, pad_batch, scripts, tokenizer_from
 from attnapps.data.files import ErrorPolicy, read_input, write_output
 from attnapps.data.prepared import Chain, Table
 from attnapps.decoding import decode_batches, length_penalty
+from attnapps.export.graphs import ExampleInputs, random_ids
 from attnapps.errors import ConfigError, DataError
 from attnapps.attention import record
 from attnapps.explorer import encoder_decoder_route, example, forced_views, view
@@ -656,6 +657,15 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         title = f"{m.arch}" + (f" / {m.attention}" if "attention" in arch_keys(m) else "")
         return attention_heatmap(hyps.attention[0].cpu(), [self.src_tok.id_to_piece(i) for i in ids],
                                  [self.tgt_tok.id_to_piece(i) for i in hyps.tokens[0]], out, title=title)
+
+    def export_inputs(self, model, batch: int, length: int, generator):
+        """ONNX export (:mod:`attnapps.export.graphs`): random source ids of the encoder's shapes."""
+        src, src_len = random_ids(batch, length, self.src_tok.vocab_size, generator, self.src_tok.pad_id)
+        return ExampleInputs({"src": src, "src_len": src_len}, self.tgt_tok.bos_id, self.tgt_tok.eos_id)
+
+    def inference_context(self, model):
+        """What decoding sets on the model, set for the ONNX export too: the lexicon's weight."""
+        return lexicon_weight(model, self.cfg.decode.lexicon_weight)
 
     serve_options = ("beam", "alpha")
     serve_limits = {"beam": "max_beam"}  # what attnapps.serve caps (its max_* keys)

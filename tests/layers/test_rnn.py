@@ -48,3 +48,21 @@ def test_rnn_states_equal_the_packed_reference(cell, layers):
     g_ref, = torch.autograd.grad((ref * torch.arange(90.).view(1, 9, 10)).sum(), x)
     g_ours, = torch.autograd.grad((ours * torch.arange(90.).view(1, 9, 10)).sum(), x)
     assert torch.allclose(g_ours, g_ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, True), (1, False), (2, True), (2, False)])
+def test_unpacked_run_equals_packed(cell, layers, bidirectional):
+    """The form ONNX export traces (no packed sequences) gives the packed run's states and final states."""
+    from attnapps.layers.rnn import run_rnn, run_unpacked
+
+    torch.manual_seed(0)
+    rnn = (nn.GRU if cell == "gru" else nn.LSTM)(5, 4, num_layers=layers, batch_first=True,
+                                                 bidirectional=bidirectional).eval()
+    lengths = torch.tensor([7, 2, 4])
+    x = torch.randn(3, 7, 5) * (torch.arange(7)[None] < lengths[:, None]).unsqueeze(-1)
+    with torch.no_grad():
+        (a, ha), (b, hb) = run_rnn(rnn, x, lengths), run_unpacked(rnn, x, lengths)
+    ha, hb = (ha[0], hb[0]) if cell == "lstm" else (ha, hb)
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(ha, hb, atol=1e-6)
+    assert a.abs().sum() > 0 and float(b[1, 2:].abs().max()) == 0.0  # padding stays zero
