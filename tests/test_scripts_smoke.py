@@ -377,3 +377,25 @@ def test_save_results_keeps_exactly_what_the_command_printed(tmp_path):
     assert failed.returncode == 3 and not (tmp_path / "bad.md").exists()
     fixed = script("save_results.py", "fixed", "--dir", str(tmp_path), "--", sys.executable, "-c", "print('  L  ms\\n 32  1.0')")
     assert fixed.returncode == 0 and (tmp_path / "fixed.md").read_text().endswith("```text\n  L  ms\n 32  1.0\n```\n")
+
+
+@pytest.mark.slow
+def test_bench_export_ratio_is_torch_over_onnxruntime(tiny_runs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    runs = []
+    for name in ("classification", "generation", "translation"):  # copies: the script exports into the run
+        shutil.copytree(tiny_runs[name][0], tmp_path / name)
+        runs.append(str(tmp_path / name))
+    r = script("bench_export.py", *runs, "--batch", "1", "3", "--length", "6", "--repeat", "2", timeout=600)
+    rows = [line for line in r.stdout.splitlines() if re.match(r"(classification|generation|translation) ", line)]
+    graphs = {(row.split()[0], row.split()[2]) for row in rows}
+    assert graphs == {(t, b) for t in ("classification", "generation", "translation") for b in ("1", "3")}
+    assert sum(row.startswith("translation") for row in rows) == 4  # encode and a decoder step, per batch size
+    for row in rows:
+        pt, rt, ratio = float(row.split()[-3]), float(row.split()[-2]), float(row.split()[-1].rstrip("x"))
+        h = 0.005  # times printed to 0.01 ms, the ratio to 0.01
+        assert pt > 0 and rt > 0, row
+        if rt > h:
+            assert (pt - h) / (rt + h) - h <= ratio <= (pt + h) / (rt - h) + h, row
