@@ -46,11 +46,21 @@ def read_saved(run: str | Path) -> tuple[dict, Path]:
 def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu"):
     """``(task, model)`` rebuilt from a run directory, a checkpoint file or an exported folder
     (:mod:`attnapps.export`), in eval mode."""
+    state, ckpt_path = read_saved(run)
+    return from_saved(state, ckpt_path, task_name, device)
+
+
+def check_saved(state, where: Path) -> None:
+    if not isinstance(state, dict) or not {"task", "model", "config", "task_state"} <= set(state):
+        raise AttnappsError(f"{where}: not an attnapps checkpoint (no task, model, config and task_state)")
+
+
+def from_saved(state: dict, ckpt_path: Path, task_name: str | None = None, device: str = "cpu"):
+    """``(task, model)`` from what :func:`read_saved` read (``ckpt_path``: where, for messages)."""
     from attnapps.task import get_task
 
-    state, ckpt_path = read_saved(run)
-    if not isinstance(state, dict) or not {"task", "model", "config", "task_state"} <= set(state):
-        raise AttnappsError(f"{ckpt_path}: not an attnapps checkpoint (no task, model, config and task_state)")
+    check_saved(state, ckpt_path)
+    run = ckpt_path.parent.parent if ckpt_path.name == "best.pt" else ckpt_path.parent
     saved_task = state.get("task")
     if task_name and saved_task != task_name:
         raise AttnappsError(f"run={run} was trained for task={saved_task}, not task={task_name}")
@@ -68,7 +78,7 @@ def load_run(run: str | Path, task_name: str | None = None, device: str = "cpu")
     if state["model"] is None:  # an ONNX export: its graphs in ONNX Runtime
         from attnapps.export.runtime import OnnxModel
 
-        return task, OnnxModel(run).to(device)
+        return task, OnnxModel(ckpt_path.parent).to(device)
     model = task.build_model()
     try:
         model.load_state_dict(state["model"])

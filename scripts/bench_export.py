@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attnapps.export.__main__ import export  # noqa: E402
-from attnapps.export.graphs import model_kind  # noqa: E402
+from attnapps.export.graphs import model_kind, rebuild, tensors_of  # noqa: E402
 from attnapps.export.runtime import OnnxModel  # noqa: E402
 from attnapps.predict import load_run  # noqa: E402
 
@@ -56,8 +56,6 @@ def cases(task, model, onnx_model, batch: int, length: int):
         ids = example.inputs["ids"][:, :1]
         _, state = model.step(example.inputs["ids"], model.new_state(batch))
         _, state_rt = onnx_model.step(example.inputs["ids"], onnx_model.new_state(batch))
-        from attnapps.export.graphs import rebuild, tensors_of
-
         tensors, spec, leaves = tensors_of(state)  # the same cache for every call (a step adds to it)
         return [(f"step (cache {example.inputs['ids'].size(1)})",
                  lambda: model.step(ids, rebuild(tensors, spec, leaves)), lambda: onnx_model.step(ids, state_rt))]
@@ -69,8 +67,6 @@ def cases(task, model, onnx_model, batch: int, length: int):
         lp, state = model.step(tokens, state)
         _, state_rt = onnx_model.step(tokens, state_rt)
         tokens = lp.argmax(-1)
-    from attnapps.export.graphs import rebuild, tensors_of
-
     tensors, spec, leaves = tensors_of(state)
     return [("encode + first step", lambda: model.step(torch.full((batch,), bos), model.encode(**example.inputs)),
              lambda: onnx_model.step(tokens, onnx_model.encode(**example.inputs))),

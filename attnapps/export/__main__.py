@@ -13,13 +13,12 @@ USAGE = "usage: python -m attnapps.export run=DIR format=safetensors|onnx [out=P
 
 def export(run: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, list[Path]]:
     """Export the model kept by ``run`` (a run directory or checkpoint file) as ``fmt``; ``(out, files)``."""
-    from attnapps.predict import read_saved
+    from attnapps.predict import check_saved, read_saved
 
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
     state, where = read_saved(run)
-    if not isinstance(state, dict) or not {"task", "model", "config", "task_state"} <= set(state):
-        raise AttnappsError(f"{where}: not an attnapps checkpoint (no task, model, config and task_state)")
+    check_saved(state, where)
     run = Path(run)
     out = Path(out) if out else (run if run.is_dir() else run.parent.parent) / "export" / fmt
     if fmt == "safetensors":
@@ -28,7 +27,7 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Pa
         return out, write_export(state, out)
     from attnapps.export.graphs import export_onnx
 
-    return out, export_onnx(run, state, out)
+    return out, export_onnx(state, where, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,19 +312,19 @@ def check_lm(model, out: Path, manifest: dict, check: ExampleInputs, steps: int)
     return worst
 
 
-def export_onnx(run: Path, state: dict, out: Path) -> list[Path]:
+def export_onnx(state: dict, where: Path, out: Path) -> list[Path]:
     """``python -m attnapps.export format=onnx``: the run's task rebuilt, its graphs exported and checked,
     and the config and task state beside them (:func:`attnapps.export.weights.write_export`, no weights:
     they are inside the graphs)."""
     from attnapps.export.weights import write_export
-    from attnapps.predict import load_run
+    from attnapps.predict import from_saved
 
     try:
         import onnx  # noqa: F401  (the exporter writes through it)
         import onnxruntime  # noqa: F401
     except ImportError:
         raise AttnappsError("format=onnx needs the onnx extra: pip install 'attnapps[onnx]'") from None
-    task, model = load_run(run)
+    task, model = from_saved(state, where)  # the checkpoint read once
     if not hasattr(task, "export_inputs"):
         raise AttnappsError(f"task {task.name} has no export_inputs: it does not say what its model reads")
     gen = torch.Generator().manual_seed(0)

@@ -95,10 +95,11 @@ def write_export(state: dict, out: Path, weights: bool = True) -> list[Path]:
         files.insert(1, out / STATE_TENSORS)
     elif (out / STATE_TENSORS).exists():
         (out / STATE_TENSORS).unlink()
-    for f in files:  # safetensors writes owner-only files: give them the permissions of any new file
-        umask = os.umask(0)
-        os.umask(umask)
-        f.chmod(0o666 & ~umask) if f.exists() else None
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in files:  # safetensors writes owner-only files: give them a new file's permissions
+        if f.suffix == ".safetensors":
+            f.chmod(0o666 & ~umask)
     tmp = out / (META + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(out / META)
