@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
-from attnapps.config import at_least, opt
+from attnapps.config import at_least, between, opt
 
 StepFn = Callable[[Tensor, object], tuple[Tensor, object]]
 
@@ -79,6 +79,76 @@ class BeamOptions:
 
     beam: int = opt(5, "beam size (1 = greedy)", check=at_least(1))
     alpha: float = opt(0.6, "GNMT length penalty (0 = none)", check=at_least(0))
+    n_best: int = opt(1, "beam search: the N best finished hypotheses, with their log-probabilities, listed by "
+                      "predict (and kept where a task reports them)", check=at_least(1))
+    min_len: int = opt(0, "no end of sequence before this many tokens", check=at_least(0))
+    no_repeat_ngram: int = opt(0, "no n-gram of this many tokens twice in an output (0 = off)", check=at_least(0))
+    repetition_penalty: float = opt(1.0, "each token already in the output: its log-probability times this, then "
+                                    "renormalised (Keskar et al. 2019; 1 = off)", check=at_least(1))
+    coverage: float = opt(0.0, "beam search: the coverage penalty's weight beta (Wu et al. 2016): the finished "
+                          "hypotheses ranked by their score + beta * sum over the source of log min(attention "
+                          "received, 1) (0 = off)", check=at_least(0))
+    temperature: float = opt(0.0, "> 0: sample each token instead of searching (softmax temperature; then "
+                             "top_k, top_p); 0 = beam search / greedy", check=at_least(0))
+    top_k: int = opt(0, "sampling: only the k most likely tokens (0 = all)", check=at_least(0))
+    top_p: float = opt(1.0, "sampling: only the smallest set of tokens with this much probability (nucleus)",
+                       check=between(0, 1, lo_open=True))
+    seed: int = opt(0, "sampling: the random seed (the same seed, the same samples)")
+
+
+@dataclass(frozen=True)
+class StepRules:
+    """What constrains each decoding step, applied to the log-probabilities of every live hypothesis
+    before the search (greedy, beam, sampling) chooses: ``min_len`` (EOS banned before), ``no_repeat_ngram``
+    (a token that would repeat an n-gram of the output banned), ``repetition_penalty`` (the
+    log-probability of each token already in the output multiplied by it), then renormalised.
+
+    >>> rules = StepRules(no_repeat_ngram=2)
+    >>> history = torch.tensor([[5, 6, 5]])   # "5 6" already there: after 5, 6 is banned
+    >>> rules.apply(torch.log_softmax(torch.zeros(1, 8), -1), history, eos=1)[0, 6].item()
+    -inf
+    """
+
+    min_len: int = 0
+    no_repeat_ngram: int = 0
+    repetition_penalty: float = 1.0
+
+    @classmethod
+    def of(cls, options) -> "StepRules":
+        """From any options object with these attributes (a task's ``decode`` section, predict options)."""
+        return cls(int(getattr(options, "min_len", 0)), int(getattr(options, "no_repeat_ngram", 0)),
+                   float(getattr(options, "repetition_penalty", 1.0)))
+
+    @property
+    def active(self) -> bool:
+        return self.min_len > 0 or self.no_repeat_ngram > 0 or self.repetition_penalty != 1.0
+
+    def apply(self, log_probs: Tensor, history: Tensor, eos: int, bos: int | None = None) -> Tensor:
+        """``log_probs (rows, vocab)`` of the next token after ``history (rows, t)`` (BOS not included);
+        ``bos`` is banned too (with EOS banned, a weak model's next best is often BOS)."""
+        if not self.active:
+            return log_probs
+        rows, t = history.shape
+        lp = log_probs.float().clone()
+        if t > 0 and self.repetition_penalty != 1.0:
+            seen = torch.zeros_like(lp, dtype=torch.bool).scatter_(1, history, True)  # (rows, vocab)
+            lp = torch.where(seen, lp * self.repetition_penalty, lp)
+        n = self.no_repeat_ngram
+        if n > 0 and t >= n - 1:
+            vocab = lp.size(1)
+            banned = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=lp.device)  # + a column for "none"
+            if n == 1:
+                banned.scatter_(1, history, True)
+            elif t >= n:
+                grams = history.unfold(1, n, 1)  # (rows, t - n + 1, n): every n-gram so far
+                match = (grams[..., :-1] == history[:, t - n + 1:].unsqueeze(1)).all(-1)  # its prefix = the last n-1
+                banned.scatter_(1, torch.where(match, grams[..., -1], vocab), True)  # what would complete it
+            lp = lp.masked_fill(banned[:, :vocab], float("-inf"))
+        if t < self.min_len:
+            lp[:, eos] = float("-inf")
+        if bos is not None and bos != eos:
+            lp[:, bos] = float("-inf")
+        return torch.log_softmax(lp, -1)
 
 
 @dataclass
@@ -101,16 +171,25 @@ def length_penalty(length: Tensor, alpha: float) -> Tensor:
 
 @torch.no_grad()
 def greedy(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor,
-           device=None) -> Hypotheses:
-    """Pick the most likely token at each step until EOS or ``max_len`` (int or ``(batch,)``)."""
+           device=None, rules: StepRules = StepRules(), sampling: "Sampling | None" = None) -> Hypotheses:
+    """Pick the most likely token at each step until EOS or ``max_len`` (int or ``(batch,)``); with
+    ``sampling``, draw it instead (:func:`sample_next`)."""
     max_lens = torch.as_tensor(max_len, device=device).expand(batch_size) if not torch.is_tensor(max_len) \
         else max_len.to(device)
     tokens = torch.full((batch_size,), bos, dtype=torch.long, device=device)  # (batch,)
     out, scores = [], torch.zeros(batch_size, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    generator = sampling.generator(device) if sampling is not None else None
     for t in range(int(max_lens.max())):
         log_probs, state = step(tokens, state)  # (batch, vocab)
-        best_lp, tokens = log_probs.max(-1)  # (batch,)
+        if rules.active:
+            history = torch.stack(out, 1) if out else tokens.new_zeros(batch_size, 0)  # (batch, t)
+            log_probs = rules.apply(log_probs, history, eos, bos)
+        if sampling is None:
+            best_lp, tokens = log_probs.max(-1)  # (batch,)
+        else:
+            tokens = sample_next(log_probs, sampling.temperature, sampling.top_k, sampling.top_p, generator)
+            best_lp = log_probs.float().gather(1, tokens.unsqueeze(1)).squeeze(1)
         scores += best_lp.masked_fill(finished, 0.0)
         out.append(tokens)
         finished |= (tokens == eos) | (t + 1 >= max_lens)
@@ -123,7 +202,8 @@ def greedy(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: in
 
 @torch.no_grad()
 def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor,
-                beam: int = 5, alpha: float = 0.6, device=None, n_best: int = 1) -> Hypotheses:
+                beam: int = 5, alpha: float = 0.6, device=None, n_best: int = 1,
+                rules: StepRules = StepRules()) -> Hypotheses:
     """Batched beam search over ``batch_size`` inputs (``state`` has ``batch_size`` rows).
 
     Each step keeps the ``beam`` best live continuations per input; a candidate ending in EOS that
@@ -131,7 +211,8 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
     ``(batch,)``), where live beams count as finished, so every input gets a hypothesis. The answer is
     the finished hypothesis with the best ``log P / length_penalty(len + 1, alpha)`` (GNMT; the +1
     counts EOS). ``beam=1`` is exactly greedy. ``n_best`` > 1 also returns the ``n_best`` best finished
-    hypotheses of each input (``Hypotheses.nbest``), e.g. for re-ranking.
+    hypotheses of each input (``Hypotheses.nbest``), e.g. for re-ranking. ``rules`` (:class:`StepRules`)
+    constrain every step.
     """
     max_lens = (max_len.to(device) if torch.is_tensor(max_len)
                 else torch.full((batch_size,), int(max_len), device=device))
@@ -146,6 +227,7 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
     done = torch.zeros(b, dtype=torch.bool, device=device)
     for t in range(int(max_lens.max())):
         log_probs, state = step(tokens, state)  # (b*k, V)
+        log_probs = rules.apply(log_probs, history, eos, bos)
         vocab = log_probs.size(-1)
         cand = (beam_scores.view(-1, 1) + log_probs.float()).view(b, k * vocab)  # (b, k*V)
         top_scores, top_ids = cand.topk(2 * k, dim=-1)  # (b, 2k): enough to refill k live beams
@@ -191,12 +273,35 @@ def beam_search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_le
     return Hypotheses(out_tokens, out_scores, [None] * b, nbest if n_best > 1 else None)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Draw each token instead of searching: ``temperature`` (> 0), ``top_k``, ``top_p``, ``seed``."""
+
+    temperature: float
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def of(cls, options) -> "Sampling | None":
+        """From options with a ``temperature`` (> 0 samples; 0 or none: None, search)."""
+        t = float(getattr(options, "temperature", 0.0) or 0.0)
+        return cls(t, int(getattr(options, "top_k", 0)), float(getattr(options, "top_p", 1.0)),
+                   int(getattr(options, "seed", 0))) if t > 0 else None
+
+    def generator(self, device=None) -> torch.Generator:
+        g = torch.Generator(device=device or "cpu")
+        g.manual_seed(self.seed)
+        return g
+
+
 def search(step: StepFn, state, batch_size: int, bos: int, eos: int, max_len: int | Tensor, beam: int = 1,
-           alpha: float = 0.0, n_best: int = 1, device=None) -> Hypotheses:
-    """Greedy when ``beam`` <= 1, else :func:`beam_search`."""
-    kw = dict(batch_size=batch_size, bos=bos, eos=eos, max_len=max_len, device=device)
-    if beam <= 1:
-        return greedy(step, state, **kw)
+           alpha: float = 0.0, n_best: int = 1, device=None, rules: StepRules = StepRules(),
+           sampling: Sampling | None = None) -> Hypotheses:
+    """Sampling when ``sampling`` is given, greedy when ``beam`` <= 1, else :func:`beam_search`."""
+    kw = dict(batch_size=batch_size, bos=bos, eos=eos, max_len=max_len, device=device, rules=rules)
+    if beam <= 1 or sampling is not None:
+        return greedy(step, state, sampling=sampling, **kw)
     return beam_search(step, state, beam=beam, alpha=alpha, n_best=n_best, **kw)
 
 
@@ -226,11 +331,26 @@ def step_attention(model: Seq2SeqDecoder, encode_inputs: dict, outputs: list[lis
     return [attn[i, :len(o)] if o else None for i, o in enumerate(outputs)]
 
 
+def coverage_penalty(attention: Tensor) -> float:
+    """Wu et al. (2016)'s coverage penalty without its weight: ``sum_i log min(sum_j a_ij, 1)`` over the
+    source positions ``i`` an output ``attention (len, keys)`` could attend (masked padding, which receives
+    exactly 0, is left out): 0 when every source position received at least a whole token's attention.
+
+    >>> coverage_penalty(torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]))   # both covered; padding
+    0.0
+    >>> round(coverage_penalty(torch.tensor([[0.9, 0.1], [0.9, 0.1]])), 4)  # log 0.2: the second, barely read
+    -1.6094
+    """
+    received = attention.float().sum(0)  # (keys,)
+    return float(received[received > 0].clamp(max=1.0).log().sum())
+
+
 def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[list], tuple[dict, int | Tensor]],
                    bos: int, eos: int, beam: int = 1, alpha: float = 0.0, n_best: int = 1, batch_size: int = 64,
                    order: Sequence[int] | None = None, device=None, attention: bool = True,
                    rescore: Callable[[Any, list[tuple[list[int], float]]], list[float]] | None = None,
-                   candidates: Callable[[list], list[list[tuple[list[int], float]]]] | None = None) -> Hypotheses:
+                   candidates: Callable[[list], list[list[tuple[list[int], float]]]] | None = None,
+                   options=None) -> Hypotheses:
     """Decode ``examples`` batch by batch (in ``order``, e.g. by length; default: as given) and return
     the hypotheses in the examples' order. ``inputs(chunk) -> (encode keyword arguments on the device,
     max_len (int or (batch,)))`` turns a chunk of examples into the model's input. ``attention``: fill
@@ -241,23 +361,36 @@ def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[
     list follows the new order) -- e.g. a task's noisy-channel or length features. Its attention is
     taken after the choice. ``candidates(chunk) -> per example [(tokens, log P)]`` (with ``rescore``):
     hypotheses from elsewhere -- another system's output, a retrieved neighbour -- appended after the
-    beam's finished ones before ``rescore`` sees them, so the re-ranking may pick one."""
+    beam's finished ones before ``rescore`` sees them, so the re-ranking may pick one.
+
+    ``options`` (a :class:`BeamOptions`, e.g. a task's ``decode`` section or predict options): the step
+    rules (:class:`StepRules`), sampling (``temperature`` > 0: :class:`Sampling`, no beam) and the
+    coverage penalty (``coverage`` > 0, beam search: :func:`coverage_penalty` times it is added to each
+    finished hypothesis's score -- ``log P / length_penalty``, or the task's ``rescore`` -- before ranking)."""
     model.eval()
     order = list(range(len(examples))) if order is None else list(order)
     n = len(examples)
     out = Hypotheses([None] * n, [0.0] * n, [None] * n, [None] * n if n_best > 1 else None)
-    rescore = rescore if beam > 1 else None
+    rules, sampling = StepRules.of(options), Sampling.of(options)
+    coverage = float(getattr(options, "coverage", 0.0)) if beam > 1 and sampling is None else 0.0
+    rescore = rescore if beam > 1 and sampling is None else None
+    ranks = rescore is not None or coverage > 0
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         kwargs, max_len = inputs([examples[i] for i in idx])
         hyps = search(model.step, model.encode(**kwargs), len(idx), bos, eos, max_len, beam, alpha,
-                      beam if rescore else n_best, device)
-        if rescore is not None:
-            extra = candidates([examples[i] for i in idx]) if candidates is not None else [[] for _ in idx]
+                      beam if ranks else n_best, device, rules, sampling)
+        if ranks:
+            extra = (candidates([examples[i] for i in idx]) if rescore is not None and candidates is not None
+                     else [[] for _ in idx])
+            finished = [hyps.nbest[j] + list(extra[j]) for j in range(len(idx))]
+            penalty = coverage_terms(model, kwargs, finished, bos, device) if coverage > 0 else None
             for j, i in enumerate(idx):
-                finished = hyps.nbest[j] + list(extra[j])
-                scores = rescore(examples[i], finished)
-                ranked = [finished[r] for r in sorted(range(len(finished)), key=lambda r: -scores[r])]  # stable
+                scores = (rescore(examples[i], finished[j]) if rescore is not None
+                          else [lp / float(length_penalty(torch.tensor(len(t) + 1), alpha)) for t, lp in finished[j]])
+                if penalty is not None:
+                    scores = [sc + coverage * c for sc, c in zip(scores, penalty[j])]
+                ranked = [finished[j][r] for r in sorted(range(len(scores)), key=lambda r: -scores[r])]  # stable
                 hyps.tokens[j], hyps.scores[j] = ranked[0]
                 hyps.nbest[j] = ranked[:n_best]
             hyps.nbest = hyps.nbest if n_best > 1 else None
@@ -267,6 +400,21 @@ def decode_batches(model: Seq2SeqDecoder, examples: Sequence, inputs: Callable[[
             out.tokens[i], out.scores[i], out.attention[i] = hyps.tokens[j], hyps.scores[j], hyps.attention[j]
             if out.nbest is not None:
                 out.nbest[i] = hyps.nbest[j] if hyps.nbest is not None else None
+    return out
+
+
+def coverage_terms(model, kwargs: dict, finished: list[list[tuple[list[int], float]]], bos: int,
+                   device=None) -> list[list[float]]:
+    """:func:`coverage_penalty` of every hypothesis in ``finished`` (per input of ``kwargs``' batch), their
+    attention taken in one forced pass (:func:`step_attention`) over the inputs' rows repeated."""
+    rows = torch.tensor([j for j, f in enumerate(finished) for _ in f], device=device)
+    repeated = {k: v.index_select(0, rows) if torch.is_tensor(v) else v for k, v in kwargs.items()}
+    attn = step_attention(model, repeated, [t for f in finished for t, _ in f], bos, device)
+    flat = [coverage_penalty(a) if a is not None else 0.0 for a in attn]
+    out, k = [], 0
+    for f in finished:
+        out.append(flat[k:k + len(f)])
+        k += len(f)
     return out
 
 
@@ -298,7 +446,8 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p:
 @torch.no_grad()
 def sample_tokens(model: LanguageModel, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                   top_p: float = 1.0, seed: int | None = None, use_cache: bool = True,
-                  should_stop: Callable[[list[int]], bool] | None = None, device=None) -> list[int]:
+                  should_stop: Callable[[list[int]], bool] | None = None, device=None,
+                  rules: StepRules = StepRules()) -> list[int]:
     """Continue ``prompt`` (token ids) with up to ``max_new_tokens`` sampled tokens (temperature 0 =
     greedy) from a causal LM with the interface ``forward(ids) -> logits (1, len, vocab)``,
     ``new_state(batch)``, ``step(ids, state) -> (logits, state)`` and attribute ``context``.
@@ -308,6 +457,8 @@ def sample_tokens(model: LanguageModel, prompt: list[int], max_new_tokens: int, 
     between steps (one new token per step, a prefill when the window restarts); without, every step
     runs the whole window again. Both compute the same distributions and draw from the same seeded
     generator, so they return the same tokens. ``should_stop(new_tokens)`` ends early (stop strings).
+    ``rules``: ``no_repeat_ngram`` and ``repetition_penalty`` over the new
+    tokens (:class:`StepRules`; ``min_len`` does not apply: there is no end token).
     """
     context = model.context
     seq = list(prompt) or [0]
@@ -328,7 +479,11 @@ def sample_tokens(model: LanguageModel, prompt: list[int], max_new_tokens: int, 
             fed = len(seq)
         else:
             logits = model(torch.tensor([seq[start:]], device=device))  # (1, window, vocab)
-        token = int(sample_next(logits[:, -1].float(), temperature, top_k, top_p, generator=generator))
+        last = logits[:, -1].float()  # (1, vocab)
+        if rules.active:
+            last = rules.apply(torch.log_softmax(last, -1), torch.tensor([out], dtype=torch.long, device=last.device),
+                               eos=-1)  # softmax(log p / T) = softmax(logits / T): sampling unchanged otherwise
+        token = int(sample_next(last, temperature, top_k, top_p, generator=generator))
         seq.append(token)
         out.append(token)
         if should_stop is not None and should_stop(out):

@@ -26,7 +26,7 @@ from attnapps.data.prepared import View
 from attnapps.data.scripts import join_words
 from attnapps.data.files import ErrorPolicy, cache_root, carve
 from attnapps.data.vocab import BOS, EOS, PAD
-from attnapps.decoding import decode_batches, search, step_attention
+from attnapps.decoding import decode_batches, step_attention
 from attnapps.errors import ConfigError, DataError
 from attnapps.explorer import encoder_decoder_route, example, forced_views, image_uri, view
 from attnapps.losses import sequence_loss
@@ -317,16 +317,17 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
 
     # ------------------------------------------------------------------ decoding and metrics
     def caption_images(self, model, images, beam: int = 1, alpha: float = 0.0, memory: dict | None = None,
-                       n_best: int = 1):
+                       n_best: int = 1, options=None):
         """Images (features or pixels, a batch) [+ their retrieved ``memory``/``memory_rank``] ->
-        Hypotheses (tokens, scores, attention (len, R [+ mem_len]))."""
-        model.eval()
+        Hypotheses (tokens, scores, attention (len, R [+ mem_len])); ``options``: the decoding rules,
+        sampling and coverage penalty (:func:`attnapps.decoding.decode_batches`; default: the run's ``decode``)."""
         inputs = {"images": images.to(self.device), **{k: v.to(self.device) for k, v in (memory or {}).items()}}
-        hyps = search(model.step, model.encode(**inputs), images.size(0), BOS, EOS, self.cfg.decode.max_len, beam,
-                      alpha, n_best, self.device)
-        if isinstance(model, nn.Module):  # an ONNX export (attnapps.export.runtime) has no attention to record
-            hyps.attention = step_attention(model, inputs, hyps.tokens, BOS, self.device)
-        return hyps
+        rows = list(range(images.size(0)))
+        return decode_batches(model, rows, lambda chunk: ({k: v[chunk] for k, v in inputs.items()},
+                                                          self.cfg.decode.max_len),
+                              BOS, EOS, beam, alpha, n_best, batch_size=max(1, len(rows)), device=self.device,
+                              attention=isinstance(model, nn.Module),  # an ONNX export records no attention
+                              options=self.cfg.decode if options is None else options)
 
     def example_inputs(self, chunk: list) -> tuple[dict, int]:
         """Dataset examples ``(row, captions, memory)`` -> the model's ``encode`` inputs, and max_len."""
@@ -338,7 +339,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         """Hypotheses for dataset examples ``(row, captions, memory)``, in batches of 64, with the attention
         of the best ones."""
         return decode_batches(model, examples, self.example_inputs, BOS, EOS, beam, alpha, n_best, batch_size=64,
-                              device=self.device)
+                              device=self.device, options=self.cfg.decode)
 
     def caption_attention(self, model, examples: list, captions: list[list[int]]) -> list:
         """The decoding attention of ``captions`` (one per example), 64 at a time (:func:`step_attention`)."""
@@ -532,7 +533,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                                   "features: predict with the run directory, not its ONNX export")
             knn = self.knn_captions(model, pixels)  # the run chose retrieval on valid
             out = None if knn else self.caption_images(model, pixels, options.beam, options.alpha,
-                                                       self.predict_memory(model, pixels))
+                                                       self.predict_memory(model, pixels), options=options)
             words = knn[0] if knn else self.vocab.decode(out.tokens[0])
             print(join_words(words) if len(paths) == 1 else f"{p}\t{join_words(words)}")
             if options.plot and out is not None and out.attention[0] is not None and words:
@@ -571,7 +572,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
             return [self.explain_caption(image, words, None, [], title="your image (k-NN consensus caption)")
                     for image, words in zip(inputs, knn)]
         memory = self.predict_memory(model, pixels)
-        hyps = self.caption_images(model, pixels, options.beam, options.alpha, memory)
+        hyps = self.caption_images(model, pixels, options.beam, options.alpha, memory, options=options)
         layers = self.layer_views(model, pixels, hyps.tokens)
         out = []
         for i, (image, tokens, attn) in enumerate(zip(inputs, hyps.tokens, hyps.attention)):

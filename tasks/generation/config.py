@@ -77,5 +77,9 @@ class GenerationPredict:
     top_p: float = opt(1.0, "nucleus sampling: the smallest set of tokens with this much probability (1 = off)",
                        check=between(0, 1, lo_open=True))
     seed: int = opt(0, "sampling seed")
+    no_repeat_ngram: int = opt(0, "no n-gram of this many tokens twice in the continuation (0 = off)",
+                               check=at_least(0))
+    repetition_penalty: float = opt(1.0, "each token already in the continuation: its log-probability times this, "
+                                    "then renormalised (Keskar et al. 2019; 1 = off)", check=at_least(1))
     stop: str = opt("", "stop once the continuation contains this string")
     cache: bool = opt(True, "incremental key/value cache (false: recompute the window each token)")

@@ -20,7 +20,7 @@ from attnapps.data import TokenizerState, fit_tokenizer, hub
 from attnapps.data.files import ErrorPolicy
 from attnapps.data.prepared import id_dtype
 from attnapps.data.vocab import EOS
-from attnapps.decoding import sample_tokens
+from attnapps.decoding import StepRules, sample_tokens
 from attnapps.errors import ConfigError, DataError
 from attnapps.explorer import example, view
 from attnapps.losses import sequence_loss
@@ -214,11 +214,13 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
 
     # ------------------------------------------------------------------ report and predict
     def generate(self, model, prompt: str, max_new_tokens: int, temperature: float, top_k: int = 0,
-                 top_p: float = 1.0, seed: int = 0, stop: str = "", cache: bool = True) -> str:
+                 top_p: float = 1.0, seed: int = 0, stop: str = "", cache: bool = True, options=None) -> str:
+        """``options``: predict options whose ``no_repeat_ngram`` / ``repetition_penalty`` apply
+        (:class:`attnapps.decoding.StepRules`)."""
         model.eval()
         should_stop = (lambda ids: stop in self.decode(ids)) if stop else None
         ids = sample_tokens(model, self.encode(prompt), max_new_tokens, temperature, top_k, top_p, seed,
-                            use_cache=cache, should_stop=should_stop, device=self.device)
+                            use_cache=cache, should_stop=should_stop, device=self.device, rules=StepRules.of(options))
         text = self.decode(ids)
         return text[: text.index(stop) + len(stop)] if stop and stop in text else text
 
@@ -287,7 +289,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
         out = []
         for prompt in inputs:
             text = self.generate(model, prompt, options.max_new_tokens, options.temperature, options.top_k,
-                                 options.top_p, options.seed, options.stop, options.cache)
+                                 options.top_p, options.seed, options.stop, options.cache, options)
             out.append(self.explain_text(model, prompt, text))
         return out
 
@@ -309,7 +311,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
 
     def predict(self, model, options):
         text = self.generate(model, options.prompt, options.max_new_tokens, options.temperature, options.top_k,
-                             options.top_p, options.seed, options.stop, options.cache)
+                             options.top_p, options.seed, options.stop, options.cache, options)
         print(options.prompt + text)
 
 

@@ -371,7 +371,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         with lexicon_weight(model, options.lexicon_weight):
             return decode_batches(model, sources, inputs, self.tgt_tok.bos_id, self.tgt_tok.eos_id, beam, alpha,
                                   n_best, order=order, device=self.device, attention=attention,
-                                  rescore=rescore, candidates=candidates)
+                                  rescore=rescore, candidates=candidates, options=options)
 
     def word_channel(self):
         """The channel lexicon as a :class:`.lexicon.WordChannel` (made once) and the target's word cutter."""
@@ -730,8 +730,13 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
     def predict(self, model, options):
         sentences = [line.strip() for line in read_input(options.input).splitlines()]
         hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha,
-                              attention=False, options=options, texts=sentences)
-        write_output(options.output, [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps.tokens)])
+                              n_best=options.n_best, attention=False, options=options, texts=sentences)
+        if options.n_best > 1 and hyps.nbest is not None:  # Moses' n-best format: input number ||| text ||| score
+            write_output(options.output, [f"{n} ||| {self.tgt_tok.decode(h) if s else ''} ||| {score:.4f}"
+                                          for n, (s, best) in enumerate(zip(sentences, hyps.nbest))
+                                          for h, score in best])
+        else:
+            write_output(options.output, [self.tgt_tok.decode(h) if s else "" for s, h in zip(sentences, hyps.tokens)])
         if options.plot_dir:
             for n, s in enumerate(sentences):
                 if s:
