@@ -4,6 +4,7 @@
     attnapps prepare task=NAME [key=value ...]        read and encode a task's data once (attnapps.prepare)
     attnapps predict task=NAME run=DIR [key=value ...]  use a trained run (attnapps.predict)
     attnapps export run=DIR format=safetensors|onnx     a trained model for other programs (attnapps.export)
+    attnapps average run=DIR last=N                     checkpoint averaging after the fact (attnapps.average)
     attnapps report DIR [DIR ...]                       compare runs (attnapps.report)
     attnapps study [tasks=...] [attention=...]          the cross-task attention study (attnapps.study)
     attnapps serve run=DIR [run=DIR ...]                the HTTP API and demo page (attnapps.serve)
@@ -24,6 +25,7 @@ COMMANDS = {  # command -> (module with main(argv), what it does)
     "prepare": ("attnapps.prepare", "read, tokenize and encode a task's data once, for every later run"),
     "predict": ("attnapps.predict", "use a trained run on new inputs"),
     "export": ("attnapps.export.__main__", "a trained model as safetensors + JSON, or as ONNX graphs"),
+    "average": ("attnapps.average", "average the weights of a run's last N kept checkpoints"),
     "report": ("attnapps.report", "compare runs side by side"),
     "study": ("attnapps.study", "every attention variant on every task, diagnostics side by side"),
     "serve": ("attnapps.serve.__main__", "serve trained runs: HTTP API and live attention page"),

@@ -259,6 +259,11 @@ class TrainerConfig:
                                            "valid) | none (end the run)")
     checkpoint_every: int = opt(0, "write checkpoints/last.pt every N updates (0 = at each evaluation)",
                                 check=at_least(0))
+    keep_last: int = opt(0, "keep the weights of the last N evaluations, checkpoints/step_<update>.pt (for "
+                         "trainer.average_last and python -m attnapps.average; 0 = none)", check=at_least(0))
+    average_last: int = opt(0, "> 1: at the end, average the weights of the last N evaluations (keeping at least "
+                            "N), evaluate the average on valid and keep it as the model when it is better there "
+                            "(checkpoints/average.pt either way)", check=at_least(0))
     log_every: int = opt(10, "write a log.csv row every N updates", check=at_least(1))
     resume: str = opt("false", "false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)")
     resume_force: bool = opt(False, "resume even though the data files changed since the checkpoint")

@@ -31,6 +31,12 @@ RUN_FILES: dict[str, str] = {
                            "data position, elapsed time, config, tokenizer, data files' SHA-256",
     "checkpoints/best.pt": "* the model kept (best on valid, or its weight average), with config and tokenizer: what "
                            "`attnapps.predict` and `attnapps.serve` load",
+    "checkpoints/step_<update>.pt": "with `trainer.keep_last=N` (or `trainer.average_last=N`): the weights of each of "
+                                    "the last N evaluations, in `best.pt`'s form (what checkpoint averaging reads)",
+    "checkpoints/average.pt": "with `trainer.average_last=N`: the average of the last N kept weights (also `best.pt` "
+                              "when it was better on valid)",
+    "checkpoints/average_last<n>.pt": "`python -m attnapps.average run=DIR last=N`: the average of the last N kept "
+                                      "weights, loadable by `attnapps.predict run=...pt`",
     "export/safetensors/<file>": "after `python -m attnapps.export run=DIR format=safetensors`: `model.safetensors` "
                                  "(the weights), `attnapps.json` (config and task state), `task_state.safetensors` "
                                  "(the task state's tensors, if any); loads without pickle",
@@ -57,6 +63,9 @@ METRIC_KEYS: dict[str, str] = {
     "train.averaged_weights": "* how many weights the kept model averages (0: it is not an average)",
     "train.valid_before_average": "with weight averaging after early stopping: the best valid selection metric "
                                   "before averaging",
+    "train.average_last": "with `trainer.average_last`: how many kept weights were averaged",
+    "train.average_last.valid.<metric>": "with `trainer.average_last`: the average's valid selection metric",
+    "train.average_kept": "with `trainer.average_last`: 1 when the average was better on valid and is the model kept",
     "train.<unit>_per_sec": "* training throughput in the task's unit (`Task.count_unit`: tokens, examples, captions)",
     "train.parameters": "* the model's parameter count",
     "train.peak_memory_mb": "* the process's peak resident memory (on CUDA the allocator's peak)",

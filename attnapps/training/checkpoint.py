@@ -114,6 +114,14 @@ class Checkpointer:
         self.check_finite(model, step)
         atomic_save(state, self.best)
 
+    def save_kept(self, state: dict, model: torch.nn.Module, step: int, keep: int) -> None:
+        """``checkpoints/step_<update>.pt`` (``trainer.keep_last``); only the newest ``keep`` stay."""
+        from attnapps.training.average import kept_path, prune
+
+        self.check_finite(model, step)
+        atomic_save(state, kept_path(self.dir, step))
+        prune(self.dir, keep)
+
     def last_good(self) -> str:
         """For an error message: where the last good checkpoint is, if any."""
         return (f"last good checkpoint: {self.last} (step {self.last_saved_step})" if self.last.exists()
@@ -136,6 +144,10 @@ class Checkpointer:
         rng = ranks[dist_info.rank] if ranks is not None else state["rng"]
         set_rng_state({k: (v.cpu() if torch.is_tensor(v) else v) for k, v in rng.items()})
         progress.load_state_dict(state["progress"])
+        from attnapps.training.average import prune
+
+        if dist_info.rank == 0:  # kept weights a killed run wrote after this checkpoint
+            prune(self.dir, 10**9, after=progress.step)
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
 

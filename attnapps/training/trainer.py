@@ -140,10 +140,44 @@ class Trainer:
                 state["rng_ranks"] = ranks
             self.checkpoints.save_last(state, self.model, self.progress.step)
 
+    def _best_state(self, metrics: dict) -> dict:
+        """What ``best.pt`` (and a kept ``step_<update>.pt``) holds: the weights, config and task state."""
+        return {"model": self.model.state_dict(), "config": plain(self.cfg), "task_state": self.task.state_dict(),
+                "task": self.task.name, "step": self.progress.step, "metrics": metrics}
+
     def save_best(self, metrics: dict) -> None:
-        state = {"model": self.model.state_dict(), "config": plain(self.cfg), "task_state": self.task.state_dict(),
-                 "task": self.task.name, "step": self.progress.step, "metrics": metrics}
-        self.checkpoints.save_best(state, self.model, self.progress.step)
+        self.checkpoints.save_best(self._best_state(metrics), self.model, self.progress.step)
+
+    @property
+    def keep(self) -> int:
+        """How many evaluations' weights stay in ``checkpoints/step_*.pt``."""
+        return max(self.tc.keep_last, self.tc.average_last if self.tc.average_last > 1 else 0)
+
+    def average_last(self) -> dict:
+        """``trainer.average_last=N``: the average of the last N kept weights (fewer if fewer were kept),
+        evaluated on valid and kept as the best model when better there; ``checkpoints/average.pt`` either
+        way. Its ``train.average_*`` metrics."""
+        from attnapps.training.average import average_last, kept
+        from attnapps.training.checkpoint import atomic_save
+
+        n = min(self.tc.average_last, len(kept(self.checkpoints.dir)))
+        if self.tc.average_last <= 1 or n < 2:
+            return {}
+        avg = average_last(self.checkpoints.dir, n)
+        atomic_save(avg, self.checkpoints.dir / "average.pt")
+        trained = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(avg["model"])
+        metrics, _ = self.evaluate("valid", final=False)
+        key = self.task.selection_metric
+        better = self._improved(metrics[key])
+        if better:
+            self.progress.best = metrics[key]
+            self.save_best(metrics)
+        else:
+            self.model.load_state_dict(trained)
+        self.log({f"average.valid.{k}": v for k, v in metrics.items()})
+        return {"train.average_last": n, f"train.average_last.valid.{key}": metrics[key],
+                "train.average_kept": int(better)}
 
     def _restore(self) -> None:
         self.checkpoints.restore(self.resume_state, self.resume_path, self.model, self.optimizer, self.scheduler,
@@ -186,6 +220,8 @@ class Trainer:
                 improved, value = self._improved(metrics[key]), metrics[key]
                 if improved:
                     self.save_best(metrics)
+                if self.keep > 0:  # the raw weights of this evaluation, for averaging the last N
+                    self.checkpoints.save_kept(self._best_state(metrics), self.model, self.progress.step, self.keep)
             self.log({f"valid.{k}": v for k, v in metrics.items()})
         improved, value, phase, spent = dist.broadcast_object((improved, value, phase, spent))
         p = self.progress
@@ -364,7 +400,10 @@ class Trainer:
             self._restore()
         self.fit()
         dist.barrier()
+        averaged_metrics = self.average_last() if self.is_main else {}
         result = self.final_evaluation() if self.is_main else None
+        if result is not None:
+            result.metrics.update(averaged_metrics)
         for logger in self.loggers:
             logger.close()
         dist.barrier()
