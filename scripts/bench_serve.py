@@ -2,14 +2,16 @@
 batching mode, side by side in one run.
 
     python scripts/bench_serve.py run=DIR [run=DIR ...] [clients=8] [seconds=20] [modes=batch,lock,auto]
-                                  [max_new_tokens=32] [out=FILE.json]
+                                  [models=pytorch,onnx] [max_new_tokens=32] [out=FILE.json]
 
 For each mode a fresh server (``python -m attnapps.serve``) loads the runs; for each run, ``clients``
 threads send requests back to back for ``seconds`` (each thread its own keep-alive connection): texts for
 text tasks, a PNG for captioning. Reports per task and mode: requests, failed requests (any status but
 200), throughput (requests/s), latency p50/p95/p99, the inputs per model call (how much the micro-batcher
 gathered), and the server's resident memory after a warm-up, at the end and at its peak (sampled every
-0.5 s) -- flat memory over a long run means nothing accumulates per request.
+0.5 s) -- flat memory over a long run means nothing accumulates per request. ``models``: each run served from
+its checkpoint (``pytorch``) and from its ONNX export (``onnx``: ``RUN/export/onnx``, exported first when
+missing; ONNX Runtime runs the graphs, and the answers carry no attention views).
 """
 
 from __future__ import annotations
@@ -155,6 +157,15 @@ def bench_mode(mode: str, runs: list[str], clients: int, seconds: float, max_new
         proc.wait(timeout=20)
 
 
+def onnx_export(run: str) -> str:
+    """``RUN/export/onnx``, exported now when it is not there yet."""
+    out = Path(run) / "export" / "onnx"
+    if not (out / "onnx.json").is_file():
+        subprocess.run([sys.executable, "-m", "attnapps.export", f"run={run}", "format=onnx"], check=True,
+                       cwd=ROOT, stdout=subprocess.DEVNULL)
+    return str(out)
+
+
 def _get(port: int, path: str) -> bytes:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", path)
@@ -162,7 +173,8 @@ def _get(port: int, path: str) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    args = {"clients": "8", "seconds": "20", "modes": "batch,lock,auto", "max_new_tokens": "32", "out": ""}
+    args = {"clients": "8", "seconds": "20", "modes": "batch,lock,auto", "models": "pytorch,onnx",
+            "max_new_tokens": "32", "out": ""}
     runs = []
     for a in argv:
         k, _, v = a.partition("=")
@@ -175,13 +187,19 @@ def main(argv: list[str]) -> int:
     if not runs:
         raise SystemExit(__doc__)
     rows = []
-    for mode in args["modes"].split(","):
-        rows += bench_mode(mode, runs, int(args["clients"]), float(args["seconds"]), int(args["max_new_tokens"]))
+    for model in args["models"].split(","):
+        if model not in ("pytorch", "onnx"):
+            raise SystemExit(f"models={args['models']!r}: pytorch and/or onnx")
+        served = runs if model == "pytorch" else [onnx_export(r) for r in runs]
+        for mode in args["modes"].split(","):
+            for row in bench_mode(mode, served, int(args["clients"]), float(args["seconds"]),
+                                  int(args["max_new_tokens"])):
+                rows.append({"model": model, **row})
     print(f"\n{args['clients']} concurrent clients, {args['seconds']} s per task and mode (loopback, this machine)\n")
-    print("| task | batching | requests | failed | req/s | p50 ms | p95 ms | p99 ms | inputs per model call | "
-          "server RSS start → end (max) MB |\n|---|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["task"], r["mode"])):
-        print(f"| {r['task']} | {r['mode']} | {r['requests']} | {r['failed']} | {r['throughput']:.1f} | "
+    print("| task | model | batching | requests | failed | req/s | p50 ms | p95 ms | p99 ms | inputs per model call | "
+          "server RSS start → end (max) MB |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["task"], r["model"] != "pytorch", r["mode"])):
+        print(f"| {r['task']} | {r['model']} | {r['mode']} | {r['requests']} | {r['failed']} | {r['throughput']:.1f} | "
               f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['inputs_per_call']:.1f} | "
               f"{r['rss_start_mb']:.0f} → {r['rss_end_mb']:.0f} ({r['rss_max_mb']:.0f}) |")
     if args["out"]:

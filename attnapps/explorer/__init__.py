@@ -163,6 +163,10 @@ def forced_views(model, forward, outputs: list[list[int]], bos: int, seqs: list[
     from attnapps.attention import record
     from attnapps.data.batching import pad_batch
 
+    from attnapps.attention import Attention
+
+    if not any(isinstance(m, Attention) for _, m in model.named_modules()):  # nothing to record (an ONNX export)
+        return [[] for _ in seqs]
     inputs, _ = pad_batch([[bos] + list(o) for o in outputs])  # (batch, len + 1)
     with record(model) as maps:
         forward(inputs)

@@ -67,6 +67,9 @@ class OnnxModel:
     def parameters(self):
         return iter(())
 
+    def named_modules(self):  # no attention module to record: explaining views come out empty
+        return iter(())
+
     def input_shape(self, name: str) -> list:
         """The shape of a graph input (a name for each dynamic dimension, an int for each fixed one)."""
         for session in self.sessions.values():

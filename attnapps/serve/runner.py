@@ -51,6 +51,8 @@ class LoadedRun:
             batching = "batch" if task.infer_batches else "lock"
         self.batching, self.window, self.max_batch = batching, window_ms / 1000.0, max_batch
         metrics = self.dir / "metrics.json"
+        if not metrics.is_file() and self.dir.parent.name == "export":  # an export inside its run directory
+            metrics = self.dir.parent.parent / "metrics.json"
         import json
 
         self.metrics = json.loads(metrics.read_text()) if metrics.is_file() else {}
@@ -167,7 +169,8 @@ def load_runs(dirs: list[str], device: str = "cpu", batching: str = "auto", wind
         if not isinstance(task, Explainer):
             raise AttnappsError(f"run={d}: task {task.name} explains no outputs (it is no attnapps.task.Explainer), "
                                 "so there is nothing to serve")
-        base = Path(d).resolve().name or "run"
+        where = Path(d).resolve()  # an export (RUN/export/FORMAT) is named RUN-FORMAT
+        base = (f"{where.parent.parent.name}-{where.name}" if where.parent.name == "export" else where.name) or "run"
         run_id, k = base, 1
         while run_id in runs:
             k += 1

@@ -258,9 +258,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         return ARCHS[str(self.cfg.model.arch)]
 
     def build_model(self):
-        if self.encoder is None:  # rebuilding a saved run: the checkpoint holds the weights
-            e = self.cfg.encoder
-            self.encoder = build_encoder(e.name, "", e.image_size)
+        self.ensure_encoder()
         model = self.arch
         return model(arch_config(self.cfg.model, model.config_class), len(self.vocab), self.encoder.out_channels,
                      self.encoder, self.trains_encoder, self.regions(), memory=self.uses_memory, pad_id=PAD)
@@ -269,12 +267,20 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def uses_memory(self) -> bool:
         return uses_memory(self.cfg)
 
+    def ensure_encoder(self) -> None:
+        """A rebuilt saved run's encoder, untrained (the checkpoint holds its weights; its shape is enough
+        to count the regions of an ONNX export's images)."""
+        if self.encoder is None:
+            e = self.cfg.encoder
+            self.encoder = build_encoder(e.name, "", e.image_size)
+
     def regions(self) -> int:
         """Regions per image. Pixels: one encoder pass on a blank image, once (the mode is restored, so
         a call during training leaves a trained encoder's BatchNorm training)."""
         if self.store is not None and self.store.dim() == 3:
             return self.store.size(1)
         if getattr(self, "_regions", None) is None:
+            self.ensure_encoder()
             was_training, size = self.encoder.training, self.encoder.image_size
             with torch.no_grad():
                 self._regions = self.encoder.eval()(torch.zeros(1, 3, size, size, dtype=torch.uint8)).size(1)
@@ -520,7 +526,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
         if not options.image:
             raise ConfigError("image=: give an image file (or several, comma-separated)")
         paths = [Path(p) for p in options.image.split(",") if p]
-        size = model.images.encoder.image_size if isinstance(model, nn.Module) else model.input_shape("images")[-1]
+        size = self.pixel_size(model)
         for n, p in enumerate(paths):
             try:
                 pixels = load_pixels(p, size).unsqueeze(0)  # (1, 3, S, S)
@@ -528,9 +534,7 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
                 raise ConfigError(f"image={p}: no such file") from None
             except Exception as e:
                 raise ConfigError(f"image={p}: cannot read image ({type(e).__name__})") from None
-            if not isinstance(model, nn.Module) and (self.knn_k or self.uses_memory):
-                raise ConfigError("this run captions by retrieval from its training images, which needs the CNN's "
-                                  "features: predict with the run directory, not its ONNX export")
+            self.check_onnx_retrieval(model)
             knn = self.knn_captions(model, pixels)  # the run chose retrieval on valid
             out = None if knn else self.caption_images(model, pixels, options.beam, options.alpha,
                                                        self.predict_memory(model, pixels), options=options)
@@ -557,6 +561,16 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
             inputs.update(memory=memory, memory_rank=ranks * (memory != PAD))
         return ExampleInputs(inputs, BOS, EOS)
 
+    @staticmethod
+    def pixel_size(model) -> int:
+        """The side of the square images the model reads (its CNN's, or the ONNX export's input)."""
+        return model.images.encoder.image_size if isinstance(model, nn.Module) else model.input_shape("images")[-1]
+
+    def check_onnx_retrieval(self, model) -> None:
+        if not isinstance(model, nn.Module) and (self.knn_k or self.uses_memory):
+            raise ConfigError("this run captions by retrieval from its training images, which needs the CNN's "
+                              "features: use the run directory, not its ONNX export")
+
     serve_input = "image"
     serve_options = ("beam", "alpha")
     serve_limits = {"beam": "max_beam"}  # what attnapps.serve caps (its max_* keys)
@@ -566,7 +580,8 @@ class CaptioningTask(Task, Reporter, Explainer, Diagnoser):
     def infer(self, model, inputs, options):
         """RGB PIL images -> their captions, with the decoder's attention over the image's grid of
         regions for each word (and over the retrieved captions, with the memory)."""
-        pixels = torch.stack([load_pixels(im, model.images.encoder.image_size) for im in inputs])  # (b, 3, S, S)
+        pixels = torch.stack([load_pixels(im, self.pixel_size(model)) for im in inputs])  # (b, 3, S, S)
+        self.check_onnx_retrieval(model)
         knn = self.knn_captions(model, pixels)  # the run chose retrieval on valid: no attention to show
         if knn:
             return [self.explain_caption(image, words, None, [], title="your image (k-NN consensus caption)")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
@@ -513,7 +514,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
     def explain_ids(self, model, ids: list[list[int]], titles: list[str]) -> list[dict]:
         x, lengths = pad_batch(ids)  # (batch, len)
         x, lengths = x.to(self.device), lengths.to(self.device)
-        n_max, han = x.size(1), self.arch.reads_sentences
+        n_max, han = x.size(1), self.arch.reads_sentences and isinstance(model, nn.Module)  # (ONNX: no parts)
         hops = max(1, getattr(self.cfg.model, "hops", 1))
         with record(model) as maps:
             logits, w = model(x, lengths)  # (batch, outputs), (batch, len)

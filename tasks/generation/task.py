@@ -297,7 +297,7 @@ class GenerationTask(Task, Reporter, Explainer, Diagnoser):
         ids = self.encode(prompt + text)[-min(self.explore_tokens, self.cfg.model.context):]
         tokens = [self.piece(i) for i in ids]
         views = []
-        if len(ids) >= 1:
+        if len(ids) >= 1 and hasattr(model, "attention_maps"):  # (an ONNX export has no maps to show)
             maps = model.attention_maps(torch.tensor([ids], device=self.device))  # (layers, heads, len, len)
             views = [view(f"layer {n + 1}", "text", "text", m) for n, m in enumerate(maps)]
         cut = len(self.encode(prompt + text)) - len(ids)

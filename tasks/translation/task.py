@@ -11,12 +11,14 @@ import random
 import time
 from array import array
 import zlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from omegaconf import OmegaConf
 
 from attnapps.config import arch_config, arch_keys, check_heads
@@ -361,7 +363,8 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         rescore, candidates = self.channel_rescore(alpha, options.channel), None
-        hybrid = self.state.hybrid if options.hybrid and beam > 1 else None
+        # the hybrid's candidate is scored by forcing it through the model: an ONNX export has no such pass
+        hybrid = self.state.hybrid if options.hybrid and beam > 1 and isinstance(model, nn.Module) else None
         if pool is not None or hybrid is not None:
             given = {id(s): t for s, t in zip(sources, texts)} if texts is not None else {}
             text_of = lambda ids: given.get(id(ids)) or self.src_tok.decode(ids)  # noqa: E731
@@ -690,7 +693,7 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
                                                             tgt_in.to(self.device)),
                                 hyps.tokens, self.tgt_tok.bos_id, seqs,
                                 encoder_decoder_route("source", "output", "output_in"))
-        copies = self.copy_views(model, src, src_len, hyps.tokens) if model.copy is not None else None
+        copies = self.copy_views(model, src, src_len, hyps.tokens) if getattr(model, "copy", None) is not None else None
         out = []
         for i, h in enumerate(hyps.tokens):
             views = recorded[i]
@@ -729,6 +732,9 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     def predict(self, model, options):
         sentences = [line.strip() for line in read_input(options.input).splitlines()]
+        if options.hybrid and options.beam > 1 and not isinstance(model, nn.Module):
+            print("note: an ONNX export decodes with the model's own beam (the hybrid's word-by-word candidate is "
+                  "scored by a teacher-forced pass the export does not have): as hybrid=false", file=sys.stderr)
         hyps = self.translate(model, [self.src_tok.encode(s) for s in sentences], options.beam, options.alpha,
                               n_best=options.n_best, attention=False, options=options, texts=sentences)
         if options.n_best > 1 and hyps.nbest is not None:  # Moses' n-best format: input number ||| text ||| score

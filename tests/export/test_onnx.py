@@ -104,11 +104,12 @@ def test_predict_from_onnx_equals_run(exported, tiny_runs, tmp_path, name):
     assert answers[0] == answers[1] and answers[0].strip()
 
 
-def test_onnx_translation_rejects_the_hybrid_in_one_line(exported, tmp_path, capsys):
+def test_onnx_translation_decodes_without_the_hybrid_and_says_so(exported, tmp_path, capsys):
     run, out, _ = exported("translation")
-    (tmp_path / "in.txt").write_text("abc\n")
-    assert predict([f"run={out}", f"input={tmp_path / 'in.txt'}", "beam=2", "hybrid=true"]) == 2
-    assert "decode with beam=1 or hybrid=false" in capsys.readouterr().err
+    (tmp_path / "in.txt").write_text("abcd\nxyz\n")
+    onnx = predicted([f"run={out}", f"input={tmp_path / 'in.txt'}", "beam=2", "hybrid=true"])
+    assert "note: an ONNX export decodes with the model's own beam" in capsys.readouterr().err
+    assert onnx == predicted([f"run={run}", f"input={tmp_path / 'in.txt'}", "beam=2", "hybrid=false"])
 
 
 def test_missing_graph_is_named(exported, tmp_path):
@@ -143,3 +144,39 @@ def test_dense_tfidf_features_equal_sparse():
     idf = torch.rand(len(vocab), generator=g) + 1
     assert torch.allclose(dense_features(ids, lengths, 2, vocab, idf), features(ids, lengths, 2, vocab, idf).to_dense(),
                           atol=1e-6)
+
+
+@pytest.mark.slow
+def test_served_onnx_exports_answer_as_the_runs_do(exported, tiny_runs):
+    """``attnapps.serve run=RUN/export/onnx``: the same API and answers as the run (greedy), no attention views."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from attnapps.serve import create_app, load_runs
+
+    names = ["translation", "classification", "captioning", "generation"]
+    runs = load_runs([str(exported(n)[0]) for n in names] + [str(exported(n)[1]) for n in names], batching="lock")
+    try:
+        client = TestClient(create_app(runs))
+        ids = list(runs)  # the runs, then their exports, in the order given
+        assert {r["id"] for r in client.get("/v1/runs").json()["runs"]} == set(ids)
+        image = sorted((exported("captioning")[0].parent / "data" / "images").glob("*.png"))[0].read_bytes()
+        for k, n in enumerate(names):
+            answers = []
+            for run_id in (ids[k], ids[k + 4]):
+                if n == "captioning":
+                    r = client.post(f"/v1/captioning/predict?run={run_id}", files={"image": ("x.png", image, "image/png")},
+                                    data={"beam": "1"})
+                else:
+                    options = {"translation": {"beam": 1}, "classification": {},
+                               "generation": {"temperature": 0, "max_new_tokens": 12}}[n]
+                    r = client.post(f"/v1/{n}/predict?run={run_id}", json={"text": "abcde the cat", "options": options})
+                assert r.status_code == 200, (n, run_id, r.text)
+                answers.append(r.json())
+            assert answers[0]["outputs"] == answers[1]["outputs"], n
+            assert all(not ex["views"] for ex in answers[1]["examples"]) or n == "classification"
+        r = client.post(f"/v1/translation/predict?run={ids[4]}", json={"text": "abc", "options": {"beam": 99}})
+        assert r.status_code == 422  # the same caps and errors as the run's
+    finally:
+        for r in runs.values():
+            r.close()
