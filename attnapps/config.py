@@ -265,6 +265,11 @@ class TrainerConfig:
                             "N), evaluate the average on valid and keep it as the model when it is better there "
                             "(checkpoints/average.pt either way)", check=at_least(0))
     log_every: int = opt(10, "write a log.csv row every N updates", check=at_least(1))
+    loggers: list[str] = opt(["csv"], "where the run's metrics go: csv (log.csv, always) and any of tensorboard, "
+                             "wandb (offline unless WANDB_MODE says otherwise), mlflow (MLFLOW_TRACKING_URI, else a "
+                             "file store in the run directory), e.g. trainer.loggers=[csv,mlflow]; one that cannot "
+                             "start is a warning, not a failed run",
+                             check=each(matches(r"csv|tensorboard|wandb|mlflow", "csv, tensorboard, wandb or mlflow")))
     resume: str = opt("false", "false | true (this run dir, set hydra.run.dir) | PATH (run dir or .pt)")
     resume_force: bool = opt(False, "resume even though the data files changed since the checkpoint")
     progress: bool = opt(True, "tqdm progress bar")
@@ -301,6 +306,27 @@ class RunConfig:
     explorer: ExplorerConfig = field(default_factory=ExplorerConfig)
 
 
+def job_dirname(overrides: str, limit: int = 120) -> str:
+    """A sweep job's folder name from its ``key=value,...`` overrides: ``/`` (a path's) becomes ``_``, and a
+    name past ``limit`` characters (file systems stop at 255; a search passes every key on the command line)
+    is cut, with a hash of the whole so that two jobs never share a folder.
+
+    >>> job_dirname("data.path=/tmp/x,model.attention=dot")
+    'data.path=_tmp_x,model.attention=dot'
+    >>> len(job_dirname("trainer.lr=0.001," * 40)), job_dirname("a=1," * 60)[:12]
+    (120, 'a=1,a=1,a=1,')
+    """
+    import hashlib
+
+    name = str(overrides).replace("/", "_")
+    if len(name) <= limit:
+        return name
+    return name[: limit - 11] + "-" + hashlib.sha1(name.encode()).hexdigest()[:10]
+
+
+OmegaConf.register_new_resolver("attnapps_dirname", job_dirname, replace=True)
+
+
 def hydra_defaults(default_task: str | None) -> dict:
     """The primary config: which task by default (the registered one marked ``Task.default``), and where
     runs go."""
@@ -309,7 +335,7 @@ def hydra_defaults(default_task: str | None) -> dict:
         "hydra": {
             "run": {"dir": "runs/${task_name}/${now:%Y-%m-%d_%H-%M-%S}"},
             "sweep": {"dir": "multirun/${task_name}/${now:%Y-%m-%d_%H-%M-%S}",
-                      "subdir": "${hydra.job.num}_${hydra.job.override_dirname}"},
+                      "subdir": "${hydra.job.num}_${attnapps_dirname:${hydra.job.override_dirname}}"},
             "job": {"chdir": False},
         },
     }

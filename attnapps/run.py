@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 
 from attnapps.config import describe, hydra_defaults
 from attnapps.errors import AttnappsError, ConfigError
@@ -60,6 +61,19 @@ def _explain(exc: BaseException, task: str) -> str:
     return str(exc).splitlines()[0]
 
 
+def sweep_values(override) -> list[str]:
+    """The values of one override to check: its value, each value of a choice or range sweep, the two ends
+    of an interval (what a sweeper such as Optuna draws from, ``interval(0.0001,0.01)``)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        return [repr(value.start), repr(value.end)]
+    return list(override.sweep_string_iterator())
+
+
 def validate(argv: list[str]) -> None:
     """Compose the config once per sweep value to reject bad keys/values before any run starts."""
     from hydra import compose, initialize
@@ -75,7 +89,7 @@ def validate(argv: list[str]) -> None:
     choices = []  # per override: (key, [values]); sweeps have several
     for o in parsed:
         key = o.get_key_element()
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        values = sweep_values(o)
         if key.lstrip("+~") == "task":
             for v in values:
                 if v not in list_tasks():
@@ -164,7 +178,12 @@ def train(cfg, run_dir, task_cls=None) -> dict | None:
     result = trainer.run()
     if result is None:
         return None
-    write_outputs(run_dir, cfg, result)
+    from attnapps.training.loggers import finish_loggers
+
+    try:
+        write_outputs(run_dir, cfg, result)
+    finally:  # the trackers get the final metrics, the report and the plots, then close
+        finish_loggers(result.loggers, result.metrics, Path(run_dir))
     return result.metrics
 
 

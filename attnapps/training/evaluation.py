@@ -21,6 +21,7 @@ class RunResult:
     model: nn.Module | None = None
     data_fingerprints: dict = field(default_factory=dict)
     device: torch.device | None = None
+    loggers: list = field(default_factory=list)  # open until the run's files are written, then finished
 
 
 @torch.no_grad()

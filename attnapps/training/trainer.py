@@ -4,7 +4,7 @@
 * :mod:`~attnapps.training.evaluation` -- the loss and the task's metrics on a split
 * :class:`~attnapps.training.clock.Budget` -- the clock and the time/step/epoch budget
 * :class:`~attnapps.training.checkpoint.Checkpointer` -- atomic ``last.pt``/``best.pt``, resume paths
-* :mod:`~attnapps.training.loggers` -- ``log.csv`` and TensorBoard
+* :mod:`~attnapps.training.loggers` -- ``log.csv`` and the trackers (TensorBoard, W&B, MLflow)
 * :class:`~attnapps.training.ema.EMA` -- the moving average of the weights
 * :class:`~attnapps.training.swa.WeightAverage` -- what the budget left after early stopping is spent on
 * :mod:`~attnapps.training.distributed` -- DDP under torchrun (rank 0 decides, the others follow)
@@ -391,7 +391,7 @@ class Trainer:
         self._build()
         if self.is_main:  # after the task chose its "auto" values from the data: the config the model was built from
             OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
-            self.loggers = build_loggers(self.run_dir)
+            self.loggers = build_loggers(self.run_dir, list(self.tc.loggers), self.cfg)
             if self.resume_state is not None:  # drop log rows written after the checkpoint by the killed run
                 self.loggers[0].resume_from(self.resume_path.parent.parent / "log.csv", self.resume_state["progress"]["step"])
             else:
@@ -404,8 +404,7 @@ class Trainer:
         result = self.final_evaluation() if self.is_main else None
         if result is not None:
             result.metrics.update(averaged_metrics)
-        for logger in self.loggers:
-            logger.close()
+            result.loggers = self.loggers  # closed once the run's files are written (attnapps.run.train)
         dist.barrier()
         dist.teardown()
         return result
