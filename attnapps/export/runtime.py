@@ -47,6 +47,9 @@ class OnnxModel:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        # no busy-waiting between calls: a decoder runs many short graphs with Python (the search) in between,
+        # which spinning threads would take the cores from
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {}
         for name, graph in manifest["graphs"].items():
             path = self.folder / graph["file"]
