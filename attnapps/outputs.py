@@ -43,7 +43,10 @@ RUN_FILES: dict[str, str] = {
     "export/onnx/<file>": "after `python -m attnapps.export run=DIR format=onnx`: the task's graphs (`*.onnx`), "
                           "`onnx.json` (which graph takes and gives what, the gap to PyTorch measured at export), "
                           "`attnapps.json` and `task_state.safetensors`",
-    "tensorboard/<file...>": "when the `tensorboard` package is installed: the logged scalars",
+    "tensorboard/<file...>": "with `trainer.loggers=[csv,tensorboard]`: the logged scalars and the final metrics",
+    "wandb/<file...>": "with `trainer.loggers=[...,wandb]`: the W&B run (offline by default: `wandb sync` uploads it)",
+    "mlruns/<file...>": "with `trainer.loggers=[...,mlflow]` and no `MLFLOW_TRACKING_URI`: the MLflow file store of "
+                        "the run (params, metrics per update, final metrics, report and plots as artifacts)",
     ".hydra/<name>.yaml": "Hydra's own record of the command (`config.yaml`, `overrides.yaml`, `hydra.yaml`)",
     "run.log": "Hydra's log of the run (the command line's runs only)",
 }
