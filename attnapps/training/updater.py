@@ -25,15 +25,20 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: nn.Module, tc) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not on biases, norms, or 1-D parameters)."""
+    """AdamW; weight decay on matrices only (not on biases, norms, or 1-D parameters). A model with sparse
+    lookup tables (``nn.Embedding(sparse=True)``) gets :class:`~attnapps.training.optim.RowwiseAdamW`: the
+    same update, applied only to the rows each batch reads."""
+    from attnapps.training.optim import RowwiseAdamW, has_sparse_parameters
+
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kwargs = dict(lr=tc.lr, betas=tuple(tc.betas))
+    cls = RowwiseAdamW if has_sparse_parameters(model) else torch.optim.AdamW
     try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
+        return cls(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, **kwargs)
+        return cls(groups, **kwargs)
 
 
 class Updater:
@@ -92,6 +97,9 @@ class Updater:
             self.scaler.unscale_(self.optimizer)
         # DDP averaged the gradient sums over processes; rescale to the global mean per item.
         scale = self.dist.world_size / float(count_total.clamp(min=1))
+        for p in params:
+            if p.grad is not None and p.grad.is_sparse:  # (a lookup table's rows): duplicates summed, so the
+                p.grad = p.grad.coalesce()  # norm below counts each row once
         grads = [p.grad for p in params if p.grad is not None]
         for g in grads:
             g.mul_(scale)

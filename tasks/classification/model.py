@@ -56,6 +56,8 @@ class NgramConfig:
                          "each (the most frequent model.buckets per order), rarer ones add nothing; 0 = hash every "
                          "n-gram into model.buckets rows; < 0 = from the tokens: 2 for characters, 0 for words",
                          check=at_least(-1))
+    sparse: bool = opt(True, "sparse gradients for the lookup tables: each update touches only the rows the batch "
+                             "reads (AdamW row by row, attnapps/training/optim.py); false = dense AdamW over every row")
     dropout: float = DROPOUT
     ensemble: int = ENSEMBLE
     label_smoothing: float = SMOOTHING
@@ -364,13 +366,14 @@ class NgramAttention(nn.Module):
         embed_size, ngrams, buckets, attention = cfg.embed_size, cfg.ngrams, cfg.buckets, cfg.attention
         hops, dropout, heads = cfg.hops, cfg.dropout, cfg.heads
         self.ngrams, self.buckets, self.use_mean = ngrams, buckets, mean
-        self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=pad_id)
+        sparse = getattr(cfg, "sparse", False)  # (row-wise updates: only the rows a batch reads change)
+        self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=pad_id, sparse=sparse)
         if keys is None:  # hashing: one table of model.buckets rows per order
-            self.hashed = nn.ModuleList(nn.Embedding(buckets, embed_size) for _ in range(ngrams - 1))
+            self.hashed = nn.ModuleList(nn.Embedding(buckets, embed_size, sparse=sparse) for _ in range(ngrams - 1))
             self.keys, tables = None, [self.embedding, *self.hashed]
         else:  # a vocabulary: row 0 (zeros) for every n-gram it lacks
             self.register_buffer("keys", keys, persistent=False)  # sorted; the task's state keeps them
-            self.grams = nn.Embedding(len(keys) + 1, embed_size, padding_idx=0)
+            self.grams = nn.Embedding(len(keys) + 1, embed_size, padding_idx=0, sparse=sparse)
             tables = [self.embedding, self.grams]
         for table in tables:
             nn.init.normal_(table.weight, std=embed_size ** -0.5)

@@ -32,6 +32,27 @@ def test_two_process_ddp_matches_single_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_two_process_ddp_with_sparse_tables_matches_single_process(tmp_path):
+    """The n-gram classifier's lookup tables give sparse gradients (row-wise AdamW): DDP all-reduces them
+    and the two processes train as one process with the same global batch."""
+    from tests.test_scripts_smoke import reviews
+
+    data = reviews(tmp_path / "data", n=(96, 32, 32))
+    args = ["task=classification", f"data.path={data}", f"data.cache_dir={tmp_path / 'cache'}",
+            "model.arch=ngram_attention", "model.dropout=0", "model.tfidf=off", "model.embed_size=16",
+            "trainer.batch_size=16", "trainer.max_epochs=2", "trainer.lr=1e-2", "diag.examples=0",
+            "explorer.examples=0"]
+    ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", *args,
+                  f"hydra.run.dir={tmp_path / 'ddp'}", module="torch.distributed.run", timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = run_cli(*args, f"hydra.run.dir={tmp_path / 'single'}", timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    a, b = train_losses(tmp_path / "ddp"), train_losses(tmp_path / "single")
+    assert len(a) == len(b) > 0 and a[-1] < a[0]
+    assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
 def test_two_process_time_budget_stops_together(tmp_path):
     """Under a wall-clock budget the ranks share one clock (no deadlock, same number of updates)."""
     ddp = run_cli("--standalone", "--nproc_per_node=2", "-m", "attnapps.run", "task=dummy", "trainer.max_epochs=0",
