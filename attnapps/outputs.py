@@ -62,6 +62,13 @@ METRIC_KEYS: dict[str, str] = {
     "train.budget_used": "* the fraction of the time / step / epoch budget training used, 0..1",
     "train.first_update_seconds": "* from the start of the run (reading or opening the data, building the model) "
                                   "to the end of its first update",
+    "time.setup_seconds": "* from the start of the run to its first training step (the data, the model)",
+    "time.train_steps_seconds": "* training steps, their batches and their logging included",
+    "time.eval_seconds": "* evaluation and checkpoints while training",
+    "time.final_eval_seconds": "* the final evaluation of the kept model (valid and test in full, the report's "
+                               "measurements), after the budget",
+    "time.outside_steps_share": "* (setup + evaluation while training) / (setup + training wall time): the share "
+                                "of the run up to its last step not spent in training steps",
     "train.stopped_early": "* 1 when early stopping ended training (or its first phase, before weight averaging)",
     "train.averaged_weights": "* how many weights the kept model averages (0: it is not an average)",
     "train.valid_before_average": "with weight averaging after early stopping: the best valid selection metric "

@@ -57,6 +57,7 @@ class Trainer:
         self.loggers: list = []
         self.started = time.monotonic()  # train.first_update_seconds counts from here: reading data, building
         self.first_update: float | None = None  # the model, ... up to the end of the first update
+        self.setup_seconds = 0.0  # from here to the first training step (time.setup_seconds)
         self.task = task_cls(cfg, device=self.device, budget=self.budget.fraction)
 
     @property
@@ -274,7 +275,8 @@ class Trainer:
         if p.step % tc.log_every == 0 or p.step == 1:
             self.log({"train.loss": out["loss"], "train.lr": self.scheduler.get_last_lr()[0],
                       "train.grad_norm": out["grad_norm"], "train.skipped_steps": p.skipped_steps,
-                      f"train.{self.task.count_unit}_per_sec": out["count"] / max(dt, 1e-9)})
+                      f"train.{self.task.count_unit}_per_sec": out["count"] / max(dt, 1e-9),
+                      f"train.{self.task.count_unit}_seen": p.items})  # with `elapsed`: throughput over any window
         if bar is not None:
             bar.advance(out, dt, self.task.count_unit)
         if tc.eval_every and p.step % tc.eval_every == 0:
@@ -302,6 +304,7 @@ class Trainer:
                             num_workers=tc.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed),
                             pin_memory=self.device.type == "cuda")
         self.budget.start()
+        self.setup_seconds = time.monotonic() - self.started
         if not p.stop:
             self._train(loader, bar)
         if self._start_averaging():
@@ -401,13 +404,27 @@ class Trainer:
         self.fit()
         dist.barrier()
         averaged_metrics = self.average_last() if self.is_main else {}
+        final_start = time.monotonic()
         result = self.final_evaluation() if self.is_main else None
         if result is not None:
             result.metrics.update(averaged_metrics)
+            result.metrics.update(self.time_split(time.monotonic() - final_start))
             result.loggers = self.loggers  # closed once the run's files are written (attnapps.run.train)
         dist.barrier()
         dist.teardown()
         return result
+
+    def time_split(self, final_seconds: float) -> dict:
+        """Where this run's wall time went (``time.*`` in ``metrics.json``): before the first step (data,
+        model), training steps (their batches and logging included), evaluation and checkpoints while
+        training, and the final evaluation; ``time.outside_steps_share`` is the share of the first three's
+        total not spent in training steps (the final evaluation comes after the budget)."""
+        p = self.progress
+        during = max(0.0, p.elapsed - p.train_seconds)
+        spent = self.setup_seconds + p.elapsed
+        return {"time.setup_seconds": round(self.setup_seconds, 3), "time.train_steps_seconds": round(p.train_seconds, 3),
+                "time.eval_seconds": round(during, 3), "time.final_eval_seconds": round(final_seconds, 3),
+                "time.outside_steps_share": round((self.setup_seconds + during) / max(spent, 1e-9), 4)}
 
     def final_evaluation(self) -> RunResult:
         """Reload the best weights, with the task state saved beside them (what the task chose on valid at

@@ -29,10 +29,36 @@ def test_same_seed_same_loss_curve(dummy_cfg, tmp_path):
     assert losses(tmp_path / "a") == losses(tmp_path / "b") and len(losses(tmp_path / "a")) == 28
     assert a == {**b, "train.wall_seconds": a["train.wall_seconds"],  # all but the measured times and memory
                  "train.examples_per_sec": a["train.examples_per_sec"], "train.peak_memory_mb": a["train.peak_memory_mb"],
-                 "train.first_update_seconds": a["train.first_update_seconds"]}
+                 "train.first_update_seconds": a["train.first_update_seconds"],
+                 **{k: v for k, v in a.items() if k.startswith("time.")}}
     assert a["train.first_update_seconds"] > 0  # counted from the run's start (data and model included)
     c = train(dummy_cfg("seed=7"), tmp_path / "c")
     assert losses(tmp_path / "c") != losses(tmp_path / "a") and c["valid.loss"] != a["valid.loss"]
+
+
+def test_time_split_and_items_seen(dummy_cfg, tmp_path, monkeypatch):
+    """metrics.json's time.* split: slow batches count as training steps, a slow evaluation as evaluation
+    while training (2 epoch ends) and as the final evaluation (valid + test); log.csv's running count of
+    examples makes a throughput over any window."""
+    evaluate = dummy.DummyTask.evaluate
+
+    def slow_evaluate(self, *a, **k):
+        import time
+
+        time.sleep(0.15)
+        return evaluate(self, *a, **k)
+    monkeypatch.setattr(dummy.DummyTask, "evaluate", slow_evaluate)
+    m = train(dummy_cfg("data.collate_sleep=0.02"), tmp_path)
+    assert m["time.train_steps_seconds"] >= 28 * 0.02
+    assert 2 * 0.15 <= m["time.eval_seconds"] < m["train.wall_seconds"]
+    assert m["time.final_eval_seconds"] >= 2 * 0.15
+    assert m["time.eval_seconds"] + m["time.train_steps_seconds"] == pytest.approx(m["train.wall_seconds"], abs=2e-3)
+    spent = m["time.setup_seconds"] + m["train.wall_seconds"]
+    assert m["time.outside_steps_share"] == pytest.approx((m["time.setup_seconds"] + m["time.eval_seconds"]) / spent,
+                                                          abs=1e-3)
+    with open(tmp_path / "log.csv") as f:
+        seen = {int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["key"] == "train.examples_seen"}
+    assert (seen[1], seen[14], seen[28]) == (16, 224, 448)  # 224 training examples, 16 a batch, 2 epochs
 
 
 def test_accumulation_equals_big_batch(dummy_cfg, tmp_path):
