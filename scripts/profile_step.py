@@ -1,0 +1,254 @@
+"""Where a training step's time goes, for each task's default (or any ``key=value`` settings), measured with
+``torch.profiler`` on the trainer's own step (:class:`attnapps.training.updater.Updater`), its own batches
+(the task's sampler and collate) and its own optimizer.
+
+    python scripts/profile_step.py [--tasks translation,classification,captioning,generation] [--steps 20]
+                                   [--warmup 5] [--variants eager,compile,bf16] [KEY=VALUE ...]
+                                   (keys apply to every task listed)
+
+Each step is cut into phases with ``record_function``: ``data`` (the next batch: collate, to the device),
+``forward`` (the loss), ``backward``, ``optimizer`` (gradient scaling and clipping, the AdamW step, the
+schedule). Inside forward and backward, the profiler's operators are grouped by what they compute, each by
+its self time (time not spent in the operators it calls):
+
+* ``matmul``: ``mm``/``addmm``/``bmm``/``baddbmm``/``addmv``/``linear``/``matmul`` -- projections,
+  feed-forward layers, output layers, and the attention products written as matmuls;
+* ``attention``: fused attention kernels (``scaled_dot_product_*``) and (non-log) softmax;
+* ``recurrent``: the RNN kernels (GRU/LSTM, cells and layers);
+* ``embedding``: lookups and their backward (``embedding*``, ``index_select``, ``index_add``/``put``);
+* ``other ops``: every other operator (elementwise, reductions, copies, the loss);
+* ``overhead``: the rest of the phase's wall time -- Python and dispatch between operators -- and the
+  autograd engine's own wrappers around each backward function.
+
+An operator called by a grouped one counts in the caller's group (the matmuls inside a GRU kernel are
+``recurrent``, those inside a fused attention kernel ``attention``).
+
+Prints one Markdown row per task: milliseconds a step and each group's share of it. The README's summary
+is this output.
+
+With ``--variants``, no profile: each variant's milliseconds a step side by side on the same batches
+(``compile``: ``trainer.compile=true``, the warm-up's seconds show the compilation; ``bf16``:
+``trainer.precision=bf16`` autocast), which is how ``trainer.compile`` and ``trainer.precision`` defaults
+were decided on this CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from attnapps.data.batching import to_device  # noqa: E402
+from attnapps.task import get_task, list_tasks  # noqa: E402
+from attnapps.training import Trainer  # noqa: E402
+
+PHASES = ("data", "forward", "backward", "optimizer")
+GROUPS = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv", "aten::linear",
+               "aten::matmul", "aten::_addmm_activation", "aten::addbmm"),
+    "attention": ("scaled_dot_product", "flash_attention", "aten::softmax", "aten::_softmax",
+                  "aten::_softmax_backward_data"),
+    "recurrent": ("gru", "lstm", "rnn_"),
+    "embedding": ("embedding", "aten::index_select", "aten::index_add", "aten::index_put", "aten::_index_put"),
+}
+
+
+def own_group(name: str) -> str | None:
+    if "log_softmax" in name:
+        return None
+    for group, keys in GROUPS.items():
+        if any(k in name.lower() if not k.startswith("aten::") else name == k or name.startswith(k + "_")
+               for k in keys):
+            return group
+    return None
+
+
+def group_of(event) -> str:
+    """An operator's group: that of its outermost grouped caller (a matmul inside a GRU kernel is
+    ``recurrent``), else its own; the autograd engine's wrappers around each backward function count as
+    ``overhead``."""
+    group, e = None, event
+    while e is not None and not e.name.startswith("phase:"):
+        group = own_group(e.name) or group
+        e = e.cpu_parent
+    if group is None and (event.name.startswith("autograd::engine") or event.name.endswith("Backward0")
+                          or event.name.endswith("Backward1")):
+        return "overhead"
+    return group or "other ops"
+
+
+def build(task: str, keys: list[str], run_dir: str) -> Trainer:
+    """The trainer of ``task=TASK KEYS...``, built as a run builds it (data, model, optimizer), not run."""
+    cls = get_task(task)
+    cfg = OmegaConf.merge(OmegaConf.structured(cls.config_class), OmegaConf.from_dotlist(keys))
+    trainer = Trainer(cls, cfg, run_dir)
+    trainer._build()
+    trainer.model.train()
+    return trainer
+
+
+def profile_task(task: str, keys: list[str], steps: int, warmup: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = build(task, keys, tmp)
+        loader = DataLoader(trainer.task.datasets["train"], batch_sampler=trainer.sampler,
+                            collate_fn=trainer.task.train_collate, num_workers=0)
+        batches = iter(loader)
+
+        def batch():
+            nonlocal batches
+            try:
+                return next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                return next(batches)
+
+        updater, device = trainer.updater, trainer.device
+        loss_fn = updater.loss
+
+        def timed_loss(model, b):
+            with record_function("phase:forward"):
+                out = loss_fn(model, b)
+            return out
+
+        def step():
+            with record_function("phase:data"):
+                b = to_device(batch(), device)
+            updater.loss = timed_loss
+            backward = torch.Tensor.backward
+
+            def traced_backward(self, *a, **k):
+                with record_function("phase:backward"):
+                    return backward(self, *a, **k)
+            opt_step = trainer.optimizer.step
+
+            def traced_step(*a, **k):
+                with record_function("phase:optimizer"):
+                    return opt_step(*a, **k)
+            torch.Tensor.backward, trainer.optimizer.step = traced_backward, traced_step
+            try:
+                with record_function("phase:update"):
+                    updater.step([b])
+            finally:
+                torch.Tensor.backward, trainer.optimizer.step = backward, opt_step
+        for _ in range(warmup):
+            step()
+        walls = []
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                step()
+                walls.append(time.perf_counter() - t0)
+        return summarise(prof.events(), walls, steps) | {"params": sum(p.numel() for p in trainer.model.parameters()),
+                                                          "arch": str(trainer.cfg.model.arch)}
+
+
+def summarise(events, walls: list[float], steps: int) -> dict:
+    """Microseconds per group, from the events: each operator is charged to the innermost phase around it."""
+    phases = [e for e in events if e.name.startswith("phase:")]
+    ops = [e for e in events if not e.name.startswith("phase:") and not e.name.startswith("ProfilerStep")]
+    total = {g: 0.0 for g in ("matmul", "attention", "recurrent", "embedding", "other ops", "overhead",
+                              "data", "optimizer", "step rest")}
+    inside = {p.id: 0.0 for p in phases}  # op self time inside each compute phase
+    compute = [p for p in phases if p.name in ("phase:forward", "phase:backward")]
+    for p in phases:
+        if p.name == "phase:data":
+            total["data"] += p.cpu_time_total
+        elif p.name == "phase:optimizer":
+            total["optimizer"] += p.cpu_time_total
+    starts = sorted((p.time_range.start, p.time_range.end, p.id) for p in compute)
+    for op in ops:
+        s = op.time_range.start
+        home = next((pid for a, b, pid in starts if a <= s and op.time_range.end <= b), None)
+        if home is None:
+            continue
+        total[group_of(op)] += op.self_cpu_time_total
+        inside[home] += op.self_cpu_time_total
+    for p in compute:
+        total["overhead"] += max(0.0, p.cpu_time_total - inside[p.id])
+    wall_us = sum(walls) * 1e6
+    accounted = sum(total.values())
+    total["step rest"] = max(0.0, wall_us - accounted)  # the updater's own work: scaling, clipping, the schedule
+    return {"ms": statistics.median(walls) * 1e3, "share": {k: v / wall_us for k, v in total.items()}}
+
+
+def time_variant(task: str, keys: list[str], steps: int, warmup: int) -> dict:
+    """Milliseconds a step (the median of ``steps``, after ``warmup`` steps) of the trainer built from
+    ``keys``, on the same batches for every variant; and the warm-up's seconds (where compilation goes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = build(task, keys, tmp)
+        loader = DataLoader(trainer.task.datasets["train"], batch_sampler=trainer.sampler,
+                            collate_fn=trainer.task.train_collate, num_workers=0)
+        it = iter(loader)
+        batches = [to_device(next(it), trainer.device) for _ in range(min(warmup + steps, len(loader)))]
+        t0 = time.perf_counter()
+        for b in batches[:warmup]:
+            trainer.updater.step([b])
+        first = time.perf_counter() - t0
+        walls = []
+        for b in batches[warmup:]:
+            t0 = time.perf_counter()
+            trainer.updater.step([b])
+            walls.append(time.perf_counter() - t0)
+        return {"ms": statistics.median(walls) * 1e3, "warmup_s": first}
+
+
+VARIANTS = {"eager": [], "compile": ["trainer.compile=true"], "bf16": ["trainer.precision=bf16"]}
+
+
+def compare(tasks: list[str], keys: list[str], variants: list[str], steps: int, warmup: int) -> None:
+    """``--variants``: one row per task, ms a step under each variant (and the warm-up's seconds, where
+    ``torch.compile`` compiles), with each variant's speed-up over eager."""
+    print("| Task | " + " | ".join(f"{v}: ms / step (warm-up s)" for v in variants) + " | " +
+          " | ".join(f"{v} / eager" for v in variants if v != "eager") + " |")
+    print("|---|" + "---|" * (2 * len(variants) - 1))
+    for task in tasks:
+        r = {v: time_variant(task, keys + VARIANTS[v], steps, warmup) for v in variants}
+        base = r.get("eager", next(iter(r.values())))["ms"]
+        print(f"| {task} | " + " | ".join(f"{r[v]['ms']:.1f} ({r[v]['warmup_s']:.1f})" for v in variants) + " | "
+              + " | ".join(f"{base / r[v]['ms']:.2f}x" for v in variants if v != "eager") + " |", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", default="translation,classification,captioning,generation")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--variants", default="", help="instead of the profile, time these side by side: any of "
+                   f"{','.join(VARIANTS)} (compile: trainer.compile=true; bf16: trainer.precision=bf16)")
+    p.add_argument("keys", nargs="*", help="key=value settings for every task (as on the command line)")
+    args = p.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in list_tasks()]
+    if unknown:
+        sys.exit(f"--tasks: unknown {unknown}; choose from {list_tasks()}")
+    keys = ["trainer.progress=false", *args.keys]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if any(v not in VARIANTS for v in variants):
+        sys.exit(f"--variants={args.variants}: choose from {','.join(VARIANTS)}")
+    if variants:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the median of {args.steps} steps after "
+              f"{args.warmup} warm-up steps; settings: {' '.join(args.keys) or 'the defaults'}\n")
+        return compare(tasks, keys, variants, args.steps, args.warmup)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} profiled steps after "
+          f"{args.warmup}; settings: {' '.join(args.keys) or 'the defaults'}\n")
+    cols = ["matmul", "attention", "recurrent", "embedding", "other ops", "overhead", "optimizer", "data", "step rest"]
+    print("| Task (arch, parameters) | ms / step | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for task in tasks:
+        r = profile_task(task, keys, args.steps, args.warmup)
+        print(f"| {task} ({r['arch']}, {r['params'] / 1e6:.1f}M) | {r['ms']:.1f} | "
+              + " | ".join(f"{100 * r['share'][c]:.0f}%" for c in cols) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
