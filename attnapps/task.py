@@ -60,6 +60,8 @@ class Task:
     primary_metric: ClassVar[str] = "loss"  # key of evaluate()'s result: what the run is judged by
     higher_is_better: ClassVar[bool] = False
     count_unit: ClassVar[str] = "examples"  # what loss() counts: throughput is train.<unit>_per_sec
+    evaluates_loss: ClassVar[bool] = False  # True: evaluate() returns "loss" too (one pass; the trainer does not
+    # run the split again through loss() for valid.loss / test.loss)
     # per study preset (quick, full): this task's own keys, over the preset's (attnapps.study)
     study_presets: ClassVar[dict[str, list[str]]] = {}
     secondary_metrics: ClassVar[tuple[str, ...]] = ()  # test metrics the study shows beside the primary one

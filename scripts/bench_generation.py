@@ -12,7 +12,7 @@ width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 a
 * generation tokens/s with and without the key/value cache (``--new-tokens``, 500: the window restarts;
   and twice as many with a 1,024-token context, where recomputing the window is most expensive)
 
-    python scripts/bench_generation.py [--steps 20] [--device cpu] [--new-tokens 500]
+    python scripts/bench_generation.py [--steps 20] [--device cpu] [--new-tokens 500] [--widths 256,512]
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--new-tokens", type=int, default=500, help="tokens generated per size (twice as many with the "
                    "1,024-token context)")
+    p.add_argument("--widths", default="", help="more training rows: the task's GPT at these widths (comma-separated; "
+                   "a head per 32 dimensions), where bf16 autocast is re-measured against fp32")
     args = p.parse_args()
     device = torch.device(args.device)
     cfg = OmegaConf.structured(GenerationConfig)
@@ -106,6 +108,9 @@ def main():
             dict(layers=m.layers, heads=m.heads, d_model=m.d_model, context=m.context, batch=tr.batch_size),
         "baby GPT (4L 4H 128w ctx64 b12)": dict(layers=4, heads=4, d_model=128, context=64, batch=12),
     }
+    for w in (int(x) for x in args.widths.split(",") if x.strip()):
+        sizes[f"GPT at width {w} ({m.layers}L {w // 32}H {w}w ctx{m.context} b{tr.batch_size})"] = dict(
+            layers=m.layers, heads=w // 32, d_model=w, context=m.context, batch=tr.batch_size)
     peak = {d: matmul_flops(torch.float32 if d == "fp32" else torch.bfloat16, device) for d in ("fp32", "bf16")}
     print(f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"matmul 1024^3: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s\n")
@@ -115,8 +120,10 @@ def main():
         for dtype in ("fp32", "bf16"):
             tps, flops = train_speed(size, dtype, device, args.steps)
             print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
-    long = dict(sizes[next(iter(sizes))], context=1024)  # a long window: where the cache matters most
-    gen_sizes = dict(sizes, **{f"GPT, context 1024 ({2 * args.new_tokens:,} new tokens)": long})
+    first, baby = list(sizes)[:2]
+    long = dict(sizes[first], context=1024)  # a long window: where the cache matters most
+    gen_sizes = {first: sizes[first], baby: sizes[baby],
+                 f"GPT, context 1024 ({2 * args.new_tokens:,} new tokens)": long}
     print("\n| size | generation tokens/s, cache | no cache | speed-up |")
     print("|---|---|---|---|")
     for name, size in gen_sizes.items():

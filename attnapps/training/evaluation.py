@@ -41,14 +41,19 @@ def mean_loss(task, model: nn.Module, split: str, autocast: Callable, max_batche
 
 def evaluate_split(task, model: nn.Module, split: str, final: bool, autocast: Callable,
                    max_batches: int = 0) -> tuple[dict, Any]:
-    """``(metrics, outputs)`` of a split: the loss, then the task's own evaluation (model left in train mode)."""
-    metrics = {"loss": mean_loss(task, model, split, autocast, max_batches)}
+    """``(metrics, outputs)`` of a split: the loss, then the task's own evaluation (model left in train mode).
+    A task with ``evaluates_loss`` returns ``loss`` from its evaluation (the same pass over the split), which
+    saves the second pass of :func:`mean_loss`."""
+    own = getattr(task, "evaluates_loss", False)
+    metrics = {} if own else {"loss": mean_loss(task, model, split, autocast, max_batches)}
     model.eval()
     with torch.no_grad(), autocast():
         result = task.evaluate(model, split, final=final)
     model.train()
     if not isinstance(result, Evaluation):  # a task whose report needs no outputs may return its metrics
         result = Evaluation(result)
+    if own and "loss" not in result.metrics:
+        raise RuntimeError(f"task {task.name}: evaluates_loss is set, but evaluate() returned no 'loss'")
     metrics.update(result.metrics)
     return {k: float(v) for k, v in metrics.items()}, result.outputs
 

@@ -239,8 +239,8 @@ class ShowAttendTell(nn.Module):
             captions_in = captions_in.masked_fill(drop, UNK)
         emb = self.dropout(self.embedding(captions_in))  # (n_caps, len, embed)
         outs, alphas, gates = [], [], []
-        for t in range(captions_in.size(1)):
-            deep, state, alpha, gate = self._step(emb[:, t], state)
+        for e in emb.unbind(1):  # (n_caps, embed) each: one stack in backward, not a zero-filled gradient per step
+            deep, state, alpha, gate = self._step(e, state)
             outs.append(deep)
             alphas.append(alpha)
             gates.append(gate)

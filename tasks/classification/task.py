@@ -76,6 +76,7 @@ class ClassificationState(TokenizerState):
 @register_task("classification")
 class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
     metric_keys, run_files = outputs.METRIC_KEYS, outputs.RUN_FILES  # what a run writes (attnapps.outputs)
+    evaluates_loss = True  # run_split scores the loss in its own pass over the split
     config_class, state_class = ClassificationConfig, ClassificationState
     aliases = {"tokenizer": "tokenizer.kind"}  # `tokenizer=X` is short for `tokenizer.kind=X`
     predict_config_class = ClassificationPredict
@@ -277,7 +278,10 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
 
     def loss(self, model, batch):
         logits, _ = model(batch["ids"], batch["lengths"])  # (batch, outputs), or (members, batch, outputs)
-        y = batch["label"]
+        return self.loss_of(logits, batch["label"])
+
+    def loss_of(self, logits, y):
+        """``(sum, count)``: the loss of ``logits`` for labels ``y`` (each ensemble member scored, then averaged)."""
         members = logits.size(0) if logits.dim() == 3 else 1
         logits = logits.reshape(-1, logits.size(-1)).float()  # (members * batch, outputs)
         y = y.repeat(members)  # each member is scored on the batch; the loss is their mean
@@ -298,14 +302,17 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         hybrid = model if isinstance(model, tfidf.WithTfidf) else None
         if hybrid is not None:
             hybrid.share = self.share()
-        for batch in self.batches(split, batch_size=128):
+        loss = torch.zeros((), dtype=torch.float64)  # the split's loss from the same pass (the model as it
+        for batch in self.batches(split, batch_size=128):  # votes before a new share is chosen: self.loss's)
             if hybrid is not None:
-                p_model, p_tfidf, w, _ = hybrid.parts(batch["ids"], batch["lengths"])
+                p_model, p_tfidf, w, one = hybrid.parts(batch["ids"], batch["lengths"])
                 parts[0].append(p_model)
                 parts[1].append(p_tfidf)
+                logits = tfidf.mixed_logits(p_model, p_tfidf, hybrid.share, one)
             else:
                 logits, w = model(batch["ids"], batch["lengths"])
                 probs += self.probabilities(logits).tolist()
+            loss += float(self.loss_of(logits, batch["label"])[0])
             gold += batch["label"].tolist()
             weights += [row[:n].tolist() for row, n in zip(w, batch["lengths"].tolist())]
         votes = None
@@ -319,6 +326,7 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
             probs = tfidf.mix(p_model, p_tfidf, hybrid.share).tolist()
             votes = {"model": p_model, "tfidf": p_tfidf, "share": hybrid.share}
         pred = [max(range(len(p)), key=p.__getitem__) for p in probs]
+        self.last_loss = float(loss) / max(1, len(gold))
         return gold, pred, probs, weights, votes
 
     def evaluate(self, model, split, final=False):
@@ -327,7 +335,8 @@ class ClassificationTask(Task, Reporter, Explainer, Diagnoser):
         choose = split == "valid" and self.cfg.model.tfidf_share < 0 and (not final or self.state.share is None)
         gold, pred, probs, weights, votes = self.run_split(model, split, choose)
         r = classification_report(gold, pred, len(self.labels))
-        out = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+        out = {"loss": self.last_loss, "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}  # (one pass: the
+        # trainer does not run the split again for its loss)
         if votes is not None:  # each voter alone too: the model's own metric is what training selects by
             out["tfidf_share"] = votes["share"]
             for name in ("model", "tfidf") if final else ("model",):

@@ -185,8 +185,8 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         state = self.encode(src, src_len)
         emb = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, embed)
         outs, copies = [], []
-        for t in range(tgt_in.size(1)):
-            a, state, copy = self._decode(emb[:, t], state)
+        for e in emb.unbind(1):  # (batch, embed) each; one stack in backward (emb[:, t] would zero-fill and add
+            a, state, copy = self._decode(e, state)  # a whole (batch, tgt_len, embed) gradient per step)
             outs.append(a)
             copies.append(copy)
         logits = self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)

@@ -42,6 +42,20 @@ def test_matches_nn_multihead_cross_attention_with_other_sizes_and_3d_mask():
     assert torch.allclose(out_o, out_r, atol=1e-5) and torch.allclose(w_o.mean(1), w_r, atol=1e-6)
 
 
+def test_matches_nn_multihead_cross_attention_over_one_memory():
+    """Same sizes, keys = values (a decoder over its encoder's memory): the fused key/value matmul."""
+    ours, ref = pair()
+    q, memory = torch.randn(3, 4, 16), torch.randn(3, 9, 16)
+    mask = lengths_to_mask(torch.tensor([9, 5, 1]), 9)
+    out_r, w_r = ref(q, memory, memory, key_padding_mask=invert(mask))
+    out_o, w_o = ours(q, memory, memory, mask=mask, need_weights=True)
+    assert torch.allclose(out_o, out_r, atol=1e-5) and torch.allclose(w_o.mean(1), w_r, atol=1e-6)
+    cache = KVCache(static=True)
+    ours(q[:, :1], memory, memory, mask=mask, cache=cache)  # the memory projected once, as in decoding
+    k_ref = torch.nn.functional.linear(memory, ref.in_proj_weight[16:32], ref.in_proj_bias[16:32])
+    assert torch.allclose(cache.k, k_ref.view(3, 9, 4, 4).transpose(1, 2), atol=1e-6)
+
+
 def test_causal_matches_nn_with_causal_mask():
     ours, ref = pair()
     x = torch.randn(2, 6, 16)

@@ -427,3 +427,30 @@ def test_trivial_baseline_is_the_majority_class_by_hand(tmp_path):
     task = ClassificationTask(small_cfg(tmp_path))
     task.load_data()
     assert task.trivial_baseline("test") == pytest.approx({"accuracy": 0.75, "macro_f1": (2 * 0.75 / 1.75) / 2})
+
+
+def test_evaluation_loss_is_the_trainers_mean_loss_from_one_pass(tmp_path, monkeypatch):
+    """evaluates_loss: valid.loss comes from evaluate()'s own pass and equals mean_loss (the trainer's
+    separate pass over task.loss), with and without the TF-IDF companion; task.loss is not called."""
+    import contextlib
+
+    from attnapps.training.evaluation import evaluate_split, mean_loss
+    from tests.test_scripts_smoke import reviews
+
+    data = reviews(tmp_path / "data")
+    for companion in ("off", "on"):
+        cfg = OmegaConf.merge(OmegaConf.structured(ClassificationConfig), OmegaConf.from_dotlist([
+            f"data.path={data}", f"data.cache_dir={tmp_path / 'cache'}", "model.arch=ngram_attention",
+            "model.embed_size=8", "model.ensemble=2"]), {"model": {"tfidf": companion}})
+        task = ClassificationTask(cfg)
+        task.load_data()
+        torch.manual_seed(0)
+        model = task.build_model()
+        assert (type(model).__name__ == "WithTfidf") == (companion == "on")  # (of an ensemble of 2)
+        reference = mean_loss(task, model, "valid", contextlib.nullcontext)
+        calls = []
+        monkeypatch.setattr(ClassificationTask, "loss", lambda self, m, b: calls.append(1))
+        metrics, _ = evaluate_split(task, model, "valid", False, contextlib.nullcontext)
+        monkeypatch.undo()
+        assert calls == [] and metrics["loss"] == pytest.approx(reference, rel=1e-6)
+        assert 0.3 < metrics["loss"] < 1.5  # an untrained two-class model: about ln 2

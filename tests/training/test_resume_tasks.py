@@ -48,6 +48,7 @@ def run(task_cls, cfg, run_dir, kill_at: int = 0):
 
 def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if "per_sec" not in k and "seconds" not in k and "cache_hit" not in k
+            and not k.startswith("time.")
             and "time_fraction" not in k and "memory" not in k}
 
 

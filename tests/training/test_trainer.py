@@ -59,6 +59,14 @@ def test_time_split_and_items_seen(dummy_cfg, tmp_path, monkeypatch):
     with open(tmp_path / "log.csv") as f:
         seen = {int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["key"] == "train.examples_seen"}
     assert (seen[1], seen[14], seen[28]) == (16, 224, 448)  # 224 training examples, 16 a batch, 2 epochs
+    from tests.test_scripts_smoke import markdown_rows, script
+
+    row = markdown_rows(script("time_split.py", str(tmp_path)).stdout)[1]
+    assert row[0] == "dummy" and row[5] == "28"
+    assert [float(row[i]) for i in (1, 2, 3, 7)] == pytest.approx(
+        [m["time.setup_seconds"], m["time.train_steps_seconds"], m["time.eval_seconds"], m["time.final_eval_seconds"]],
+        abs=0.051)
+    assert float(row[4].strip("*%")) == pytest.approx(100 * m["time.outside_steps_share"], abs=0.051)
 
 
 def test_accumulation_equals_big_batch(dummy_cfg, tmp_path):
