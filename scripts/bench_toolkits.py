@@ -99,9 +99,9 @@ def make_venv(venv: Path) -> Path:
     pin.write_text(f"torch=={torch.__version__.split('+')[0]}\n")
     pip = [str(py), "-m", "pip", "install", "-q"]
     run(pip + ["pip<24.1"], logs / "pip.log")
-    run(pip + ["-c", str(pin), "torch", "cython", "numpy", "setuptools<70", "wheel"], logs / "torch.log")
+    run(pip + ["-c", str(pin), "torch", "cython", "numpy", "wheel"], logs / "torch.log")
     with tempfile.TemporaryDirectory() as tmp:
-        run([str(py), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", FAIRSEQ, "-d", tmp],
+        run([str(py), "-m", "pip", "download", "-q", "--no-deps", "--no-build-isolation", FAIRSEQ, "-d", tmp],
             logs / "fairseq-download.log")
         sdist = next(Path(tmp).glob("fairseq-*.tar.gz"))
         with tarfile.open(sdist) as tar:
