@@ -20,9 +20,10 @@ own virtualenv (``--venv``), made by this script on first use with the torch of 
 The pairs run interleaved (A, B, A, B, ...; ``--repeats`` each). A run's speed is its target tokens over its
 wall time between the first report after ``--warmup`` updates and its last report, read from its own log
 (ours: ``log.csv``; fairseq: ``wps``/``wpb`` of each interval; OpenNMT-py: its report lines; the loop: its
-own lines) -- start-up and the final evaluation are left out on both sides. Prints the medians, the ratio
-of the medians, the lowest and highest ratio any two runs give (the slowest of ours over the fastest of
-theirs, and the reverse) and the target tokens a batch (to show the batches match) as a Markdown table.
+own lines) -- start-up and the final evaluation are left out on both sides. This shared machine's speed
+drifts by up to ±20% over minutes, so each of our runs is compared with the run of theirs right after it:
+prints the median speeds, the median of those pairs' ratios (the headline), each pair's ratio, and the
+target tokens a batch (to show the batches match) as a Markdown table.
 
     python scripts/bench_toolkits.py [--pairs transformer,rnn,gpt,gpt-fused] [--updates 300] [--warmup 50]
                                      [--repeats 3] [--venv runs/toolkits/venv] [--work runs/toolkits]
@@ -366,7 +367,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.updates} updates a run, the first "
           f"{args.warmup} left out; {args.repeats} runs each, interleaved\n")
-    print("| Model | Ours (tokens/s) | Theirs (tokens/s) | Ours / theirs | Lowest-highest ratio | "
+    print("| Model | Ours (tokens/s) | Theirs (tokens/s) | Ours / theirs | Each pair's ratio | "
           "Target tokens a batch (ours / theirs) |")
     print("|---|---|---|---|---|---|")
     for name in names:
@@ -379,9 +380,10 @@ def main() -> None:
             theirs.append(window(b, args.warmup))
             batches.append((per_batch(a), per_batch(b)))
         o, t = statistics.median(ours), statistics.median(theirs)
+        ratios = [a / b for a, b in zip(ours, theirs)]  # each run against the one right after it
         pa, pb = statistics.median(x for x, _ in batches), statistics.median(y for _, y in batches)
-        print(f"| {name} vs {pair.theirs} | {o:,.0f} | {t:,.0f} | **{o / t:.2f}x** | "
-              f"{min(ours) / max(theirs):.2f}-{max(ours) / min(theirs):.2f} | {pa:.0f} / {pb:.0f} |", flush=True)
+        print(f"| {name} vs {pair.theirs} | {o:,.0f} | {t:,.0f} | **{statistics.median(ratios):.2f}x** | "
+              f"{', '.join(f'{r:.2f}' for r in ratios)} | {pa:.0f} / {pb:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

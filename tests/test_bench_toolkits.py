@@ -122,9 +122,8 @@ def test_gpt_pair_end_to_end_ratio_is_ours_over_theirs(tmp_path):
                "--work", str(tmp_path), timeout=600)
     row = markdown_rows(r.stdout)[1]
     ours, theirs = float(row[1].replace(",", "")), float(row[2].replace(",", ""))
-    assert float(row[3].strip("*x")) == pytest.approx(ours / theirs, abs=0.006)
-    low, high = (float(x) for x in row[4].split("-"))
-    assert low == pytest.approx(high, abs=0.006)  # one run each
+    assert float(row[3].strip("*x")) == pytest.approx(ours / theirs, abs=0.006)  # one run each: the one pair
+    assert float(row[4]) == pytest.approx(ours / theirs, abs=0.006)
     assert row[5] == "768 / 768"  # 12 windows of 64 characters a batch on both sides
 
 
@@ -145,4 +144,4 @@ def test_profile_step_accounts_for_the_whole_step(tmp_path):
                *TINY_GPT)
     header, row = markdown_rows(r.stdout)
     eager, bf16 = (float(c.split()[0]) for c in row[1:3])
-    assert float(row[3].rstrip("x")) == pytest.approx(eager / bf16, abs=0.006)
+    assert float(row[3].rstrip("x")) == pytest.approx(eager / bf16, rel=0.04)  # (of the unrounded milliseconds)

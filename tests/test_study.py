@@ -93,7 +93,7 @@ def deterministic(out) -> dict:
     for path in sorted(out.glob("runs/*/*/*/metrics.json")):
         m = json.loads(path.read_text())
         cells[str(path.relative_to(out))] = {k: v for k, v in m.items() if not any(
-            w in k for w in ("per_sec", "seconds", "memory", "time_fraction", "cache_hit"))}
+            w in k for w in ("per_sec", "seconds", "memory", "time_fraction", "cache_hit")) and not k.startswith("time.")}
     return cells
 
 

@@ -112,10 +112,6 @@ class MultiheadAttention(Attention):
             return self._split(F.linear(query, wq, bq)), cache.k, cache.v
         if self.same_size and query is keys and keys is values:  # self-attention: one fused matmul
             q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-        elif self.same_size and keys is values:  # cross-attention over one memory: keys and values in one matmul
-            e = self.query_size
-            q = F.linear(query, wq, bq)
-            k, v = F.linear(keys, self.in_proj_weight[e:], None if bk is None else self.in_proj_bias[e:]).chunk(2, dim=-1)
         else:
             q, k, v = F.linear(query, wq, bq), F.linear(keys, wk, bk), F.linear(values, wv, bv)
         q, k, v = self._split(q), self._split(k), self._split(v)  # (batch, heads, len, head_dim)
