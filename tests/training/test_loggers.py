@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -64,7 +65,10 @@ def test_wandb_offline_run_holds_the_values_and_the_report(tmp_path, monkeypatch
     run, metrics = tiny_run(tmp_path, "trainer.loggers=[csv,wandb]")
     (offline,) = (run / "wandb").glob("offline-run-*")  # offline by default: nothing leaves the machine
     (records,) = offline.glob("run-*.wandb")
-    data = records.read_bytes()
+    data, deadline = records.read_bytes(), time.monotonic() + 30
+    while b"test.bpc" not in data and time.monotonic() < deadline:  # wandb's service process may still be
+        time.sleep(0.5)  # flushing its records after finish() returned (seen once under CI's load)
+        data = records.read_bytes()
     for key in (b"train.loss", b"valid.bpc", b"test.bpc", b"trainer", b"max_steps", b"plots/learning_curves"):
         assert key in data, key
     assert json.dumps(metrics["test.bpc"]).encode() in data  # the final value, as the summary's JSON
