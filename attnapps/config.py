@@ -276,6 +276,9 @@ class TrainerConfig:
     num_workers: int = opt(0, "DataLoader worker processes (batches go through pinned memory on CUDA)",
                            check=at_least(0))
     threads: int = opt(0, "torch.set_num_threads (0 = PyTorch's default)", check=at_least(0))
+    keep_freed_memory: bool = opt(True, "Linux (glibc): freed tensors' memory stays in the process for the next step "
+                                  "instead of going back to the kernel, which costs a page fault per 4 KiB when "
+                                  "touched again (attnapps/training/allocator.py); false = glibc's defaults")
 
 
 @dataclass

@@ -6,6 +6,9 @@ width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 a
 
 * training tokens/s of a full step (forward, backward, fused AdamW), on random tokens of an 84-symbol
   vocabulary (the Austen character set)
+* page faults per step, with glibc's allocator as it comes and then as the trainer sets it
+  (``trainer.keep_freed_memory``, :mod:`attnapps.training.allocator`; no way back within a process, so
+  glibc's rows come first)
 * model FLOP/s by nanoGPT's estimate (6 N + 12 L d T FLOPs per token) and its fraction of the matmul
   FLOP/s measured in the same run (a 1024 x 1024 x 1024 matmul, same dtype) -- comparable with other
   implementations' "MFU" on the same machine
@@ -13,6 +16,7 @@ width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 a
   and twice as many with a 1,024-token context, where recomputing the window is most expensive)
 
     python scripts/bench_generation.py [--steps 20] [--device cpu] [--new-tokens 500] [--widths 256,512]
+                                       [--malloc both|glibc|kept]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from attnapps.decoding import sample_tokens
+from attnapps.training.allocator import keep_freed_memory, minor_faults
 from attnapps_tasks.generation.model import GPT, GPTConfig
 from attnapps_tasks.generation.task import GenerationConfig, GenerationTask
 
@@ -45,8 +50,8 @@ def matmul_flops(dtype, device, n: int = 1024, reps: int = 20) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
-def train_speed(size: dict, dtype: str, device, steps: int) -> tuple[float, float]:
-    """(tokens/s, model FLOP/s) of full training steps."""
+def train_speed(size: dict, dtype: str, device, steps: int) -> tuple[float, float, float]:
+    """(tokens/s, model FLOP/s, minor page faults per step) of full training steps."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(context=size["context"], d_model=size["d_model"], heads=size["heads"], layers=size["layers"],
                     dropout=0.0), VOCAB).to(device)
@@ -65,15 +70,16 @@ def train_speed(size: dict, dtype: str, device, steps: int) -> tuple[float, floa
 
     for _ in range(3):
         step()
-    t0 = time.perf_counter()
+    t0, f0 = time.perf_counter(), minor_faults()
     for _ in range(steps):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
+    faults = (minor_faults() - f0) / steps
     n_params = sum(p.numel() for p in model.parameters())
     flops_per_token = 6 * n_params + 12 * size["layers"] * size["d_model"] * t
-    return b * t / seconds, flops_per_token * b * t / seconds
+    return b * t / seconds, flops_per_token * b * t / seconds, faults
 
 
 def generation_speed(size: dict, device, new_tokens: int = 500) -> dict:
@@ -97,6 +103,9 @@ def main():
                    "1,024-token context)")
     p.add_argument("--widths", default="", help="more training rows: the task's GPT at these widths (comma-separated; "
                    "a head per 32 dimensions), where bf16 autocast is re-measured against fp32")
+    p.add_argument("--malloc", choices=["both", "glibc", "kept"], default="both",
+                   help="the training rows under glibc's allocator as it comes, as the trainer sets it "
+                        "(trainer.keep_freed_memory=true), or both (glibc's first)")
     args = p.parse_args()
     device = torch.device(args.device)
     cfg = OmegaConf.structured(GenerationConfig)
@@ -114,12 +123,18 @@ def main():
     peak = {d: matmul_flops(torch.float32 if d == "fp32" else torch.bfloat16, device) for d in ("fp32", "bf16")}
     print(f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}")
     print(f"matmul 1024^3: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s\n")
-    print("| size | precision | train tokens/s | model GFLOP/s | fraction of matmul |")
-    print("|---|---|---|---|---|")
-    for name, size in sizes.items():
-        for dtype in ("fp32", "bf16"):
-            tps, flops = train_speed(size, dtype, device, args.steps)
-            print(f"| {name} | {dtype} | {tps:,.0f} | {flops / 1e9:.1f} | {flops / peak[dtype]:.1%} |")
+    print("| size | precision | allocator | train tokens/s | page faults / step | model GFLOP/s | fraction of matmul |")
+    print("|---|---|---|---|---|---|---|")
+    for malloc in (["glibc", "kept"] if args.malloc == "both" else [args.malloc]):
+        if malloc == "kept" and not keep_freed_memory():
+            print("| (glibc's mallopt is not available here: no kept-memory rows) |||||||")
+            break
+        label = "glibc's defaults" if malloc == "glibc" else "kept (trainer's)"
+        for name, size in sizes.items():
+            for dtype in ("fp32", "bf16"):
+                tps, flops, faults = train_speed(size, dtype, device, args.steps)
+                print(f"| {name} | {dtype} | {label} | {tps:,.0f} | {faults:,.0f} | {flops / 1e9:.1f} | "
+                      f"{flops / peak[dtype]:.1%} |")
     first, baby = list(sizes)[:2]
     long = dict(sizes[first], context=1024)  # a long window: where the cache matters most
     gen_sizes = {first: sizes[first], baby: sizes[baby],

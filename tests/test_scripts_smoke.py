@@ -163,7 +163,9 @@ def test_bench_generation_cache_speedup_column_and_equal_outputs():
         cached, plain = cached
         assert ratio == pytest.approx(cached / plain, rel=0.1, abs=0.06)
     train = markdown_rows(tables[-2])[1:]
-    assert {row[1] for row in train} == {"fp32", "bf16"} and len(train) == 4
+    assert {row[1] for row in train} == {"fp32", "bf16"} and len(train) == 8  # 2 sizes x 2 dtypes x 2 allocators
+    assert [row[2] for row in train] == ["glibc's defaults"] * 4 + ["kept (trainer's)"] * 4  # glibc's first
+    assert all(float(row[4].replace(",", "")) >= 0 for row in train)
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 from attnapps.layers.positional import LearnedPositions, SinusoidalPositions
 from attnapps.layers.rnn import RNNEncoder, rnn_states, run_rnn
-from attnapps.layers.transformer import DecoderLayer, EncoderLayer, FeedForward, TransformerDecoder, TransformerEncoder
+from attnapps.layers.transformer import (DecoderLayer, EncoderLayer, FeedForward, TransformerDecoder, TransformerEncoder,
+                                        dropout_layer)
 
 __all__ = ["SinusoidalPositions", "LearnedPositions", "RNNEncoder", "rnn_states", "run_rnn", "EncoderLayer", "DecoderLayer", "FeedForward",
-           "TransformerEncoder", "TransformerDecoder"]
+           "TransformerEncoder", "TransformerDecoder", "dropout_layer"]

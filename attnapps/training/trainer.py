@@ -32,6 +32,7 @@ from attnapps.data.batching import BucketBatchSampler, to_device
 from attnapps.errors import AttnappsError, ConfigError
 from attnapps.task import Reporter
 from attnapps.training import distributed as dist
+from attnapps.training.allocator import keep_freed_memory
 from attnapps.training.checkpoint import Checkpointer, check_same_data, load_checkpoint, rng_state
 from attnapps.training.clock import Budget, Progress
 from attnapps.training.ema import averaged, maybe_ema
@@ -72,6 +73,8 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _build(self) -> None:
         seed_everything(self.cfg.seed)  # the same initial weights on every rank
+        if self.tc.keep_freed_memory:
+            keep_freed_memory()
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)
         resume = self.tc.resume

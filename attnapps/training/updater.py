@@ -12,6 +12,7 @@ from torch import nn
 
 from attnapps.errors import AttnappsError
 from attnapps.training import distributed as dist
+from attnapps.training.optim import has_sparse_parameters
 
 
 def seed_everything(seed: int) -> None:
@@ -28,7 +29,7 @@ def build_optimizer(model: nn.Module, tc) -> torch.optim.Optimizer:
     """AdamW; weight decay on matrices only (not on biases, norms, or 1-D parameters). A model with sparse
     lookup tables (``nn.Embedding(sparse=True)``) gets :class:`~attnapps.training.optim.RowwiseAdamW`: the
     same update, applied only to the rows each batch reads."""
-    from attnapps.training.optim import RowwiseAdamW, has_sparse_parameters
+    from attnapps.training.optim import RowwiseAdamW
 
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -58,6 +59,7 @@ class Updater:
         device = next(model.parameters()).device
         self.scaler = (torch.amp.GradScaler(device.type, init_scale=2.0 ** 8) if trainer_cfg.precision == "fp16"
                        else None)
+        self.sparse = has_sparse_parameters(model)  # nn.Embedding(sparse=True): gradients to coalesce
         self.ddp = model
         if dist_info.enabled:
             self.ddp = nn.parallel.DistributedDataParallel(
@@ -97,12 +99,17 @@ class Updater:
             self.scaler.unscale_(self.optimizer)
         # DDP averaged the gradient sums over processes; rescale to the global mean per item.
         scale = self.dist.world_size / float(count_total.clamp(min=1))
-        for p in params:
-            if p.grad is not None and p.grad.is_sparse:  # (a lookup table's rows): duplicates summed, so the
-                p.grad = p.grad.coalesce()  # norm below counts each row once
+        if self.sparse:
+            for p in params:
+                if p.grad is not None and p.grad.is_sparse:  # (a lookup table's rows): duplicates summed, so
+                    p.grad = p.grad.coalesce()  # the norm below counts each row once
         grads = [p.grad for p in params if p.grad is not None]
+        dense = [g for g in grads if not g.is_sparse]
+        if dense:
+            torch._foreach_mul_(dense, scale)  # one call for all (the per-tensor loop cost a launch each)
         for g in grads:
-            g.mul_(scale)
+            if g.is_sparse:
+                g.mul_(scale)
         # (every rank holds the same all-reduced gradients, so every rank takes the same decision)
         grad_norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0) if grads else torch.zeros(())
         if not torch.isfinite(grad_norm):

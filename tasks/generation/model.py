@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from attnapps.attention import KVCache, build_attention, record
 from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, choice, opt
-from attnapps.layers import LearnedPositions, SinusoidalPositions
+from attnapps.layers import LearnedPositions, SinusoidalPositions, dropout_layer
 from attnapps.layers.transformer import EncoderLayer
 
 
@@ -89,7 +89,7 @@ class GPT(nn.Module):
             self.positions = SinusoidalPositions(d_model, context)
         else:
             raise ValueError(f"model.positions={positions!r}: choose learned or sinusoidal")
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.blocks = nn.ModuleList(EncoderLayer(d_model, heads, ff_size or 4 * d_model, dropout)
                                     for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)

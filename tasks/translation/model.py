@@ -174,9 +174,10 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         if self.cell == "lstm":
             new["c"] = c.transpose(0, 1)
         copy = None
-        if self.reads_weights:
+        if self.reads_weights:  # the gate's input only where there is a gate (the lexicon reads the weights alone)
             copy = (self.attention.average_heads(w).squeeze(1),  # (batch, src_len)
-                    torch.cat([context.squeeze(1), out.squeeze(1), emb], -1))  # (batch, d_v + hidden + embed)
+                    torch.cat([context.squeeze(1), out.squeeze(1), emb], -1)  # (batch, d_v + hidden + embed)
+                    if self.copy is not None else None)
         return a, new, copy
 
     def teacher_forced(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -192,7 +193,8 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         logits = self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)
         if not self.reads_weights:
             return logits, None
-        weights, gate_input = (torch.stack(x, 1) for x in zip(*copies))  # (batch, tgt_len, src_len), (.., d)
+        weights = torch.stack([c[0] for c in copies], 1)  # (batch, tgt_len, src_len)
+        gate_input = torch.stack([c[1] for c in copies], 1) if self.copy is not None else None  # (.., d)
         return self.output_layer(logits, weights, gate_input, state)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
