@@ -399,3 +399,15 @@ def test_bench_export_ratio_is_torch_over_onnxruntime(tiny_runs, tmp_path):
         assert pt > 0 and rt > 0, row
         if rt > h:
             assert (pt - h) / (rt + h) - h <= ratio <= (pt + h) / (rt - h) + h, row
+
+
+@pytest.mark.slow
+def test_bench_allocator_pairs_the_two_settings_and_reports_their_ratio(tmp_path):
+    r = script("bench_allocator.py", "--tasks", "generation", "--steps", "3", "--repeats", "2",
+               f"data.path={tiny_text(tmp_path / 'd.txt')}", "model.d_model=16", "model.layers=1", "model.context=16",
+               "sample.max_new_tokens=4", "sample.eval_tokens=0", f"data.cache_dir={tmp_path / 'cache'}")
+    (row,) = markdown_rows(r.stdout.split("\n\n")[-1])[2:]
+    assert row[0] == "generation"
+    pairs = [float(x) for x in row[4].split(", ")]
+    assert len(pairs) == 2 and float(row[3].strip("*x")) == pytest.approx(sum(pairs) / 2, abs=0.006)
+    assert int(row[5].replace(",", "")) > 0 and int(row[6].replace(",", "")) > 0
