@@ -6,17 +6,18 @@ width 128, context 64, batch 12 -- nanoGPT's CPU Shakespeare setting), in fp32 a
 
 * training tokens/s of a full step (forward, backward, fused AdamW), on random tokens of an 84-symbol
   vocabulary (the Austen character set)
-* page faults per step, with glibc's allocator as it comes and then as the trainer sets it
-  (``trainer.keep_freed_memory``, :mod:`attnapps.training.allocator`; no way back within a process, so
-  glibc's rows come first)
+* page faults per step, with glibc's allocator as the trainer sets it (``trainer.keep_freed_memory``,
+  :mod:`attnapps.training.allocator`), or as glibc comes (``--malloc glibc``; the two are compared in
+  separate, interleaved processes by ``scripts/bench_allocator.py``: one process cannot go back)
 * model FLOP/s by nanoGPT's estimate (6 N + 12 L d T FLOPs per token) and its fraction of the matmul
-  FLOP/s measured in the same run (a 1024 x 1024 x 1024 matmul, same dtype) -- comparable with other
+  FLOP/s measured right before and after the row (a 1024 x 1024 x 1024 matmul, same dtype; the mean of
+  the two, as this machine's speed drifts over minutes) -- comparable with other
   implementations' "MFU" on the same machine
 * generation tokens/s with and without the key/value cache (``--new-tokens``, 500: the window restarts;
   and twice as many with a 1,024-token context, where recomputing the window is most expensive)
 
     python scripts/bench_generation.py [--steps 20] [--device cpu] [--new-tokens 500] [--widths 256,512]
-                                       [--malloc both|glibc|kept]
+                                       [--malloc kept|glibc]
 """
 
 from __future__ import annotations
@@ -103,9 +104,8 @@ def main():
                    "1,024-token context)")
     p.add_argument("--widths", default="", help="more training rows: the task's GPT at these widths (comma-separated; "
                    "a head per 32 dimensions), where bf16 autocast is re-measured against fp32")
-    p.add_argument("--malloc", choices=["both", "glibc", "kept"], default="both",
-                   help="the training rows under glibc's allocator as it comes, as the trainer sets it "
-                        "(trainer.keep_freed_memory=true), or both (glibc's first)")
+    p.add_argument("--malloc", choices=["kept", "glibc"], default="kept",
+                   help="glibc's allocator as the trainer sets it (trainer.keep_freed_memory=true) or as it comes")
     args = p.parse_args()
     device = torch.device(args.device)
     cfg = OmegaConf.structured(GenerationConfig)
@@ -125,16 +125,17 @@ def main():
     print(f"matmul 1024^3: fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s\n")
     print("| size | precision | allocator | train tokens/s | page faults / step | model GFLOP/s | fraction of matmul |")
     print("|---|---|---|---|---|---|---|")
-    for malloc in (["glibc", "kept"] if args.malloc == "both" else [args.malloc]):
-        if malloc == "kept" and not keep_freed_memory():
-            print("| (glibc's mallopt is not available here: no kept-memory rows) |||||||")
-            break
-        label = "glibc's defaults" if malloc == "glibc" else "kept (trainer's)"
-        for name, size in sizes.items():
-            for dtype in ("fp32", "bf16"):
-                tps, flops, faults = train_speed(size, dtype, device, args.steps)
-                print(f"| {name} | {dtype} | {label} | {tps:,.0f} | {faults:,.0f} | {flops / 1e9:.1f} | "
-                      f"{flops / peak[dtype]:.1%} |")
+    label = "glibc's defaults"
+    if args.malloc == "kept":
+        label = "kept (trainer's)" if keep_freed_memory() else "glibc's defaults (no mallopt here)"
+    for name, size in sizes.items():
+        for dtype in ("fp32", "bf16"):
+            torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
+            before = matmul_flops(torch_dtype, device)
+            tps, flops, faults = train_speed(size, dtype, device, args.steps)
+            rate = (before + matmul_flops(torch_dtype, device)) / 2  # this machine drifts: the rate around the row
+            print(f"| {name} | {dtype} | {label} | {tps:,.0f} | {faults:,.0f} | {flops / 1e9:.1f} | "
+                  f"{flops / rate:.1%} |")
     first, baby = list(sizes)[:2]
     long = dict(sizes[first], context=1024)  # a long window: where the cache matters most
     gen_sizes = {first: sizes[first], baby: sizes[baby],

@@ -163,8 +163,9 @@ def test_bench_generation_cache_speedup_column_and_equal_outputs():
         cached, plain = cached
         assert ratio == pytest.approx(cached / plain, rel=0.1, abs=0.06)
     train = markdown_rows(tables[-2])[1:]
-    assert {row[1] for row in train} == {"fp32", "bf16"} and len(train) == 8  # 2 sizes x 2 dtypes x 2 allocators
-    assert [row[2] for row in train] == ["glibc's defaults"] * 4 + ["kept (trainer's)"] * 4  # glibc's first
+    assert {row[1] for row in train} == {"fp32", "bf16"} and len(train) == 4
+    assert {row[2] for row in train} == ({"kept (trainer's)"} if sys.platform.startswith("linux") else
+                                         {"glibc's defaults (no mallopt here)"})
     assert all(float(row[4].replace(",", "")) >= 0 for row in train)
 
 
@@ -406,7 +407,7 @@ def test_bench_allocator_pairs_the_two_settings_and_reports_their_ratio(tmp_path
     r = script("bench_allocator.py", "--tasks", "generation", "--steps", "3", "--repeats", "2",
                f"data.path={tiny_text(tmp_path / 'd.txt')}", "model.d_model=16", "model.layers=1", "model.context=16",
                "sample.max_new_tokens=4", "sample.eval_tokens=0", f"data.cache_dir={tmp_path / 'cache'}")
-    (row,) = markdown_rows(r.stdout.split("\n\n")[-1])[2:]
+    (row,) = markdown_rows(r.stdout.split("\n\n")[-1])[1:]
     assert row[0] == "generation"
     pairs = [float(x) for x in row[4].split(", ")]
     assert len(pairs) == 2 and float(row[3].strip("*x")) == pytest.approx(sum(pairs) / 2, abs=0.006)
