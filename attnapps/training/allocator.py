@@ -10,10 +10,10 @@ kernel -- about 2 microseconds per fault on this project's 2-core VM, thousands 
 :func:`keep_freed_memory` raises the mmap threshold to glibc's maximum (32 MiB on 64-bit) and the trim
 threshold to 1 GiB: freed blocks stay in the heap and the next step reuses them, the way CUDA's caching
 allocator keeps GPU memory. The cost is that the process keeps its peak heap (what it has already used)
-instead of returning it between steps. It does nothing off glibc (macOS, Windows, musl) and when the user
-already set glibc's allocator in the environment (``MALLOC_*_`` variables, or ``glibc.malloc`` tunables in
-``GLIBC_TUNABLES``: their choice wins). ``mallopt``
-changes the process's allocator from then on; there is no undo short of a new process.
+instead of returning it between steps. It does nothing off glibc (macOS, Windows, musl), nor when the
+user already set glibc's allocator in the environment (``MALLOC_*_`` variables, or ``glibc.malloc``
+tunables in ``GLIBC_TUNABLES``: their choice wins). ``mallopt`` changes the process's allocator from
+then on; there is no undo short of a new process.
 """
 
 from __future__ import annotations

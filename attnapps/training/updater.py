@@ -102,14 +102,11 @@ class Updater:
         if self.sparse:
             for p in params:
                 if p.grad is not None and p.grad.is_sparse:  # (a lookup table's rows): duplicates summed, so
-                    p.grad = p.grad.coalesce()  # the norm below counts each row once
+                    p.grad = p.grad.coalesce().mul_(scale)  # the norm below counts each row once
         grads = [p.grad for p in params if p.grad is not None]
         dense = [g for g in grads if not g.is_sparse]
-        if dense:
-            torch._foreach_mul_(dense, scale)  # one call for all (the per-tensor loop cost a launch each)
-        for g in grads:
-            if g.is_sparse:
-                g.mul_(scale)
+        if dense:  # one call for all dense gradients
+            torch._foreach_mul_(dense, scale)
         # (every rank holds the same all-reduced gradients, so every rank takes the same decision)
         grad_norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0) if grads else torch.zeros(())
         if not torch.isfinite(grad_norm):
