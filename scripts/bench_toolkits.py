@@ -5,6 +5,8 @@
   embeddings, dropout, label smoothing, Adam(W), gradient clipping, 64 sentences a batch);
 * ``rnn``: our RNN translator (bidirectional GRU encoder, GRU decoder with input feeding and additive
   attention) against OpenNMT-py 3.5.1's ``onmt_train`` (``brnn`` + ``GRU`` + ``mlp`` attention, the same);
+  ``rnn-nofeed``: the same pair without input feeding on either side (``model.input_feed=false``,
+  ``input_feed: 0``);
 * ``gpt``: our character GPT (``task=generation model.arch=transformer``) against a plain PyTorch training
   loop written in nanoGPT's style (``scripts/toolkits/nanogpt_loop.py``) in nanoGPT's published CPU
   configuration: 4 layers, 4 heads, width 128, context 64, batch 12 -- its AdamW unfused on the CPU, as
@@ -25,7 +27,7 @@ drifts by up to ±20% over minutes, so each of our runs is compared with the run
 prints the median speeds, the median of those pairs' ratios (the headline), each pair's ratio, and the
 target tokens a batch (to show the batches match) as a Markdown table.
 
-    python scripts/bench_toolkits.py [--pairs transformer,rnn,gpt,gpt-fused] [--updates 300] [--warmup 50]
+    python scripts/bench_toolkits.py [--pairs transformer,rnn,rnn-nofeed,gpt,gpt-fused] [--updates 300] [--warmup 50]
                                      [--repeats 3] [--venv runs/toolkits/venv] [--work runs/toolkits]
 """
 
@@ -278,11 +280,11 @@ class Transformer(Pair):
 
 
 class RNN(Pair):
-    name, theirs = "rnn", "OpenNMT-py 3.5.1"
+    name, theirs, feed = "rnn", "OpenNMT-py 3.5.1", True
 
     def prepare(self):
         data = translation_data(self.work)
-        self.config = self.work / "onmt.yaml"
+        self.config = self.work / f"onmt-{self.name}.yaml"
         vocab = self.work / "onmt.vocab"
         pieces = {}
         for side in ("src", "tgt"):
@@ -296,7 +298,7 @@ class RNN(Pair):
             f"src_vocab: {vocab}\ntgt_vocab: {vocab}\nshare_vocab: true\nsave_data: {self.work}/onmt\n"
             f"save_model: {self.work}/onmt/model\nsave_checkpoint_steps: 1000000\nvalid_steps: 1000000\n"
             f"encoder_type: brnn\ndecoder_type: rnn\nrnn_type: GRU\nlayers: 1\nhidden_size: {D_MODEL}\n"
-            f"word_vec_size: {D_MODEL}\nglobal_attention: mlp\ninput_feed: 1\nbridge: true\n"
+            f"word_vec_size: {D_MODEL}\nglobal_attention: mlp\ninput_feed: {int(self.feed)}\nbridge: true\n"
             f"share_embeddings: true\ndropout: [{DROPOUT}]\nlabel_smoothing: {SMOOTHING}\n"
             f"optim: adam\nlearning_rate: {LR}\nadam_beta2: 0.98\nmax_grad_norm: 1.0\nweight_decay: 0.01\n"
             f"batch_type: sents\nbatch_size: {BATCH}\nvalid_batch_size: {BATCH}\nreport_every: 10\n"
@@ -304,12 +306,19 @@ class RNN(Pair):
 
     def run_ours(self, i):
         return self.ours(i, OURS_TRANSLATION + ["model.arch=rnn", "model.cell=gru", "model.attention=additive",
-                                                f"model.embed_size={D_MODEL}"])
+                                                f"model.embed_size={D_MODEL}", f"model.input_feed={self.feed}"])
 
     def run_theirs(self, i):
         text = run([str(self.py.parent / "onmt_train"), "-config", str(self.config), "-train_steps",
                     str(self.args.updates), "-seed", str(i)], self.work / "onmt-train.log")
         return onmt_points(text)
+
+
+class RNNNoFeed(RNN):
+    """Both decoders without input feeding (``model.input_feed=false``, OpenNMT-py's ``input_feed: 0``): each
+    runs its RNN over the whole target in one call, then attends from every step at once."""
+
+    name, theirs, feed = "rnn-nofeed", "OpenNMT-py 3.5.1, input_feed 0", False
 
 
 class CharGPT(Pair):
@@ -343,12 +352,12 @@ class CharGPTFused(CharGPT):
     name, theirs, fused = "gpt-fused", "the same loop, fused AdamW", True
 
 
-PAIRS = {"transformer": Transformer, "rnn": RNN, "gpt": CharGPT, "gpt-fused": CharGPTFused}
+PAIRS = {"transformer": Transformer, "rnn": RNN, "rnn-nofeed": RNNNoFeed, "gpt": CharGPT, "gpt-fused": CharGPTFused}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", default="transformer,rnn,gpt,gpt-fused")
+    p.add_argument("--pairs", default="transformer,rnn,rnn-nofeed,gpt,gpt-fused")
     p.add_argument("--updates", type=int, default=300)
     p.add_argument("--warmup", type=int, default=50, help="updates left out at the start of each run")
     p.add_argument("--repeats", type=int, default=3)

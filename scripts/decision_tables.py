@@ -13,6 +13,8 @@ so an interrupted study continues where it stopped.
     python scripts/decision_tables.py --table translation_small_data decode.alpha=0.6 decode.beam=5 \
         decode.lexicon_weight=1 decode.channel=0                       # small-data options, decoded as then
     python scripts/decision_tables.py --table translation_training      # training-side settings, 4 x 6 min
+    python scripts/decision_tables.py --table translation_input_feed --seeds 1234,0,1   # input feeding or not
+    python scripts/decision_tables.py --table generation_precision --seeds 1234,0,1     # fp32 or bf16, LSTM LM
     python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
 """
 
@@ -90,12 +92,20 @@ TABLES = {
                                                      "augment.shape=0.1", "tokenizer.byte_fallback=true",
                                                      "decode.hybrid=false"],
         }},
+    "translation_input_feed": {  # the RNN decoder with and without input feeding, at the default's budget
+        "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
+        "settings": {"input feeding (model.input_feed=true, the default)": [],
+                     "no input feeding (model.input_feed=false)": ["model.input_feed=false"]}},
     "generation_gpt": {  # the GPT at the default's 6-minute budget (it was the default until re-measured)
         "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
         "settings": {"GPT 128 wide, dropout 0 (model.arch=transformer)": ["model.arch=transformer"]}},
     "translation_languages": {  # the default on the language development sets (README, "Your language")
         "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
         "settings": {f"en -> {lang}": [f"data.path={LANGUAGES / f'en-{lang}'}"] for lang in ("zh", "ja", "ar")}},
+    "generation_precision": {  # bf16 autocast for the default LSTM LM (1.73x a step, scripts/profile_step.py)
+        "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
+        "settings": {"fp32 (trainer.precision=fp32, the default)": [],
+                     "bf16 autocast (trainer.precision=bf16)": ["trainer.precision=bf16"]}},
     "generation_default": {"task": "generation", "budget": [], "metrics": ["bpc", "perplexity"],
                            "speed": "train.tokens_per_sec", "settings": {"default": []}},
     "captioning_default": {"task": "captioning", "budget": [], "metrics": ["bleu4", "cider", "grounding"],

@@ -70,6 +70,9 @@ class RNNConfig(Seq2SeqConfig):
     attention: AttentionVariant = opt("additive", "attention variant of the decoder (any core variant)")
     cell: Cell = opt("gru", "recurrent cell: gru | lstm")
     embed_size: int = opt(256, "token embedding size", check=at_least(1))
+    input_feed: bool = opt(True, "feed each step's attentional state a_{t-1} into the next step's RNN input (Luong "
+                           "et al. 2015). false: the RNN reads the embeddings alone, so teacher forcing runs the "
+                           "RNN over the whole target in one call and attends from every step at once")
 
 
 @dataclass
@@ -115,6 +118,11 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
     Decoder step t: ``h_t = RNN([emb(y_{t-1}); a_{t-1}], h_{t-1})``; ``c_t, w_t = attn(h_t, enc)``;
     ``a_t = tanh(W_c [c_t; h_t])``; ``P(y_t) = softmax(W_o a_t)``. The key projection of additive and
     general attention is computed once per batch (``project_keys``), not once per step.
+
+    ``model.input_feed=false`` drops ``a_{t-1}`` from the RNN's input (Luong et al.'s model without input
+    feeding; OpenNMT-py's ``input_feed 0``): ``h_t`` then depends on the target tokens alone, so teacher
+    forcing runs the RNN over the whole target in one call and attends from all its steps in one call
+    (:meth:`_parallel`) instead of one :meth:`_decode` per step (:meth:`_loop`); decoding steps as before.
     """
 
     def explained_attention(self) -> list:
@@ -131,13 +139,13 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         super().__init__()
         embed_size, hidden_size, layers, dropout = cfg.embed_size, cfg.hidden_size, cfg.layers, cfg.dropout
         cell, share_embeddings = cfg.cell, cfg.share_embeddings and shared_vocab
-        self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
+        self.cell, self.layers, self.hidden_size, self.input_feed = cell, layers, hidden_size, cfg.input_feed
         self.encoder = RNNEncoder(src_vocab, embed_size, hidden_size, layers, cell, True, dropout, pad_id)
         self.tgt_embedding = (self.encoder.embedding if share_embeddings
                               else nn.Embedding(tgt_vocab, embed_size, padding_idx=pad_id))
         self.bridge = nn.Linear(hidden_size, hidden_size * layers)
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
-        self.rnn = rnn_cls(embed_size + hidden_size, hidden_size, num_layers=layers, batch_first=True,
+        self.rnn = rnn_cls(embed_size + hidden_size * cfg.input_feed, hidden_size, num_layers=layers, batch_first=True,
                            dropout=dropout if layers > 1 else 0.0)
         self.attention = build_attention(cfg.attention, hidden_size, hidden_size, heads=cfg.heads)
         self.combine = nn.Linear(self.attention.output_size + hidden_size, hidden_size)
@@ -161,7 +169,7 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
     def _decode(self, emb: Tensor, state: dict):
         """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state, copy)``; ``copy``: None, or
         with ``model.copy`` the attention weights ``(batch, src_len)`` and the gate's input."""
-        x = torch.cat([emb, state["feed"]], -1).unsqueeze(1)  # (batch, 1, embed + hidden)
+        x = (torch.cat([emb, state["feed"]], -1) if self.input_feed else emb).unsqueeze(1)  # (batch, 1, embed [+ hidden])
         h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
         if self.cell == "lstm":
             out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
@@ -185,17 +193,45 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         (batch, tgt_len) or None)``."""
         state = self.encode(src, src_len)
         emb = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, embed)
+        if self.input_feed:
+            a, weights, gate_input = self._loop(emb, state)
+        else:
+            a, weights, gate_input = self._parallel(emb, state)
+        logits = self.out(self.dropout(a))  # (batch, tgt_len, vocab)
+        if not self.reads_weights:
+            return logits, None
+        return self.output_layer(logits, weights, gate_input, state)
+
+    def _loop(self, emb: Tensor, state: dict):
+        """Input feeding: one :meth:`_decode` per target step. -> ``a (batch, tgt_len, hidden)``, and, as
+        the output layer reads them, ``weights (batch, tgt_len, src_len)`` and the copy gate's input."""
         outs, copies = [], []
         for e in emb.unbind(1):  # (batch, embed) each; one stack in backward (emb[:, t] would zero-fill and add
             a, state, copy = self._decode(e, state)  # a whole (batch, tgt_len, embed) gradient per step)
             outs.append(a)
             copies.append(copy)
-        logits = self.out(self.dropout(torch.stack(outs, 1)))  # (batch, tgt_len, vocab)
+        a = torch.stack(outs, 1)  # (batch, tgt_len, hidden)
         if not self.reads_weights:
-            return logits, None
+            return a, None, None
         weights = torch.stack([c[0] for c in copies], 1)  # (batch, tgt_len, src_len)
         gate_input = torch.stack([c[1] for c in copies], 1) if self.copy is not None else None  # (.., d)
-        return self.output_layer(logits, weights, gate_input, state)
+        return a, weights, gate_input
+
+    def _parallel(self, emb: Tensor, state: dict):
+        """No input feeding: the same function as ``tgt_len`` calls of :meth:`_decode`, with one RNN call
+        over the whole target and one attention call for all its steps (what :meth:`_loop` returns)."""
+        h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
+        if self.cell == "lstm":
+            out, _ = self.rnn(emb, (h, state["c"].transpose(0, 1).contiguous()))
+        else:
+            out, _ = self.rnn(emb, h)  # (batch, tgt_len, hidden)
+        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=self.reads_weights,
+                                    projected_keys=state["keys"])  # (batch, tgt_len, d_v), (batch, [heads,] tgt_len, src_len)
+        a = torch.tanh(self.combine(torch.cat([context, out], -1)))  # (batch, tgt_len, hidden)
+        if not self.reads_weights:
+            return a, None, None
+        gate_input = torch.cat([context, out, emb], -1) if self.copy is not None else None  # (.., d_v + hidden + embed)
+        return a, self.attention.average_heads(w), gate_input
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         return self.teacher_forced(src, src_len, tgt_in)[0]

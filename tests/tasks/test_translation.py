@@ -95,10 +95,18 @@ def tiny_models():
     rnn_mh = RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, cell="lstm", attention="multihead", heads=2,
                                   dropout=0.0), 30, 30)
     tr = TransformerSeq2Seq(TransformerConfig(hidden_size=32, heads=4, layers=2, ff_size=64, dropout=0.0), 30, 30)
-    return [m.eval() for m in (rnn, rnn_mh, tr)]
+    # without input feeding, teacher forcing takes its own path (one RNN call, one attention call)
+    gru_2 = RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, layers=2, attention="additive", dropout=0.0,
+                                 input_feed=False), 30, 30)
+    lstm_mh = RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, cell="lstm", attention="multihead", heads=2,
+                                   dropout=0.0, input_feed=False), 30, 30)
+    return [m.eval() for m in (rnn, rnn_mh, tr, gru_2, lstm_mh)]
 
 
-@pytest.mark.parametrize("model", tiny_models(), ids=["rnn-additive", "lstm-multihead", "transformer"])
+MODEL_IDS = ["rnn-additive", "lstm-multihead", "transformer", "gru-2-layers-no-feed", "lstm-multihead-no-feed"]
+
+
+@pytest.mark.parametrize("model", tiny_models(), ids=MODEL_IDS)
 def test_beam_one_equals_greedy_on_real_models(model):
     src, src_len = pad_batch([[5, 6, 7, 8], [9, 10], [11, 12, 13]])
     g = greedy(model.step, model.encode(src, src_len), 3, 2, 3, 12)
@@ -108,7 +116,7 @@ def test_beam_one_equals_greedy_on_real_models(model):
     assert all(s5 >= s1 - 1e-4 for s5, s1, t in zip(b5.scores, g.scores, g.tokens) if len(t) < 12)
 
 
-@pytest.mark.parametrize("model", tiny_models(), ids=["rnn-additive", "lstm-multihead", "transformer"])
+@pytest.mark.parametrize("model", tiny_models(), ids=MODEL_IDS)
 def test_incremental_decoding_equals_full_forward(model):
     src, src_len = pad_batch([[5, 6, 7, 8], [9, 10]])
     tgt = torch.tensor([[2, 14, 15, 16, 17], [2, 18, 19, 20, 0]])

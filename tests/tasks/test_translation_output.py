@@ -24,10 +24,12 @@ def copy_models(copy=True):
             RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, cell="lstm", attention="multihead", heads=2, dropout=0.0,
                                  copy=copy), 30, 30).eval(),
             TransformerSeq2Seq(TransformerConfig(hidden_size=32, heads=4, layers=2, ff_size=64, dropout=0.0,
-                                                 copy=copy), 30, 30).eval()]
+                                                 copy=copy), 30, 30).eval(),
+            RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, dropout=0.0, copy=copy, input_feed=False), 30,
+                       30).eval()]
 
 
-IDS = ["rnn-additive", "lstm-multihead", "transformer"]
+IDS = ["rnn-additive", "lstm-multihead", "transformer", "rnn-additive-no-feed"]
 SRC, SRC_LEN = pad_batch([[5, 6, 5, 8], [9, 10]])
 TGT = torch.tensor([[2, 14, 15, 16, 17], [2, 18, 19, 20, 0]])
 
@@ -176,10 +178,13 @@ def lexicon_models():
     return [RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, dropout=0.0, lexicon=True, copy=True), 30, 30,
                        lexicon=lex).eval(),
             TransformerSeq2Seq(TransformerConfig(hidden_size=32, heads=4, layers=2, ff_size=64, dropout=0.0,
-                                                 lexicon=True), 30, 30, lexicon=lex).eval()]
+                                                 lexicon=True), 30, 30, lexicon=lex).eval(),
+            RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, dropout=0.0, lexicon=True, copy=True,
+                                 input_feed=False), 30, 30, lexicon=lex).eval()]
 
 
-@pytest.mark.parametrize("model", lexicon_models(), ids=["rnn-lexicon-copy", "transformer-lexicon"])
+@pytest.mark.parametrize("model", lexicon_models(), ids=["rnn-lexicon-copy", "transformer-lexicon",
+                                                        "rnn-lexicon-copy-no-feed"])
 def test_lexicon_steps_equal_teacher_forcing(model):
     log_p = model(SRC, SRC_LEN, TGT)
     assert torch.allclose(log_p.exp().sum(-1), torch.ones(2, 5), atol=1e-5)
