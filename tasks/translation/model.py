@@ -145,7 +145,8 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
                               else nn.Embedding(tgt_vocab, embed_size, padding_idx=pad_id))
         self.bridge = nn.Linear(hidden_size, hidden_size * layers)
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
-        self.rnn = rnn_cls(embed_size + hidden_size * cfg.input_feed, hidden_size, num_layers=layers, batch_first=True,
+        feed_size = hidden_size if cfg.input_feed else 0  # a_{t-1} beside the embedding, with input feeding
+        self.rnn = rnn_cls(embed_size + feed_size, hidden_size, num_layers=layers, batch_first=True,
                            dropout=dropout if layers > 1 else 0.0)
         self.attention = build_attention(cfg.attention, hidden_size, hidden_size, heads=cfg.heads)
         self.combine = nn.Linear(self.attention.output_size + hidden_size, hidden_size)
