@@ -167,21 +167,30 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
             state["c"] = torch.zeros_like(h0)
         return self.with_source(state, src)
 
+    def _attend(self, x: Tensor, state: dict):
+        """The decoder RNN over ``x (batch, len, input)`` from the state's ``h`` (and ``c``), then the attention
+        from each of its outputs and the combination: one step (``len`` 1) or a whole target without input
+        feeding. -> ``(a (batch, len, hidden), out (batch, len, hidden), context (batch, len, d_v), weights
+        (batch, [heads,] len, src_len) or None, the RNN's new state {"h", ["c"]} batch-first)``."""
+        h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
+        if self.cell == "lstm":
+            out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
+            rnn_state = {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
+        else:
+            out, h = self.rnn(x, h)  # out: (batch, len, hidden)
+            rnn_state = {"h": h.transpose(0, 1)}
+        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=self.reads_weights,
+                                    projected_keys=state["keys"])  # (batch, len, d_v), (batch, [heads,] len, src_len)
+        a = torch.tanh(self.combine(torch.cat([context, out], -1)))  # (batch, len, hidden)
+        return a, out, context, w, rnn_state
+
     def _decode(self, emb: Tensor, state: dict):
         """One step. ``emb (batch, embed)`` -> ``(a_t (batch, hidden), state, copy)``; ``copy``: None, or
         with ``model.copy`` the attention weights ``(batch, src_len)`` and the gate's input."""
         x = (torch.cat([emb, state["feed"]], -1) if self.input_feed else emb).unsqueeze(1)  # (batch, 1, embed [+ hidden])
-        h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
-        if self.cell == "lstm":
-            out, (h, c) = self.rnn(x, (h, state["c"].transpose(0, 1).contiguous()))
-        else:
-            out, h = self.rnn(x, h)  # out: (batch, 1, hidden)
-        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=self.reads_weights,
-                                    projected_keys=state["keys"])  # (batch, 1, d_v), (batch, [heads,] 1, src_len)
-        a = torch.tanh(self.combine(torch.cat([context, out], -1))).squeeze(1)  # (batch, hidden)
-        new = dict(state, h=h.transpose(0, 1), feed=a)
-        if self.cell == "lstm":
-            new["c"] = c.transpose(0, 1)
+        a, out, context, w, rnn_state = self._attend(x, state)
+        a = a.squeeze(1)  # (batch, hidden)
+        new = dict(state, feed=a, **rnn_state)
         copy = None
         if self.reads_weights:  # the gate's input only where there is a gate (the lexicon reads the weights alone)
             copy = (self.attention.average_heads(w).squeeze(1),  # (batch, src_len)
@@ -221,14 +230,7 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
     def _parallel(self, emb: Tensor, state: dict):
         """No input feeding: the same function as ``tgt_len`` calls of :meth:`_decode`, with one RNN call
         over the whole target and one attention call for all its steps (what :meth:`_loop` returns)."""
-        h = state["h"].transpose(0, 1).contiguous()  # (layers, batch, hidden)
-        if self.cell == "lstm":
-            out, _ = self.rnn(emb, (h, state["c"].transpose(0, 1).contiguous()))
-        else:
-            out, _ = self.rnn(emb, h)  # (batch, tgt_len, hidden)
-        context, w = self.attention(out, state["enc"], mask=state["mask"], need_weights=self.reads_weights,
-                                    projected_keys=state["keys"])  # (batch, tgt_len, d_v), (batch, [heads,] tgt_len, src_len)
-        a = torch.tanh(self.combine(torch.cat([context, out], -1)))  # (batch, tgt_len, hidden)
+        a, out, context, w, _ = self._attend(emb, state)  # a, out: (batch, tgt_len, hidden)
         if not self.reads_weights:
             return a, None, None
         gate_input = torch.cat([context, out, emb], -1) if self.copy is not None else None  # (.., d_v + hidden + embed)
