@@ -38,6 +38,7 @@ from attnapps.training.clock import Budget, Progress
 from attnapps.training.ema import averaged, maybe_ema
 from attnapps.training.evaluation import RunResult, evaluate_split, peak_memory_mb, run_diagnostics
 from attnapps.training.loggers import build_loggers
+from attnapps.training.precision import resolve_precision
 from attnapps.training.schedules import lr_factor
 from attnapps.training.swa import WeightAverage
 from attnapps.training.updater import Updater, build_optimizer, seed_everything
@@ -102,6 +103,7 @@ class Trainer:
             len(datasets["train"]), self.tc.batch_size, self.task.lengths("train"), self.tc.max_tokens, shuffle=True,
             seed=self.cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.model = self.task.build_model().to(self.device)
+        self.tc.precision = resolve_precision(self.tc.precision, self.device, self.model)  # "auto" -> fp32 | bf16
         if self.tc.compile:  # in place: the state dict keeps its keys, checkpoints load either way
             self.model.compile()
         if self.dist.rank > 0:  # dropout and sampling differ per rank; the weights are rank 0's (DDP broadcasts)

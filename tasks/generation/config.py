@@ -65,7 +65,8 @@ class GenerationConfig(RunConfig):
     sample: GenerationSample = field(default_factory=GenerationSample)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
         max_epochs=20, max_minutes=6.0, batch_size=32, lr=3e-3, warmup_steps=100, schedule="cosine",
-        weight_decay=0.1, betas=(0.9, 0.99), clip_grad_norm=1.0, eval_every=250, eval_max_batches=8, patience=0))
+        weight_decay=0.1, betas=(0.9, 0.99), clip_grad_norm=1.0, eval_every=250, eval_max_batches=8, patience=0,
+        precision="auto"))
 
 
 @dataclass

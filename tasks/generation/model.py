@@ -142,6 +142,7 @@ class LSTMAttentionLM(nn.Module):
     allow. The cache is the LSTM state plus the states attended over (and their key projection)."""
 
     defaults = {"d_model": 192, "dropout": 0.1}  # model.d_model=0 / model.dropout<0 become these (chosen on valid)
+    cpu_bf16 = True  # trainer.precision=auto: bf16 on CPUs with bf16 units (1.62x the updates, lower bpc on valid)
 
     def explained_attention(self) -> list:
         """The attention whose weights explain the next token (what the diagnostics perturb): over the past states."""

@@ -1,0 +1,91 @@
+"""``trainer.precision=auto`` (attnapps/training/precision.py): bf16 only where the device computes it
+natively and, on a CPU, only for a model that opts in; the run's config.yaml records the choice."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from attnapps.training.precision import cpu_has_bf16_units, resolve_precision
+
+
+class OptsIn(nn.Linear):
+    cpu_bf16 = True
+
+
+def units(monkeypatch, present: bool):
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: present, raising=False)
+
+
+@pytest.mark.parametrize("value", ["fp32", "bf16", "fp16"])
+def test_explicit_values_pass_through(monkeypatch, value):
+    units(monkeypatch, True)
+    assert resolve_precision(value, torch.device("cpu"), OptsIn(2, 2)) == value
+
+
+def test_cpu_with_bf16_units_picks_bf16_only_for_a_model_that_opts_in(monkeypatch):
+    units(monkeypatch, True)
+    assert resolve_precision("auto", torch.device("cpu"), OptsIn(2, 2)) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu"), nn.Linear(2, 2)) == "fp32"
+
+
+def test_cpu_without_bf16_units_stays_fp32(monkeypatch):
+    units(monkeypatch, False)
+    assert not cpu_has_bf16_units()
+    assert resolve_precision("auto", torch.device("cpu"), OptsIn(2, 2)) == "fp32"
+
+
+def test_one_unit_is_enough(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert cpu_has_bf16_units()
+
+
+def test_gpu_with_bf16_support_picks_bf16_for_any_model(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision("auto", torch.device("cuda"), nn.Linear(2, 2)) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", torch.device("cuda"), OptsIn(2, 2)) == "fp32"
+
+
+def test_other_devices_stay_fp32(monkeypatch):
+    units(monkeypatch, True)
+    assert resolve_precision("auto", torch.device("mps"), OptsIn(2, 2)) == "fp32"
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and Path("/proc/cpuinfo").is_file()),
+                    reason="reads the CPU's flags from /proc/cpuinfo")
+def test_unit_detection_agrees_with_the_kernels_cpu_flags():
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    if not flags & {"avx512f", "avx2", "asimd"}:
+        pytest.skip("not an x86 or ARM CPU the flags describe")
+    assert cpu_has_bf16_units() == bool(flags & {"amx_tile", "amx_bf16", "avx512_bf16"})
+
+
+def test_a_generation_run_records_the_precision_it_trained_in(tmp_path):
+    """The generation default is ``auto``: its LSTM opts in, its GPT does not (bf16 slowed the 128-wide
+    GPT's step on the CPU); config.yaml names what auto became on this machine."""
+    from attnapps.run import train
+    from attnapps_tasks.generation.task import GenerationTask
+
+    text = "".join(f"line {i % 7} of a small text about attention.\n" for i in range(400))
+    (tmp_path / "corpus.txt").write_text(text)
+    expected = {"lstm_attention": "bf16" if cpu_has_bf16_units() else "fp32", "transformer": "fp32"}
+    for arch, want in expected.items():
+        assert OmegaConf.structured(GenerationTask.config_class).trainer.precision == "auto"
+        cfg = OmegaConf.merge(OmegaConf.structured(GenerationTask.config_class), OmegaConf.from_dotlist([
+            f"data.path={tmp_path / 'corpus.txt'}", f"model.arch={arch}", "model.d_model=16", "model.layers=1",
+            "model.heads=2", "model.context=16", "trainer.max_steps=2", "trainer.max_epochs=0",
+            "trainer.max_minutes=0", "trainer.progress=false", "diag.examples=0", "explorer.examples=0",
+            "sample.max_new_tokens=4", "sample.eval_tokens=64"]))
+        run_dir = tmp_path / arch
+        train(cfg, run_dir, GenerationTask)
+        assert OmegaConf.load(run_dir / "config.yaml").trainer.precision == want, arch
+
