@@ -50,8 +50,9 @@ def embedded(name: str) -> Path:
 
 
 def data_dir(path: str, name: str) -> Path:
-    """``data.path`` if set, else the embedded default dataset ``name``."""
-    return Path(path) if path else embedded(name)
+    """``data.path`` if set (``~`` expanded: Hydra passes ``data.path=~/corpus`` through unexpanded), else
+    the embedded default dataset ``name``."""
+    return Path(path).expanduser() if path else embedded(name)
 
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

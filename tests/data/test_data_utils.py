@@ -1,5 +1,7 @@
 """Tokenizers round-trip; the batch sampler covers every example once, resumes and shards exactly."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -124,3 +126,11 @@ def test_cache_root_prefers_the_key_then_the_environment(tmp_path, monkeypatch):
     assert cache_root(str(tmp_path / "key")) == tmp_path / "key"
     monkeypatch.delenv("ATTNAPPS_CACHE")
     assert cache_root().parts[-2:] == (".cache", "attnapps")
+
+
+def test_data_path_expands_the_home_directory(tmp_path, monkeypatch):
+    from attnapps.data.files import data_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data_dir("~/corpus/train.txt", "generation") == tmp_path / "corpus" / "train.txt"
+    assert data_dir("relative/dir", "generation") == Path("relative/dir")
