@@ -1,8 +1,8 @@
 """Every entry in scripts/ run as a user runs it, with tiny arguments, each checked on what it prints or
 writes (a known value or a relation between its own columns), not only that it ran.
 
-Not here: the ``build_*`` scripts other than the translation one download Debian or PyPI packages (their
-parsing has tests of its own where the format allows), and ``decision_tables.py`` trains the README's
+Not here: the other ``build_*`` scripts download Debian or PyPI packages (their parsing has tests of its own
+where the format allows; the generation check corpus's is tested here on a package built by the test), and ``decision_tables.py`` trains the README's
 3-minute decision runs on the development corpora."""
 
 from __future__ import annotations
@@ -412,3 +412,27 @@ def test_bench_allocator_pairs_the_two_settings_and_reports_their_ratio(tmp_path
     pairs = [float(x) for x in row[4].split(", ")]
     assert len(pairs) == 2 and float(row[3].strip("*x")) == pytest.approx(sum(pairs) / 2, abs=0.006)
     assert int(row[5].replace(",", "")) > 0 and int(row[6].replace(",", "")) > 0
+
+
+@pytest.mark.skipif(__import__("shutil").which("dpkg-deb") is None, reason="needs dpkg-deb to build a package")
+def test_build_generation_check_keeps_every_fortune_once_and_only_text(tmp_path):
+    folder = tmp_path / "pkg" / "usr" / "share" / "games" / "fortunes"
+    folder.mkdir(parents=True)
+    quotes = [f"Quote number {i}.\n\t-- Someone {i}" for i in range(30)]
+    (folder / "wisdom").write_text("\n%\n".join(quotes[:20]) + "\n%\n", encoding="utf-8")
+    (folder / "work").write_text("\n%\n".join(quotes[20:]) + "\n", encoding="utf-8")
+    (folder / "wisdom.dat").write_bytes(b"\x00\x00\x00\x02binary index")
+    (folder / "wisdom.u8").symlink_to("wisdom")
+    (folder / "ascii-art").write_text("  /\\_/\\\n ( o.o )\n%\n  >^<\n", encoding="utf-8")
+    (tmp_path / "pkg" / "DEBIAN").mkdir()
+    (tmp_path / "pkg" / "DEBIAN" / "control").write_text(
+        "Package: fortunes\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n")
+    deb = tmp_path / "fortunes_1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tmp_path / "pkg"), str(deb)], check=True,
+                   capture_output=True)
+    r = script("build_generation_check.py", "--deb", str(deb), "--out", str(tmp_path / "out"))
+    splits = {s: (tmp_path / "out" / f"{s}.txt").read_text(encoding="utf-8").rstrip("\n").split("\n%\n")
+              for s in ("train", "valid", "test")}
+    assert [len(v) for v in splits.values()] == [27, 1, 2]  # 90/5/5 of 30
+    assert sorted(sum(splits.values(), [])) == sorted(quotes)  # each once; no index bytes, no ascii art
+    assert "train: 27 fortunes" in r.stdout
