@@ -50,8 +50,8 @@ def embedded(name: str) -> Path:
 
 
 def data_dir(path: str, name: str) -> Path:
-    """``data.path`` if set (``~`` expanded: Hydra passes ``data.path=~/corpus`` through unexpanded), else
-    the embedded default dataset ``name``."""
+    """``data.path`` if set (``~`` expanded: a quoted ``'data.path="~/corpus"'`` on the command line, or a
+    config built in Python, arrives unexpanded), else the embedded default dataset ``name``."""
     return Path(path).expanduser() if path else embedded(name)
 
 

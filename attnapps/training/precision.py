@@ -5,12 +5,13 @@ bf16 autocast halves the bytes of every matmul and recurrent kernel, but each au
 its inputs. Whether that pays depends on the hardware and on the model:
 
 * **CUDA**: GPUs with bf16 support (``torch.cuda.is_bf16_supported()``: Ampere and later) run bf16
-  matmuls on their tensor cores; autocast is the standard recipe there, so ``auto`` picks bf16.
+  matmuls on their tensor cores; autocast is PyTorch's own recipe there, so ``auto`` picks bf16 for every
+  model (not measured by this project, which had no GPU).
 * **CPU**: only CPUs with bf16 units (Intel AMX or AVX512-BF16, ``torch.cpu._is_amx_tile_supported`` /
   ``_is_avx512_bf16_supported``) compute bf16 natively; the others emulate it, slower than fp32. Even with
   the units, casts cost more than small matmuls save: on this project's 2-core CPU, bf16 made the LSTM
-  language model's step 1.73x faster but the 128-wide GPT's 0.77x (``scripts/profile_step.py
-  --variants``). So a model opts in with the class attribute ``cpu_bf16 = True`` -- set only where it
+  language model's step 1.73x faster but the 128-wide GPT's 0.77-0.79x (``scripts/profile_step.py
+  --variants``, ``scripts/bench_generation.py``). So a model opts in with the class attribute ``cpu_bf16 = True`` -- set only where it
   was measured to pay (at equal time, on valid) -- and ``auto`` picks bf16 on a CPU only for such a model.
 * Anything else (``mps``, a CPU without the units): fp32.
 
