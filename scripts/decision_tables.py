@@ -16,7 +16,7 @@ so an interrupted study continues where it stopped.
     python scripts/decision_tables.py --table translation_input_feed --seeds 1234,0,1   # input feeding or not
     python scripts/decision_tables.py --table generation_precision --seeds 1234,0,1     # fp32 or bf16, LSTM LM
     python scripts/build_generation_check.py; python scripts/decision_tables.py --table generation_precision \
-        --seeds 1234,0,1 --test --out runs/decisions-fortunes data.path=$HOME/.cache/attnapps/generation-check/fortunes
+        --seeds 1234,0,1 --test --out runs/decisions-fortunes 'data.path="~/.cache/attnapps/generation-check/fortunes"'
     python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
 """
 

@@ -194,9 +194,13 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         copy = None
         if self.reads_weights:  # the gate's input only where there is a gate (the lexicon reads the weights alone)
             copy = (self.attention.average_heads(w).squeeze(1),  # (batch, src_len)
-                    torch.cat([context.squeeze(1), out.squeeze(1), emb], -1)  # (batch, d_v + hidden + embed)
-                    if self.copy is not None else None)
+                    self._gate_input(context.squeeze(1), out.squeeze(1), emb))  # (batch, d_v + hidden + embed)
         return a, new, copy
+
+    def _gate_input(self, context: Tensor, out: Tensor, emb: Tensor) -> Tensor | None:
+        """The copy gate's input (See et al. 2017): context, decoder state and input side by side,
+        ``(batch, [len,] d_v + hidden + embed)``; None without a copy gate."""
+        return torch.cat([context, out, emb], -1) if self.copy is not None else None
 
     def teacher_forced(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(logits or, with the copy output, log-probabilities (batch, tgt_len, vocab), P(copy)
@@ -233,8 +237,7 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         a, out, context, w, _ = self._attend(emb, state)  # a, out: (batch, tgt_len, hidden)
         if not self.reads_weights:
             return a, None, None
-        gate_input = torch.cat([context, out, emb], -1) if self.copy is not None else None  # (.., d_v + hidden + embed)
-        return a, self.attention.average_heads(w), gate_input
+        return a, self.attention.average_heads(w), self._gate_input(context, out, emb)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
         return self.teacher_forced(src, src_len, tgt_in)[0]
