@@ -436,3 +436,19 @@ def test_build_generation_check_keeps_every_fortune_once_and_only_text(tmp_path)
     assert [len(v) for v in splits.values()] == [27, 1, 2]  # 90/5/5 of 30
     assert sorted(sum(splits.values(), [])) == sorted(quotes)  # each once; no index bytes, no ascii art
     assert "train: 27 fortunes" in r.stdout
+
+
+def test_bench_sdpa_precision_ratios_are_against_plain_bf16():
+    """Each cell's ratio is plain bf16's time over the cell's; the script itself checks that the four
+    kernels give the same attention to bf16's precision."""
+    r = script("bench_sdpa_precision.py", "--shapes", "2,2,16,8", "2,2,16,192", "--repeat", "2")
+    rows = markdown_rows(r.stdout)[1:]
+    assert [row[0] for row in rows] == ["2, 2, 16, 8", "2, 2, 16, 192"]
+    for row in rows:
+        cells = [re.fullmatch(r"([\d.]+) \(([\d.]+)x\)", c).groups() for c in row[1:5]]
+        bf16 = float(cells[1][0])
+        assert cells[1][1] == "1.00"
+        h = 0.005  # times printed to 0.01 ms, ratios to 0.01: each within half of that
+        for ms, ratio in cells:
+            t = float(ms)
+            assert (bf16 - h) / (t + h) - h <= float(ratio) <= (bf16 + h) / max(t - h, 1e-9) + h, (ms, ratio, bf16)

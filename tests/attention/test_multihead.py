@@ -104,3 +104,44 @@ def test_static_cache_projects_memory_once_and_reorders():
 def test_heads_must_divide_width():
     with pytest.raises(ValueError, match="divisible"):
         MultiheadAttention(10, heads=3)
+
+
+def _kernel_dtypes(monkeypatch):
+    """Record the dtype of the queries each SDPA kernel call receives."""
+    import torch.nn.functional as F
+
+    seen, kernel = [], F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append(q.dtype)
+        return kernel(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    return seen
+
+
+@pytest.mark.parametrize("length,head,trains_fp32", [(20, 16, True), (600, 32, True), (100, 128, True),
+                                                     (200, 64, False), (100, 192, False)])
+def test_bf16_training_attention_runs_its_kernel_in_fp32_where_the_cpu_bf16_backward_is_slow(
+        monkeypatch, length, head, trains_fp32):
+    """Under bf16 autocast on the CPU, a differentiated fast path gets fp32 inputs for narrow heads or
+    short keys (scripts/bench_sdpa_precision.py) and bf16 otherwise; the output stays bf16, the gradients
+    match an fp32 reference to bf16's precision, and inference keeps the kernel in bf16."""
+    seen = _kernel_dtypes(monkeypatch)
+    torch.manual_seed(0)
+    heads = 2
+    attn = MultiheadAttention(heads * head, heads=heads)
+    x = torch.randn(2, length, heads * head, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = attn(x, x, x, is_causal=True)
+    assert out.dtype == torch.bfloat16
+    assert seen == [torch.float32 if trains_fp32 else torch.bfloat16]
+    out.float().pow(2).sum().backward()
+    grad, x.grad = x.grad, None
+    ref, _ = attn(x, x, x, is_causal=True)  # fp32 throughout
+    ref.pow(2).sum().backward()
+    assert torch.allclose(grad, x.grad, rtol=0.1, atol=0.05 * x.grad.abs().max().item())
+    seen.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x, x, x, is_causal=True)
+    assert seen == [torch.bfloat16]  # inference: bf16's forward is the faster one
