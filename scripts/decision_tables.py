@@ -15,6 +15,7 @@ so an interrupted study continues where it stopped.
     python scripts/decision_tables.py --table translation_training      # training-side settings, 4 x 6 min
     python scripts/decision_tables.py --table translation_input_feed --seeds 1234,0,1   # input feeding or not
     python scripts/decision_tables.py --table generation_precision --seeds 1234,0,1     # fp32 or bf16, LSTM LM
+    python scripts/decision_tables.py --table generation_gpt_precision --seeds 1234,0,1 # fp32 or bf16, GPT
     python scripts/build_generation_check.py; python scripts/decision_tables.py --table generation_precision \
         --seeds 1234,0,1 --test --out runs/decisions-fortunes 'data.path="~/.cache/attnapps/generation-check/fortunes"'
     python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
@@ -109,6 +110,12 @@ TABLES = {
         "settings": {"fp32 (trainer.precision=fp32)": ["trainer.precision=fp32"],
                      "bf16 autocast (trainer.precision=bf16; what the default, auto, picks on a CPU with bf16 "
                      "units)": ["trainer.precision=bf16"]}},
+    "generation_gpt_precision": {  # bf16 autocast for the GPT, its attention kernel in fp32 (1.65x a step)
+        "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
+        "settings": {"GPT, fp32 (model.arch=transformer trainer.precision=fp32)": [
+                         "model.arch=transformer", "trainer.precision=fp32"],
+                     "GPT, bf16 autocast (model.arch=transformer trainer.precision=bf16)": [
+                         "model.arch=transformer", "trainer.precision=bf16"]}},
     "generation_default": {"task": "generation", "budget": [], "metrics": ["bpc", "perplexity"],
                            "speed": "train.tokens_per_sec", "settings": {"default": []}},
     "captioning_default": {"task": "captioning", "budget": [], "metrics": ["bleu4", "cider", "grounding"],

@@ -9,11 +9,12 @@ its inputs. Whether that pays depends on the hardware and on the model:
   model (not measured by this project, which had no GPU).
 * **CPU**: only CPUs with bf16 units (Intel AMX or AVX512-BF16, ``torch.cpu._is_amx_tile_supported`` /
   ``_is_avx512_bf16_supported``) compute bf16 natively; the others emulate it, slower than fp32. Even with
-  the units, casts cost more than small matmuls save: on this project's 2-core CPU, bf16 made the LSTM
-  language model's step 1.73x faster but the 128-wide GPT's 0.77-0.79x (``scripts/profile_step.py
-  --variants``, ``scripts/bench_generation.py``). So a model opts in with the class attribute
-  ``cpu_bf16 = True`` -- set only where it was measured to pay (at equal time, on valid) -- and ``auto``
-  picks bf16 on a CPU only for such a model.
+  the units, whether it pays depends on the model: on this project's 2-core CPU, bf16 made the LSTM
+  language model's step 1.73x faster and the 128-wide GPT's 1.65x (once its attention kernel trained in
+  fp32, :func:`attnapps.attention.functional.sdpa`; before, 0.77x), and was a wash or slower for the
+  other tasks' recurrent models (``scripts/profile_step.py --variants``). So a model opts in with the
+  class attribute ``cpu_bf16 = True`` -- set only where it was measured to pay (at equal time, on valid)
+  -- and ``auto`` picks bf16 on a CPU only for such a model.
 * Anything else (``mps``, a CPU without the units): fp32.
 
 The trainer resolves ``auto`` once the model is built, before ``config.yaml`` is written, so the saved

@@ -70,22 +70,25 @@ def test_unit_detection_agrees_with_the_kernels_cpu_flags():
 
 
 def test_a_generation_run_records_the_precision_it_trained_in(tmp_path):
-    """The generation default is ``auto``: its LSTM opts in, its GPT does not (bf16 slowed the 128-wide
-    GPT's step on the CPU); config.yaml names what auto became on this machine."""
+    """The generation default is ``auto``: both its models opt in (the LSTM, and the GPT since its attention
+    kernel trains in fp32 under bf16 on the CPU); config.yaml names what auto became on this machine, and
+    an explicit value wins."""
     from attnapps.run import train
     from attnapps_tasks.generation.task import GenerationTask
 
     text = "".join(f"line {i % 7} of a small text about attention.\n" for i in range(400))
     (tmp_path / "corpus.txt").write_text(text)
-    expected = {"lstm_attention": "bf16" if cpu_has_bf16_units() else "fp32", "transformer": "fp32"}
-    for arch, want in expected.items():
+    units = "bf16" if cpu_has_bf16_units() else "fp32"
+    expected = {("lstm_attention", "auto"): units, ("transformer", "auto"): units, ("transformer", "fp32"): "fp32"}
+    for (arch, precision), want in expected.items():
         assert OmegaConf.structured(GenerationTask.config_class).trainer.precision == "auto"
         cfg = OmegaConf.merge(OmegaConf.structured(GenerationTask.config_class), OmegaConf.from_dotlist([
-            f"data.path={tmp_path / 'corpus.txt'}", f"model.arch={arch}", "model.d_model=16", "model.layers=1",
+            f"data.path={tmp_path / 'corpus.txt'}", f"model.arch={arch}", f"trainer.precision={precision}",
+            "model.d_model=16", "model.layers=1",
             "model.heads=2", "model.context=16", "trainer.max_steps=2", "trainer.max_epochs=0",
             "trainer.max_minutes=0", "trainer.progress=false", "diag.examples=0", "explorer.examples=0",
             "sample.max_new_tokens=4", "sample.eval_tokens=64"]))
-        run_dir = tmp_path / arch
+        run_dir = tmp_path / f"{arch}-{precision}"
         train(cfg, run_dir, GenerationTask)
-        assert OmegaConf.load(run_dir / "config.yaml").trainer.precision == want, arch
+        assert OmegaConf.load(run_dir / "config.yaml").trainer.precision == want, (arch, precision)
 
