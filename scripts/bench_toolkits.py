@@ -9,9 +9,10 @@
   ``input_feed: 0``);
 * ``gpt``: our character GPT (``task=generation model.arch=transformer``) against a plain PyTorch training
   loop written in nanoGPT's style (``scripts/toolkits/nanogpt_loop.py``) in nanoGPT's published CPU
-  configuration: 4 layers, 4 heads, width 128, context 64, batch 12 -- its AdamW unfused on the CPU, as
-  nanoGPT decides; ``gpt-fused``: the same loop with fused AdamW (what our trainer uses), the stronger
-  reference.
+  configuration: 4 layers, 4 heads, width 128, context 64, batch 12 -- in fp32 with its AdamW unfused on
+  the CPU, as nanoGPT decides; ours at its default precision (``auto``: bf16 autocast on a CPU with bf16
+  units); ``gpt-fp32``: ours in fp32 too; ``gpt-fused``: the loop with fused AdamW (what our trainer
+  uses), the stronger reference.
 
 Both sides train on the same data: the embedded en-de pairs in our task's own sentencepiece segmentation
 (written out as text for the toolkits, ``--work``/data), and the embedded Austen text as characters. Ours runs
@@ -27,8 +28,9 @@ drifts by up to ±20% over minutes, so each of our runs is compared with the run
 prints the median speeds, the median of those pairs' ratios (the headline), each pair's ratio, and the
 target tokens a batch (to show the batches match) as a Markdown table.
 
-    python scripts/bench_toolkits.py [--pairs transformer,rnn,rnn-nofeed,gpt,gpt-fused] [--updates 300] [--warmup 50]
-                                     [--repeats 3] [--venv runs/toolkits/venv] [--work runs/toolkits]
+    python scripts/bench_toolkits.py [--pairs transformer,rnn,rnn-nofeed,gpt,gpt-fp32,gpt-fused]
+                                     [--updates 300] [--warmup 50] [--repeats 3]
+                                     [--venv runs/toolkits/venv] [--work runs/toolkits]
 """
 
 from __future__ import annotations
@@ -322,7 +324,10 @@ class RNNNoFeed(RNN):
 
 
 class CharGPT(Pair):
-    name, theirs, fused = "gpt", "plain PyTorch loop (nanoGPT's style)", False
+    """Ours as the GPT trains by default (``trainer.precision=auto``: bf16 autocast on a CPU with bf16
+    units) against the loop as nanoGPT trains on a CPU (fp32: its ``train.py`` autocasts on CUDA only)."""
+
+    name, theirs, fused, precision = "gpt", "plain PyTorch loop (nanoGPT's style)", False, None
 
     def prepare(self):
         from attnapps_tasks.generation.data import load_corpus
@@ -335,7 +340,8 @@ class CharGPT(Pair):
         g = GPT
         return self.ours(i, ["task=generation", "model.arch=transformer", f"model.layers={g['layers']}",
                              f"model.heads={g['heads']}", f"model.d_model={g['width']}", f"model.context={g['context']}",
-                             "model.dropout=0", f"trainer.batch_size={g['batch']}", "trainer.eval_max_batches=1"])
+                             "model.dropout=0", f"trainer.batch_size={g['batch']}", "trainer.eval_max_batches=1",
+                             *([f"trainer.precision={self.precision}"] if self.precision else [])])
 
     def run_theirs(self, i):
         g = GPT
@@ -352,12 +358,19 @@ class CharGPTFused(CharGPT):
     name, theirs, fused = "gpt-fused", "the same loop, fused AdamW", True
 
 
-PAIRS = {"transformer": Transformer, "rnn": RNN, "rnn-nofeed": RNNNoFeed, "gpt": CharGPT, "gpt-fused": CharGPTFused}
+class CharGPTFP32(CharGPT):
+    """Both in fp32 (``trainer.precision=fp32``): the same arithmetic on both sides."""
+
+    name, theirs, precision = "gpt-fp32", "plain PyTorch loop (nanoGPT's style), both fp32", "fp32"
+
+
+PAIRS = {"transformer": Transformer, "rnn": RNN, "rnn-nofeed": RNNNoFeed, "gpt": CharGPT, "gpt-fp32": CharGPTFP32,
+         "gpt-fused": CharGPTFused}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", default="transformer,rnn,rnn-nofeed,gpt,gpt-fused")
+    p.add_argument("--pairs", default="transformer,rnn,rnn-nofeed,gpt,gpt-fp32,gpt-fused")
     p.add_argument("--updates", type=int, default=300)
     p.add_argument("--warmup", type=int, default=50, help="updates left out at the start of each run")
     p.add_argument("--repeats", type=int, default=3)

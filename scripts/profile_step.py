@@ -27,9 +27,9 @@ Prints one Markdown row per task: milliseconds a step and each group's share of 
 is this output.
 
 With ``--variants``, no profile: each variant's milliseconds a step side by side on the same batches
-(``compile``: ``trainer.compile=true``, the warm-up's seconds show the compilation; ``bf16``:
-``trainer.precision=bf16`` autocast), which is how ``trainer.compile`` and ``trainer.precision`` defaults
-were decided on this CPU.
+(``eager``: fp32; ``compile``: fp32 with ``trainer.compile=true``, the warm-up's seconds show the
+compilation; ``bf16``: ``trainer.precision=bf16`` autocast), which is how ``trainer.compile`` and
+``trainer.precision`` defaults were decided on this CPU.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def time_variant(task: str, keys: list[str], steps: int, warmup: int) -> dict:
         return {"ms": statistics.median(walls) * 1e3, "warmup_s": first}
 
 
-VARIANTS = {"eager": [], "compile": ["trainer.compile=true"], "bf16": ["trainer.precision=bf16"]}
+VARIANTS = {"eager": ["trainer.precision=fp32"], "compile": ["trainer.precision=fp32", "trainer.compile=true"],
+            "bf16": ["trainer.precision=bf16"]}  # (explicit: generation's default precision is auto)
 
 
 def compare(tasks: list[str], keys: list[str], variants: list[str], steps: int, warmup: int) -> None:
@@ -224,7 +225,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--variants", default="", help="instead of the profile, time these side by side: any of "
-                   f"{','.join(VARIANTS)} (compile: trainer.compile=true; bf16: trainer.precision=bf16)")
+                   f"{','.join(VARIANTS)} (eager: fp32; compile: fp32 compiled; bf16: trainer.precision=bf16)")
     p.add_argument("keys", nargs="*", help="key=value settings for every task (as on the command line)")
     args = p.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

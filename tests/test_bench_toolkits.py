@@ -118,13 +118,23 @@ def test_nanogpt_reference_loop_counts_tokens_and_learns(tmp_path):
 
 @pytest.mark.slow
 def test_gpt_pair_end_to_end_ratio_is_ours_over_theirs(tmp_path):
-    r = script("bench_toolkits.py", "--pairs", "gpt", "--updates", "40", "--warmup", "10", "--repeats", "1",
-               "--work", str(tmp_path), timeout=600)
-    row = markdown_rows(r.stdout)[1]
-    ours, theirs = float(row[1].replace(",", "")), float(row[2].replace(",", ""))
-    assert float(row[3].strip("*x")) == pytest.approx(ours / theirs, abs=0.006)  # one run each: the one pair
-    assert float(row[4]) == pytest.approx(ours / theirs, abs=0.006)
-    assert row[5] == "768 / 768"  # 12 windows of 64 characters a batch on both sides
+    """``gpt`` runs ours at its default precision (auto), ``gpt-fp32`` in fp32; the loop is fp32 in both."""
+    from omegaconf import OmegaConf
+
+    from attnapps.training.precision import cpu_has_bf16_units
+
+    r = script("bench_toolkits.py", "--pairs", "gpt,gpt-fp32", "--updates", "40", "--warmup", "10", "--repeats",
+               "1", "--work", str(tmp_path), timeout=600)
+    rows = markdown_rows(r.stdout)[1:]
+    assert [row[0].split(" vs ")[0] for row in rows] == ["gpt", "gpt-fp32"]
+    for row in rows:
+        ours, theirs = float(row[1].replace(",", "")), float(row[2].replace(",", ""))
+        assert float(row[3].strip("*x")) == pytest.approx(ours / theirs, abs=0.006)  # one run each: the one pair
+        assert float(row[4]) == pytest.approx(ours / theirs, abs=0.006)
+        assert row[5] == "768 / 768"  # 12 windows of 64 characters a batch on both sides
+    precision = {name: OmegaConf.load(tmp_path / "runs" / f"{name}-ours-1" / "config.yaml").trainer.precision
+                 for name in ("gpt", "gpt-fp32")}
+    assert precision == {"gpt": "bf16" if cpu_has_bf16_units() else "fp32", "gpt-fp32": "fp32"}
 
 
 TINY_GPT = ["model.arch=transformer", "model.d_model=32", "model.layers=1", "model.heads=2", "model.context=32",
