@@ -110,7 +110,7 @@ TABLES = {
         "settings": {"fp32 (trainer.precision=fp32)": ["trainer.precision=fp32"],
                      "bf16 autocast (trainer.precision=bf16; what the default, auto, picks on a CPU with bf16 "
                      "units)": ["trainer.precision=bf16"]}},
-    "generation_gpt_precision": {  # bf16 autocast for the GPT, its attention kernel in fp32 (1.65x a step)
+    "generation_gpt_precision": {  # bf16 autocast for the GPT, its attention kernel in fp32 (1.6x a step)
         "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
         "settings": {"GPT, fp32 (model.arch=transformer trainer.precision=fp32)": [
                          "model.arch=transformer", "trainer.precision=fp32"],

@@ -10,7 +10,7 @@ its inputs. Whether that pays depends on the hardware and on the model:
 * **CPU**: only CPUs with bf16 units (Intel AMX or AVX512-BF16, ``torch.cpu._is_amx_tile_supported`` /
   ``_is_avx512_bf16_supported``) compute bf16 natively; the others emulate it, slower than fp32. Even with
   the units, whether it pays depends on the model: on this project's 2-core CPU, bf16 made the LSTM
-  language model's step 1.73x faster and the 128-wide GPT's 1.65x (once its attention kernel trained in
+  language model's step 1.73x faster and the 128-wide GPT's 1.60-1.65x (once its attention kernel trained in
   fp32, :func:`attnapps.attention.functional.sdpa`; before, 0.77x), and was a wash or slower for the
   other tasks' recurrent models (``scripts/profile_step.py --variants``). So a model opts in with the
   class attribute ``cpu_bf16 = True`` -- set only where it was measured to pay (at equal time, on valid)

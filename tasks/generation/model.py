@@ -73,7 +73,7 @@ class GPT(nn.Module):
 
     defaults = {"d_model": 128, "dropout": 0.0}  # model.d_model=0 / model.dropout<0 become these (chosen on valid)
     cpu_bf16 = True  # trainer.precision=auto: bf16 on CPUs with bf16 units (its attention kernel trains in fp32:
-    # attnapps.attention.functional.sdpa); 1.65x a step, more updates and lower bpc on valid at equal time
+    # attnapps.attention.functional.sdpa); 1.6x a step, more updates and lower bpc on valid at equal time
 
     def explained_attention(self) -> list:
         """The attention whose weights explain the next token (what the diagnostics perturb): the last block's."""
