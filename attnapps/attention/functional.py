@@ -32,12 +32,12 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, **kwargs) -> Tensor:
     """:func:`torch.nn.functional.scaled_dot_product_attention`, in fp32 on the CPU when its bf16 inputs
     are narrow or short and will be differentiated (see the module's docstring); the output keeps the
     inputs' dtype."""
-    keys, head = FP32_BACKWARD_UP_TO
-    narrow_or_short = q.size(-1) <= FP32_HEAD_UP_TO or (k.size(-2) <= keys and q.size(-1) <= head)
-    if (q.device.type == "cpu" and q.dtype == torch.bfloat16 and narrow_or_short and torch.is_grad_enabled()
+    if (q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled()  # (fp32: one test)
             and (q.requires_grad or k.requires_grad or v.requires_grad)):
-        with torch.autocast("cpu", enabled=False):  # (autocast would send SDPA back to bf16)
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
+        keys, head = FP32_BACKWARD_UP_TO
+        if q.size(-1) <= FP32_HEAD_UP_TO or (k.size(-2) <= keys and q.size(-1) <= head):  # narrow or short
+            with torch.autocast("cpu", enabled=False):  # (autocast would send SDPA back to bf16)
+                return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
 
