@@ -65,8 +65,10 @@ def dot_product_attention(
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (..., q_len, k_len)
         weights = masked_softmax(scores, mask)  # (..., q_len, k_len)
         mixing = weights if intervention is None else intervention(weights)
-        dropped = F.dropout(mixing, dropout_p) if dropout_p > 0 else mixing
-        return dropped @ v, (weights if need_weights else None)  # (..., q_len, d_v)
+        if dropout_p > 0:
+            from attnapps.layers.dropout import dropout  # (here: attnapps.layers imports the attention core)
+            mixing = dropout(mixing, dropout_p)
+        return mixing @ v, (weights if need_weights else None)  # (..., q_len, d_v)
 
     if is_causal and mask is None and q_len == k_len:
         return sdpa(q, k, v, dropout_p=dropout_p, is_causal=True), None

@@ -10,12 +10,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from attnapps.attention import KVCache, MultiheadAttention
+from attnapps.layers.dropout import Dropout
 
 
 def dropout_layer(p: float) -> nn.Module:
-    """``nn.Dropout(p)``, or for ``p == 0`` an ``nn.Identity``: the same function, without a dropout call
-    per layer in training (a few percent of a small model's step on the CPU)."""
-    return nn.Dropout(p) if p > 0 else nn.Identity()
+    """:class:`~attnapps.layers.dropout.Dropout` ``(p)``, or for ``p == 0`` an ``nn.Identity``: the same
+    function, without a dropout call per layer in training (a few percent of a small model's step on the CPU)."""
+    return Dropout(p) if p > 0 else nn.Identity()
 
 
 class FeedForward(nn.Sequential):

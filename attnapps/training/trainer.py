@@ -30,6 +30,7 @@ from attnapps.data.prepared import describe as prepared_describe, prepared_metri
 from attnapps.config import plain
 from attnapps.data.batching import BucketBatchSampler, to_device
 from attnapps.errors import AttnappsError, ConfigError
+from attnapps.layers.dropout import set_fast as set_fast_dropout
 from attnapps.task import Reporter
 from attnapps.training import distributed as dist
 from attnapps.training.allocator import keep_freed_memory
@@ -76,6 +77,7 @@ class Trainer:
         seed_everything(self.cfg.seed)  # the same initial weights on every rank
         if self.tc.keep_freed_memory:
             keep_freed_memory()
+        set_fast_dropout(self.tc.fast_dropout)
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)
         resume = self.tc.resume
