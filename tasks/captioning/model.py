@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from attnapps.attention import build_attention
 from attnapps.config import AttentionVariant, PROBABILITY, at_least, opt
 from attnapps.data.vocab import BOS, PAD, UNK
-from attnapps.layers import SinusoidalPositions, TransformerDecoder, rnn_states
+from attnapps.layers import Dropout, SinusoidalPositions, TransformerDecoder, rnn_states
 
 
 HIDDEN = opt(256, "LSTM size / Transformer d_model", check=at_least(2))
@@ -165,7 +165,7 @@ class ShowAttendTell(nn.Module):
         self.f_beta = nn.Linear(hidden_size, 1)
         self.embedding = nn.Embedding(vocab, embed_size, padding_idx=pad_id)
         self.cell = nn.LSTMCell(embed_size + self.attention.output_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.L_h = nn.Linear(hidden_size, embed_size)
         self.L_z = nn.Linear(self.attention.output_size, embed_size, bias=False)
         self.out = nn.Linear(embed_size, vocab)
@@ -280,7 +280,7 @@ class TransformerCaptioner(nn.Module):
         nn.init.normal_(self.embedding.weight, std=d_model ** -0.5)
         self.positions = SinusoidalPositions(d_model)
         self.decoder = TransformerDecoder(layers, d_model, heads, ff_size, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _memory(self, images: Tensor) -> Tensor:
         feats = self.images(images)  # (batch, regions, feature_dim)

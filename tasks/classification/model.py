@@ -15,7 +15,7 @@ from attnapps.export.ops import searchsorted
 from attnapps.attention import build_attention, lengths_to_mask, record
 from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, between, choice, opt
 from attnapps.data.batching import pad_batch
-from attnapps.layers import SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
+from attnapps.layers import Dropout, SinusoidalPositions, TransformerEncoder, rnn_states, run_rnn
 
 
 Pooling = choice("Pooling", ["attention", "flatten", "mean", "cls"])
@@ -147,7 +147,7 @@ class BiLSTMAttention(nn.Module):
         self.lstm = nn.LSTM(embed_size, hidden_size, batch_first=True, bidirectional=True)
         d = 2 * hidden_size
         self.attention = build_attention(attention, d, d, heads=heads)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if pooling == "attention":
             self.query = nn.Parameter(torch.randn(1, hops, d) * d ** -0.5)  # (1, hops, 2*hidden)
             self.head = nn.Linear(hops * self.attention.output_size, outputs)
@@ -225,7 +225,7 @@ class TransformerClassifier(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.positions = SinusoidalPositions(d_model)
         self.encoder = TransformerEncoder(layers, d_model, heads, ff_size, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.head = nn.Linear(d_model, outputs)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -382,7 +382,7 @@ class NgramAttention(nn.Module):
                 self.grams.weight[0].zero_()  # unknown n-grams add nothing
         self.attention = build_attention(attention, embed_size, embed_size, heads=heads)
         self.query = nn.Parameter(torch.randn(1, hops, embed_size) * embed_size ** -0.5)  # (1, hops, embed)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         width = hops * self.attention.output_size + (embed_size if mean else 0)
         self.head = nn.Linear(width, outputs)
 
@@ -496,7 +496,7 @@ class HierarchicalAttention(nn.Module):
         self.sent_rnn = nn.GRU(self.word_attention.output_size, hidden_size, batch_first=True, bidirectional=True)
         self.sent_attention = build_attention(attention, d, d, heads=heads)
         self.sent_query = nn.Parameter(torch.randn(1, 1, d) * d ** -0.5)  # u_s
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.head = nn.Linear(self.sent_attention.output_size, outputs)
 
     @staticmethod

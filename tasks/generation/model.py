@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from attnapps.attention import KVCache, build_attention, record
 from attnapps.config import AttentionVariant, PROBABILITY_OR_AUTO, at_least, choice, opt
-from attnapps.layers import LearnedPositions, SinusoidalPositions, dropout_layer
+from attnapps.layers import Dropout, LearnedPositions, SinusoidalPositions, dropout_layer, run_stacked
 from attnapps.layers.transformer import EncoderLayer
 
 
@@ -160,7 +160,7 @@ class LSTMAttentionLM(nn.Module):
                             dropout=dropout if layers > 1 else 0.0)
         self.attention = build_attention(attention, hidden_size, hidden_size, heads=heads)
         self.combine = nn.Linear(hidden_size + self.attention.output_size, embed_size)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.head = nn.Linear(embed_size, vocab)
         if tie_weights:
             self.head.weight = self.embedding.weight
@@ -169,7 +169,7 @@ class LSTMAttentionLM(nn.Module):
         return self.head(self.drop(torch.tanh(self.combine(torch.cat([h, c], -1)))))  # (batch, len, vocab)
 
     def forward(self, ids: Tensor) -> Tensor:
-        h, _ = self.lstm(self.drop(self.embedding(ids)))  # (batch, len, hidden)
+        h, _ = run_stacked(self.lstm, self.drop(self.embedding(ids)))  # (batch, len, hidden); dropout between layers
         c, _ = self.attention(h, h, is_causal=True)  # (batch, len, d_v): position t sees h_<=t
         return self._out(h, c)
 

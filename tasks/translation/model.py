@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from attnapps.attention import build_attention, lengths_to_mask
 from attnapps.config import AttentionVariant, PROBABILITY, at_least, choice, opt
-from attnapps.layers import RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
+from attnapps.layers import Dropout, RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
 
 from .lexicon import LexicalBias
 
@@ -150,7 +150,7 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
                            dropout=dropout if layers > 1 else 0.0)
         self.attention = build_attention(cfg.attention, hidden_size, hidden_size, heads=cfg.heads)
         self.combine = nn.Linear(self.attention.output_size + hidden_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(hidden_size, tgt_vocab)
         self.copy = (CopyOutput(self.attention.output_size + hidden_size + embed_size, copy_map_for(copy_map, src_vocab))
                      if cfg.copy else None)  # gate input: context, decoder state, input (See et al. 2017)
@@ -279,7 +279,7 @@ class TransformerSeq2Seq(SourceOutput, nn.Module):
         self.positions = SinusoidalPositions(d_model)
         self.encoder = TransformerEncoder(layers, d_model, heads, ff_size, dropout)
         self.decoder = TransformerDecoder(layers, d_model, heads, ff_size, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.copy = (CopyOutput(2 * d_model, copy_map_for(copy_map, src_vocab)) if cfg.copy
                      else None)  # copies with the last layer's cross-attention (mean of the heads)
         self.lexicon = lexical_bias(cfg, lexicon, src_vocab, tgt_vocab)  # weighted by that attention too
