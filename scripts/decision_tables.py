@@ -4,7 +4,7 @@ Each table is a list of named settings of one task run at an equal time budget (
 two at once on a small machine slow each other). The table printed holds valid figures only -- the
 figures the choice was made on; test figures belong to the final default alone (its seed spread:
 ``--seeds``, e.g. ``--table generation_default --seeds 1234,0,1``). Finished runs are kept and skipped,
-so an interrupted study continues where it stopped.
+so an interrupted study continues where it stopped. ``--table`` takes several tables, comma-separated.
 
     python scripts/decision_tables.py --table generation            # 4 settings x 3 min
     python scripts/decision_tables.py --table generation_gpt --seeds 1234,0,1   # the GPT at 6 min
@@ -16,6 +16,9 @@ so an interrupted study continues where it stopped.
     python scripts/decision_tables.py --table translation_input_feed --seeds 1234,0,1   # input feeding or not
     python scripts/decision_tables.py --table generation_precision --seeds 1234,0,1     # fp32 or bf16, LSTM LM
     python scripts/decision_tables.py --table generation_gpt_precision --seeds 1234,0,1 # fp32 or bf16, GPT
+    python scripts/decision_tables.py --table generation_dropout --seeds 1234,0,1 --test  # torch's or ours
+    python scripts/decision_tables.py --table translation_dropout,classification_dropout,captioning_dropout,\
+generation_dropout --seeds 0,1,2 --test --out runs/dropout40 trainer.max_steps=40  # the four defaults, 40 steps
     python scripts/build_generation_check.py; python scripts/decision_tables.py --table generation_precision \
         --seeds 1234,0,1 --test --out runs/decisions-fortunes 'data.path="~/.cache/attnapps/generation-check/fortunes"'
     python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
@@ -116,11 +119,22 @@ TABLES = {
                          "model.arch=transformer", "trainer.precision=fp32"],
                      "GPT, bf16 autocast (model.arch=transformer trainer.precision=bf16)": [
                          "model.arch=transformer", "trainer.precision=bf16"]}},
+    "generation_dropout": {  # the core's 16-bit dropout masks on the CPU against torch's bernoulli_ (1.26x a step)
+        "task": "generation", "budget": [], "metrics": ["bpc", "perplexity"], "speed": "train.tokens_per_sec",
+        "settings": {"torch's dropout (trainer.fast_dropout=false)": ["trainer.fast_dropout=false"],
+                     "the core's dropout (default)": []}},
     "generation_default": {"task": "generation", "budget": [], "metrics": ["bpc", "perplexity"],
                            "speed": "train.tokens_per_sec", "settings": {"default": []}},
     "captioning_default": {"task": "captioning", "budget": [], "metrics": ["bleu4", "cider", "grounding"],
                            "speed": "train.captions_per_sec", "settings": {"default": []}},
 }
+
+METRICS = {"translation": (["bleu", "chrf"], "train.tokens_per_sec"),
+           "classification": (["accuracy", "macro_f1"], "train.examples_per_sec"),
+           "captioning": (["bleu4", "cider"], "train.captions_per_sec")}
+for _task, (_metrics, _speed) in METRICS.items():  # the other defaults with torch's dropout or the core's
+    TABLES[f"{_task}_dropout"] = {"task": _task, "budget": [], "metrics": _metrics, "speed": _speed,
+                                  "settings": dict(TABLES["generation_dropout"]["settings"])}
 
 
 def run_one(task: str, overrides: list[str], seed: int, out: Path) -> dict:
@@ -142,7 +156,8 @@ def fmt(values: list[float]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--table", required=True, choices=sorted(TABLES))
+    ap.add_argument("--table", required=True, help="one of the tables, or several comma-separated (printed one "
+                    f"after another): {', '.join(sorted(TABLES))}")
     ap.add_argument("--seeds", default="1234")
     ap.add_argument("--out", default=str(ROOT / "runs" / "decisions"))
     ap.add_argument("--test", action="store_true", help="also print test figures (final defaults only)")
@@ -150,28 +165,40 @@ def main(argv=None) -> int:
                     "baseline.test.chrf,test.django.chrf")
     ap.add_argument("extra", nargs="*", help="key=value overrides for every run")
     args = ap.parse_args(argv)
-    table = TABLES[args.table]
+    names = args.table.split(",")
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        ap.error(f"--table: unknown {', '.join(unknown)}; the tables: {', '.join(sorted(TABLES))}")
+    for i, name in enumerate(names):
+        if len(names) > 1:
+            print(f"{chr(10) if i else ''}{name} (task={TABLES[name]['task']}):\n")
+        print_table(name, args)
+    return 0
+
+
+def print_table(name: str, args) -> None:
+    """Run (or read) every setting's seeds of table ``name`` and print its Markdown table."""
+    table = TABLES[name]
     seeds = [int(s) for s in args.seeds.split(",")]
-    show_test = args.test or args.table.endswith("_default")
+    show_test = args.test or name.endswith("_default")
     splits = ["valid", "test"] if show_test else ["valid"]
     keys = [k for k in args.keys.split(",") if k]
     header = (["setting"] + [f"{s} {m}" for s in splits for m in table["metrics"]] + keys
               + ["train units/s", "updates"])
     rows = []
-    for name, overrides in table["settings"].items():
-        slug = "".join(c if c.isalnum() else "_" for c in name)[:60]
+    for setting, overrides in table["settings"].items():
+        slug = "".join(c if c.isalnum() else "_" for c in setting)[:60]
         runs = [run_one(table["task"], [*table["budget"], *overrides, *args.extra], seed,
-                        Path(args.out) / args.table / slug / f"seed{seed}") for seed in seeds]
+                        Path(args.out) / name / slug / f"seed{seed}") for seed in seeds]
         cells = [fmt([r[f"{s}.{m}"] for r in runs]) for s in splits for m in table["metrics"]]
         cells += [fmt([r[k] for r in runs]) if all(k in r for r in runs) else "—" for k in keys]
         speed = statistics.mean(r[table["speed"]] for r in runs)
-        rows.append([name, *cells, f"{speed:,.0f}", fmt([r["train.steps"] for r in runs])])
+        rows.append([setting, *cells, f"{speed:,.0f}", fmt([r["train.steps"] for r in runs])])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\n({len(seeds)} seed(s): {args.seeds}; mean ± sd over seeds)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ is this output.
 
 With ``--variants``, no profile: each variant's milliseconds a step side by side on the same batches
 (``eager``: fp32; ``compile``: fp32 with ``trainer.compile=true``, the warm-up's seconds show the
-compilation; ``bf16``: ``trainer.precision=bf16`` autocast), which is how ``trainer.compile`` and
-``trainer.precision`` defaults were decided on this CPU.
+compilation; ``bf16``: ``trainer.precision=bf16`` autocast; ``torch-dropout``: ``trainer.fast_dropout=false``;
+``default``: the task's own settings), which is how the ``trainer.compile``, ``trainer.precision`` and
+``trainer.fast_dropout`` defaults were decided on this CPU. The speed-ups are over ``eager`` when it is
+listed, else over the first variant.
 """
 
 from __future__ import annotations
@@ -203,20 +205,22 @@ def time_variant(task: str, keys: list[str], steps: int, warmup: int) -> dict:
 
 
 VARIANTS = {"eager": ["trainer.precision=fp32"], "compile": ["trainer.precision=fp32", "trainer.compile=true"],
-            "bf16": ["trainer.precision=bf16"]}  # (explicit: generation's default precision is auto)
+            "bf16": ["trainer.precision=bf16"],  # (explicit: generation's default precision is auto)
+            "torch-dropout": ["trainer.fast_dropout=false"], "default": []}  # (the task's own precision)
 
 
 def compare(tasks: list[str], keys: list[str], variants: list[str], steps: int, warmup: int) -> None:
     """``--variants``: one row per task, ms a step under each variant (and the warm-up's seconds, where
     ``torch.compile`` compiles), with each variant's speed-up over eager."""
+    first = "eager" if "eager" in variants else variants[0]  # the speed-ups are over this one
     print("| Task | " + " | ".join(f"{v}: ms / step (warm-up s)" for v in variants) + " | " +
-          " | ".join(f"{v} / eager" for v in variants if v != "eager") + " |")
+          " | ".join(f"{v} / {first}" for v in variants if v != first) + " |")
     print("|---|" + "---|" * (2 * len(variants) - 1))
     for task in tasks:
         r = {v: time_variant(task, keys + VARIANTS[v], steps, warmup) for v in variants}
-        base = r.get("eager", next(iter(r.values())))["ms"]
+        base = r[first]["ms"]
         print(f"| {task} | " + " | ".join(f"{r[v]['ms']:.1f} ({r[v]['warmup_s']:.1f})" for v in variants) + " | "
-              + " | ".join(f"{base / r[v]['ms']:.2f}x" for v in variants if v != "eager") + " |", flush=True)
+              + " | ".join(f"{base / r[v]['ms']:.2f}x" for v in variants if v != first) + " |", flush=True)
 
 
 def main() -> None:
@@ -225,7 +229,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--variants", default="", help="instead of the profile, time these side by side: any of "
-                   f"{','.join(VARIANTS)} (eager: fp32; compile: fp32 compiled; bf16: trainer.precision=bf16)")
+                   f"{','.join(VARIANTS)} (eager: fp32; compile: fp32 compiled; bf16: trainer.precision=bf16; "
+                   "torch-dropout: trainer.fast_dropout=false; default: the task's own settings)")
     p.add_argument("keys", nargs="*", help="key=value settings for every task (as on the command line)")
     args = p.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

@@ -452,3 +452,20 @@ def test_bench_sdpa_precision_ratios_are_against_plain_bf16():
         for ms, ratio in cells:
             t = float(ms)
             assert (bf16 - h) / (t + h) - h <= float(ratio) <= (bf16 + h) / max(t - h, 1e-9) + h, (ms, ratio, bf16)
+
+
+def test_bench_dropout_speedups_and_kept_shares():
+    """Each speed-up is torch's time over ours; both keep about 1 - p of the elements."""
+    r = script("bench_dropout.py", "--shapes", "4,8,64", "2,3,5", "--repeat", "2", "--p", "0.25")
+    rows = markdown_rows(r.stdout)[1:]
+    assert [row[0] for row in rows] == ["4, 8, 64", "2, 3, 5"]
+    for row in rows:
+        h = 0.005  # times printed to 0.01 ms, ratios to 0.01
+        for torch_ms, ours_ms, speedup in (row[1:4], row[4:7]):
+            t, o = float(torch_ms), float(ours_ms)
+            ratio = float(speedup.rstrip("x"))
+            assert (t - h) / (o + h) - h <= ratio <= (t + h) / max(o - h, 1e-9) + h, (torch_ms, ours_ms, speedup)
+        kept = re.fullmatch(r"([\d.]+) / ([\d.]+) \(([\d.]+)\)", row[7]).groups()
+        assert kept[2] == "0.7500"
+    big = [float(x) for x in re.fullmatch(r"([\d.]+) / ([\d.]+) \(.*", rows[0][7]).groups()]
+    assert all(abs(share - 0.75) < 0.05 for share in big)  # 2,048 elements x 4 draws: within ~6 sd
