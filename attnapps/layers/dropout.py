@@ -41,8 +41,10 @@ def set_fast(enabled: bool) -> None:
     _fast = bool(enabled)
 
 
-def is_fast() -> bool:
-    return _fast
+def draws_own_mask(x: Tensor) -> bool:
+    """Whether :func:`dropout` draws ``x``'s mask itself (the CPU's 16-bit masks) rather than leaving it to
+    torch: on the CPU, for floating-point tensors, outside ``torch.compile``, unless :func:`set_fast` ``(False)``."""
+    return _fast and x.device.type == "cpu" and x.is_floating_point() and not torch.compiler.is_compiling()
 
 
 def keep_rate(p: float) -> float:
@@ -80,8 +82,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
-    if (not _fast or inplace or keep_rate(p) == 0.0 or x.device.type != "cpu" or not x.is_floating_point()
-            or x.numel() < SMALLEST or torch.compiler.is_compiling()):
+    if inplace or keep_rate(p) == 0.0 or x.numel() < SMALLEST or not draws_own_mask(x):
         return F.dropout(x, p, training, inplace)
     return _MaskedScale.apply(x, p)
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from attnapps.layers.dropout import Dropout, dropout, is_fast
+from attnapps.layers.dropout import Dropout, draws_own_mask, dropout
 
 
 def unpack(packed: PackedSequence, total_length: int) -> Tensor:
@@ -49,10 +49,9 @@ def run_stacked(rnn: nn.LSTM | nn.GRU, x: Tensor, hx=None):
     ``torch.compile``) it is ``rnn(x, hx)``. Returns ``(out, h_n)``, or ``(out, (h_n, c_n))`` for an LSTM.
     """
     lstm = isinstance(rnn, nn.LSTM)
-    if (not rnn.training or rnn.num_layers == 1 or rnn.dropout == 0 or not is_fast() or x.device.type != "cpu"
-            or isinstance(x, PackedSequence) or (lstm and rnn.proj_size > 0) or not isinstance(rnn, (nn.LSTM, nn.GRU))
-            or torch.compiler.is_compiling()):
-        return rnn(x, hx)
+    if (not rnn.training or rnn.num_layers == 1 or rnn.dropout == 0 or isinstance(x, PackedSequence)
+            or not isinstance(rnn, (nn.LSTM, nn.GRU)) or (lstm and rnn.proj_size > 0) or not draws_own_mask(x)):
+        return rnn(x, hx)  # (the kernel's own dropout wherever the core's would be torch's anyway)
     dirs = 2 if rnn.bidirectional else 1
     if hx is None:
         zeros = x.new_zeros(rnn.num_layers * dirs, x.size(0 if rnn.batch_first else 1), rnn.hidden_size)
