@@ -124,7 +124,7 @@ class LexicalBias(nn.Module):
             ids = ids.unsqueeze(1).expand(-1, weights.size(1), -1, -1)  # (batch, tgt_len, src_len, top)
             probs = probs.unsqueeze(1)
         vals = weights.float().unsqueeze(-1) * probs  # (.., src_len, top): a_j t(y | x_j)
-        p = weights.new_zeros(*weights.shape[:-1], self.tgt_vocab, dtype=torch.float32)
+        p = weights.new_zeros(*weights.shape[:-1], self.tgt_vocab, dtype=vals.dtype)  # fp32 (fp64 in an fp64 model)
         p = p.scatter_add(-1, ids.flatten(-2), vals.flatten(-2))  # (.., tgt_vocab)
         return torch.log(p + self.eps) * self.weight
 

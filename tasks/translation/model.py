@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from attnapps.attention import build_attention, lengths_to_mask
 from attnapps.config import AttentionVariant, PROBABILITY, at_least, choice, opt
 from attnapps.layers import Dropout, RNNEncoder, SinusoidalPositions, TransformerDecoder, TransformerEncoder
+from attnapps.layers.input_feed import input_fed_applies, input_fed_loop
 
 from .lexicon import LexicalBias
 
@@ -73,6 +74,9 @@ class RNNConfig(Seq2SeqConfig):
     input_feed: bool = opt(True, "feed each step's attentional state a_{t-1} into the next step's RNN input (Luong "
                            "et al. 2015). false: the RNN reads the embeddings alone, so teacher forcing runs the "
                            "RNN over the whole target in one call and attends from every step at once")
+    fused_loop: bool = opt(True, "train the input-fed decoder (one-layer GRU, additive attention) through the "
+                           "core's loop with its backward written out (attnapps.layers.input_feed): the same "
+                           "function in fewer operators, on the CPU; false = autograd through each step's modules")
 
 
 @dataclass
@@ -140,6 +144,7 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
         embed_size, hidden_size, layers, dropout = cfg.embed_size, cfg.hidden_size, cfg.layers, cfg.dropout
         cell, share_embeddings = cfg.cell, cfg.share_embeddings and shared_vocab
         self.cell, self.layers, self.hidden_size, self.input_feed = cell, layers, hidden_size, cfg.input_feed
+        self.fused_loop = cfg.fused_loop
         self.encoder = RNNEncoder(src_vocab, embed_size, hidden_size, layers, cell, True, dropout, pad_id)
         self.tgt_embedding = (self.encoder.embedding if share_embeddings
                               else nn.Embedding(tgt_vocab, embed_size, padding_idx=pad_id))
@@ -218,7 +223,14 @@ class RNNSeq2Seq(SourceOutput, nn.Module):
 
     def _loop(self, emb: Tensor, state: dict):
         """Input feeding: one :meth:`_decode` per target step. -> ``a (batch, tgt_len, hidden)``, and, as
-        the output layer reads them, ``weights (batch, tgt_len, src_len)`` and the copy gate's input."""
+        the output layer reads them, ``weights (batch, tgt_len, src_len)`` and the copy gate's input. In
+        training on the CPU, the default decoder (one-layer GRU, additive attention, no copy gate) runs
+        :func:`~attnapps.layers.input_feed.input_fed_loop` instead: the same function."""
+        if (self.fused_loop and self.copy is None
+                and input_fed_applies(self.rnn, self.attention, self.combine, emb)):
+            a, weights = input_fed_loop(emb, state["h"][:, 0], state["enc"], state["keys"], state["mask"], self.rnn,
+                                        self.attention, self.combine)  # (batch, tgt_len, hidden), (.., src_len)
+            return a, (weights if self.reads_weights else None), None
         outs, copies = [], []
         for e in emb.unbind(1):  # (batch, embed) each; one stack in backward (emb[:, t] would zero-fill and add
             a, state, copy = self._decode(e, state)  # a whole (batch, tgt_len, embed) gradient per step)

@@ -234,3 +234,40 @@ def test_channel_log_probs_known_values():
                 math.log(0 + 1e-7) + math.log(1 / 2 + 1e-7),  # y = [3]: nothing explains source piece 2
                 math.log(0.5 / 3 + 1e-7) + math.log(1.5 / 3 + 1e-7)]
     assert got.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_written_out_loop_trains_the_default_decoder_as_the_stepped_modules_do():
+    """``model.fused_loop`` (default): in training, the input-fed GRU decoder with additive attention runs
+    :func:`attnapps.layers.input_feed.input_fed_loop`; the log-probabilities (the lexicon reads the attention
+    weights) and every parameter's gradient equal those of stepping the modules under autograd (fp64, with
+    dropout: both draw the same masks)."""
+    from unittest import mock
+
+    import attnapps_tasks.translation.model as model_module
+
+    lex = fit_ibm1([([5, 6], [14, 15]), ([6, 7], [15, 16]), ([9], [18])], 30, 30)
+    torch.manual_seed(0)
+    model = RNNSeq2Seq(RNNConfig(embed_size=16, hidden_size=32, dropout=0.2, lexicon=True), 30, 30,
+                       lexicon=lex).double().train()
+    assert model.fused_loop
+
+    def run(fused: bool):
+        model.fused_loop = fused
+        model.zero_grad()
+        torch.manual_seed(1)
+        log_p = model(SRC, SRC_LEN, TGT)  # (batch, tgt_len, vocab)
+        log_p.gather(-1, torch.tensor([[14, 15, 16, 17, 1], [18, 19, 20, 3, 4]]).unsqueeze(-1)).sum().backward()
+        return log_p.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    with mock.patch.object(model_module, "input_fed_loop", wraps=model_module.input_fed_loop) as loop:
+        fused = run(True)
+        assert loop.call_count == 1
+        stepped = run(False)
+        assert loop.call_count == 1
+        with torch.no_grad():  # evaluation and decoding step the modules
+            model(SRC, SRC_LEN, TGT)
+        assert loop.call_count == 1
+    torch.testing.assert_close(fused[0], stepped[0], rtol=1e-10, atol=1e-12)
+    assert set(fused[1]) == set(stepped[1]) and "attention.v.weight" in fused[1]
+    for name, grad in stepped[1].items():
+        torch.testing.assert_close(fused[1][name], grad, rtol=1e-9, atol=1e-12, msg=name)
