@@ -19,6 +19,9 @@ so an interrupted study continues where it stopped. ``--table`` takes several ta
     python scripts/decision_tables.py --table generation_dropout --seeds 1234,0,1 --test  # torch's or ours
     python scripts/decision_tables.py --table translation_dropout,classification_dropout,captioning_dropout,\
 generation_dropout --seeds 0,1,2 --test --out runs/dropout40 trainer.max_steps=40  # the four defaults, 40 steps
+    python scripts/decision_tables.py --table translation_loop --seeds 0,1,2 --test --out runs/loop40 \
+        trainer.max_steps=40                                  # the written-out decoder loop or autograd's, 40 steps
+    python scripts/decision_tables.py --table translation_loop --seeds 1234,0,1 --test  # the same at equal time
     python scripts/build_generation_check.py; python scripts/decision_tables.py --table generation_precision \
         --seeds 1234,0,1 --test --out runs/decisions-fortunes 'data.path="~/.cache/attnapps/generation-check/fortunes"'
     python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
@@ -134,6 +137,12 @@ for _task, (_metrics, _speed) in DEFAULT_METRICS.items():  # <task>_dropout: eac
         "task": _task, "budget": [], "metrics": _metrics, "speed": _speed,
         "settings": {"torch's dropout (trainer.fast_dropout=false)": ["trainer.fast_dropout=false"],
                      "the core's dropout (default)": []}}
+# the default decoder's teacher-forced loop: each step's modules under autograd, or the core's loop with its
+# backward written out (attnapps.layers.input_feed)
+TABLES["translation_loop"] = {
+    "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
+    "settings": {"autograd through each step (model.fused_loop=false)": ["model.fused_loop=false"],
+                 "the core's written-out loop (default)": []}}
 
 
 def run_one(task: str, overrides: list[str], seed: int, out: Path) -> dict:

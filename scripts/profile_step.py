@@ -29,8 +29,9 @@ is this output.
 With ``--variants``, no profile: each variant's milliseconds a step side by side on the same batches
 (``eager``: fp32; ``compile``: fp32 with ``trainer.compile=true``, the warm-up's seconds show the
 compilation; ``bf16``: ``trainer.precision=bf16`` autocast; ``torch-dropout``: ``trainer.fast_dropout=false``;
-``default``: the task's own settings), which is how the ``trainer.compile``, ``trainer.precision`` and
-``trainer.fast_dropout`` defaults were decided on this CPU. The speed-ups are over ``eager`` when it is
+``default``: the task's own settings; ``stepped-loop``, translation only: ``model.fused_loop=false``, the
+input-fed decoder's steps under autograd), which is how the ``trainer.compile``, ``trainer.precision``,
+``trainer.fast_dropout`` and ``model.fused_loop`` defaults were decided on this CPU. The speed-ups are over ``eager`` when it is
 listed, else over the first variant.
 """
 
@@ -206,7 +207,8 @@ def time_variant(task: str, keys: list[str], steps: int, warmup: int) -> dict:
 
 VARIANTS = {"eager": ["trainer.precision=fp32"], "compile": ["trainer.precision=fp32", "trainer.compile=true"],
             "bf16": ["trainer.precision=bf16"],  # (explicit: generation's default precision is auto)
-            "torch-dropout": ["trainer.fast_dropout=false"], "default": []}  # (the task's own precision)
+            "torch-dropout": ["trainer.fast_dropout=false"], "default": [],  # (the task's own precision)
+            "stepped-loop": ["model.fused_loop=false"]}  # (translation's RNN: autograd through each decoder step)
 
 
 def compare(tasks: list[str], keys: list[str], variants: list[str], steps: int, warmup: int) -> None:
@@ -230,7 +232,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--variants", default="", help="instead of the profile, time these side by side: any of "
                    f"{','.join(VARIANTS)} (eager: fp32; compile: fp32 compiled; bf16: trainer.precision=bf16; "
-                   "torch-dropout: trainer.fast_dropout=false; default: the task's own settings)")
+                   "torch-dropout: trainer.fast_dropout=false; default: the task's own settings; stepped-loop, "
+                   "translation only: model.fused_loop=false)")
     p.add_argument("keys", nargs="*", help="key=value settings for every task (as on the command line)")
     args = p.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
