@@ -40,6 +40,26 @@ def test_sequence_loss_sums_over_non_padding_targets():
     assert float(smooth) == pytest.approx(float(by_hand), rel=1e-5)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("pad_id", [0, None])
+def test_sequence_loss_reads_log_probabilities_as_cross_entropy_reads_logits(smoothing, pad_id):
+    """``log_probs=True`` on log_softmax(logits) gives F.cross_entropy's value on the logits, and the same
+    gradient with respect to the logits (through the log_softmax the model applied)."""
+    torch.manual_seed(0)
+    target = torch.tensor([[1, 2, 0, 0], [3, 1, 2, 0]])
+    base, grads = torch.randn(2, 4, 6) * 3, []
+    for log_probs in (False, True):
+        logits = base.clone().requires_grad_()
+        out = torch.log_softmax(logits, -1) if log_probs else logits
+        loss, n = sequence_loss(out, target, pad_id, smoothing, log_probs=log_probs)
+        loss.backward()
+        grads.append((float(loss.detach()), int(n), logits.grad))
+    assert grads[0][:2] == pytest.approx(grads[1][:2], rel=1e-6)
+    torch.testing.assert_close(grads[1][2], grads[0][2])
+    if pad_id == 0:
+        assert grads[1][2][0, 2:].abs().sum() == 0  # padding contributes nothing
+
+
 def test_fit_tokenizer_builds_each_kind_and_rejects_others():
     texts = ["the cat sat", "the dog sat on the mat"] * 20
     assert fit_tokenizer("char", texts).kind == "char"
