@@ -44,7 +44,7 @@ def choice(name: str, values: list[str]) -> type[Choice]:
 
 OnError = choice("OnError", ["raise", "skip"])
 Schedule = choice("Schedule", ["constant", "linear", "cosine", "inverse_sqrt"])
-Precision = choice("Precision", ["fp32", "bf16", "fp16", "auto"])
+Precision = choice("Precision", ["fp32", "bf16", "fp16", "bf16-output", "auto"])
 AfterEarlyStop = choice("AfterEarlyStop", ["average", "none"])
 SentencePieceType = choice("SentencePieceType", ["unigram", "bpe"])
 
@@ -243,9 +243,11 @@ class TrainerConfig:
                      check=PROBABILITY)
     precision: Precision = opt("fp32", "fp32 | bf16 (autocast, CPU or CUDA; non-finite steps skipped and counted) | "
                                "fp16 (autocast with torch.amp.GradScaler's loss scaling: for CUDA; runs on CPU too, "
-                               "slowly; overflowing steps skipped, counted, and the scale lowered) | auto (bf16 on a GPU "
-                               "with bf16 support, or on a CPU with bf16 units (AMX, AVX512-BF16) for a model measured "
-                               "to gain from it; else fp32; config.yaml records the choice)")
+                               "slowly; overflowing steps skipped, counted, and the scale lowered) | bf16-output (the "
+                               "output layer over the vocabulary in bf16 while training, the rest fp32; models with an "
+                               "attnapps.layers.OutputLayer) | auto (bf16 on a GPU with bf16 support, or on a CPU with "
+                               "bf16 units (AMX, AVX512-BF16) bf16 or bf16-output for a model measured to gain from it; "
+                               "else fp32; config.yaml records the choice)")
     compile: bool = opt(False, "torch.compile the model's forward (Inductor; the first steps compile; pays on GPUs, "
                         "see the README's Performance section for this CPU)")
     device: str = opt("auto", "auto (CUDA if present, else CPU) | cpu | cuda | cuda:N",

@@ -14,7 +14,10 @@ its inputs. Whether that pays depends on the hardware and on the model:
   fp32, :func:`attnapps.attention.functional.sdpa`; before, 0.77x), and was a wash or slower for the
   other tasks' recurrent models (``scripts/profile_step.py --variants``). So a model opts in with the
   class attribute ``cpu_bf16 = True`` -- set only where it was measured to pay (at equal time, on valid)
-  -- and ``auto`` picks bf16 on a CPU only for such a model.
+  -- and ``auto`` picks bf16 on a CPU only for such a model. A model whose recurrent steps lose in bf16
+  but whose output layer over the vocabulary gains sets ``cpu_bf16 = "output"``: ``auto`` then picks
+  ``bf16-output`` there, the :class:`~attnapps.layers.output.OutputLayer` in bf16 while training and
+  everything else fp32 (the RNN translator: its step 1.07-1.12x faster).
 * Anything else (``mps``, a CPU without the units): fp32.
 
 The trainer resolves ``auto`` once the model is built, before ``config.yaml`` is written, so the saved
@@ -51,12 +54,13 @@ def native_bf16(device: torch.device) -> bool:
 
 def resolve_precision(precision: str, device: torch.device, model: nn.Module) -> str:
     """``trainer.precision`` with ``auto`` replaced: ``bf16`` on a GPU with bf16 support, or on a CPU with
-    bf16 units for a model whose class sets ``cpu_bf16 = True``; otherwise ``fp32``. Other values pass
-    through unchanged."""
+    bf16 units for a model whose class sets ``cpu_bf16 = True`` (``bf16-output`` where it sets
+    ``cpu_bf16 = "output"``); otherwise ``fp32``. Other values pass through unchanged."""
     if precision != "auto":
         return precision
     if not native_bf16(device):
         return "fp32"
-    if device.type == "cpu" and not getattr(model, "cpu_bf16", False):
-        return "fp32"
+    if device.type == "cpu":
+        opted = getattr(model, "cpu_bf16", False)
+        return "bf16-output" if opted == "output" else "bf16" if opted is True else "fp32"
     return "bf16"

@@ -31,6 +31,7 @@ from attnapps.config import plain
 from attnapps.data.batching import BucketBatchSampler, to_device
 from attnapps.errors import AttnappsError, ConfigError
 from attnapps.layers.dropout import set_fast as set_fast_dropout
+from attnapps.layers.output import set_bf16_output
 from attnapps.task import Reporter
 from attnapps.training import distributed as dist
 from attnapps.training.allocator import keep_freed_memory
@@ -105,7 +106,10 @@ class Trainer:
             len(datasets["train"]), self.tc.batch_size, self.task.lengths("train"), self.tc.max_tokens, shuffle=True,
             seed=self.cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         self.model = self.task.build_model().to(self.device)
-        self.tc.precision = resolve_precision(self.tc.precision, self.device, self.model)  # "auto" -> fp32 | bf16
+        self.tc.precision = resolve_precision(self.tc.precision, self.device, self.model)  # "auto" -> fp32 | bf16..
+        if self.tc.precision == "bf16-output" and not set_bf16_output(self.model):
+            raise ConfigError("trainer.precision=bf16-output: this model has no attnapps.layers.OutputLayer to run "
+                              "in bf16 (use fp32, bf16 or auto)")
         if self.tc.compile:  # in place: the state dict keeps its keys, checkpoints load either way
             self.model.compile()
         if self.dist.rank > 0:  # dropout and sampling differ per rank; the weights are rank 0's (DDP broadcasts)

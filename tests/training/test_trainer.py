@@ -7,7 +7,7 @@ import torch
 
 import tests.dummy_task as dummy
 from attnapps.run import train as run_training
-from attnapps.errors import AttnappsError
+from attnapps.errors import AttnappsError, ConfigError
 from attnapps.training import load_checkpoint
 from attnapps.training.clock import Progress
 from attnapps.training.progress import progress_bar
@@ -210,6 +210,11 @@ def test_bf16_skips_and_counts_a_non_finite_step(dummy_cfg, tmp_path):
     assert m["train.skipped_steps"] == 1 and m["train.steps"] == 20
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"]
     assert all(torch.isfinite(v).all() for v in best.values())
+
+
+def test_bf16_output_needs_an_output_layer(dummy_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.precision=bf16-output: this model has no .*OutputLayer"):
+        train(dummy_cfg("trainer.precision=bf16-output", "trainer.max_epochs=0", "trainer.max_steps=2"), tmp_path)
 
 
 def test_fp16_scales_the_loss_skips_an_overflow_and_lowers_the_scale(dummy_cfg, tmp_path):
