@@ -118,7 +118,7 @@ class TranslationConfig(RunConfig):
     report: TranslationReport = field(default_factory=TranslationReport)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(
         max_epochs=40, max_minutes=6.0, batch_size=64, lr=3e-3, warmup_steps=200, schedule="cosine",
-        eval_every=500, eval_max_batches=0, clip_grad_norm=1.0, betas=(0.9, 0.98)))
+        eval_every=500, eval_max_batches=0, clip_grad_norm=1.0, betas=(0.9, 0.98), precision="auto"))
 
 
 @dataclass

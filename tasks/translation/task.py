@@ -341,8 +341,11 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
         return torch.tensor([tgt.piece_to_id(src.id_to_piece(i)) for i in range(src.vocab_size)])
 
     def loss(self, model, batch):
-        logits = model(batch["src"], batch["src_len"], batch["tgt_in"])  # (batch, tgt_len, vocab)
-        return sequence_loss(logits, batch["tgt_out"], self.tgt_tok.pad_id, self.cfg.model.label_smoothing)
+        # logits (batch, tgt_len, vocab); log-probabilities where the output layer reads the attention (the
+        # lexicon, the copy mixture), which the loss then reads as they are (``model``: DDP's wrapper under torchrun)
+        out = model(batch["src"], batch["src_len"], batch["tgt_in"])
+        return sequence_loss(out, batch["tgt_out"], self.tgt_tok.pad_id, self.cfg.model.label_smoothing,
+                             log_probs=getattr(model, "module", model).reads_weights)
 
     # ------------------------------------------------------------------ evaluation
     def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1,
