@@ -22,6 +22,9 @@ generation_dropout --seeds 0,1,2 --test --out runs/dropout40 trainer.max_steps=4
     python scripts/decision_tables.py --table translation_loop --seeds 0,1,2 --test --out runs/loop40 \
         trainer.max_steps=40                                  # the written-out decoder loop or autograd's, 40 steps
     python scripts/decision_tables.py --table translation_loop --seeds 1234,0,1 --test  # the same at equal time
+    python scripts/decision_tables.py --table translation_precision --seeds 1234,0,1 --test  # fp32 or bf16-output
+    python scripts/decision_tables.py --table translation_precision --seeds 0,1,2 --test --out runs/precision40 \
+        trainer.max_steps=40                                  # the same at 40 steps
     python scripts/build_generation_check.py; python scripts/decision_tables.py --table generation_precision \
         --seeds 1234,0,1 --test --out runs/decisions-fortunes 'data.path="~/.cache/attnapps/generation-check/fortunes"'
     python scripts/build_language_sets.py; python scripts/decision_tables.py --table translation_languages --test
@@ -139,6 +142,13 @@ for _task, (_metrics, _speed) in DEFAULT_METRICS.items():  # <task>_dropout: eac
                      "the core's dropout (default)": []}}
 # the default decoder's teacher-forced loop: each step's modules under autograd, or the core's loop with its
 # backward written out (attnapps.layers.input_feed)
+# the RNN translator's precision: fp32, or its output layer in bf16 while training (the default, auto, on a CPU
+# with bf16 units: attnapps.layers.OutputLayer)
+TABLES["translation_precision"] = {
+    "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
+    "settings": {"fp32 (trainer.precision=fp32)": ["trainer.precision=fp32"],
+                 "the output layer in bf16 (trainer.precision=bf16-output; what the default, auto, picks on a "
+                 "CPU with bf16 units)": ["trainer.precision=bf16-output"]}}
 TABLES["translation_loop"] = {
     "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
     "settings": {"autograd through each step (model.fused_loop=false)": ["model.fused_loop=false"],
