@@ -3,7 +3,7 @@
 (the task's sampler and collate) and its own optimizer.
 
     python scripts/profile_step.py [--tasks translation,classification,captioning,generation] [--steps 20]
-                                   [--warmup 5] [--variants eager,compile,bf16] [KEY=VALUE ...]
+                                   [--warmup 5] [--variants eager,compile,bf16 | --floor] [KEY=VALUE ...]
                                    (keys apply to every task listed)
 
 Each step is cut into phases with ``record_function``: ``data`` (the next batch: collate, to the device),
@@ -33,6 +33,11 @@ compilation; ``bf16``: ``trainer.precision=bf16`` autocast; ``torch-dropout``: `
 input-fed decoder's steps under autograd), which is how the ``trainer.compile``, ``trainer.precision``,
 ``trainer.fast_dropout`` and ``model.fused_loop`` defaults were decided on this CPU. The speed-ups are over ``eager`` when it is
 listed, else over the first variant.
+
+With ``--floor``, no profile: each task's matmul work a step (GFLOP, forward and backward, counted by
+``torch.utils.flop_counter`` over ``--steps`` batches), the milliseconds it would take at this CPU's fp32
+matmul peak (measured on 2048 x 2048 products), and the step's median milliseconds: how far a step is
+from the time its matmuls alone need.
 """
 
 from __future__ import annotations
@@ -225,6 +230,49 @@ def compare(tasks: list[str], keys: list[str], variants: list[str], steps: int, 
               + " | ".join(f"{base / r[v]['ms']:.2f}x" for v in variants if v != first) + " |", flush=True)
 
 
+def peak_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's matmul rate in GFLOP/s: the best of ``repeats`` ``n x n x n`` products in ``dtype``."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def floor(tasks: list[str], keys: list[str], steps: int, warmup: int) -> None:
+    """``--floor``: each task's matmul work a step (``torch.utils.flop_counter`` over the forward and backward
+    of ``steps`` batches) and what it would take at this CPU's fp32 matmul peak, beside the step's median."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    peak = peak_rate(torch.float32)
+    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s (the best of five 2048 x 2048 x 2048 products); bf16: "
+          f"{peak_rate(torch.bfloat16):.0f} GFLOP/s\n")
+    print("| Task | GFLOP a step (matmuls, forward + backward) | ms at the fp32 peak | ms a step (median) | "
+          "the step's matmul floor / the step |")
+    print("|---|---|---|---|---|")
+    for task in tasks:
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = build(task, keys, tmp)
+            loader = DataLoader(trainer.task.datasets["train"], batch_sampler=trainer.sampler,
+                                collate_fn=trainer.task.train_collate, num_workers=0)
+            it, flops = iter(loader), 0
+            for _ in range(min(steps, len(loader))):
+                b = to_device(next(it), trainer.device)
+                counter = FlopCounterMode(display=False)
+                with counter, trainer.autocast():
+                    loss, _ = trainer.updater.loss(trainer.model, b)
+                    loss.float().backward()
+                flops += counter.get_total_flops()
+                trainer.model.zero_grad(set_to_none=True)
+            gflop = flops / min(steps, len(loader)) / 1e9
+        ms = time_variant(task, keys, steps, warmup)["ms"]
+        print(f"| {task} | {gflop:.3g} | {1e3 * gflop / peak:.3g} | {ms:.1f} | {100e3 * gflop / peak / ms:.2g}% |",
+              flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="translation,classification,captioning,generation")
@@ -234,6 +282,8 @@ def main() -> None:
                    f"{','.join(VARIANTS)} (eager: fp32; compile: fp32 compiled; bf16: trainer.precision=bf16; "
                    "torch-dropout: trainer.fast_dropout=false; default: the task's own settings; stepped-loop, "
                    "translation only: model.fused_loop=false)")
+    p.add_argument("--floor", action="store_true", help="instead of the profile: each step's matmul GFLOP and "
+                   "the milliseconds they would take at this CPU's fp32 matmul peak, beside the step's")
     p.add_argument("keys", nargs="*", help="key=value settings for every task (as on the command line)")
     args = p.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -244,6 +294,10 @@ def main() -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if any(v not in VARIANTS for v in variants):
         sys.exit(f"--variants={args.variants}: choose from {','.join(VARIANTS)}")
+    if args.floor:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} batches counted and timed "
+              f"after {args.warmup}; settings: {' '.join(args.keys) or 'the defaults'}\n")
+        return floor(tasks, keys, args.steps, args.warmup)
     if variants:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; the median of {args.steps} steps after "
               f"{args.warmup} warm-up steps; settings: {' '.join(args.keys) or 'the defaults'}\n")

@@ -4,6 +4,7 @@ installed here (the script makes their virtualenv); their log lines below are co
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -155,3 +156,10 @@ def test_profile_step_accounts_for_the_whole_step(tmp_path):
     header, row = markdown_rows(r.stdout)
     eager, bf16 = (float(c.split()[0]) for c in row[1:3])
     assert float(row[3].rstrip("x")) == pytest.approx(eager / bf16, rel=0.04)  # (of the unrounded milliseconds)
+    r = script("profile_step.py", "--tasks", "generation", "--steps", "2", "--warmup", "1", "--floor", *TINY_GPT)
+    peak = float(re.search(r"fp32 matmul peak: (\d+) GFLOP/s", r.stdout).group(1))
+    header, row = markdown_rows(r.stdout)
+    gflop, at_peak, step, share = float(row[1]), float(row[2]), float(row[3]), float(row[4].rstrip("%"))
+    # the tiny GPT's matmuls: at least its linear layers, 3 x 2 x 128 tokens x 12 x 32 x 32 weights (9.4 MFLOP)
+    assert gflop > 0.0094 and at_peak == pytest.approx(1e3 * gflop / peak, rel=0.01)
+    assert share == pytest.approx(100 * at_peak / step, rel=0.06) and 0 < share < 100
