@@ -146,7 +146,9 @@ for _task, (_metrics, _speed) in DEFAULT_METRICS.items():  # <task>_dropout: eac
 # with bf16 units: attnapps.layers.OutputLayer)
 TABLES["translation_precision"] = {
     "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
-    "settings": {"fp32 (trainer.precision=fp32)": ["trainer.precision=fp32"],
+    "settings": {"the stepped loop in fp32, as before (model.fused_loop=false trainer.precision=fp32)": [
+                     "model.fused_loop=false", "trainer.precision=fp32"],
+                 "fp32 (trainer.precision=fp32)": ["trainer.precision=fp32"],
                  "the output layer in bf16 (trainer.precision=bf16-output; what the default, auto, picks on a "
                  "CPU with bf16 units)": ["trainer.precision=bf16-output"]}}
 TABLES["translation_loop"] = {
