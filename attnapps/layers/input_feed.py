@@ -10,15 +10,17 @@ One step t (Luong, Pham & Manning 2015, input feeding; Bahdanau, Cho & Bengio 20
     c_t = w_t enc                                        (batch, d_v)
     a_t = tanh(W_c [c_t; h_t] + b_c)                     (batch, hidden)
 
-Under autograd each step records some 40 operators, and their backward functions run one by one; on a
-CPU, with a 64-sentence batch and 256 units, that bookkeeping costs about as much as the step's matmuls.
-:func:`input_fed_loop` runs the forward steps without recording, keeps what the backward needs in
+Under autograd each step records dozens of small operators, and their backward functions run one by
+one. :func:`input_fed_loop` runs the forward steps without recording, keeps what the backward needs in
 preallocated time-major buffers, and its backward walks the steps in reverse with the derivatives written
 out (GRU gates, tanh, softmax). The weight gradients are summed over all steps at once: one matmul per
 weight over ``tgt_len x batch`` rows instead of one small matmul and one addition per step. The embedding's
 part of the GRU's input projection is one matmul over the whole target, before the loop. ``u_t`` (batch x
 src_len x hidden a step) is recomputed in the backward instead of stored: on this project's CPU, writing
-it to a buffer cost more than computing it twice.
+it to a buffer cost more than computing it twice. On this project's 2-core CPU, the loop's forward and
+backward for 64 sentences of 14 target and 13 source steps at 256 units took 25-26 ms against 33 ms
+stepped, and the translation default's training step ran 1.17x faster (``scripts/profile_step.py
+--tasks translation --variants stepped-loop,default``).
 
 :func:`input_fed_applies` says where it runs: with gradients on, on the CPU, in fp32 or fp64, outside
 autocast and ``torch.compile``, for a one-layer unidirectional ``nn.GRU`` with biases, an
