@@ -140,10 +140,8 @@ for _task, (_metrics, _speed) in DEFAULT_METRICS.items():  # <task>_dropout: eac
         "task": _task, "budget": [], "metrics": _metrics, "speed": _speed,
         "settings": {"torch's dropout (trainer.fast_dropout=false)": ["trainer.fast_dropout=false"],
                      "the core's dropout (default)": []}}
-# the default decoder's teacher-forced loop: each step's modules under autograd, or the core's loop with its
-# backward written out (attnapps.layers.input_feed)
-# the RNN translator's precision: fp32, or its output layer in bf16 while training (the default, auto, on a CPU
-# with bf16 units: attnapps.layers.OutputLayer)
+# the RNN translator's precision: fp32 (also with the stepped loop, the default before the written-out one), or
+# its output layer in bf16 while training (the default, auto, on a CPU with bf16 units: attnapps.layers.OutputLayer)
 TABLES["translation_precision"] = {
     "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
     "settings": {"the stepped loop in fp32, as before (model.fused_loop=false trainer.precision=fp32)": [
@@ -151,6 +149,8 @@ TABLES["translation_precision"] = {
                  "fp32 (trainer.precision=fp32)": ["trainer.precision=fp32"],
                  "the output layer in bf16 (trainer.precision=bf16-output; what the default, auto, picks on a "
                  "CPU with bf16 units)": ["trainer.precision=bf16-output"]}}
+# the default decoder's teacher-forced loop: each step's modules under autograd, or the core's loop with its
+# backward written out (attnapps.layers.input_feed)
 TABLES["translation_loop"] = {
     "task": "translation", "budget": [], "metrics": ["bleu", "chrf"], "speed": "train.tokens_per_sec",
     "settings": {"autograd through each step (model.fused_loop=false)": ["model.fused_loop=false"],
