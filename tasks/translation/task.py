@@ -342,10 +342,12 @@ class TranslationTask(Task, Reporter, Explainer, Diagnoser):
 
     def loss(self, model, batch):
         # logits (batch, tgt_len, vocab); log-probabilities where the output layer reads the attention (the
-        # lexicon, the copy mixture), which the loss then reads as they are (``model``: DDP's wrapper under torchrun)
+        # lexicon, the copy mixture), which the loss then reads as they are. ``model``: DDP's wrapper under
+        # torchrun; a model of another kind (scripts/bench_translation.py's reference) gives logits
         out = model(batch["src"], batch["src_len"], batch["tgt_in"])
+        log_probs = getattr(getattr(model, "module", model), "reads_weights", False)
         return sequence_loss(out, batch["tgt_out"], self.tgt_tok.pad_id, self.cfg.model.label_smoothing,
-                             log_probs=getattr(model, "module", model).reads_weights)
+                             log_probs=log_probs)
 
     # ------------------------------------------------------------------ evaluation
     def translate(self, model, sources: list[list[int]], beam: int = 1, alpha: float = 0.6, n_best: int = 1,
