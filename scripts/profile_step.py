@@ -193,21 +193,25 @@ def time_variant(task: str, keys: list[str], steps: int, warmup: int) -> dict:
     """Milliseconds a step (the median of ``steps``, after ``warmup`` steps) of the trainer built from
     ``keys``, on the same batches for every variant; and the warm-up's seconds (where compilation goes)."""
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build(task, keys, tmp)
-        loader = DataLoader(trainer.task.datasets["train"], batch_sampler=trainer.sampler,
-                            collate_fn=trainer.task.train_collate, num_workers=0)
-        it = iter(loader)
-        batches = [to_device(next(it), trainer.device) for _ in range(min(warmup + steps, len(loader)))]
+        return time_steps(build(task, keys, tmp), steps, warmup)
+
+
+def time_steps(trainer: Trainer, steps: int, warmup: int) -> dict:
+    """:func:`time_variant` for a trainer already built."""
+    loader = DataLoader(trainer.task.datasets["train"], batch_sampler=trainer.sampler,
+                        collate_fn=trainer.task.train_collate, num_workers=0)
+    it = iter(loader)
+    batches = [to_device(next(it), trainer.device) for _ in range(min(warmup + steps, len(loader)))]
+    t0 = time.perf_counter()
+    for b in batches[:warmup]:
+        trainer.updater.step([b])
+    first = time.perf_counter() - t0
+    walls = []
+    for b in batches[warmup:]:
         t0 = time.perf_counter()
-        for b in batches[:warmup]:
-            trainer.updater.step([b])
-        first = time.perf_counter() - t0
-        walls = []
-        for b in batches[warmup:]:
-            t0 = time.perf_counter()
-            trainer.updater.step([b])
-            walls.append(time.perf_counter() - t0)
-        return {"ms": statistics.median(walls) * 1e3, "warmup_s": first}
+        trainer.updater.step([b])
+        walls.append(time.perf_counter() - t0)
+    return {"ms": statistics.median(walls) * 1e3, "warmup_s": first}
 
 
 VARIANTS = {"eager": ["trainer.precision=fp32"], "compile": ["trainer.precision=fp32", "trainer.compile=true"],
@@ -268,7 +272,7 @@ def floor(tasks: list[str], keys: list[str], steps: int, warmup: int) -> None:
                 flops += counter.get_total_flops()
                 trainer.model.zero_grad(set_to_none=True)
             gflop = flops / min(steps, len(loader)) / 1e9
-        ms = time_variant(task, keys, steps, warmup)["ms"]
+            ms = time_steps(trainer, steps, warmup)["ms"]  # (the same trainer: its data prepared once)
         print(f"| {task} | {gflop:.3g} | {1e3 * gflop / peak:.3g} | {ms:.1f} | {100e3 * gflop / peak / ms:.2g}% |",
               flush=True)
 
